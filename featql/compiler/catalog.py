@@ -1,0 +1,163 @@
+"""The catalog: every source's schema, from its `CREATE TABLE` or read from its files.
+
+Types are normalised to featql's type set and column names lowercased. Reading schemas from
+files uses pyarrow (imported lazily, so projects that declare every schema never load it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlglot import exp
+
+from featql.compiler.body import node_span
+from featql.compiler.decorators import Decl
+from featql.compiler.diagnostics import Diagnostics, SourceFile, did_you_mean
+from featql.compiler.ir import BatchSpec, Column, Location, Source, StreamSpec
+from featql.compiler.loader import ParsedFile
+from featql.compiler.types import ALL_TYPES, UNKNOWN, from_arrow, from_sqlglot
+
+
+def build_sources(files: list[ParsedFile], root: Path, diags: Diagnostics) -> list[Source]:
+    out: list[Source] = []
+    for f in files:
+        if f.decl is None or f.decl.kind != "source":
+            continue
+        src = _build_source(f, root, diags)
+        if src is not None:
+            out.append(src)
+    return out
+
+
+def location_of(src: SourceFile, decl: Decl) -> Location:
+    return Location(src.path, decl.span.line, decl.span.col)
+
+
+def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | None:
+    decl = f.decl
+    assert decl is not None
+    fmt, path, options = decl.get("batch")
+    batch = BatchSpec(fmt, path, options)
+    stream = None
+    if decl.get("stream") is not None:
+        kind, spath, sopts = decl.get("stream")
+        opts = dict(sopts)
+        stream = StreamSpec(kind, spath, opts.pop("format", "json"), tuple(sorted(opts.items())))
+    if isinstance(f.statement, exp.Create):
+        columns = _columns_from_ddl(f, decl, diags)
+        schema_from = "ddl"
+    else:
+        columns = _columns_from_files(f, decl, batch, root, diags)
+        schema_from = "files"
+    if columns is None:
+        return None
+    names = {c.name: c for c in columns}
+    ok = True
+    for key, want in (("timestamp", ("TIMESTAMP",)), ("created", ("TIMESTAMP",))):
+        col = decl.get(key)
+        if col is None:
+            continue
+        if col not in names:
+            diags.error("E306", f"source '{decl.name}' has no column '{col}' (its {key} column)",
+                        decl.at(key), hint=did_you_mean(col, names))
+            ok = False
+        elif names[col].type not in want:
+            diags.error("E306", f"{key} column '{col}' of source '{decl.name}' is "
+                        f"{names[col].type}, expected TIMESTAMP", decl.at(key),
+                        hint=f"declare it TIMESTAMP or cast it in the files")
+            ok = False
+    for p in decl.pii:
+        if p not in names:
+            diags.error("E306", f"@pii names unknown column '{p}' of source '{decl.name}'",
+                        decl.span, hint=did_you_mean(p, names))
+    if not ok:
+        return None
+    return Source(
+        name=decl.name,
+        location=location_of(f.src, decl),
+        timestamp=decl.get("timestamp"),
+        batch=batch,
+        columns=tuple(columns),
+        schema_from=schema_from,  # type: ignore[arg-type]
+        created=decl.get("created"),
+        stream=stream,
+        pii=decl.pii,
+        meta=decl.meta,
+    )
+
+
+def _columns_from_ddl(f: ParsedFile, decl: Decl, diags: Diagnostics) -> list[Column] | None:
+    create = f.statement
+    assert isinstance(create, exp.Create)
+    schema = create.this
+    table = schema.this if isinstance(schema, exp.Schema) else schema
+    table_name = table.name.lower() if isinstance(table, exp.Table) else ""
+    if table_name and table_name != decl.name:
+        diags.error("E113", f"CREATE TABLE names '{table_name}' but @source names '{decl.name}'",
+                    node_span(f.src, table), hint=f"rename the table to '{decl.name}'")
+        return None
+    if not isinstance(schema, exp.Schema) or not schema.expressions:
+        diags.error("E113", "CREATE TABLE of a source must list its columns",
+                    node_span(f.src, create))
+        return None
+    columns: list[Column] = []
+    ok = True
+    for coldef in schema.expressions:
+        if not isinstance(coldef, exp.ColumnDef):
+            continue
+        name = coldef.name.lower()
+        kind = coldef.args.get("kind")
+        ftype = from_sqlglot(kind) if isinstance(kind, exp.DataType) else UNKNOWN
+        if kind is None:
+            diags.error("E305", f"column '{name}' of source '{decl.name}' has no type",
+                        node_span(f.src, coldef), hint=f"types: {', '.join(ALL_TYPES)}")
+            ok = False
+            continue
+        if ftype == UNKNOWN:
+            diags.error("E305", f"unsupported type {kind.sql('duckdb')} for column '{name}'",
+                        node_span(f.src, kind), hint=f"featql types: {', '.join(ALL_TYPES)}")
+            ok = False
+            continue
+        if any(c.name == name for c in columns):
+            diags.error("E412", f"column '{name}' declared twice", node_span(f.src, coldef))
+            ok = False
+            continue
+        columns.append(Column(name, ftype))
+    return columns if ok else None
+
+
+def _columns_from_files(f: ParsedFile, decl: Decl, batch: BatchSpec, root: Path,
+                        diags: Diagnostics) -> list[Column] | None:
+    where = decl.at("batch")
+    if batch.path.startswith("s3://"):
+        diags.error("E304", f"source '{decl.name}' reads s3:// and declares no schema", where,
+                    hint="add a CREATE TABLE with its columns after the header")
+        return None
+    path = root / batch.path
+    try:
+        import pyarrow.dataset as ds
+
+        schema = ds.dataset(str(path), format=batch.format).schema
+    except (FileNotFoundError, OSError, ValueError) as e:
+        reason = "no files found" if not path.exists() else str(e).splitlines()[0]
+        diags.error("E304", f"cannot read the schema of source '{decl.name}' from "
+                    f"'{batch.path}': {reason}", where,
+                    hint="generate the data first, or declare the columns with CREATE TABLE")
+        return None
+    if len(schema) == 0:
+        diags.error("E304", f"cannot read the schema of source '{decl.name}' from "
+                    f"'{batch.path}': no files found", where,
+                    hint="generate the data first, or declare the columns with CREATE TABLE")
+        return None
+    columns: list[Column] = []
+    skipped: list[str] = []
+    for field in schema:
+        ftype = from_arrow(field.type)
+        if ftype == UNKNOWN:
+            skipped.append(f"{field.name} ({field.type})")
+            continue
+        columns.append(Column(field.name.lower(), ftype))
+    if skipped:
+        diags.warning("W305", f"source '{decl.name}': columns of unsupported types are not "
+                      f"visible to features: {', '.join(skipped)}", where)
+    return columns

@@ -1,0 +1,295 @@
+"""Validate decorators against their schemas and turn them into declarations.
+
+Each definition file has exactly one *kind* decorator (`@source`, `@entity`, `@feature_view`,
+`@request_transform`, `@feature_service`) and any number of metadata decorators (`@owner`,
+`@tags`, `@description`, `@pii`). Unknown decorators and keys get a "did you mean".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from featql.compiler.diagnostics import Diagnostics, Span, did_you_mean
+from featql.compiler.durations import parse_duration, parse_start
+from featql.compiler.header import (
+    Bool,
+    Call,
+    Decorator,
+    Ident,
+    ListV,
+    Num,
+    Str,
+    Typed,
+    Value,
+    describe,
+)
+from featql.compiler.ir import Meta
+
+KINDS = ("source", "entity", "feature_view", "request_transform", "feature_service")
+METADATA = ("owner", "tags", "description", "pii")
+
+
+@dataclass
+class Decl:
+    """A validated kind decorator: python values and the span of each key's value."""
+
+    kind: str
+    name: str
+    span: Span
+    values: dict[str, Any] = field(default_factory=dict)
+    spans: dict[str, Span] = field(default_factory=dict)
+    meta: Meta = field(default_factory=Meta)
+    pii: tuple[str, ...] = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def at(self, key: str) -> Span:
+        return self.spans.get(key, self.span)
+
+
+Check = Callable[[Value, Diagnostics], Any]
+_INVALID = object()
+
+
+def _err(diags: Diagnostics, v: Value, want: str) -> object:
+    diags.error("E105", f"expected {want}, found {describe(v)}", v.span)
+    return _INVALID
+
+
+def ident(v: Value, diags: Diagnostics) -> Any:
+    if isinstance(v, Ident) and "." not in v.name and ":" not in v.name:
+        return v.name.lower()
+    if isinstance(v, Str) and v.value.isidentifier():
+        return v.value.lower()
+    return _err(diags, v, "a name")
+
+
+def string(v: Value, diags: Diagnostics) -> Any:
+    return v.value if isinstance(v, Str) else _err(diags, v, "a string")
+
+
+def boolean(v: Value, diags: Diagnostics) -> Any:
+    return v.value if isinstance(v, Bool) else _err(diags, v, "true or false")
+
+
+def duration(v: Value, diags: Diagnostics) -> Any:
+    if not isinstance(v, Str):
+        return _err(diags, v, "a duration string such as '1d'")
+    seconds = parse_duration(v.value)
+    if seconds is None:
+        diags.error("E106", f"invalid duration '{v.value}'", v.span,
+                    hint="use a number and a unit: '30s', '15m', '1h', '7d', '2w'")
+        return _INVALID
+    return seconds
+
+
+def start_date(v: Value, diags: Diagnostics) -> Any:
+    if not isinstance(v, Str):
+        return _err(diags, v, "a date string such as '2024-01-01'")
+    parsed = parse_start(v.value)
+    if parsed is None:
+        diags.error("E111", f"invalid start date '{v.value}'", v.span,
+                    hint="use ISO form: '2024-01-01' or '2024-01-01 06:00:00'")
+        return _INVALID
+    return parsed
+
+
+def list_of(item: Check, what: str) -> Check:
+    def check(v: Value, diags: Diagnostics) -> Any:
+        if not isinstance(v, ListV):
+            return _err(diags, v, f"a list of {what}")
+        out = [item(i, diags) for i in v.items]
+        return _INVALID if any(o is _INVALID for o in out) else out
+
+    return check
+
+
+def ref(v: Value, diags: Diagnostics) -> Any:
+    """A feature reference in a service or transform: view, view.*, view.feature, transform."""
+    if isinstance(v, Ident):
+        return (v.name.lower(), v.span)
+    return _err(diags, v, "a feature reference such as view.feature or view.*")
+
+
+def field_decl(v: Value, diags: Diagnostics) -> Any:
+    """`name TYPE` (a typed field) or a bare name whose type is inferred."""
+    if isinstance(v, Typed):
+        return (v.name.lower(), v.type, v.span)
+    if isinstance(v, Ident) and "." not in v.name:
+        return (v.name.lower(), None, v.span)
+    return _err(diags, v, "a column such as user_id BIGINT")
+
+
+BATCH_FORMATS = ("parquet", "csv", "json")
+STREAM_KINDS = ("files",)
+
+
+def location(kinds: tuple[str, ...]) -> Check:
+    def check(v: Value, diags: Diagnostics) -> Any:
+        if not isinstance(v, Call):
+            return _err(diags, v, f"a location such as {kinds[0]}('path/')")
+        name = v.name.lower()
+        if name not in kinds:
+            diags.error("E105", f"unknown location kind '{v.name}'", v.span,
+                        hint=did_you_mean(name, kinds) or f"use one of: {', '.join(kinds)}")
+            return _INVALID
+        if len(v.args) != 1 or not isinstance(v.args[0], Str):
+            diags.error("E105", f"{name}(...) takes one path string", v.span)
+            return _INVALID
+        opts: dict[str, str] = {}
+        for kw in v.kwargs:
+            val = kw.value
+            if isinstance(val, Str | Ident | Num | Bool):
+                raw = getattr(val, "value", getattr(val, "name", None))
+                opts[kw.key.lower()] = str(raw).lower() if isinstance(val, Bool) else str(raw)
+            else:
+                return _err(diags, val, "a simple option value")
+        return (name, v.args[0].value, tuple(sorted(opts.items())))
+
+    return check
+
+
+# key → (check, required)
+SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
+    "source": {
+        "name": (ident, True),
+        "timestamp": (ident, True),
+        "created": (ident, False),
+        "batch": (location(BATCH_FORMATS), True),
+        "stream": (location(STREAM_KINDS), False),
+    },
+    "entity": {
+        "name": (ident, True),
+        "keys": (list_of(field_decl, "key columns"), True),
+    },
+    "feature_view": {
+        "name": (ident, True),
+        "entity": (ident, True),
+        "timestamp": (ident, True),
+        "ttl": (duration, False),
+        "schedule": (duration, False),
+        "start": (start_date, True),
+        "windows": (list_of(duration, "durations"), False),
+        "slide": (duration, False),
+        "variant": (string, False),
+        "deprecated": (boolean, False),
+        "replacement": (ident, False),
+        "online": (boolean, False),
+        "offline": (boolean, False),
+    },
+    "request_transform": {
+        "name": (ident, True),
+        "request": (list_of(field_decl, "request fields"), True),
+    },
+    "feature_service": {
+        "name": (ident, True),
+        "features": (list_of(ref, "feature references"), True),
+    },
+}
+
+
+def build_decl(decorators: list[Decorator], file_span: Span, diags: Diagnostics) -> Decl | None:
+    """The file's declaration, or None when it has no (valid) kind decorator."""
+    kinds = [d for d in decorators if d.name in KINDS]
+    for d in decorators:
+        if d.name not in KINDS and d.name not in METADATA:
+            hint = did_you_mean(d.name, KINDS + METADATA)
+            diags.error("E102", f"unknown decorator '@{d.name}'", d.span,
+                        hint=hint or f"known decorators: {', '.join('@' + k for k in KINDS)}")
+    if not kinds:
+        if not any(d.name not in METADATA for d in decorators):
+            diags.error("E108", "definition file has no @source, @entity, @feature_view, "
+                        "@request_transform or @feature_service decorator", file_span,
+                        hint="start the file with a header such as "
+                        "-- @feature_view(name = ..., entity = ..., timestamp = ..., start = ...)")
+        return None
+    for extra in kinds[1:]:
+        diags.error("E109", f"a file defines one object; found a second kind decorator "
+                    f"'@{extra.name}'", extra.span, hint="move it to a file of its own")
+    decl = _validate(kinds[0], diags)
+    if decl is None:
+        return None
+    meta, pii = _metadata([d for d in decorators if d.name in METADATA], diags)
+    decl.meta = meta
+    decl.pii = pii
+    if pii and decl.kind != "source":
+        diags.error("E105", "@pii applies to source columns only",
+                    next(d.span for d in decorators if d.name == "pii"))
+    return decl
+
+
+def _validate(dec: Decorator, diags: Diagnostics) -> Decl | None:
+    schema = SCHEMAS[dec.name]
+    values: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    for v in dec.args:
+        diags.error("E105", f"@{dec.name} takes named arguments only (key = value)", v.span,
+                    hint=f"keys of @{dec.name}: {', '.join(schema)}")
+    seen: set[str] = set()
+    ok = True
+    for kw in dec.kwargs:
+        key = kw.key.lower()
+        if key not in schema:
+            hint = did_you_mean(key, schema) or f"keys of @{dec.name}: {', '.join(schema)}"
+            diags.error("E103", f"unknown key '{kw.key}' for @{dec.name}", kw.key_span, hint=hint)
+            ok = False
+            continue
+        if key in seen:
+            diags.error("E107", f"key '{key}' given twice", kw.key_span)
+            ok = False
+            continue
+        seen.add(key)
+        value = schema[key][0](kw.value, diags)
+        if value is _INVALID:
+            ok = False
+            continue
+        values[key] = value
+        spans[key] = kw.value.span
+    for key, (_check, required) in schema.items():
+        if required and key not in seen:
+            diags.error("E104", f"@{dec.name} is missing required key '{key}'", dec.span)
+            ok = False
+    if not ok or "name" not in values:
+        return None
+    return Decl(dec.name, values["name"], dec.span, values, spans)
+
+
+def _metadata(decs: list[Decorator], diags: Diagnostics) -> tuple[Meta, tuple[str, ...]]:
+    owner: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    pii: tuple[str, ...] = ()
+    for d in decs:
+        if d.kwargs or len(d.args) != 1:
+            diags.error("E105", f"@{d.name} takes exactly one value", d.span,
+                        hint=_META_HINTS[d.name])
+            continue
+        v = d.args[0]
+        if d.name in ("owner", "description"):
+            s = string(v, diags)
+            if s is _INVALID:
+                continue
+            if d.name == "owner":
+                owner = s
+            else:
+                description = s
+        elif d.name == "tags":
+            t = list_of(string, "strings")(v, diags)
+            if t is not _INVALID:
+                tags = tuple(t)
+        else:
+            p = list_of(ident, "column names")(v, diags)
+            if p is not _INVALID:
+                pii = tuple(p)
+    return Meta(owner, tags, description), pii
+
+
+_META_HINTS = {
+    "owner": "@owner('team-name')",
+    "description": "@description('what this is')",
+    "tags": "@tags(['tag', ...])",
+    "pii": "@pii([column, ...])",
+}

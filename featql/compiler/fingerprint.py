@@ -1,0 +1,83 @@
+"""Fingerprints from canonical SQL: reformatting or renaming a table alias changes nothing.
+
+The canonical form is the qualified query with every table alias renamed to a stable name
+(the table's own name, numbered when a scope reads it twice; derived tables `_q1`, `_q2`, ...),
+printed without comments in one normalised dialect. A view's fingerprint also covers the header
+fields that change meaning (entity keys, timestamp, TTL, windows, slide) and its inputs'
+fingerprints, so a change upstream changes everything downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from featql.compiler.body import READ_DIALECT
+
+
+def digest(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def canonicalize(q: exp.Expression) -> exp.Expression:
+    """A copy of a qualified query with stable table aliases."""
+    q = q.copy()
+    for scope in traverse_scope(q):
+        _rename_scope(scope)
+    for node in q.walk():
+        node.comments = None
+    return q
+
+
+def _rename_scope(scope: Scope) -> None:
+    counts = Counter(s.name.lower() for _, s in scope.selected_sources.values()
+                     if isinstance(s, exp.Table))
+    used: Counter[str] = Counter()
+    derived = 0
+    renames: dict[str, str] = {}
+    for alias, (node, source) in scope.selected_sources.items():
+        if isinstance(source, exp.Table):
+            base = source.name.lower()
+            used[base] += 1
+            new = base if counts[base] == 1 else f"{base}_{used[base]}"
+        elif isinstance(node, exp.CTE):
+            continue
+        else:
+            derived += 1
+            new = f"_q{derived}"
+        renames[alias] = new
+        target = node if isinstance(node, exp.Table) else node.parent
+        if isinstance(target, exp.Table | exp.Subquery):
+            target.set("alias", exp.TableAlias(this=exp.to_identifier(new)))
+    for col in scope.columns:
+        if col.table in renames:
+            col.set("table", exp.to_identifier(renames[col.table]))
+
+
+def canonical_sql(q: exp.Expression) -> str:
+    return canonicalize(q).sql(dialect=READ_DIALECT, normalize=True, comments=False)
+
+
+def context_sql(canonical: exp.Expression, keep: list[str]) -> str:
+    """The query with only `keep` projected: what every feature of the view shares."""
+    if not isinstance(canonical, exp.Select):
+        return canonical.sql(dialect=READ_DIALECT, normalize=True)
+    c = canonical.copy()
+    c.set("expressions", [p for p in c.selects if p.alias_or_name.lower() in keep])
+    return c.sql(dialect=READ_DIALECT, normalize=True)
+
+
+def projection_sql(canonical: exp.Expression, name: str) -> str:
+    if isinstance(canonical, exp.Select):
+        for p in canonical.selects:
+            if p.alias_or_name.lower() == name:
+                inner = p.this if isinstance(p, exp.Alias) else p
+                return inner.sql(dialect=READ_DIALECT, normalize=True)
+    # set operations and the like: every feature depends on the whole query
+    return canonical.sql(dialect=READ_DIALECT, normalize=True)

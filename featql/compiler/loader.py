@@ -1,0 +1,93 @@
+"""Discover a project's definition files and parse each one (header, then body)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlglot import exp
+
+from featql.compiler.body import parse_body
+from featql.compiler.config import ProjectConfig
+from featql.compiler.decorators import Decl, build_decl
+from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
+from featql.compiler.header import parse_header
+from featql.compiler.pyhooks import PyHook, scan_hooks
+
+MAX_FILE_BYTES = 1_000_000
+
+
+@dataclass
+class ParsedFile:
+    src: SourceFile
+    rel: str  # path relative to the project root
+    decl: Decl | None
+    statement: exp.Expression | None
+
+
+def display_path(path: Path) -> str:
+    """How a file is named in diagnostics: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # pragma: no cover - other drive on Windows
+        return str(path)
+
+
+def discover(root: Path, config: ProjectConfig) -> tuple[list[Path], list[Path]]:
+    """(sql files, python files) under root, sorted, skipping excluded and hidden folders."""
+    sql: list[Path] = []
+    py: list[Path] = []
+    excluded = set(config.exclude)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in excluded and not d.startswith("."))
+        for f in sorted(filenames):
+            if f.endswith(".sql"):
+                sql.append(Path(dirpath) / f)
+            elif f.endswith(".py"):
+                py.append(Path(dirpath) / f)
+    return sql, py
+
+
+def read_source(path: Path, diags: Diagnostics) -> SourceFile | None:
+    shown = display_path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            diags.error("E112", f"definition file is too large ({size} bytes, at most "
+                        f"{MAX_FILE_BYTES})", Span.whole_file(shown))
+            return None
+        return SourceFile(shown, path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        diags.error("E112", "definition file is not UTF-8 text", Span.whole_file(shown))
+    except OSError as e:
+        diags.error("E112", f"cannot read definition file: {e.strerror}", Span.whole_file(shown))
+    return None
+
+
+def parse_file(src: SourceFile, rel: str, diags: Diagnostics) -> ParsedFile:
+    before = len(diags.errors)
+    decorators, body_start = parse_header(src, diags)
+    decl = None
+    if len(diags.errors) == before:
+        decl = build_decl(decorators, Span(src.path, 1, 1), diags)
+    statement = None
+    if decl is not None:
+        statement = parse_body(src, body_start, decl.kind, diags)
+    return ParsedFile(src, rel, decl, statement)
+
+
+def load(root: Path, config: ProjectConfig,
+         diags: Diagnostics) -> tuple[list[ParsedFile], list[PyHook]]:
+    sql_paths, py_paths = discover(root, config)
+    files: list[ParsedFile] = []
+    for path in sql_paths:
+        src = read_source(path, diags)
+        if src is not None:
+            files.append(parse_file(src, path.relative_to(root).as_posix(), diags))
+    hooks: list[PyHook] = []
+    for path in py_paths:
+        src = read_source(path, diags)
+        if src is not None:
+            hooks.extend(scan_hooks(src, path.relative_to(root).as_posix(), diags))
+    return files, hooks

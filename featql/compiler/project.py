@@ -1,0 +1,255 @@
+"""The compiler pipeline: a project folder in, a manifest and its diagnostics out.
+
+config → load (header + body per file) → catalog (source schemas) → resolve (names, DAG) →
+type-check views in DAG order (each view's output schema feeds its dependents) → transforms →
+services → lineage → manifest. Each stage reports into one `Diagnostics`; later stages skip what
+earlier stages rejected, so one mistake gives one error, not a cascade.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featql.compiler.catalog import build_sources, location_of
+from featql.compiler.columns import TableColumns
+from featql.compiler.config import CONFIG_FILE, ProjectConfig, load_config
+from featql.compiler.diagnostics import Diagnostics, did_you_mean
+from featql.compiler.fingerprint import canonicalize, context_sql, digest, projection_sql
+from featql.compiler.ir import (
+    Column,
+    Entity,
+    Feature,
+    FeatureService,
+    FeatureView,
+    Manifest,
+    RequestTransform,
+    Source,
+)
+from featql.compiler.leakage import lint_leakage
+from featql.compiler.loader import ParsedFile, display_path, load
+from featql.compiler.resolve import Resolved, resolve
+from featql.compiler.services import build_py_transform, build_service, build_sql_transform
+from featql.compiler.typecheck import TypedView, type_view
+from featql.compiler.types import KEY_TYPES, UNKNOWN, from_sql_text
+
+
+@dataclass
+class CompileResult:
+    root: Path
+    config: ProjectConfig
+    diagnostics: Diagnostics
+    manifest: Manifest | None
+    files: dict[str, ParsedFile] = field(default_factory=dict)  # display path -> file
+    typed: dict[str, TypedView] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest is not None and not self.diagnostics.has_errors()
+
+    def source_text(self, path: str) -> str | None:
+        f = self.files.get(path)
+        if f is not None:
+            return f.src.text
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return None
+
+
+def compile_project(root: str | Path, *, with_lineage: bool = True) -> CompileResult:
+    root = Path(root)
+    diags = Diagnostics()
+    config = load_config(root, display_path(root / CONFIG_FILE), diags)
+    files, hooks = load(root, config, diags)
+    result = CompileResult(root, config, diags, None, {f.src.path: f for f in files})
+    sources = {s.name: s for s in build_sources(files, root, diags)}
+    res = resolve(files, diags)
+    entities = _build_entities(res, diags)
+    views = _build_views(res, sources, entities, diags, result.typed)
+    transforms: dict[str, RequestTransform] = {}
+    for name, f in res.by_kind.get("request_transform", {}).items():
+        t = build_sql_transform(f, views, diags)
+        if t is not None:
+            transforms[name] = t
+    for hook in hooks:
+        if hook.name in transforms or hook.name in views or hook.name in sources:
+            diags.error("E303", f"'{hook.name}' is already defined", hook.span)
+            continue
+        t = build_py_transform(hook, views, str(root), diags)
+        if t is not None:
+            transforms[hook.name] = t
+    declared = set(res.views()) | set(res.by_kind.get("request_transform", {}))
+    failed = (declared | {h.name for h in hooks}) - set(views) - set(transforms)
+    services: dict[str, FeatureService] = {}
+    for name, f in res.by_kind.get("feature_service", {}).items():
+        s = build_service(f, views, transforms, diags, failed)
+        if s is not None:
+            services[name] = s
+    manifest = Manifest(
+        project=config.name,
+        sources=tuple(sources[n] for n in sorted(sources)),
+        entities=tuple(entities[n] for n in sorted(entities)),
+        views=tuple(views[n] for n in sorted(views)),
+        transforms=tuple(transforms[n] for n in sorted(transforms)),
+        services=tuple(services[n] for n in sorted(services)),
+    )
+    if with_lineage and not diags.has_errors():
+        from featql.compiler.lineage import build_lineage
+
+        manifest = build_lineage(manifest, result.typed)
+    result.manifest = manifest
+    return result
+
+
+def _build_entities(res: Resolved, diags: Diagnostics) -> dict[str, Entity]:
+    out: dict[str, Entity] = {}
+    for name, f in res.by_kind.get("entity", {}).items():
+        assert f.decl is not None
+        keys: list[Column] = []
+        ok = True
+        for key, type_text, span in f.decl.get("keys"):
+            ktype = from_sql_text(type_text) if type_text else UNKNOWN
+            if type_text and ktype not in KEY_TYPES:
+                diags.error("E405", f"key '{key}' of entity '{name}' is {type_text}; keys must be "
+                            "BIGINT, INT or STRING", span)
+                ok = False
+            keys.append(Column(key, ktype))
+        if not keys:
+            diags.error("E104", f"entity '{name}' needs at least one key", f.decl.at("keys"))
+            ok = False
+        if ok:
+            out[name] = Entity(name, location_of(f.src, f.decl), tuple(keys), f.decl.meta)
+    return out
+
+
+def _tables_for(view: str, res: Resolved, sources: dict[str, Source],
+                views: dict[str, FeatureView]) -> TableColumns | None:
+    tables: TableColumns = {}
+    for dep in res.reads.get(view, []):
+        if dep in sources:
+            tables[dep] = {c.name: c.type for c in sources[dep].columns}
+        elif dep in views:
+            tables[dep] = {c.name: c.type for c in views[dep].output_columns}
+        else:
+            return None  # the dependency failed; its own error explains
+    return tables
+
+
+def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, Entity],
+                 diags: Diagnostics, typed_out: dict[str, TypedView]) -> dict[str, FeatureView]:
+    views: dict[str, FeatureView] = {}
+    all_views = res.views()
+    for name in res.order:
+        f = all_views[name]
+        decl, stmt = f.decl, f.statement
+        if decl is None or stmt is None:
+            continue
+        entity = entities.get(decl.get("entity"))
+        if entity is None:
+            if decl.get("entity") not in res.by_kind.get("entity", {}):
+                diags.error("E307", f"unknown entity '{decl.get('entity')}'", decl.at("entity"),
+                            hint=did_you_mean(decl.get("entity"), res.by_kind.get("entity", {})))
+            continue
+        reads_aggregate = [d for d in res.reads.get(name, [])
+                           if d in views and views[d].kind == "aggregate"]
+        if reads_aggregate:
+            diags.error("E419", f"feature view '{name}' reads aggregate view "
+                        f"'{reads_aggregate[0]}'; aggregate features are served per window and "
+                        "cannot be read as a table", decl.span,
+                        hint="read the source it aggregates, or use a request transform")
+            continue
+        tables = _tables_for(name, res, sources, views)
+        if tables is None:
+            continue
+        lint_leakage(f.src, stmt, "a feature query", diags)
+        typed = type_view(f.src, decl, stmt, tables, list(entity.keys), diags)
+        if typed is None:
+            continue
+        _learn_key_types(entities, entity, typed)
+        views[name] = _view_ir(f, name, typed, res, sources, views, diags)
+        typed_out[name] = typed
+    return views
+
+
+def _learn_key_types(entities: dict[str, Entity], entity: Entity, typed: TypedView) -> None:
+    """Untyped entity keys take the type the first view gives them."""
+    if all(k.type != UNKNOWN for k in entity.keys):
+        return
+    learned = {k.name: k.type for k in typed.keys}
+    keys = tuple(Column(k.name, learned.get(k.name, k.type) if k.type == UNKNOWN else k.type)
+                 for k in entity.keys)
+    entities[entity.name] = Entity(entity.name, entity.location, keys, entity.meta)
+
+
+def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
+             sources: dict[str, Source], views: dict[str, FeatureView],
+             diags: Diagnostics) -> FeatureView:
+    decl = f.decl
+    assert decl is not None
+    canonical = canonicalize(typed.query.qualified)
+    deps = res.reads.get(name, [])
+    upstream = sorted(
+        (d, views[d].fingerprint if d in views else digest(sources[d])) for d in deps
+    )
+    key_names = [k.name for k in typed.keys]
+    is_agg = bool(typed.aggregations)
+    shared = context_sql(canonical, key_names + ([] if is_agg else [typed.timestamp]))
+    header = {"keys": key_names, "ts": typed.timestamp, "ttl": decl.get("ttl"),
+              "windows": list(typed.windows), "slide": typed.slide}
+    features: list[Feature] = []
+    if is_agg:
+        for agg in typed.aggregations:
+            for w in typed.windows:
+                fname = f"{agg.name}_{_fmt(w)}"
+                features.append(Feature(fname, agg.type, digest(
+                    shared, agg.function, agg.input_sql, w, typed.slide, upstream),
+                    aggregation=agg.name, window_seconds=w))
+    else:
+        for col in typed.features:
+            features.append(Feature(col.name, col.type, digest(
+                shared, projection_sql(canonical, col.name), header, upstream)))
+    sql = canonical.sql(dialect="duckdb", normalize=True)
+    schedule = decl.get("schedule") or typed.slide or 86400
+    replacement = decl.get("replacement")
+    if replacement and replacement not in res.views():
+        diags.error("E307", f"replacement '{replacement}' is not a feature view",
+                    decl.at("replacement"), hint=did_you_mean(replacement, res.views()))
+    if decl.get("deprecated"):
+        diags.warning("W801", f"feature view '{name}' is deprecated"
+                      + (f"; use '{replacement}'" if replacement else ""), decl.at("deprecated"))
+    created = None
+    if len(deps) == 1 and deps[0] in sources and len(res.table_refs.get(name, [])) == 1:
+        created = sources[deps[0]].created
+    return FeatureView(
+        name=name,
+        base_name=decl.name,
+        variant=decl.get("variant"),
+        location=location_of(f.src, decl),
+        kind="aggregate" if is_agg else "row",
+        entity=decl.get("entity"),
+        keys=tuple(typed.keys),
+        timestamp=typed.timestamp,
+        sql=sql,
+        depends_on=tuple(deps),
+        features=tuple(features),
+        fingerprint=digest(sql, header, upstream),
+        schedule_seconds=schedule,
+        start=decl.get("start"),
+        ttl_seconds=decl.get("ttl"),
+        windows=typed.windows,
+        slide_seconds=typed.slide,
+        aggregations=tuple(typed.aggregations),
+        created=created,
+        deprecated=bool(decl.get("deprecated", False)),
+        replacement=replacement,
+        online=bool(decl.get("online", True)),
+        offline=bool(decl.get("offline", True)),
+        meta=decl.meta,
+    )
+
+
+def _fmt(seconds: int) -> str:
+    from featql.compiler.durations import format_duration
+
+    return format_duration(seconds)

@@ -1,0 +1,205 @@
+"""Request transforms (SQL and Python) and feature services: references and types.
+
+A SQL transform reads `request.<field>` and `<view>.<feature>` and has no FROM; it is typed by
+attaching those as tables. Python transforms come from `pyhooks` and are checked the same way.
+A service may only name existing features and transforms; its keys are the union of the entity
+keys of every view it reads (through features or through transforms' inputs).
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from featql.compiler.body import node_span
+from featql.compiler.catalog import location_of
+from featql.compiler.columns import TableColumns
+from featql.compiler.decorators import Decl
+from featql.compiler.diagnostics import Diagnostics, Span, did_you_mean
+from featql.compiler.fingerprint import canonical_sql, digest
+from featql.compiler.ir import (
+    Column,
+    FeatureRef,
+    FeatureService,
+    FeatureView,
+    Location,
+    RequestTransform,
+)
+from featql.compiler.leakage import lint_leakage
+from featql.compiler.loader import ParsedFile
+from featql.compiler.pyhooks import PyHook
+from featql.compiler.typecheck import type_query
+from featql.compiler.types import ALL_TYPES, UNKNOWN, from_sql_text
+
+
+def _request_fields(fields: list[tuple[str, str | None, Span]],
+                    diags: Diagnostics) -> list[Column] | None:
+    out: list[Column] = []
+    for name, type_text, span in fields:
+        ftype = from_sql_text(type_text) if type_text else UNKNOWN
+        if ftype == UNKNOWN:
+            diags.error("E305", f"request field '{name}' needs a featql type"
+                        + (f", found {type_text}" if type_text else ""), span,
+                        hint=f"for example {name} DOUBLE; types: {', '.join(ALL_TYPES)}")
+            return None
+        out.append(Column(name, ftype))
+    return out
+
+
+def build_sql_transform(f: ParsedFile, views: dict[str, FeatureView],
+                        diags: Diagnostics) -> RequestTransform | None:
+    decl = f.decl
+    stmt = f.statement
+    assert decl is not None
+    if not isinstance(stmt, exp.Select):
+        return None
+    request = _request_fields(decl.get("request"), diags)
+    if request is None:
+        return None
+    if stmt.args.get("from_") is not None or stmt.args.get("joins"):
+        diags.error("E420", "a request transform reads request.<field> and <view>.<feature>; "
+                    "it has no FROM", node_span(f.src, stmt.args.get("from_") or stmt))
+        return None
+    lint_leakage(f.src, stmt, "a request transform", diags)
+    tables: TableColumns = {"request": {c.name: c.type for c in request}}
+    ok = True
+    for col in stmt.find_all(exp.Column):
+        qualifier = col.table.lower()
+        if not qualifier:
+            diags.error("E421", f"column '{col.name}' must be qualified: request.{col.name} or "
+                        f"<view>.{col.name}", node_span(f.src, col))
+            ok = False
+        elif qualifier != "request" and qualifier not in tables:
+            if qualifier in views:
+                tables[qualifier] = {ft.name: ft.type for ft in views[qualifier].features}
+            else:
+                diags.error("E503", f"unknown feature view '{col.table}' in '{col.sql()}'",
+                            node_span(f.src, col.args["table"]),
+                            hint=did_you_mean(qualifier, [*views, "request"]))
+                ok = False
+    if not ok:
+        return None
+    query = stmt.copy()
+    query.from_("request", copy=False)
+    for t in tables:
+        if t != "request":
+            query.join(t, join_type="cross", copy=False)
+    typed = type_query(f.src, query, tables, diags)
+    if typed is None:
+        return None
+    inputs = sorted({f"{c.table.lower()}.{c.name.lower()}" for c in stmt.find_all(exp.Column)
+                     if c.table.lower() != "request"})
+    return RequestTransform(
+        name=decl.name, location=location_of(f.src, decl), language="sql",
+        request=tuple(request), inputs=tuple(inputs), outputs=tuple(typed.columns),
+        sql=stmt.sql(dialect="duckdb"), fingerprint=digest(canonical_sql(stmt)), meta=decl.meta,
+    )
+
+
+def build_py_transform(hook: PyHook, views: dict[str, FeatureView], project_root: str,
+                       diags: Diagnostics) -> RequestTransform | None:
+    request = _request_fields([(n, t, hook.span) for n, t in hook.request], diags)
+    outputs = _request_fields([(n, t, hook.span) for n, t in hook.outputs], diags)
+    if request is None or outputs is None:
+        return None
+    ok = True
+    for ref, span in hook.inputs:
+        view, _, feature = ref.partition(".")
+        if view not in views:
+            diags.error("E503", f"unknown feature view '{view}' in input '{ref}'", span,
+                        hint=did_you_mean(view, views))
+            ok = False
+        elif views[view].feature(feature) is None:
+            diags.error("E503", f"feature view '{view}' has no feature '{feature}'", span,
+                        hint=did_you_mean(feature, [x.name for x in views[view].features]))
+            ok = False
+    names = [c.name for c in request] + [r.partition(".")[2] for r, _ in hook.inputs]
+    if ok and sorted(hook.params) != sorted(names):
+        diags.error("E504", f"'{hook.function}' takes ({', '.join(hook.params)}) but its "
+                    f"request fields and inputs are ({', '.join(names)})", hook.span,
+                    hint="name one parameter per request field and per input feature")
+        ok = False
+    if not ok:
+        return None
+    return RequestTransform(
+        name=hook.name, location=Location(hook.span.path, hook.span.line, hook.span.col),
+        language="python", request=tuple(request), inputs=tuple(r for r, _ in hook.inputs),
+        outputs=tuple(outputs), module=hook.module, function=hook.function,
+        fingerprint=digest(hook.module, hook.function, hook.request, hook.inputs, hook.outputs),
+    )
+
+
+def build_service(f: ParsedFile, views: dict[str, FeatureView],
+                  transforms: dict[str, RequestTransform], diags: Diagnostics,
+                  failed: set[str]) -> FeatureService | None:
+    decl: Decl | None = f.decl
+    assert decl is not None
+    refs: list[FeatureRef] = []
+    used_transforms: list[str] = []
+    ok = True
+    for ref, span in decl.get("features"):
+        if ref.split(".")[0] in failed:
+            ok = False  # already reported where it is defined
+            continue
+        got = _resolve_ref(ref, span, views, transforms, diags)
+        if got is None:
+            ok = False
+        elif isinstance(got, str):
+            if got in used_transforms:
+                diags.error("E505", f"transform '{got}' is listed twice", span)
+                ok = False
+            used_transforms.append(got)
+        else:
+            for r in got:
+                if r in refs:
+                    diags.error("E505", f"feature '{r.view}.{r.feature}' is listed twice", span)
+                    ok = False
+                refs.append(r)
+    if not ok:
+        return None
+    for view in dict.fromkeys(r.view for r in refs):
+        v = views[view]
+        if v.deprecated:
+            diags.warning("W801", f"service '{decl.name}' uses deprecated feature view '{view}'"
+                          + (f"; use '{v.replacement}'" if v.replacement else ""), decl.at("name"))
+    keys: dict[str, Column] = {}
+    needed = [r.view for r in refs] + [i.split(".")[0] for t in used_transforms
+                                       for i in transforms[t].inputs]
+    for view in dict.fromkeys(needed):
+        for k in views[view].keys:
+            if k.name in keys and keys[k.name].type != k.type:
+                diags.error("E506", f"key '{k.name}' is {keys[k.name].type} in one view and "
+                            f"{k.type} in '{view}'", decl.at("features"))
+                return None
+            keys.setdefault(k.name, k)
+    return FeatureService(decl.name, location_of(f.src, decl), tuple(refs),
+                          tuple(used_transforms), tuple(keys.values()), decl.meta)
+
+
+def _resolve_ref(ref: str, span: Span, views: dict[str, FeatureView],
+                 transforms: dict[str, RequestTransform],
+                 diags: Diagnostics) -> list[FeatureRef] | str | None:
+    if "." not in ref:
+        if ref in transforms:
+            return ref
+        if ref in views:
+            diags.error("E501", f"'{ref}' is a feature view; name its features", span,
+                        hint=f"use {ref}.* for all of them, or {ref}.<feature>")
+            return None
+        diags.error("E502", f"unknown feature view or transform '{ref}'", span,
+                    hint=did_you_mean(ref, [*views, *transforms]))
+        return None
+    view, _, feature = ref.rpartition(".")
+    if view not in views:
+        diags.error("E502", f"unknown feature view '{view}' in '{ref}'", span,
+                    hint=did_you_mean(view, views))
+        return None
+    v = views[view]
+    if feature == "*":
+        return [FeatureRef(view, ft.name, ft.type) for ft in v.features]
+    ft = v.feature(feature)
+    if ft is None:
+        diags.error("E501", f"feature view '{view}' has no feature '{feature}'", span,
+                    hint=did_you_mean(feature, [x.name for x in v.features])
+                    or f"its features: {', '.join(x.name for x in v.features)}")
+        return None
+    return [FeatureRef(view, ft.name, ft.type)]

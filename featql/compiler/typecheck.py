@@ -1,0 +1,348 @@
+"""Type-check feature views in DAG order.
+
+Each view is qualified and annotated against a schema holding its sources and the inferred
+output schemas of the views it reads (SQLMesh's approach), then checked against its header:
+entity keys and timestamp present with the right types, names and types known, and for aggregate
+views a GROUP BY of exactly the entity keys over supported, tile-mergeable aggregates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+from sqlglot.errors import OptimizeError
+from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
+
+from featql.compiler.body import READ_DIALECT, node_span
+from featql.compiler.columns import TableColumns, check_columns
+from featql.compiler.decorators import Decl
+from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
+from featql.compiler.ir import Aggregation, Column
+from featql.compiler.types import KEY_TYPES, NUMERIC, UNKNOWN, compatible, from_sqlglot, to_sqlglot
+
+AGG_FUNCTIONS: dict[type, str] = {
+    exp.Count: "count",
+    exp.Sum: "sum",
+    exp.Avg: "avg",
+    exp.Min: "min",
+    exp.Max: "max",
+}
+SUPPORTED_AGGS = "COUNT, SUM, AVG, MIN, MAX"
+
+
+@dataclass
+class TypedQuery:
+    """A query qualified against its inputs, with its output columns typed."""
+
+    qualified: exp.Query
+    columns: list[Column]
+    projections: dict[str, exp.Expression] = field(default_factory=dict)  # output -> expression
+
+
+@dataclass
+class TypedView:
+    query: TypedQuery
+    keys: list[Column]
+    timestamp: str
+    features: list[Column]
+    aggregations: list[Aggregation] = field(default_factory=list)
+    windows: tuple[int, ...] = ()
+    slide: int | None = None
+
+
+def make_schema(tables: TableColumns) -> MappingSchema:
+    return MappingSchema(
+        {t: {c: to_sqlglot(ty).sql(READ_DIALECT) for c, ty in cols.items()}
+         for t, cols in tables.items()},
+        dialect=READ_DIALECT,
+    )
+
+
+def type_query(src: SourceFile, stmt: exp.Expression, tables: TableColumns,
+               diags: Diagnostics) -> TypedQuery | None:
+    """Resolve columns (with positions), qualify, annotate; None when it does not type."""
+    if not check_columns(src, stmt, tables, diags):
+        return None
+    if not _check_projection_names(src, stmt, diags):
+        return None
+    try:
+        q = qualify(stmt.copy(), schema=make_schema(tables), dialect=READ_DIALECT,
+                    validate_qualify_columns=False, quote_identifiers=False,
+                    expand_stars=True, identify=False)
+        q = annotate_types(q, schema=make_schema(tables), dialect=READ_DIALECT)
+    except OptimizeError as e:
+        diags.error("E401", f"cannot resolve the query: {e}", node_span(src, stmt))
+        return None
+    assert isinstance(q, exp.Query)
+    columns: list[Column] = []
+    projections: dict[str, exp.Expression] = {}
+    original = {p.alias_or_name.lower(): p for p in stmt.selects} if isinstance(
+        stmt, exp.Select) else {}
+    ok = True
+    for proj in q.selects:
+        name = proj.alias_or_name.lower()
+        ftype = from_sqlglot(proj.type)
+        inner = proj.this if isinstance(proj, exp.Alias) else proj
+        if ftype == UNKNOWN and not isinstance(inner, exp.AggFunc):
+            span = node_span(src, original.get(name, stmt))
+            shown = proj.type.sql(READ_DIALECT) if proj.type else "unknown"
+            diags.error("E403", f"cannot infer a featql type for '{name}' (got {shown})", span,
+                        hint="add a CAST(... AS BIGINT|DOUBLE|STRING|BOOLEAN|TIMESTAMP|DATE)")
+            ok = False
+        columns.append(Column(name, ftype))
+        projections[name] = inner
+    return TypedQuery(q, columns, projections) if ok else None
+
+
+def _check_projection_names(src: SourceFile, stmt: exp.Expression, diags: Diagnostics) -> bool:
+    if not isinstance(stmt, exp.Select):
+        return True
+    ok = True
+    seen: dict[str, exp.Expression] = {}
+    for proj in stmt.selects:
+        if isinstance(proj, exp.Star) or (isinstance(proj, exp.Column)
+                                          and isinstance(proj.this, exp.Star)):
+            continue
+        if not isinstance(proj, exp.Alias | exp.Column):
+            diags.error("E413", "this expression needs a name: add AS <feature_name>",
+                        node_span(src, proj))
+            ok = False
+            continue
+        name = proj.alias_or_name.lower()
+        if name in seen:
+            diags.error("E412", f"output column '{name}' appears twice", node_span(src, proj),
+                        hint="give each output column its own name")
+            ok = False
+        seen[name] = proj
+    return ok
+
+
+def type_view(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: TableColumns,
+              entity_keys: list[Column], diags: Diagnostics) -> TypedView | None:
+    windows = decl.get("windows")
+    if windows is not None or decl.get("slide") is not None:
+        return _type_aggregate(src, decl, stmt, tables, entity_keys, diags)
+    if isinstance(stmt, exp.Select) and (stmt.args.get("group") or _top_level_aggs(stmt)):
+        diags.error("E414", "this view aggregates but its header has no windows",
+                    node_span(src, stmt.args.get("group") or stmt),
+                    hint="add windows = ['1d', ...] and slide = '1h' to @feature_view, "
+                    "or remove the aggregation")
+        return None
+    typed = type_query(src, stmt, tables, diags)
+    if typed is None:
+        return None
+    out = {c.name: c for c in typed.columns}
+    keys = _check_keys(src, decl, stmt, out, entity_keys, diags)
+    ts = decl.get("timestamp")
+    ok = keys is not None
+    if ts not in out:
+        diags.error("E406", f"timestamp column '{ts}' is not in the view's output",
+                    decl.at("timestamp"), hint=f"select it: SELECT ..., {ts} FROM ...")
+        ok = False
+    elif out[ts].type != "TIMESTAMP":
+        diags.error("E407", f"timestamp column '{ts}' is {out[ts].type}, expected TIMESTAMP",
+                    _projection_span(src, stmt, ts, decl.at("timestamp")),
+                    hint=f"CAST({ts} AS TIMESTAMP)")
+        ok = False
+    if decl.get("ttl") is None:
+        pass  # no TTL: a value never expires
+    if not ok or keys is None:
+        return None
+    key_names = {k.name for k in keys}
+    features = [c for c in typed.columns if c.name not in key_names and c.name != ts]
+    if not features:
+        diags.error("E415", "the view outputs no feature columns (only keys and timestamp)",
+                    node_span(src, stmt))
+        return None
+    return TypedView(typed, keys, ts, features)
+
+
+def _projection_span(src: SourceFile, stmt: exp.Expression, name: str, fallback: Span) -> Span:
+    if isinstance(stmt, exp.Select):
+        for p in stmt.selects:
+            if p.alias_or_name.lower() == name:
+                return node_span(src, p)
+    return fallback
+
+
+def _check_keys(src: SourceFile, decl: Decl, stmt: exp.Expression, out: dict[str, Column],
+                entity_keys: list[Column], diags: Diagnostics) -> list[Column] | None:
+    keys: list[Column] = []
+    ok = True
+    for key in entity_keys:
+        if key.name not in out:
+            diags.error("E404", f"entity key '{key.name}' of '{decl.get('entity')}' is not in "
+                        "the view's output", decl.at("entity"),
+                        hint=f"select it: SELECT {key.name}, ...")
+            ok = False
+            continue
+        actual = out[key.name].type
+        if actual not in KEY_TYPES:
+            diags.error("E405", f"entity key '{key.name}' is {actual}; keys must be "
+                        "BIGINT, INT or STRING", _projection_span(src, stmt, key.name, decl.span))
+            ok = False
+        elif key.type != UNKNOWN and not (compatible(actual, key.type)
+                                          or compatible(key.type, actual)):
+            diags.error("E405", f"entity key '{key.name}' is {actual} here but {key.type} in "
+                        f"entity '{decl.get('entity')}'",
+                        _projection_span(src, stmt, key.name, decl.span),
+                        hint=f"CAST({key.name} AS {key.type})")
+            ok = False
+        keys.append(Column(key.name, key.type if key.type != UNKNOWN else actual))
+    return keys if ok else None
+
+
+def _top_level_aggs(stmt: exp.Select) -> bool:
+    return any(p.find(exp.AggFunc) is not None and p.find(exp.Window) is None
+               for p in stmt.selects)
+
+
+def _type_aggregate(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: TableColumns,
+                    entity_keys: list[Column], diags: Diagnostics) -> TypedView | None:
+    windows, slide = decl.get("windows"), decl.get("slide")
+    ok = True
+    if windows is None or slide is None:
+        missing = "windows" if windows is None else "slide"
+        diags.error("E411", f"aggregate view needs both windows and slide; '{missing}' is "
+                    "missing", decl.span, hint="windows = ['1h', '1d'], slide = '1h'")
+        return None
+    for w in windows:
+        if w % slide:
+            diags.error("E410", f"window {_fmt(w)} is not a multiple of the slide {_fmt(slide)}",
+                        decl.at("windows"), hint="each window must be a whole number of slides")
+            ok = False
+    if decl.get("ttl") is not None:
+        diags.error("E416", "ttl applies to row-level views; an aggregate view's windows bound "
+                    "its features", decl.at("ttl"), hint="remove ttl")
+        ok = False
+    if not isinstance(stmt, exp.Select):
+        diags.error("E408", "an aggregate view is one SELECT ... GROUP BY <entity keys>",
+                    node_span(src, stmt))
+        return None
+    if stmt.args.get("having") is not None:
+        diags.error("E417", "HAVING is not supported in aggregate views: it would filter tiles, "
+                    "not windows", node_span(src, stmt.args["having"]))
+        ok = False
+    key_names = [k.name for k in entity_keys]
+    group = stmt.args.get("group")
+    grouped = [g.name.lower() for g in (group.expressions if group else [])
+               if isinstance(g, exp.Column)]
+    if group is None or sorted(grouped) != sorted(key_names) or len(grouped) != len(
+            group.expressions):
+        found = ", ".join(g.sql(READ_DIALECT) for g in group.expressions) if group else "none"
+        diags.error("E408", f"an aggregate view must GROUP BY exactly the entity keys "
+                    f"({', '.join(key_names)}); found {found}",
+                    node_span(src, group) if group else node_span(src, stmt),
+                    hint=f"GROUP BY {', '.join(key_names)}")
+        ok = False
+    if not ok or not check_columns(src, stmt, tables, diags):
+        return None
+    aggs_ok = _check_aggregates(src, stmt, key_names, diags)
+    ts = decl.get("timestamp")
+    ts_type = _input_column_type(stmt, ts, tables)
+    if ts_type is None:
+        diags.error("E406", f"timestamp column '{ts}' is not a column of the tables the view "
+                    "reads", decl.at("timestamp"))
+        return None
+    if ts_type != "TIMESTAMP":
+        diags.error("E407", f"timestamp column '{ts}' is {ts_type}, expected TIMESTAMP",
+                    decl.at("timestamp"))
+        return None
+    if not aggs_ok:
+        return None
+    typed = type_query(src, stmt, tables, diags)
+    if typed is None:
+        return None
+    keys = _check_keys(src, decl, stmt, {c.name: c for c in typed.columns}, entity_keys, diags)
+    if keys is None:
+        return None
+    aggregations: list[Aggregation] = []
+    for name, node in typed.projections.items():
+        if name in key_names:
+            continue
+        agg = _aggregation(src, name, node, stmt, diags)
+        if agg is None:
+            return None
+        aggregations.append(agg)
+    features = [Column(f"{a.name}_{_fmt(w)}", a.type) for a in aggregations for w in windows]
+    return TypedView(typed, keys, ts, features, aggregations, tuple(windows), slide)
+
+
+def _fmt(seconds: int) -> str:
+    from featql.compiler.durations import format_duration
+
+    return format_duration(seconds)
+
+
+def _input_column_type(stmt: exp.Select, name: str, tables: TableColumns) -> str | None:
+    from featql.compiler.resolve import table_references
+
+    for t in table_references(stmt):
+        cols = tables.get(t.name.lower(), {})
+        if name in cols:
+            return cols[name]
+    return None
+
+
+def _check_aggregates(src: SourceFile, stmt: exp.Select, keys: list[str],
+                      diags: Diagnostics) -> bool:
+    ok = True
+    for proj in stmt.selects:
+        inner = proj.this if isinstance(proj, exp.Alias) else proj
+        if isinstance(inner, exp.Column) and inner.name.lower() in keys:
+            continue
+        if not isinstance(proj, exp.Alias):
+            continue  # reported as unnamed by type_query
+        if isinstance(inner, exp.AggFunc) and type(inner) not in AGG_FUNCTIONS:
+            diags.error("E409", f"unsupported aggregate {inner.sql_name()}() in an aggregate view",
+                        node_span(src, inner), hint=f"supported (mergeable across tiles): "
+                        f"{SUPPORTED_AGGS}")
+            ok = False
+        elif isinstance(inner, exp.AggFunc) and isinstance(inner.this, exp.Distinct):
+            diags.error("E409", "COUNT(DISTINCT ...) cannot be merged across tiles",
+                        node_span(src, inner), hint=f"supported: {SUPPORTED_AGGS}")
+            ok = False
+        elif not isinstance(inner, exp.AggFunc):
+            if isinstance(inner, exp.Anonymous) or inner.find(exp.AggFunc) is None:
+                shown = inner.sql_name() if isinstance(inner, exp.Func) else "expression"
+                diags.error("E409", f"feature '{proj.alias}' of an aggregate view must be one of "
+                            f"{SUPPORTED_AGGS}, found {shown}", node_span(src, inner),
+                            hint="compute derived values in a request transform or a view")
+            else:
+                diags.error("E409", f"feature '{proj.alias}' must be a single aggregate call, "
+                            "not an expression over aggregates", node_span(src, inner),
+                            hint="split it into separate aggregates; combine them in a "
+                            "request transform")
+            ok = False
+        elif inner.find(exp.Window) is not None:
+            diags.error("E409", "window functions are not allowed in aggregate views",
+                        node_span(src, inner))
+            ok = False
+    return ok
+
+
+def _aggregation(src: SourceFile, name: str, node: exp.Expression, stmt: exp.Select,
+                 diags: Diagnostics) -> Aggregation | None:
+    func = AGG_FUNCTIONS[type(node)]
+    arg = node.this
+    if isinstance(arg, exp.Star) or arg is None:
+        return Aggregation(name, "count", None, None, "BIGINT")  # type: ignore[arg-type]
+    in_type = from_sqlglot(arg.type)
+    if func in ("sum", "avg") and in_type not in NUMERIC and in_type != "BOOLEAN":
+        diags.error("E418", f"{func.upper()}() needs a numeric input; '{name}' aggregates "
+                    f"{in_type}", _projection_span(src, stmt, name, Span(src.path, 1, 1)))
+        return None
+    out_type = {
+        "count": "BIGINT",
+        "avg": "DOUBLE",
+        "sum": "BIGINT" if in_type in ("BIGINT", "INT", "BOOLEAN") else "DOUBLE",
+    }.get(func, in_type)
+    if out_type == UNKNOWN:
+        diags.error("E403", f"cannot infer a featql type for '{name}'",
+                    _projection_span(src, stmt, name, Span(src.path, 1, 1)),
+                    hint="CAST the aggregated expression")
+        return None
+    return Aggregation(name, func, arg.sql(READ_DIALECT), in_type, out_type)  # type: ignore

@@ -1,0 +1,1 @@
+"""Example data for the bundled fraud-detection feature repository (`features/`)."""

@@ -1,0 +1,2 @@
+-- @entity(name = merchant, keys = [merchant_id BIGINT])
+-- @description('A merchant accepting payments')

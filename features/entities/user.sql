@@ -1,0 +1,2 @@
+-- @entity(name = user, keys = [user_id BIGINT])
+-- @description('A payments customer (card holder or wallet owner)')

@@ -1,0 +1,9 @@
+-- @feature_service(name = fraud_detection,
+--   features = [user_txn_aggs.*, user_channel_aggs.*,
+--               user_profile.country, user_profile.kyc_level, user_profile.account_age_days,
+--               user_last_txn.*, user_risk_flags.*,
+--               merchant_profile.*,
+--               merchant_txn_aggs.fraud_rate_7d, merchant_txn_aggs.txn_count_1d,
+--               amount_vs_avg, amount_features])
+-- @owner('risk-team')
+-- @description('Real-time card fraud model: velocity, profile, merchant risk, request ratios')

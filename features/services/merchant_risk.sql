@@ -1,0 +1,4 @@
+-- @feature_service(name = merchant_risk,
+--   features = [merchant_profile.*, merchant_txn_aggs.*])
+-- @owner('merchant-ops')
+-- @description('Merchant risk scoring: profile and transaction volume')

@@ -1,0 +1,3 @@
+-- @source(name = users, timestamp = updated_at, batch = parquet('data/users/'))
+-- @owner('identity-team')
+-- @description('User snapshots, one row per change; schema read from the files')
