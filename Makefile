@@ -1,0 +1,50 @@
+# featql — the two Quickstart commands are `make demo` and `make test`; both create .venv and
+# install what they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: demo test test-fast lint golden bench install install-dev java clean
+
+$(VENV)/.base: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -e '.[serve]'
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) install -e '.[serve,spark,dev]'
+	touch $@
+
+install: $(VENV)/.base
+install-dev: $(VENV)/.dev java
+
+# Spark needs a Java runtime (17+); install one from the distribution when it is missing.
+java:
+	@java -version >/dev/null 2>&1 || { \
+	  echo "installing a Java runtime for Spark"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
+
+demo: install
+	$(VENV)/bin/featql demo --project features
+
+test: install-dev
+	$(VENV)/bin/pytest -q
+
+test-fast: install-dev
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: install-dev
+	$(VENV)/bin/ruff check featql tests bench
+	$(VENV)/bin/mypy
+
+golden: install-dev
+	$(VENV)/bin/pytest -q tests/test_golden.py --snapshot-update
+
+bench: install-dev
+	$(PY) bench/compile_bench.py
+
+clean:
+	rm -rf $(VENV) target features/target features/data .pytest_cache .mypy_cache .ruff_cache

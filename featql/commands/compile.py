@@ -1,0 +1,58 @@
+"""`featql compile`: write target/manifest.json and the generated SQL per view and target."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from featql.commands._common import compile_or_report
+from featql.compiler.manifest import write_manifest
+from featql.console import console, print_diagnostics
+
+ORDER = 30
+
+TARGETS = ("duckdb", "spark")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", choices=TARGETS, action="append",
+                   help="engine to generate SQL for (repeatable; default: all)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: <project>/target)")
+
+
+def sql_file_name(view: str) -> str:
+    return view.replace(":", "__") + ".sql"
+
+
+def run(args: argparse.Namespace) -> int:
+    result = compile_or_report(args.project)
+    if result is None:
+        return 1
+    manifest = result.manifest
+    assert manifest is not None
+    from featql.dialects.lower import LoweringError, lower_view
+
+    out_dir = Path(args.out) if args.out else result.root / "target"
+    targets = args.target or list(TARGETS)
+    written: dict[Path, str] = {}
+    failures = []
+    for target in targets:
+        for view in manifest.views:
+            try:
+                sql = lower_view(manifest, view.name, target)
+            except LoweringError as e:
+                failures.append(e.diagnostic)
+                continue
+            written[out_dir / "sql" / target / sql_file_name(view.name)] = sql
+    if failures:
+        print_diagnostics(failures, result.source_text)
+        console(stderr=True).print(f"[bold red]✗[/] {len(failures)} view(s) cannot be lowered")
+        return 1
+    path = write_manifest(manifest, out_dir)
+    for file, sql in sorted(written.items()):
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(sql)
+    console().print(f"[bold green]✓[/] wrote {path} and {len(written)} SQL files "
+                    f"({', '.join(targets)}) under {out_dir / 'sql'}")
+    return 0
