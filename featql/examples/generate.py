@@ -2,7 +2,7 @@
 
 `generate(project_dir)` writes the three batch sources the example declares:
 
-- `data/transactions/part-NNN.parquet`: one file per 10 days of event time, rows in event-time order;
+- `data/transactions/part-NNN.parquet`: one file per 10 days of event time, in event-time order;
 - `data/users/part-000.parquet`: slowly changing user snapshots (1-4 rows per user);
 - `data/merchants/part-000.parquet`: merchant snapshots (1-2 rows per merchant).
 
@@ -14,6 +14,7 @@ Everything is vectorized, so the default million transactions take a few seconds
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ _CARD_NOT_PRESENT = (6, 7, 11)  # categories never paid at a point of sale
 # Relative transaction volume per hour of day (UTC): quiet nights, lunch and evening peaks.
 _HOURLY = (1.0, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 4.0, 5.0, 5.5, 6.0,
            6.5, 6.0, 5.5, 5.5, 6.0, 6.5, 7.0, 7.0, 6.0, 4.5, 3.0, 1.8)
-_NAME_A = ("Blue", "Golden", "Urban", "North", "Prime", "Silver", "Green", "Royal", "Swift", "Lucky")
+_NAME_A = ("Blue", "Golden", "Urban", "North", "Prime", "Silver", "Green", "Royal", "Swift",
+           "Lucky")
 _NAME_B = ("Harbor", "Market", "Works", "Point", "Hub", "Depot", "House", "Lane", "Corner", "Bay")
 
 _PARQUET_OPTIONS: dict[str, Any] = {
@@ -91,8 +93,8 @@ def generate(project_dir: Path, transactions: int = 1_000_000, days: int = 90, s
 
     txns = _transactions(rng, transactions, days, users, merchants)
     day = (txns.column("event_ts").cast(pa.int64()).to_numpy() - _us(START)) // _DAY
-    bounds = np.searchsorted(day, np.r_[np.arange(0, days, _PART_DAYS), days])
-    parts = [txns.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    bounds: list[int] = np.searchsorted(day, [*range(0, days, _PART_DAYS), days]).tolist()
+    parts = [txns.slice(lo, hi - lo) for lo, hi in pairwise(bounds)]
     for i, part in enumerate(parts):  # empty parts are written too: a fixed file layout
         _write(part, data / "transactions", f"part-{i:03d}.parquet")
     say(f"transactions: {transactions:,} rows over {days} days in {len(parts)} files")
@@ -156,10 +158,11 @@ def _users(rng: np.random.Generator, n: int, days: int, end: int) -> _Users:
     is_first[first] = True
     # Later snapshots land in [max(signup, start - 80d), end): recent enough for the 90d TTL.
     lo_upd = np.maximum(signup[owner] + _SEC, start - 80 * _DAY)
-    upd = _seconds(lo_upd + (rng.random(len(owner)) * (end - lo_upd)).astype(np.int64))
+    hi_upd = end - 4 * _SEC  # room for the +k seconds below
+    upd = _seconds(lo_upd + (rng.random(len(owner)) * (hi_upd - lo_upd)).astype(np.int64))
     upd = np.where(is_first, signup[owner], upd)
     order = np.lexsort((upd, owner))  # sorted by user, then time; first rows stay first
-    upd = upd[order] + (np.arange(len(owner)) - first[owner])  # +k us: strictly increasing
+    upd = upd[order] + (np.arange(len(owner)) - first[owner]) * _SEC  # strictly increasing
 
     country0 = rng.choice(len(COUNTRIES), n, p=_COUNTRY_P)
     moved = ~is_first & (rng.random(len(owner)) < 0.08)
