@@ -13,7 +13,7 @@ from featql.compiler.project import CompileResult, compile_project
 class Project:
     """A feature repository on disk, compiled on first use."""
 
-    def __init__(self, path: str | Path = ".", workspace: str = "default"):
+    def __init__(self, path: str | Path = ".", workspace: str = "dev"):
         self.root = Path(path)
         self.workspace = workspace
 

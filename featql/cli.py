@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def commands() -> dict[str, str]:
@@ -43,14 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in commands().items():
         module = _module(module_name)
         help_text = (module.__doc__ or "").strip().splitlines()[0]
-        p = sub.add_parser(name, help=help_text.split(": ", 1)[-1].rstrip("."), description=help_text)
+        short = help_text.split(": ", 1)[-1].rstrip(".")
+        p = sub.add_parser(name, help=short, description=help_text)
         p.add_argument("--project", default=".", metavar="DIR",
                        help="project folder (default: the current folder)")
         module.add_arguments(p)
     return parser
 
 
-def _module(name: str):  # type: ignore[no-untyped-def]
+def _module(name: str) -> Any:
     return importlib.import_module(f"featql.commands.{name}")
 
 

@@ -21,8 +21,8 @@ def compile_or_report(project: str, *, quiet_ok: bool = False) -> CompileResult 
     diags = result.diagnostics
     print_diagnostics(diags.sorted(), result.source_text)
     if diags.has_errors():
-        console(stderr=True).print(
-            f"[bold red]featql check failed:[/] {summary_line(len(diags.errors), len(diags.warnings))}")
+        counts = summary_line(len(diags.errors), len(diags.warnings))
+        console(stderr=True).print(f"[bold red]featql check failed:[/] {counts}")
         return None
     if not quiet_ok and diags.warnings:
         console(stderr=True).print(summary_line(0, len(diags.warnings)))

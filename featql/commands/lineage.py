@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Literal
 
 from featql.commands._common import compile_or_report
 from featql.console import UserError, console
@@ -34,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     problem = unknown_target(manifest, target)
     if problem:
         raise UserError(problem)
-    direction = args.direction or "upstream"
+    direction: Literal["upstream", "downstream"] = (
+        "downstream" if args.direction == "downstream" else "upstream")
     out = console()
     out.print(f"[bold]{direction} lineage of {escape(target)}[/]")
     for line in render_tree(trace(manifest, target, direction)):

@@ -25,7 +25,7 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def canonicalize(q: exp.Expression) -> exp.Expression:
+def canonicalize(q: exp.Expr) -> exp.Expr:
     """A copy of a qualified query with stable table aliases."""
     q = q.copy()
     for scope in traverse_scope(q):
@@ -60,11 +60,11 @@ def _rename_scope(scope: Scope) -> None:
             col.set("table", exp.to_identifier(renames[col.table]))
 
 
-def canonical_sql(q: exp.Expression) -> str:
+def canonical_sql(q: exp.Expr) -> str:
     return canonicalize(q).sql(dialect=READ_DIALECT, normalize=True, comments=False)
 
 
-def context_sql(canonical: exp.Expression, keep: list[str]) -> str:
+def context_sql(canonical: exp.Expr, keep: list[str]) -> str:
     """The query with only `keep` projected: what every feature of the view shares."""
     if not isinstance(canonical, exp.Select):
         return canonical.sql(dialect=READ_DIALECT, normalize=True)
@@ -73,7 +73,7 @@ def context_sql(canonical: exp.Expression, keep: list[str]) -> str:
     return c.sql(dialect=READ_DIALECT, normalize=True)
 
 
-def projection_sql(canonical: exp.Expression, name: str) -> str:
+def projection_sql(canonical: exp.Expr, name: str) -> str:
     if isinstance(canonical, exp.Select):
         for p in canonical.selects:
             if p.alias_or_name.lower() == name:
