@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from featql.commands._common import compile_or_report
+from featql.compiler.loader import display_path
 from featql.compiler.manifest import write_manifest
 from featql.console import console, print_diagnostics
 
@@ -42,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
             try:
                 sql = lower_view(manifest, view.name, target)
             except LoweringError as e:
-                failures.append(e.diagnostic)
+                # lowering reports at the view's project-relative location: show it as a path
+                d = e.diagnostic
+                shown = display_path(result.root / d.span.path)
+                failures.append(replace(d, span=replace(d.span, path=shown)))
                 continue
             written[out_dir / "sql" / target / sql_file_name(view.name)] = sql
     if failures:

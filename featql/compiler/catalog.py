@@ -12,7 +12,7 @@ from sqlglot import exp
 
 from featql.compiler.body import node_span
 from featql.compiler.decorators import Decl
-from featql.compiler.diagnostics import Diagnostics, SourceFile, did_you_mean
+from featql.compiler.diagnostics import Diagnostics, did_you_mean
 from featql.compiler.ir import BatchSpec, Column, Location, Source, StreamSpec
 from featql.compiler.loader import ParsedFile
 from featql.compiler.types import ALL_TYPES, UNKNOWN, from_arrow, from_sqlglot
@@ -29,8 +29,9 @@ def build_sources(files: list[ParsedFile], root: Path, diags: Diagnostics) -> li
     return out
 
 
-def location_of(src: SourceFile, decl: Decl) -> Location:
-    return Location(src.path, decl.span.line, decl.span.col)
+def location_of(rel_path: str, decl: Decl) -> Location:
+    """Where an object is defined, with the path relative to the project (portable manifests)."""
+    return Location(rel_path, decl.span.line, decl.span.col)
 
 
 def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | None:
@@ -64,7 +65,7 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
         elif names[col].type not in want:
             diags.error("E306", f"{key} column '{col}' of source '{decl.name}' is "
                         f"{names[col].type}, expected TIMESTAMP", decl.at(key),
-                        hint=f"declare it TIMESTAMP or cast it in the files")
+                        hint="declare it TIMESTAMP or cast it in the files")
             ok = False
     for p in decl.pii:
         if p not in names:
@@ -74,7 +75,7 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
         return None
     return Source(
         name=decl.name,
-        location=location_of(f.src, decl),
+        location=location_of(f.rel, decl),
         timestamp=decl.get("timestamp"),
         batch=batch,
         columns=tuple(columns),

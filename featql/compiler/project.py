@@ -119,7 +119,7 @@ def _build_entities(res: Resolved, diags: Diagnostics) -> dict[str, Entity]:
             diags.error("E104", f"entity '{name}' needs at least one key", f.decl.at("keys"))
             ok = False
         if ok:
-            out[name] = Entity(name, location_of(f.src, f.decl), tuple(keys), f.decl.meta)
+            out[name] = Entity(name, location_of(f.rel, f.decl), tuple(keys), f.decl.meta)
     return out
 
 
@@ -225,7 +225,7 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
         name=name,
         base_name=decl.name,
         variant=decl.get("variant"),
-        location=location_of(f.src, decl),
+        location=location_of(f.rel, decl),
         kind="aggregate" if is_agg else "row",
         entity=decl.get("entity"),
         keys=tuple(typed.keys),

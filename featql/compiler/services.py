@@ -89,7 +89,7 @@ def build_sql_transform(f: ParsedFile, views: dict[str, FeatureView],
     inputs = sorted({f"{c.table.lower()}.{c.name.lower()}" for c in stmt.find_all(exp.Column)
                      if c.table.lower() != "request"})
     return RequestTransform(
-        name=decl.name, location=location_of(f.src, decl), language="sql",
+        name=decl.name, location=location_of(f.rel, decl), language="sql",
         request=tuple(request), inputs=tuple(inputs), outputs=tuple(typed.columns),
         sql=stmt.sql(dialect="duckdb"), fingerprint=digest(canonical_sql(stmt)), meta=decl.meta,
     )
@@ -121,7 +121,7 @@ def build_py_transform(hook: PyHook, views: dict[str, FeatureView], project_root
     if not ok:
         return None
     return RequestTransform(
-        name=hook.name, location=Location(hook.span.path, hook.span.line, hook.span.col),
+        name=hook.name, location=Location(hook.module, hook.span.line, hook.span.col),
         language="python", request=tuple(request), inputs=tuple(r for r, _ in hook.inputs),
         outputs=tuple(outputs), module=hook.module, function=hook.function,
         fingerprint=digest(hook.module, hook.function, hook.request, hook.inputs, hook.outputs),
@@ -171,7 +171,7 @@ def build_service(f: ParsedFile, views: dict[str, FeatureView],
                             f"{k.type} in '{view}'", decl.at("features"))
                 return None
             keys.setdefault(k.name, k)
-    return FeatureService(decl.name, location_of(f.src, decl), tuple(refs),
+    return FeatureService(decl.name, location_of(f.rel, decl), tuple(refs),
                           tuple(used_transforms), tuple(keys.values()), decl.meta)
 
 
