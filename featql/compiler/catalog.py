@@ -84,6 +84,7 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
         stream=stream,
         pii=decl.pii,
         meta=decl.meta,
+        prevent_destroy=bool(decl.get("prevent_destroy", False)),
     )
 
 

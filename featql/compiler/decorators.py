@@ -160,6 +160,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "created": (ident, False),
         "batch": (location(BATCH_FORMATS), True),
         "stream": (location(STREAM_KINDS), False),
+        "prevent_destroy": (boolean, False),
     },
     "entity": {
         "name": (ident, True),
@@ -179,6 +180,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "replacement": (ident, False),
         "online": (boolean, False),
         "offline": (boolean, False),
+        "prevent_destroy": (boolean, False),
     },
     "request_transform": {
         "name": (ident, True),
@@ -187,6 +189,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
     "feature_service": {
         "name": (ident, True),
         "features": (list_of(ref, "feature references"), True),
+        "prevent_destroy": (boolean, False),
     },
 }
 

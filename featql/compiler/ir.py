@@ -62,6 +62,7 @@ class Source:
     stream: StreamSpec | None = None
     pii: tuple[str, ...] = ()
     meta: Meta = field(default_factory=Meta)
+    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class FeatureView:
     online: bool = True
     offline: bool = True
     meta: Meta = field(default_factory=Meta)
+    prevent_destroy: bool = False
 
     def feature(self, name: str) -> Feature | None:
         for f in self.features:
@@ -167,6 +169,7 @@ class FeatureService:
     transforms: tuple[str, ...]
     keys: tuple[Column, ...]  # union of the entity keys, in first-use order
     meta: Meta = field(default_factory=Meta)
+    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)

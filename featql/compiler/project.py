@@ -246,6 +246,7 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
         online=bool(decl.get("online", True)),
         offline=bool(decl.get("offline", True)),
         meta=decl.meta,
+        prevent_destroy=bool(decl.get("prevent_destroy", False)),
     )
 
 
