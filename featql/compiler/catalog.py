@@ -12,7 +12,7 @@ from sqlglot import exp
 
 from featql.compiler.body import node_span
 from featql.compiler.decorators import Decl
-from featql.compiler.diagnostics import Diagnostics, did_you_mean
+from featql.compiler.diagnostics import Diagnostics, SourceFile, Span, did_you_mean
 from featql.compiler.ir import BatchSpec, Column, Location, Source, StreamSpec
 from featql.compiler.loader import ParsedFile
 from featql.compiler.types import ALL_TYPES, UNKNOWN, from_arrow, from_sqlglot
@@ -44,6 +44,8 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
         kind, spath, sopts = decl.get("stream")
         opts = dict(sopts)
         stream = StreamSpec(kind, spath, opts.pop("format", "json"), tuple(sorted(opts.items())))
+    if f.body_failed:
+        return None  # its CREATE TABLE had errors, reported where they are
     if isinstance(f.statement, exp.Create):
         columns = _columns_from_ddl(f, decl, diags)
         schema_from = "ddl"
@@ -116,8 +118,12 @@ def _columns_from_ddl(f: ParsedFile, decl: Decl, diags: Diagnostics) -> list[Col
             ok = False
             continue
         if ftype == UNKNOWN:
-            diags.error("E305", f"unsupported type {kind.sql('duckdb')} for column '{name}'",
-                        node_span(f.src, kind), hint=f"featql types: {', '.join(ALL_TYPES)}")
+            span, written = _type_as_written(f.src, coldef, kind)
+            zoned = kind.this in (exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIMESTAMPLTZ)
+            diags.error("E305", f"column '{name}' has type {written}, which featql does not "
+                        "support", span,
+                        hint="use TIMESTAMP: featql event times are UTC without a zone" if zoned
+                        else f"featql types: {', '.join(ALL_TYPES)}")
             ok = False
             continue
         if any(c.name == name for c in columns):
@@ -126,6 +132,32 @@ def _columns_from_ddl(f: ParsedFile, decl: Decl, diags: Diagnostics) -> list[Col
             continue
         columns.append(Column(name, ftype))
     return columns if ok else None
+
+
+def _type_as_written(src: SourceFile, coldef: exp.ColumnDef,
+                     kind: exp.DataType) -> tuple[Span, str]:
+    """The span and text of a column's type in the file (sqlglot keeps no position for it)."""
+    name_meta = coldef.this.meta if isinstance(coldef.this, exp.Identifier) else {}
+    if "end" not in name_meta:
+        return node_span(src, coldef), kind.sql("duckdb")
+    text = src.text
+    start = int(name_meta["end"]) + 1
+    while start < len(text) and text[start] in " \t\r\n":
+        start += 1
+    end, depth = start, 0
+    while end < len(text):
+        ch = text[end]
+        if ch in "(<":
+            depth += 1
+        elif ch in ">)" and depth > 0:
+            depth -= 1
+        elif depth == 0 and (ch in ",)\n" or text[end:end + 5].upper() in (" NOT ", " PRIM")):
+            break
+        end += 1
+    written = text[start:end].strip()
+    if not written:
+        return node_span(src, coldef), kind.sql("duckdb")
+    return src.span(start, start + len(written)), written
 
 
 def _columns_from_files(f: ParsedFile, decl: Decl, batch: BatchSpec, root: Path,

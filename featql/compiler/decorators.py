@@ -54,9 +54,22 @@ Check = Callable[[Value, Diagnostics], Any]
 _INVALID = object()
 
 
-def _err(diags: Diagnostics, v: Value, want: str) -> object:
-    diags.error("E105", f"expected {want}, found {describe(v)}", v.span)
+def _err(diags: Diagnostics, v: Value, want: str, hint: str | None = None) -> object:
+    diags.error("E105", f"expected {want}, found {_found(v)}", v.span, hint=hint)
     return _INVALID
+
+
+def _found(v: Value) -> str:
+    """`a string ('user x')`, `the name 'user.x'`: what the user wrote, named."""
+    if isinstance(v, Str):
+        return f"the string '{v.value}'"
+    if isinstance(v, Ident):
+        return f"the name '{v.name}'"
+    if isinstance(v, Num | Bool):
+        return f"{describe(v)} ({str(v.value).lower()})"
+    if isinstance(v, Call):
+        return f"the call {v.name}(...)"
+    return describe(v)
 
 
 def ident(v: Value, diags: Diagnostics) -> Any:
@@ -64,6 +77,9 @@ def ident(v: Value, diags: Diagnostics) -> Any:
         return v.name.lower()
     if isinstance(v, Str) and v.value.isidentifier():
         return v.value.lower()
+    if isinstance(v, Ident):
+        return _err(diags, v, "a plain name (letters, digits and _)",
+                    hint=f"write {v.name.split('.')[0].split(':')[0]}")
     return _err(diags, v, "a name")
 
 
@@ -76,6 +92,9 @@ def boolean(v: Value, diags: Diagnostics) -> Any:
 
 
 def duration(v: Value, diags: Diagnostics) -> Any:
+    if isinstance(v, Num):
+        return _err(diags, v, "a duration string such as '1d'",
+                    hint=f"add a unit and quotes: '{v.value}d', '{v.value}h', '{v.value}m'")
     if not isinstance(v, Str):
         return _err(diags, v, "a duration string such as '1d'")
     seconds = parse_duration(v.value)
@@ -100,7 +119,7 @@ def start_date(v: Value, diags: Diagnostics) -> Any:
 def list_of(item: Check, what: str) -> Check:
     def check(v: Value, diags: Diagnostics) -> Any:
         if not isinstance(v, ListV):
-            return _err(diags, v, f"a list of {what}")
+            return _err(diags, v, f"a list of {what}", hint="put it in brackets: [...]")
         out = [item(i, diags) for i in v.items]
         return _INVALID if any(o is _INVALID for o in out) else out
 
@@ -228,20 +247,28 @@ def _validate(dec: Decorator, diags: Diagnostics) -> Decl | None:
     schema = SCHEMAS[dec.name]
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
-    for v in dec.args:
+    for i, v in enumerate(dec.args):
+        named = i == 0 and dec.kwarg("name") is None and isinstance(v, Ident | Str)
         diags.error("E105", f"@{dec.name} takes named arguments only (key = value)", v.span,
-                    hint=f"keys of @{dec.name}: {', '.join(schema)}")
+                    hint=f"write name = {getattr(v, 'name', None) or getattr(v, 'value', '')}"
+                    if named else f"keys of @{dec.name}: {', '.join(schema)}")
     seen: set[str] = set()
+    typo_of: set[str] = set()  # required keys the user misspelled: reported once, as a typo
     ok = True
     for kw in dec.kwargs:
         key = kw.key.lower()
         if key not in schema:
-            hint = did_you_mean(key, schema) or f"keys of @{dec.name}: {', '.join(schema)}"
+            close = _closest(key, schema)
+            if close is not None:
+                typo_of.add(close)
+            hint = (f"did you mean '{close}'?" if close
+                    else f"keys of @{dec.name}: {', '.join(schema)}")
             diags.error("E103", f"unknown key '{kw.key}' for @{dec.name}", kw.key_span, hint=hint)
             ok = False
             continue
         if key in seen:
-            diags.error("E107", f"key '{key}' given twice", kw.key_span)
+            diags.error("E107", f"key '{key}' given twice in @{dec.name}", kw.key_span,
+                        hint="remove one of them")
             ok = False
             continue
         seen.add(key)
@@ -251,13 +278,39 @@ def _validate(dec: Decorator, diags: Diagnostics) -> Decl | None:
             continue
         values[key] = value
         spans[key] = kw.value.span
-    for key, (_check, required) in schema.items():
-        if required and key not in seen:
-            diags.error("E104", f"@{dec.name} is missing required key '{key}'", dec.span)
-            ok = False
+        if isinstance(kw.value, ListV):
+            for i, item in enumerate(kw.value.items):
+                spans[f"{key}[{i}]"] = item.span
+    missing = [key for key, (_check, required) in schema.items()
+               if required and key not in seen and key not in typo_of]
+    if missing and not dec.args:  # positional arguments were reported instead
+        shown = ", ".join(f"'{k}'" for k in missing)
+        diags.error("E104", f"@{dec.name} is missing required key{'s' if len(missing) > 1 else ''} "
+                    f"{shown}", dec.span,
+                    hint="add " + ", ".join(f"{k} = {_EXAMPLES.get(k, '...')}" for k in missing))
+        ok = False
+    elif missing:
+        ok = False
     if not ok or "name" not in values:
         return None
     return Decl(dec.name, values["name"], dec.span, values, spans)
+
+
+_EXAMPLES = {
+    "name": "<name>",
+    "entity": "<entity>",
+    "timestamp": "<timestamp column>",
+    "start": "'2024-01-01'",
+    "batch": "parquet('data/<folder>/')",
+    "keys": "[<key column> BIGINT]",
+    "request": "[<field> DOUBLE]",
+    "features": "[<view>.<feature>, ...]",
+}
+
+
+def _closest(word: str, candidates: Any) -> str | None:
+    hint = did_you_mean(word, candidates)
+    return hint.split("'")[1] if hint else None
 
 
 def _metadata(decs: list[Decorator], diags: Diagnostics) -> tuple[Meta, tuple[str, ...]]:

@@ -217,8 +217,12 @@ def parse_header(src: SourceFile, diags: Diagnostics) -> tuple[list[Decorator], 
     open_err = _unclosed(header.text)
     if open_err is not None:
         (line, col), ch = open_err
-        diags.error("E101", f"unclosed '{ch}' in decorator header", mapper.span(line, col),
-                    hint=f"close it with '{')' if ch == '(' else ']'}' before the SQL starts")
+        if ch in ")]":
+            diags.error("E101", f"unmatched '{ch}' in decorator header", mapper.span(line, col),
+                        hint=f"remove it, or open it with '{'(' if ch == ')' else '['}'")
+        else:
+            diags.error("E101", f"unclosed '{ch}' in decorator header", mapper.span(line, col),
+                        hint=f"close it with '{')' if ch == '(' else ']'}' before the SQL starts")
         return [], header.body_start
 
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
@@ -226,9 +230,12 @@ def parse_header(src: SourceFile, diags: Diagnostics) -> tuple[list[Decorator], 
     try:
         tree = _parser().parse(header.text)
     except UnexpectedCharacters as e:
-        ch = header.text[e.pos_in_stream] if e.pos_in_stream < len(header.text) else "?"
+        pos = e.pos_in_stream or 0
+        ch = header.text[pos] if pos < len(header.text) else "?"
         diags.error("E101", f"unexpected character {ch!r} in decorator header",
-                    mapper.span(e.line, e.column))
+                    mapper.span(e.line, e.column),
+                    hint="values are names, 'strings', numbers, [lists] and calls such as "
+                    "parquet('path/')")
         return [], header.body_start
     except UnexpectedEOF as e:
         diags.error("E101", "decorator header ends early" + _expected(e.expected),
@@ -236,13 +243,71 @@ def parse_header(src: SourceFile, diags: Diagnostics) -> tuple[list[Decorator], 
         return [], header.body_start
     except UnexpectedInput as e:
         token = getattr(e, "token", None)
-        shown = "end of header" if token is None or token.type == "$END" else repr(str(token))
         expected = getattr(e, "expected", None) or getattr(e, "accepts", None) or set()
+        friendly = _explain(header.text, token, expected)
+        if friendly is not None:
+            pos, length, message, hint = friendly
+            line, col = _line_col(header.text, pos)
+            diags.error("E101", message, mapper.span(line, col, length), hint=hint)
+            return [], header.body_start
+        shown = "end of header" if token is None or token.type == "$END" else repr(str(token))
         diags.error("E101", f"unexpected {shown} in decorator header" + _expected(expected),
                     mapper.span(e.line if e.line > 0 else len(header.origins),
                                 e.column if e.column > 0 else 1))
         return [], header.body_start
     return [_decorator(node, mapper) for node in tree.children], header.body_start
+
+
+_STOP = " \t\n,()[]="
+
+
+def _explain(text: str, token: Any, expected: Any) -> tuple[int, int, str, str] | None:
+    """A plain-words account of the common header mistakes lark reports as a bare token:
+    an unquoted duration or date, a missing value, a missing comma."""
+    if token is None or token.type == "$END":
+        return None
+    pos = token.start_pos
+    if pos > 0 and text[pos - 1] not in _STOP and token.type in ("NAME", "NUMBER"):
+        start, end = pos, pos  # `ttl = 30d`, `start = 2024-01-01`: one word split in two
+        while start > 0 and text[start - 1] not in _STOP:
+            start -= 1
+        while end < len(text) and text[end] not in _STOP:
+            end += 1
+        raw = text[start:end]
+        return start, end - start, f"value {raw} must be quoted", f"write '{raw}'"
+    if token.type in ("RPAR", "COMMA", "RSQB") and text[:pos].rstrip().endswith("="):
+        eq = text[:pos].rstrip()
+        key = eq[:-1].rstrip().split()[-1].lstrip("(,") if eq[:-1].strip() else ""
+        return pos, 1, f"missing value after '{key} ='", f"write {key} = <value>"
+    if token.type == "EQUAL":
+        end = pos  # `entity = user timestamp = ts`: read as a typed field, then '='
+        while end > 0 and text[end - 1] in " \t\n":
+            end -= 1
+        start = end
+        while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+            start -= 1
+        before = text[:start].rstrip()
+        if start == end:
+            return pos, 1, "missing key before '='", "write key = value"
+        if not before or before[-1] in "(,[":
+            return None
+        return start, end - start, f"missing ',' before '{text[start:end]}'", _COMMA_HINT
+    shown = str(token) if token.type == "STRING" else f"'{token}'"
+    if token.type in ("NAME", "STRING", "NUMBER") and "COMMA" in expected:
+        return pos, len(str(token)), f"missing ',' before {shown}", _COMMA_HINT
+    if token.type in ("NAME", "STRING", "NUMBER") and "LPAR" in expected:
+        at = text.rfind("@", 0, pos)
+        name = text[at + 1:pos].strip() if at >= 0 else "decorator"
+        return pos, len(str(token)), f"arguments of @{name} go in brackets", \
+            f"write @{name}(key = value, ...)"
+    return None
+
+
+_COMMA_HINT = "separate arguments with commas: @name(key = value, key = value)"
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    return text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
 
 
 def _expected(expected: Any) -> str:
@@ -287,7 +352,9 @@ def _unclosed(text: str) -> tuple[tuple[int, int], str] | None:
             quote = ch
         elif ch in "([":
             stack.append(((line, col), ch))
-        elif ch in ")]" and stack:
+        elif ch in ")]":
+            if not stack:
+                return (line, col), ch
             stack.pop()
     return stack[-1] if stack else None
 
@@ -303,8 +370,8 @@ def _tok_span(tok: Any, mapper: _Mapper) -> Span:
 def _decorator(node: Any, mapper: _Mapper) -> Decorator:
     name_tok, lpar, arglist = node.children
     args, kwargs = _arglist(arglist, mapper)
-    return Decorator(str(name_tok), mapper.span(node.meta.line, node.meta.column, 1 + len(name_tok)),
-                     args, kwargs, has_parens=lpar is not None)
+    span = mapper.span(node.meta.line, node.meta.column, 1 + len(name_tok))
+    return Decorator(str(name_tok), span, args, kwargs, has_parens=lpar is not None)
 
 
 def _arglist(node: Any, mapper: _Mapper) -> tuple[tuple[Value, ...], tuple[KeyArg, ...]]:

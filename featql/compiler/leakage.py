@@ -39,19 +39,28 @@ def _in_comment(text: str, pos: int) -> bool:
     return "--" in text[line_start:pos]
 
 
+def _label(node: exp.Expr) -> str | None:
+    """How a non-deterministic function is named in messages; None for any other node."""
+    for cls, shown in _CLASSES.items():
+        if isinstance(node, cls):
+            return shown
+    if isinstance(node, exp.Anonymous) and node.name.lower() in _NAMES:
+        return f"{node.name.upper()}()"
+    if isinstance(node, exp.Func) and not node.args.get("expressions") \
+            and type(node).__name__.lower() in _NAMES:
+        return f"{type(node).__name__.upper()}()"
+    return None
+
+
+def is_nondeterministic(node: exp.Expr) -> bool:
+    """Whether an expression calls a function lint_leakage reports."""
+    return any(_label(n) is not None for n in node.walk())
+
+
 def lint_leakage(src: SourceFile, stmt: exp.Expression, what: str, diags: Diagnostics) -> None:
     seen: dict[str, int] = {}
     for node in stmt.walk():
-        label = None
-        for cls, shown in _CLASSES.items():
-            if isinstance(node, cls):
-                label = shown
-                break
-        if label is None and isinstance(node, exp.Anonymous) and node.name.lower() in _NAMES:
-            label = f"{node.name.upper()}()"
-        if label is None and isinstance(node, exp.Func) and not node.args.get("expressions") \
-                and type(node).__name__.lower() in _NAMES:
-            label = f"{type(node).__name__.upper()}()"
+        label = _label(node)
         if label is None:
             continue
         span = node_span(src, node)

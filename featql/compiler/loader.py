@@ -24,14 +24,19 @@ class ParsedFile:
     rel: str  # path relative to the project root
     decl: Decl | None
     statement: exp.Expression | None
+    body_failed: bool = False  # the SQL body had errors (already reported)
 
 
 def display_path(path: Path) -> str:
-    """How a file is named in diagnostics: relative to the working directory when inside it."""
+    """How a file is named in diagnostics: relative to the working directory when inside it,
+    else absolute (never a chain of ../)."""
     try:
-        return os.path.relpath(path)
+        rel = os.path.relpath(path)
     except ValueError:  # pragma: no cover - other drive on Windows
         return str(path)
+    if rel == ".." or rel.startswith(".." + os.sep):
+        return str(Path(path).absolute())
+    return rel
 
 
 def discover(root: Path, config: ProjectConfig) -> tuple[list[Path], list[Path]]:
@@ -72,9 +77,10 @@ def parse_file(src: SourceFile, rel: str, diags: Diagnostics) -> ParsedFile:
     if len(diags.errors) == before:
         decl = build_decl(decorators, Span(src.path, 1, 1), diags)
     statement = None
+    before = len(diags.errors)
     if decl is not None:
         statement = parse_body(src, body_start, decl.kind, diags)
-    return ParsedFile(src, rel, decl, statement)
+    return ParsedFile(src, rel, decl, statement, body_failed=len(diags.errors) > before)
 
 
 def load(root: Path, config: ProjectConfig,

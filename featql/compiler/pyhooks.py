@@ -24,6 +24,8 @@ class PyHook:
     inputs: tuple[tuple[str, Span], ...]
     outputs: tuple[tuple[str, str], ...]
     params: tuple[str, ...]
+    param_spans: tuple[Span, ...] = ()
+    name_span: Span | None = None  # the function's name after `def`
 
 
 def scan_hooks(src: SourceFile, module: str, diags: Diagnostics) -> list[PyHook]:
@@ -34,6 +36,10 @@ def scan_hooks(src: SourceFile, module: str, diags: Diagnostics) -> list[PyHook]
     except SyntaxError as e:
         diags.error("E206", f"Python syntax error: {e.msg}",
                     src.line_col_span(e.lineno or 1, e.offset or 1))
+        return []
+    except (ValueError, RecursionError, MemoryError) as e:  # NUL bytes, absurd nesting
+        diags.error("E206", f"cannot parse this Python file: {str(e) or type(e).__name__}",
+                    src.line_col_span(1, 1))
         return []
     hooks: list[PyHook] = []
     for node in ast.walk(tree):
@@ -60,16 +66,19 @@ def _at(src: SourceFile, node: ast.AST) -> Span:
 def _hook(src: SourceFile, module: str, fn: ast.FunctionDef, dec: ast.Call,
           diags: Diagnostics) -> PyHook | None:
     values: dict[str, object] = {}
+    nodes: dict[str, ast.expr] = {}
     ok = True
     for kw in dec.keywords:
         if kw.arg not in _KEYS:
-            diags.error("E103", f"unknown key '{kw.arg}' for @request_transform", _at(src, kw.value),
+            diags.error("E103", f"unknown key '{kw.arg}' for @request_transform",
+                        _at(src, kw.value),
                         hint=did_you_mean(kw.arg or "", _KEYS) or f"keys: {', '.join(_KEYS)}")
             ok = False
             continue
+        nodes[kw.arg] = kw.value
         try:
             values[kw.arg] = ast.literal_eval(kw.value)
-        except ValueError:
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             diags.error("E105", f"'{kw.arg}' must be a literal (no variables or calls)",
                         _at(src, kw.value))
             ok = False
@@ -81,26 +90,50 @@ def _hook(src: SourceFile, module: str, fn: ast.FunctionDef, dec: ast.Call,
     if not ok:
         return None
     request, outputs, inputs = values["request"], values["outputs"], values["inputs"]
-    if not _str_dict(request) or not _str_dict(outputs):
-        diags.error("E105", "'request' and 'outputs' must map names to type strings",
-                    _at(src, dec))
-        return None
+    for key, value in (("request", request), ("outputs", outputs)):
+        if not _str_dict(value):
+            diags.error("E105", f"'{key}' must map names to type strings, such as "
+                        "{'amount': 'DOUBLE'}", _at(src, nodes[key]))
+            return None
     if not isinstance(inputs, list | tuple) or not all(isinstance(i, str) for i in inputs):
-        diags.error("E105", "'inputs' must be a list of 'view.feature' strings", _at(src, dec))
+        diags.error("E105", "'inputs' must be a list of 'view.feature' strings",
+                    _at(src, nodes["inputs"]))
         return None
     assert isinstance(request, dict) and isinstance(outputs, dict)
     span = _at(src, fn)
     name = str(values.get("name", fn.name))
+    input_nodes = getattr(nodes["inputs"], "elts", [])
+    input_spans = [_string_span(src, input_nodes[i]) if i < len(input_nodes) else span
+                   for i in range(len(inputs))]
     return PyHook(
         name=name.lower(),
         function=fn.name,
         module=module,
         span=span,
         request=tuple((str(k).lower(), str(v).upper()) for k, v in request.items()),
-        inputs=tuple((str(i).lower(), span) for i in inputs),
+        inputs=tuple((str(i).lower(), s) for i, s in zip(inputs, input_spans, strict=True)),
         outputs=tuple((str(k).lower(), str(v).upper()) for k, v in outputs.items()),
         params=tuple(a.arg for a in fn.args.args),
+        param_spans=tuple(src.line_col_span(a.lineno, a.col_offset + 1, len(a.arg))
+                          for a in fn.args.args),
+        name_span=_def_name_span(src, fn),
     )
+
+
+def _string_span(src: SourceFile, node: ast.expr) -> Span:
+    """The text inside a string literal's quotes (where 'view.feature' names start)."""
+    end_col = getattr(node, "end_col_offset", None)
+    length = (end_col - node.col_offset - 2) if end_col is not None \
+        and getattr(node, "end_lineno", None) == node.lineno else 1
+    return src.line_col_span(node.lineno, node.col_offset + 2, max(1, length))
+
+
+def _def_name_span(src: SourceFile, fn: ast.FunctionDef) -> Span:
+    line = src.text.split("\n")[fn.lineno - 1] if fn.lineno else ""
+    col = line.find(fn.name, fn.col_offset + 3)
+    if col < 0:
+        return _at(src, fn)
+    return src.line_col_span(fn.lineno, col + 1, len(fn.name))
 
 
 def _str_dict(v: object) -> bool:

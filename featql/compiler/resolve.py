@@ -69,6 +69,7 @@ def resolve(files: list[ParsedFile], diags: Diagnostics) -> Resolved:
     sources = res.by_kind.get("source", {})
     views = res.views()
     known = list(sources) + list(views)
+    broken: set[str] = set()  # views reading an unknown table or themselves: not type-checked
     for vname, f in views.items():
         if f.statement is None:
             continue
@@ -80,17 +81,27 @@ def resolve(files: list[ParsedFile], diags: Diagnostics) -> Resolved:
             if tname in sources or tname in views:
                 if tname == vname:
                     diags.error("E302", f"feature view '{vname}' reads itself",
-                                node_span(f.src, t))
+                                node_span(f.src, t),
+                                hint="read the source it is computed from instead")
+                    broken.add(vname)
                     continue
                 reads.append(tname)
             else:
                 hint = did_you_mean(tname, known)
                 diags.error("E301", f"unknown table '{t.name}': not a source or feature view",
                             node_span(f.src, t),
-                            hint=hint or (f"known: {', '.join(sorted(known))}" if known else None))
+                            hint=hint or (f"known: {_listing(known)}" if known else
+                                          "define it with a @source file"))
+                broken.add(vname)
         res.reads[vname] = list(dict.fromkeys(reads))
-    res.order = _topological(res, diags)
+    res.order = [v for v in _topological(res, diags) if v not in broken]
     return res
+
+
+def _listing(names: list[str], limit: int = 12) -> str:
+    shown = sorted(names)
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
 
 
 def _topological(res: Resolved, diags: Diagnostics) -> list[str]:
@@ -106,7 +117,7 @@ def _topological(res: Resolved, diags: Diagnostics) -> list[str]:
             if dep not in views:
                 continue
             if state.get(dep) == 1:
-                cycle = path[path.index(dep):] + [dep]
+                cycle = [*path[path.index(dep):], dep]
                 key = frozenset(cycle)
                 if key not in reported:
                     reported.add(key)

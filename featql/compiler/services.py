@@ -74,7 +74,8 @@ def build_sql_transform(f: ParsedFile, views: dict[str, FeatureView],
             else:
                 diags.error("E503", f"unknown feature view '{col.table}' in '{col.sql()}'",
                             node_span(f.src, col.args["table"]),
-                            hint=did_you_mean(qualifier, [*views, "request"]))
+                            hint=did_you_mean(qualifier, [*views, "request"])
+                            or _known("feature views", list(views)))
                 ok = False
     if not ok:
         return None
@@ -105,19 +106,18 @@ def build_py_transform(hook: PyHook, views: dict[str, FeatureView], project_root
     for ref, span in hook.inputs:
         view, _, feature = ref.partition(".")
         if view not in views:
-            diags.error("E503", f"unknown feature view '{view}' in input '{ref}'", span,
-                        hint=did_you_mean(view, views))
+            diags.error("E503", f"unknown feature view '{view}' in input '{ref}'",
+                        sub_span(span, 0, len(view)),
+                        hint=did_you_mean(view, views) or _known("feature views", list(views)))
             ok = False
         elif views[view].feature(feature) is None:
-            diags.error("E503", f"feature view '{view}' has no feature '{feature}'", span,
+            diags.error("E503", f"feature view '{view}' has no feature '{feature}'",
+                        sub_span(span, len(view) + 1, len(feature)),
                         hint=did_you_mean(feature, [x.name for x in views[view].features]))
             ok = False
-    names = [c.name for c in request] + [r.partition(".")[2] for r, _ in hook.inputs]
-    if ok and sorted(hook.params) != sorted(names):
-        diags.error("E504", f"'{hook.function}' takes ({', '.join(hook.params)}) but its "
-                    f"request fields and inputs are ({', '.join(names)})", hook.span,
-                    hint="name one parameter per request field and per input feature")
-        ok = False
+    if ok:
+        ok = _check_params(hook, [c.name for c in request] +
+                           [r.partition(".")[2] for r, _ in hook.inputs], diags)
     if not ok:
         return None
     return RequestTransform(
@@ -126,6 +126,26 @@ def build_py_transform(hook: PyHook, views: dict[str, FeatureView], project_root
         outputs=tuple(outputs), module=hook.module, function=hook.function,
         fingerprint=digest(hook.module, hook.function, hook.request, hook.inputs, hook.outputs),
     )
+
+
+def _check_params(hook: PyHook, names: list[str], diags: Diagnostics) -> bool:
+    """One parameter per request field and per input feature, by name, in any order."""
+    ok = True
+    for param, span in zip(hook.params, hook.param_spans or [hook.span] * len(hook.params),
+                           strict=True):
+        if param not in names:
+            diags.error("E504", f"parameter '{param}' of '{hook.function}' is not a request "
+                        "field or input feature", span,
+                        hint=did_you_mean(param, names)
+                        or f"its request fields and inputs: {', '.join(names)}")
+            ok = False
+    missing = [n for n in names if n not in hook.params]
+    if ok and missing:
+        diags.error("E504", f"'{hook.function}' has no parameter for "
+                    f"{', '.join(repr(m) for m in missing)}", hook.name_span or hook.span,
+                    hint="name one parameter per request field and per input feature")
+        ok = False
+    return ok
 
 
 def build_service(f: ParsedFile, views: dict[str, FeatureView],
@@ -187,20 +207,41 @@ def _resolve_ref(ref: str, span: Span, views: dict[str, FeatureView],
                         hint=f"use {ref}.* for all of them, or {ref}.<feature>")
             return None
         diags.error("E502", f"unknown feature view or transform '{ref}'", span,
-                    hint=did_you_mean(ref, [*views, *transforms]))
+                    hint=did_you_mean(ref, [*views, *transforms])
+                    or _known("feature views and transforms", [*views, *transforms]))
         return None
     view, _, feature = ref.rpartition(".")
     if view not in views:
-        diags.error("E502", f"unknown feature view '{view}' in '{ref}'", span,
-                    hint=did_you_mean(view, views))
+        diags.error("E502", f"unknown feature view '{view}' in '{ref}'",
+                    sub_span(span, 0, len(view)),
+                    hint=did_you_mean(view, views) or _known("feature views", list(views)))
         return None
     v = views[view]
     if feature == "*":
         return [FeatureRef(view, ft.name, ft.type) for ft in v.features]
     ft = v.feature(feature)
     if ft is None:
-        diags.error("E501", f"feature view '{view}' has no feature '{feature}'", span,
+        diags.error("E501", f"feature view '{view}' has no feature '{feature}'",
+                    sub_span(span, len(view) + 1, len(feature)),
                     hint=did_you_mean(feature, [x.name for x in v.features])
-                    or f"its features: {', '.join(x.name for x in v.features)}")
+                    or f"its features: {_listing([x.name for x in v.features])}")
         return None
     return [FeatureRef(view, ft.name, ft.type)]
+
+
+def sub_span(span: Span, offset: int, length: int) -> Span:
+    """Part of a one-line span: `offset` characters in, `length` long."""
+    if span.start < 0:
+        return span
+    return Span(span.path, span.line, span.col + offset, span.start + offset,
+                span.start + offset + length)
+
+
+def _known(what: str, names: list[str]) -> str | None:
+    return f"known {what}: {_listing(names)}" if names else None
+
+
+def _listing(names: list[str], limit: int = 12) -> str:
+    shown = sorted(names)
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more

@@ -8,7 +8,9 @@ views a GROUP BY of exactly the entity keys over supported, tile-mergeable aggre
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import cast
 
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
@@ -16,11 +18,12 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
-from featql.compiler.body import READ_DIALECT, node_span
+from featql.compiler.body import READ_DIALECT, node_span, statement_span
 from featql.compiler.columns import TableColumns, check_columns
 from featql.compiler.decorators import Decl
 from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
 from featql.compiler.ir import Aggregation, Column
+from featql.compiler.leakage import is_nondeterministic
 from featql.compiler.types import KEY_TYPES, NUMERIC, UNKNOWN, compatible, from_sqlglot, to_sqlglot
 
 AGG_FUNCTIONS: dict[type, str] = {
@@ -87,14 +90,35 @@ def type_query(src: SourceFile, stmt: exp.Expression, tables: TableColumns,
         ftype = from_sqlglot(proj.type)
         inner = proj.this if isinstance(proj, exp.Alias) else proj
         if ftype == UNKNOWN and not isinstance(inner, exp.AggFunc):
-            span = node_span(src, original.get(name, stmt))
-            shown = proj.type.sql(READ_DIALECT) if proj.type else "unknown"
-            diags.error("E403", f"cannot infer a featql type for '{name}' (got {shown})", span,
-                        hint="add a CAST(... AS BIGINT|DOUBLE|STRING|BOOLEAN|TIMESTAMP|DATE)")
             ok = False
+            if not is_nondeterministic(inner):  # else reported by the leakage lint
+                where = original.get(name)
+                span = node_span(src, where, statement_span(src)) if where is not None \
+                    else statement_span(src)
+                message, hint = _untyped(name, inner, proj.type)
+                diags.error("E403", message, span, hint=hint)
         columns.append(Column(name, ftype))
-        projections[name] = inner
+        projections[name] = cast(exp.Expression, inner)
     return TypedQuery(q, columns, projections) if ok else None
+
+
+_CAST_HINT = "wrap it in CAST(... AS BIGINT | DOUBLE | STRING | BOOLEAN | TIMESTAMP | DATE)"
+
+
+def _untyped(name: str, inner: exp.Expr, dtype: exp.DataType | None) -> tuple[str, str]:
+    """Why the type of output column `name` is unknown, in the user's terms, and the fix."""
+    if isinstance(inner, exp.Null):
+        return (f"cannot infer the type of '{name}': NULL has no type",
+                f"write CAST(NULL AS <type>) AS {name}")
+    unknown_fn = next((n for n in inner.walk() if isinstance(n, exp.Anonymous)), None)
+    if unknown_fn is not None:
+        return (f"cannot infer the type of '{name}': featql does not know the function "
+                f"{unknown_fn.name}()", _CAST_HINT)
+    if dtype is not None and dtype.this not in (exp.DataType.Type.UNKNOWN,
+                                                exp.DataType.Type.NULL):
+        shown = dtype.sql(READ_DIALECT)
+        return (f"'{name}' has type {shown}, which featql does not support", _CAST_HINT)
+    return f"cannot infer the type of '{name}'", _CAST_HINT
 
 
 def _check_projection_names(src: SourceFile, stmt: exp.Expression, diags: Diagnostics) -> bool:
@@ -107,8 +131,8 @@ def _check_projection_names(src: SourceFile, stmt: exp.Expression, diags: Diagno
                                           and isinstance(proj.this, exp.Star)):
             continue
         if not isinstance(proj, exp.Alias | exp.Column):
-            diags.error("E413", "this expression needs a name: add AS <feature_name>",
-                        node_span(src, proj))
+            diags.error("E413", "this expression needs a name", node_span(src, proj),
+                        hint="add AS <feature_name> after it")
             ok = False
             continue
         name = proj.alias_or_name.lower()
@@ -126,8 +150,10 @@ def type_view(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: TableCo
     if windows is not None or decl.get("slide") is not None:
         return _type_aggregate(src, decl, stmt, tables, entity_keys, diags)
     if isinstance(stmt, exp.Select) and (stmt.args.get("group") or _top_level_aggs(stmt)):
+        first_agg = next((a for p in stmt.selects for a in p.find_all(exp.AggFunc)
+                          if a.find_ancestor(exp.Window) is None), None)
         diags.error("E414", "this view aggregates but its header has no windows",
-                    node_span(src, stmt.args.get("group") or stmt),
+                    node_span(src, stmt.args.get("group") or first_agg or stmt),
                     hint="add windows = ['1d', ...] and slide = '1h' to @feature_view, "
                     "or remove the aggregation")
         return None
@@ -206,13 +232,20 @@ def _type_aggregate(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: T
     ok = True
     if windows is None or slide is None:
         missing = "windows" if windows is None else "slide"
-        diags.error("E411", f"aggregate view needs both windows and slide; '{missing}' is "
-                    "missing", decl.span, hint="windows = ['1h', '1d'], slide = '1h'")
+        if windows is not None:
+            hint = f"add slide = '{_fmt(math.gcd(*windows))}' (each window is a whole number " \
+                "of slides)"
+        else:
+            hint = f"add windows = ['{_fmt(slide)}', '{_fmt(slide * 7)}'] or remove slide"
+        diags.error("E411", f"an aggregate view needs both windows and slide; '{missing}' is "
+                    "missing", decl.at("windows" if windows is not None else "slide"), hint=hint)
         return None
-    for w in windows:
+    for i, w in enumerate(windows):
         if w % slide:
             diags.error("E410", f"window {_fmt(w)} is not a multiple of the slide {_fmt(slide)}",
-                        decl.at("windows"), hint="each window must be a whole number of slides")
+                        decl.at(f"windows[{i}]"),
+                        hint="each window must be a whole number of slides; use slide = "
+                        f"'{_fmt(math.gcd(*windows, slide))}' or change the window")
             ok = False
     if decl.get("ttl") is not None:
         diags.error("E416", "ttl applies to row-level views; an aggregate view's windows bound "
@@ -233,9 +266,12 @@ def _type_aggregate(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: T
     if group is None or sorted(grouped) != sorted(key_names) or len(grouped) != len(
             group.expressions):
         found = ", ".join(g.sql(READ_DIALECT) for g in group.expressions) if group else "none"
+        extra = [g for g in (group.expressions if group else [])
+                 if not (isinstance(g, exp.Column) and g.name.lower() in key_names)]
+        where = (node_span(src, extra[0]) if extra else node_span(src, group)) if group \
+            else statement_span(src)
         diags.error("E408", f"an aggregate view must GROUP BY exactly the entity keys "
-                    f"({', '.join(key_names)}); found {found}",
-                    node_span(src, group) if group else node_span(src, stmt),
+                    f"({', '.join(key_names)}); found {found}", where,
                     hint=f"GROUP BY {', '.join(key_names)}")
         ok = False
     if not ok or not check_columns(src, stmt, tables, diags):
@@ -329,7 +365,7 @@ def _aggregation(src: SourceFile, name: str, node: exp.Expression, stmt: exp.Sel
     func = AGG_FUNCTIONS[type(node)]
     arg = node.this
     if isinstance(arg, exp.Star) or arg is None:
-        return Aggregation(name, "count", None, None, "BIGINT")  # type: ignore[arg-type]
+        return Aggregation(name, "count", None, None, "BIGINT")
     in_type = from_sqlglot(arg.type)
     if func in ("sum", "avg") and in_type not in NUMERIC and in_type != "BOOLEAN":
         diags.error("E418", f"{func.upper()}() needs a numeric input; '{name}' aggregates "
