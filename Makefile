@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test test-fast lint golden bench install install-dev java clean
+.PHONY: demo test test-fast lint golden bench install install-dev java dynalite clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ $(VENV)/.dev: $(VENV)/.base
 	touch $@
 
 install: $(VENV)/.base
-install-dev: $(VENV)/.dev java
+install-dev: $(VENV)/.dev java dynalite
+
+# dynalite: a DynamoDB wire-protocol server (Node) the online-store tests and bench run against.
+DYNALITE_VERSION := 4.0.0
+DYNALITE := .cache/dynalite/node_modules/.bin/dynalite
+dynalite: $(DYNALITE)
+$(DYNALITE):
+	npm install --prefix .cache/dynalite dynalite@$(DYNALITE_VERSION) --no-audit --no-fund
 
 # Spark needs a Java runtime (17+); install one from the distribution when it is missing.
 java:

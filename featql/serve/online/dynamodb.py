@@ -1,0 +1,204 @@
+"""DynamoDB online store: one table per workspace, one item per entity, one attribute pair per view.
+
+Layout (why): a feature-service request names entities of one or a few entity types and reads
+several views of each. Items are keyed `item = "<entity>#<keys as JSON>"` and hold, per view,
+`d:<view>` (payload, binary) and `v:<view>` (version, string). So a request for N entities of one
+type is N keys, whatever the number of views: 100 entities fit one BatchGetItem (the 100-key
+limit), with a ProjectionExpression fetching only the service's views. A service spanning two
+entity types needs up to 2N distinct keys; those chunks of <= 100 are sent concurrently, so the
+latency stays one round trip. `UnprocessedKeys` are retried with exponential backoff and never
+reported as missing.
+
+Writes are conditional UpdateItem calls (BatchWriteItem cannot carry a condition), one per
+(item, view) with `attribute_not_exists(v) OR v < :v`, fanned out over a thread pool: each cell
+is last-writer-wins on its own, so views of one entity loaded by different jobs never conflict.
+Payloads are binary (orjson / packed tiles), which avoids DynamoDB's number limits (38 digits,
+no NaN or 1e308).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from featql.serve.online.base import STATE_PREFIX, Cell, OnlineStoreError, WriteReport
+
+MAX_BATCH_GET = 100
+_RETRIES = 12
+_BACKOFF_S = 0.004
+_BACKOFF_CAP_S = 0.5
+
+
+def table_name(prefix: str, workspace: str) -> str:
+    name = prefix + re.sub(r"[^A-Za-z0-9_.-]", "_", workspace)
+    return name if len(name) >= 3 else name + "_ws"
+
+
+def make_client(region: str | None, endpoint_url: str | None, pool: int = 64) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session()
+    kwargs: dict[str, Any] = {}
+    if endpoint_url and session.get_credentials() is None:
+        # A local DynamoDB-compatible endpoint (dynalite, DynamoDB Local) accepts any key.
+        kwargs.update(aws_access_key_id="featql", aws_secret_access_key="featql")
+    config = Config(max_pool_connections=pool, retries={"mode": "standard", "max_attempts": 4},
+                    connect_timeout=2, read_timeout=10, tcp_keepalive=True)
+    return session.client("dynamodb", region_name=region or "us-east-1",
+                          endpoint_url=endpoint_url or None, config=config, **kwargs)
+
+
+class DynamoStore:
+    kind = "dynamodb"
+
+    def __init__(self, workspace: str, *, region: str | None = None,
+                 endpoint_url: str | None = None, table_prefix: str = "featql_",
+                 create: bool = True, client: Any = None, writers: int = 16):
+        self.table = table_name(table_prefix, workspace)
+        self.client = client if client is not None else make_client(region, endpoint_url)
+        self._writers = writers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        if create:
+            self._ensure_table()
+
+    # -- setup -------------------------------------------------------------------------------
+    def _ensure_table(self) -> None:
+        c = self.client
+        try:
+            status = c.describe_table(TableName=self.table)["Table"]["TableStatus"]
+        except c.exceptions.ResourceNotFoundException:
+            with contextlib.suppress(c.exceptions.ResourceInUseException):
+                c.create_table(
+                    TableName=self.table, BillingMode="PAY_PER_REQUEST",
+                    KeySchema=[{"AttributeName": "item", "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": "item", "AttributeType": "S"}])
+            status = "CREATING"
+        except Exception as e:  # endpoint down, bad credentials...
+            raise OnlineStoreError(f"DynamoDB table {self.table}: {e}") from e
+        deadline = time.monotonic() + 120
+        while status != "ACTIVE":
+            if time.monotonic() > deadline:
+                raise OnlineStoreError(f"DynamoDB table {self.table} did not become ACTIVE")
+            time.sleep(0.1)
+            status = c.describe_table(TableName=self.table)["Table"]["TableStatus"]
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._writers, thread_name_prefix="featql-ddb")
+            return self._pool
+
+    # -- writes ------------------------------------------------------------------------------
+    def _put(self, cell: Cell) -> bool:
+        c = self.client
+        try:
+            c.update_item(
+                TableName=self.table, Key={"item": {"S": cell.item}},
+                UpdateExpression="SET #d = :d, #v = :v",
+                ConditionExpression="attribute_not_exists(#v) OR #v < :v",
+                ExpressionAttributeNames={"#d": "d:" + cell.view, "#v": "v:" + cell.view},
+                ExpressionAttributeValues={":d": {"B": cell.payload}, ":v": {"S": cell.version}})
+        except c.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def write(self, cells: Iterable[Cell]) -> WriteReport:
+        pool = self._executor()
+        written = skipped = 0
+        pending: list[Any] = []
+
+        def drain(limit: int) -> None:
+            nonlocal written, skipped
+            while len(pending) > limit:
+                if pending.pop(0).result():
+                    written += 1
+                else:
+                    skipped += 1
+
+        try:
+            for cell in cells:
+                pending.append(pool.submit(self._put, cell))
+                drain(self._writers * 8)
+            drain(0)
+        except OnlineStoreError:
+            raise
+        except Exception as e:
+            raise OnlineStoreError(f"DynamoDB write to {self.table} failed: {e}") from e
+        return WriteReport(written=written, skipped=skipped)
+
+    # -- reads -------------------------------------------------------------------------------
+    def read(self, items: Sequence[str], views: Sequence[str]) -> dict[str, dict[str, bytes]]:
+        uniq = list(dict.fromkeys(items))
+        if not uniq or not views:
+            return {}
+        names = {"#k": "item"}
+        for i, v in enumerate(views):
+            names[f"#d{i}"] = "d:" + v
+        projection = ", ".join(names)
+        chunks = [uniq[i:i + MAX_BATCH_GET] for i in range(0, len(uniq), MAX_BATCH_GET)]
+        if len(chunks) == 1:
+            found = [self._batch_get(chunks[0], projection, names)]
+        else:  # concurrent: still one round trip of latency
+            found = list(self._executor().map(
+                lambda ch: self._batch_get(ch, projection, names), chunks))
+        out: dict[str, dict[str, bytes]] = {}
+        prefixed = [("d:" + v, v) for v in views]
+        for part in found:
+            for item in part:
+                cells = {v: item[a]["B"] for a, v in prefixed if a in item}
+                out[item["item"]["S"]] = cells
+        return out
+
+    def _batch_get(self, keys: list[str], projection: str,
+                   names: dict[str, str]) -> list[dict[str, Any]]:
+        c = self.client
+        request: dict[str, Any] = {self.table: {
+            "Keys": [{"item": {"S": k}} for k in keys],
+            "ProjectionExpression": projection, "ExpressionAttributeNames": names}}
+        got: list[dict[str, Any]] = []
+        for attempt in range(_RETRIES):
+            try:
+                resp = c.batch_get_item(RequestItems=request)
+            except c.exceptions.ResourceNotFoundException as e:
+                raise OnlineStoreError(
+                    f"DynamoDB table {self.table} does not exist: run "
+                    "`featql materialize --online` for this workspace first") from e
+            except Exception as e:
+                raise OnlineStoreError(f"DynamoDB read from {self.table} failed: {e}") from e
+            got.extend(resp.get("Responses", {}).get(self.table, []))
+            request = resp.get("UnprocessedKeys") or {}
+            if not request:
+                return got
+            time.sleep(min(_BACKOFF_CAP_S, _BACKOFF_S * 2 ** attempt) * (0.5 + random.random()))
+        raise OnlineStoreError(
+            f"DynamoDB kept {len(request[self.table]['Keys'])} keys unprocessed after "
+            f"{_RETRIES} attempts (throttled): retry the request")
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def get_state(self, name: str) -> bytes | None:
+        resp = self.client.get_item(TableName=self.table,
+                                    Key={"item": {"S": STATE_PREFIX + name}},
+                                    ConsistentRead=True)
+        item = resp.get("Item")
+        return None if item is None else bytes(item["s"]["B"])
+
+    def put_state(self, name: str, payload: bytes) -> None:
+        self.client.put_item(TableName=self.table,
+                             Item={"item": {"S": STATE_PREFIX + name}, "s": {"B": payload}})
+
+    def drop(self) -> None:
+        with contextlib.suppress(self.client.exceptions.ResourceNotFoundException):
+            self.client.delete_table(TableName=self.table)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

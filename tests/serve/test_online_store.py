@@ -1,0 +1,178 @@
+"""One suite, both stores (SQLite file, DynamoDB wire protocol via dynalite)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from featql.serve import codec
+from featql.serve.online.base import Cell, OnlineStore, OnlineStoreError, version
+
+from .conftest import make_store
+
+
+def row_cell(item: str, view: str, event_us: int, created_us: int | None, value: Any) -> Cell:
+    payload = codec.encode_row(event_us, created_us, [value])
+    return Cell(item, view, version(event_us, created_us, payload), payload)
+
+
+def test_round_trip_and_missing(store: OnlineStore) -> None:
+    report = store.write([row_cell("user#[1]", "v", 10, None, "a"),
+                          row_cell("user#[1]", "w", 11, None, 1.5),
+                          row_cell("user#[2]", "v", 12, None, None)])
+    assert report.written == 3 and report.skipped == 0
+    got = store.read(["user#[1]", "user#[2]", "user#[3]"], ["v", "w"])
+    assert set(got) == {"user#[1]", "user#[2]"}
+    assert codec.decode_row(got["user#[1]"]["v"]) == (10, None, ["a"])
+    assert codec.decode_row(got["user#[1]"]["w"]) == (11, None, [1.5])
+    assert set(got["user#[2]"]) == {"v"}
+    # only the views asked for come back
+    assert set(store.read(["user#[1]"], ["w"])["user#[1]"]) == {"w"}
+
+
+def test_older_never_overwrites_newer(store: OnlineStore) -> None:
+    store.write([row_cell("u#[1]", "v", 100, 5, "new")])
+    rep = store.write([row_cell("u#[1]", "v", 99, 9, "older event"),
+                       row_cell("u#[1]", "v", 100, 4, "same event, older created"),
+                       row_cell("u#[1]", "v", 100, None, "same event, no created")])
+    assert rep.written == 0 and rep.skipped == 3
+    assert codec.decode_row(store.read(["u#[1]"], ["v"])["u#[1]"]["v"])[2] == ["new"]
+    again = store.write([row_cell("u#[1]", "v", 100, 5, "new")])  # idempotent re-run
+    assert again.written == 0
+    assert store.write([row_cell("u#[1]", "v", 100, 6, "newer created")]).written == 1
+    assert codec.decode_row(store.read(["u#[1]"], ["v"])["u#[1]"]["v"])[2] == ["newer created"]
+
+
+def test_last_writer_wins_under_concurrency(store: OnlineStore) -> None:
+    rng = random.Random(42)
+    keys = [f"user#[{i}]" for i in range(30)]
+    rows: list[tuple[str, int, int | None, int]] = []
+    for k in keys:
+        for _ in range(12):
+            event = rng.randrange(1_000, 1_010)  # few distinct times: many ties on event time
+            created = rng.choice([None, rng.randrange(0, 4)])
+            rows.append((k, event, created, rng.randrange(10**6)))
+    cells = [row_cell(k, "v", e, c, val) for k, e, c, val in rows]
+    work = cells + cells[: len(cells) // 2]  # duplicates
+    rng.shuffle(work)
+    n_threads = 8
+    parts = [work[i::n_threads] for i in range(n_threads)]
+    errors: list[BaseException] = []
+
+    def writer(part: list[Cell]) -> None:
+        try:
+            for i in range(0, len(part), 7):  # many small batches interleave across threads
+                store.write(part[i:i + 7])
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in parts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    got = store.read(keys, ["v"])
+    for k in keys:
+        mine = [c for c in cells if c.item == k]
+        expected = max(mine, key=lambda c: c.version)
+        # the version orders by (event time, created with NULL lowest), then a digest
+        best_event = max(codec.decode_row(c.payload)[0] for c in mine)
+        top = [codec.decode_row(c.payload) for c in mine
+               if codec.decode_row(c.payload)[0] == best_event]
+        best_created = max((t[1] for t in top), key=lambda c: -1 if c is None else c)
+        stored = codec.decode_row(got[k]["v"])
+        assert stored[:2] == (best_event, best_created)
+        assert got[k]["v"] == expected.payload
+
+
+def test_many_items_in_one_read(store: OnlineStore) -> None:
+    items = [f"user#[{i}]" for i in range(250)]
+    store.write([row_cell(k, "v", 1, None, i) for i, k in enumerate(items)]
+                + [row_cell(k, "w", 1, None, -i) for i, k in enumerate(items)])
+    got = store.read(items + items[:10], ["v", "w"])  # duplicates are fine
+    assert len(got) == 250
+    for i, k in enumerate(items):
+        assert codec.decode_row(got[k]["v"])[2] == [i]
+        assert codec.decode_row(got[k]["w"])[2] == [-i]
+
+
+def test_tiles_cells(store: OnlineStore) -> None:
+    blob = codec.encode_tiles([0, 3600], {"c__count": [1, 2], "s__sum": [1.5, None]})
+    store.write([Cell("user#[1]", "aggs", version(7200, None, blob), blob)])
+    tiles = codec.decode_tiles(store.read(["user#[1]"], ["aggs"])["user#[1]"]["aggs"])
+    assert list(tiles.starts) == [0, 3600]
+    assert list(tiles.columns["c__count"]) == [1.0, 2.0]
+    assert tiles.columns["s__sum"][0] == 1.5 and tiles.columns["s__sum"][1] != 1.5
+
+
+def test_state_and_drop(store: OnlineStore) -> None:
+    assert store.get_state("loaded:v") is None
+    store.put_state("loaded:v", b"1")
+    store.put_state("loaded:v", b"2")
+    assert store.get_state("loaded:v") == b"2"
+    # state never shows up as an entity
+    assert store.read(["__state__#loaded:v"], ["v"]) in ({}, {"__state__#loaded:v": {}})
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "dynamodb"])
+def test_workspaces_are_isolated(kind: str, tmp_path: Path, request: pytest.FixtureRequest
+                                 ) -> None:
+    endpoint = request.getfixturevalue("dynalite") if kind == "dynamodb" else None
+    a, b = make_store(kind, tmp_path, endpoint), make_store(kind, tmp_path, endpoint)
+    try:
+        a.write([row_cell("user#[1]", "v", 1, None, "in a")])
+        assert b.read(["user#[1]"], ["v"]) == {}
+        assert "user#[1]" in a.read(["user#[1]"], ["v"])
+    finally:
+        a.drop()
+        b.drop()
+
+
+class _Throttling:
+    """A real DynamoDB client that answers part of each BatchGetItem as UnprocessedKeys."""
+
+    def __init__(self, client: Any, rounds: int):
+        self._client = client
+        self.rounds = rounds
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.calls += 1
+        table, req = next(iter(RequestItems.items()))
+        if self.calls > self.rounds:
+            return self._client.batch_get_item(RequestItems=RequestItems)
+        half = len(req["Keys"]) // 2
+        if half == 0:
+            return {"Responses": {table: []}, "UnprocessedKeys": RequestItems}
+        served = self._client.batch_get_item(
+            RequestItems={table: {**req, "Keys": req["Keys"][:half]}})
+        served["UnprocessedKeys"] = {table: {**req, "Keys": req["Keys"][half:]}}
+        return served
+
+
+def test_unprocessed_keys_are_retried_not_missing(dynalite: str, tmp_path: Path) -> None:
+    from featql.serve.online.dynamodb import DynamoStore
+
+    s = make_store("dynamodb", tmp_path, dynalite)
+    assert isinstance(s, DynamoStore)
+    try:
+        items = [f"user#[{i}]" for i in range(80)]
+        s.write([row_cell(k, "v", 1, None, i) for i, k in enumerate(items)])
+        throttled = _Throttling(s.client, rounds=3)
+        s.client = throttled
+        got = s.read(items, ["v"])
+        assert len(got) == 80 and throttled.calls == 4
+        throttled.rounds, throttled.calls = 10**9, 0  # throttled forever: an error, not NULLs
+        with pytest.raises(OnlineStoreError, match="unprocessed"):
+            s.read(items, ["v"])
+    finally:
+        s.client = getattr(s.client, "_client", s.client)
+        s.drop()
