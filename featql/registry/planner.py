@@ -1,0 +1,160 @@
+"""A plan: the classified diff plus downstream impact, backfills, warnings and refusals.
+
+`make_plan` is pure apart from reading Parquet footers and the registry's materialization state
+(both through arguments), so the same inputs always give the same plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from featql.compiler.ir import Manifest
+from featql.registry.backfill import BackfillEstimate, SourceStats, estimate
+from featql.registry.diff import Action, Detail, Level, ObjectDiff, diff_manifests
+from featql.registry.store import ApplyRecord, Interval
+
+Materialized = Callable[[str, str], list[Interval]]  # (view, fingerprint) -> intervals
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    name: str
+    action: Action
+    level: Level
+    details: tuple[Detail, ...] = ()
+    downstream: tuple[str, ...] = ()  # "kind name", transitively
+    backfill: BackfillEstimate | None = None
+    warnings: tuple[str, ...] = ()
+    refused: str | None = None  # why apply refuses this change
+
+
+@dataclass(frozen=True)
+class Plan:
+    workspace: str
+    base: ApplyRecord | None
+    manifest: Manifest
+    changes: tuple[Change, ...]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def refusals(self) -> list[str]:
+        return [c.refused for c in self.changes if c.refused]
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    def level_count(self, level: str) -> int:
+        return sum(1 for c in self.changes if c.level == level)
+
+    @property
+    def backfills(self) -> list[BackfillEstimate]:
+        return [c.backfill for c in self.changes if c.backfill is not None]
+
+
+def kind_of(manifest: Manifest, name: str) -> str:
+    if manifest.source(name):
+        return "source"
+    if manifest.view(name):
+        return "feature view"
+    if manifest.transform(name):
+        return "transform"
+    if manifest.service(name):
+        return "service"
+    return "entity" if manifest.entity(name) else "object"
+
+
+def downstream(manifest: Manifest, name: str) -> list[str]:
+    """Every object reading `name`, transitively, as "kind name" in kind then name order."""
+    edges: dict[str, set[str]] = {}
+    for up, down in manifest.dag:
+        edges.setdefault(up, set()).add(down)
+    for v in manifest.views:
+        edges.setdefault(v.entity, set()).add(v.name)
+    seen: set[str] = set()
+    stack = [name]
+    while stack:
+        for d in edges.get(stack.pop(), ()):
+            if d not in seen:
+                seen.add(d)
+                stack.append(d)
+    order = {"source": 0, "entity": 1, "feature view": 2, "transform": 3, "service": 4}
+    found = sorted(seen, key=lambda n: (order.get(kind_of(manifest, n), 9), n))
+    return [f"{kind_of(manifest, n)} {n}" for n in found]
+
+
+def _needs_backfill(d: ObjectDiff) -> bool:
+    if d.kind != "feature view" or d.action == "delete":
+        return False
+    if d.action in ("create", "recreate"):
+        return True
+    return bool(d.added_features) or any(
+        x.text.startswith(("start:", "offline:")) for x in d.details)
+
+
+def _warnings(d: ObjectDiff, new: Manifest) -> tuple[str, ...]:
+    out: list[str] = []
+    if d.action == "delete":
+        return ()
+    if d.kind == "feature view":
+        v = new.view(d.name)
+        if v is not None and v.deprecated:
+            out.append(f"warning[W801]: feature view '{v.name}' is deprecated"
+                       + (f"; use '{v.replacement}'" if v.replacement else ""))
+    elif d.kind == "service":
+        s = new.service(d.name)
+        for view in dict.fromkeys(r.view for r in (s.features if s else ())):
+            v = new.view(view)
+            if v is not None and v.deprecated:
+                out.append(f"warning[W801]: service '{d.name}' uses deprecated feature view "
+                           f"'{view}'" + (f"; use '{v.replacement}'" if v.replacement else ""))
+    return tuple(out)
+
+
+def _refusal(d: ObjectDiff, old: Manifest | None, new: Manifest) -> str | None:
+    if old is None or d.action not in ("delete", "recreate"):
+        return None
+    obj = {"source": old.source, "feature view": old.view,
+           "service": old.service}.get(d.kind, lambda _n: None)(d.name)
+    if obj is not None and getattr(obj, "prevent_destroy", False):
+        what = "delete" if d.action == "delete" else "recreate (and discard the data of)"
+        return (f"refusing to {what} {d.kind} '{d.name}': it is marked prevent_destroy = true; "
+                "apply a change removing the flag first")
+    if d.action == "delete" and d.kind == "feature view":
+        # services kept by this plan that would read a deleted view (possible when the
+        # manifest does not come from a clean compile, e.g. an artifact built elsewhere)
+        users = [s.name for s in new.services
+                 if any(r.view == d.name for r in s.features)
+                 or any(i.split(".")[0] == d.name for t in new.transforms
+                        if t.name in s.transforms for i in t.inputs)]
+        if users:
+            return (f"refusing to delete feature view '{d.name}': applied service "
+                    f"{', '.join(repr(u) for u in sorted(users))} still uses it; remove it "
+                    "from the service first")
+    return None
+
+
+def make_plan(root: Path, workspace: str, base: ApplyRecord | None, old: Manifest | None,
+              new: Manifest, materialized: Materialized, now: datetime) -> Plan:
+    stats: dict[str, SourceStats] = {}
+    changes: list[Change] = []
+    for d in diff_manifests(old, new):
+        down: tuple[str, ...] = ()
+        if d.level == "breaking":
+            graph = new if d.action != "delete" else (old or new)
+            down = tuple(downstream(graph, d.name))
+        backfill = None
+        if _needs_backfill(d):
+            view = new.view(d.name)
+            assert view is not None
+            backfill = estimate(root, new, view, materialized(view.name, view.fingerprint),
+                                now, stats)
+        changes.append(Change(d.kind, d.name, d.action, d.level, d.details, down, backfill,
+                              _warnings(d, new), _refusal(d, old, new)))
+    return Plan(workspace, base, new, tuple(changes))

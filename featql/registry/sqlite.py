@@ -1,0 +1,267 @@
+"""The embedded registry: one SQLite file, `<project>/.featql/registry.db`.
+
+Applies are serialized by SQLite itself: `record_apply` runs in `BEGIN IMMEDIATE`, which takes
+the database's write lock, and a second writer waits up to the busy timeout, then fails with a
+clear message. Inside the lock the workspace's head is compared with the head the plan was
+computed against, so an apply never overwrites a change it has not shown the user.
+
+The materialization state (`materializations`) is written by the offline engine into the same
+file (featql/runtime/state.py); the registry only reads it, and treats it as empty while the
+table does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from featql.compiler.ir import Manifest
+from featql.compiler.manifest import ManifestError, from_data
+from featql.registry.store import (
+    AppliedState,
+    ApplyRecord,
+    BackfillRecord,
+    Interval,
+    NewApply,
+    RegistryError,
+    StalePlanError,
+    WorkspaceInfo,
+)
+
+SCHEMA_VERSION = 1
+REGISTRY_FILE = "registry.db"
+DEFAULT_TIMEOUT = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS registry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS registry_workspaces (
+  name TEXT PRIMARY KEY,
+  created_at TEXT NOT NULL,
+  head INTEGER
+);
+CREATE TABLE IF NOT EXISTS registry_applies (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  workspace TEXT NOT NULL,
+  parent INTEGER,
+  applied_at TEXT NOT NULL,
+  user TEXT NOT NULL,
+  git_commit TEXT,
+  summary TEXT NOT NULL,
+  changes TEXT NOT NULL,
+  manifest TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS registry_applies_ws ON registry_applies (workspace, id);
+CREATE TABLE IF NOT EXISTS registry_backfills (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  apply_id INTEGER NOT NULL,
+  workspace TEXT NOT NULL,
+  view TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  status TEXT NOT NULL,
+  message TEXT NOT NULL DEFAULT '',
+  updated_at TEXT NOT NULL
+);
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def registry_path(project_root: Path) -> Path:
+    return project_root / ".featql" / REGISTRY_FILE
+
+
+class SqliteRegistry:
+    """`Registry` over one SQLite file (see module docstring for the locking protocol)."""
+
+    def __init__(self, path: Path, timeout: float | None = None):
+        self.path = path
+        if timeout is None:
+            timeout = float(os.environ.get("FEATQL_REGISTRY_TIMEOUT", DEFAULT_TIMEOUT))
+        self.timeout = timeout
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        with self._write():
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    self._db.execute(stmt)
+            self._db.execute("INSERT OR IGNORE INTO registry_meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+        version = self._one("SELECT value FROM registry_meta WHERE key = 'schema_version'")
+        if version is None or int(version["value"]) > SCHEMA_VERSION:
+            raise RegistryError(f"{path} was written by a newer featql (registry schema "
+                                f"{version['value'] if version else '?'}); upgrade featql")
+
+    # -- plumbing -------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise RegistryError(
+                    f"the registry {self.path} is locked by another featql apply (waited "
+                    f"{self.timeout:g}s); try again when it has finished") from e
+            raise
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
+        return row
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- workspaces -----------------------------------------------------------------------
+    def workspaces(self) -> list[WorkspaceInfo]:
+        rows = self._db.execute(
+            "SELECT w.name, w.created_at, w.head, "
+            "(SELECT COUNT(*) FROM registry_applies a WHERE a.workspace = w.name) AS n "
+            "FROM registry_workspaces w ORDER BY w.name").fetchall()
+        return [WorkspaceInfo(r["name"], r["created_at"], r["head"], r["n"]) for r in rows]
+
+    def has_workspace(self, name: str) -> bool:
+        return self._one("SELECT 1 FROM registry_workspaces WHERE name = ?", (name,)) is not None
+
+    def create_workspace(self, name: str) -> None:
+        with self._write():
+            if self.has_workspace(name):
+                raise RegistryError(f"workspace '{name}' already exists")
+            self._db.execute("INSERT INTO registry_workspaces (name, created_at) VALUES (?, ?)",
+                             (name, now_iso()))
+
+    def ensure_workspace(self, name: str) -> None:
+        with self._write():
+            self._db.execute("INSERT OR IGNORE INTO registry_workspaces (name, created_at) "
+                             "VALUES (?, ?)", (name, now_iso()))
+
+    def delete_workspace(self, name: str) -> None:
+        with self._write():
+            if not self.has_workspace(name):
+                raise RegistryError(f"workspace '{name}' does not exist")
+            for table in ("registry_backfills", "registry_applies"):
+                self._db.execute(f"DELETE FROM {table} WHERE workspace = ?", (name,))
+            self._db.execute("DELETE FROM registry_workspaces WHERE name = ?", (name,))
+
+    # -- applies --------------------------------------------------------------------------
+    def applied(self, workspace: str) -> AppliedState | None:
+        row = self._one("SELECT a.* FROM registry_workspaces w JOIN registry_applies a "
+                        "ON a.id = w.head WHERE w.name = ?", (workspace,))
+        if row is None:
+            return None
+        return AppliedState(row["id"], _manifest(row["manifest"], row["id"]), _record(row))
+
+    def record_apply(self, new: NewApply) -> int:
+        with self._write():
+            ws = self._one("SELECT head FROM registry_workspaces WHERE name = ?",
+                           (new.workspace,))
+            if ws is None:
+                raise RegistryError(f"workspace '{new.workspace}' was deleted")
+            if ws["head"] != new.base_apply:
+                other = self._one("SELECT * FROM registry_applies WHERE id = ?", (ws["head"],))
+                who = (f" (apply #{other['id']} by {other['user']} at {other['applied_at']})"
+                       if other else "")
+                raise StalePlanError(
+                    f"workspace '{new.workspace}' changed while this plan was computed{who}; "
+                    "run featql plan again")
+            cur = self._db.execute(
+                "INSERT INTO registry_applies (workspace, parent, applied_at, user, git_commit, "
+                "summary, changes, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (new.workspace, new.base_apply, now_iso(), new.user, new.git_commit,
+                 new.summary, new.changes_json, new.manifest_json))
+            apply_id = int(cur.lastrowid or 0)
+            self._db.execute("UPDATE registry_workspaces SET head = ? WHERE name = ?",
+                             (apply_id, new.workspace))
+            for view, fingerprint in new.backfills:
+                self._db.execute(
+                    "INSERT INTO registry_backfills (apply_id, workspace, view, fingerprint, "
+                    "status, updated_at) VALUES (?, ?, ?, ?, 'pending', ?)",
+                    (apply_id, new.workspace, view, fingerprint, now_iso()))
+        return apply_id
+
+    def history(self, workspace: str) -> list[ApplyRecord]:
+        rows = self._db.execute("SELECT * FROM registry_applies WHERE workspace = ? ORDER BY id",
+                                (workspace,)).fetchall()
+        return [_record(r) for r in rows]
+
+    def manifest_of(self, apply_id: int) -> Manifest:
+        row = self._one("SELECT id, manifest FROM registry_applies WHERE id = ?", (apply_id,))
+        if row is None:
+            raise RegistryError(f"no apply #{apply_id}")
+        return _manifest(row["manifest"], apply_id)
+
+    # -- backfills ------------------------------------------------------------------------
+    def backfills(self, workspace: str) -> list[BackfillRecord]:
+        rows = self._db.execute("SELECT * FROM registry_backfills WHERE workspace = ? "
+                                "ORDER BY id", (workspace,)).fetchall()
+        return [BackfillRecord(r["id"], r["apply_id"], r["workspace"], r["view"],
+                               r["fingerprint"], r["status"], r["message"], r["updated_at"])
+                for r in rows]
+
+    def set_backfill(self, backfill_id: int, status: str, message: str = "") -> None:
+        with self._write():
+            self._db.execute("UPDATE registry_backfills SET status = ?, message = ?, "
+                             "updated_at = ? WHERE id = ?",
+                             (status, message, now_iso(), backfill_id))
+
+    def materialized(self, workspace: str, view: str, fingerprint: str) -> list[Interval]:
+        try:
+            rows = self._db.execute(
+                "SELECT interval_start, interval_end FROM materializations "
+                "WHERE workspace = ? AND view = ? AND fingerprint = ?",
+                (workspace, view, fingerprint)).fetchall()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return []
+            raise
+        out: list[Interval] = []
+        for r in rows:
+            start, end = _when(r[0]), _when(r[1])
+            if start is not None and end is not None:
+                out.append(Interval(start, end))
+        return out
+
+
+def _record(row: sqlite3.Row) -> ApplyRecord:
+    return ApplyRecord(row["id"], row["workspace"], row["applied_at"], row["user"],
+                       row["git_commit"], row["summary"], row["changes"])
+
+
+def _manifest(text: str, apply_id: int) -> Manifest:
+    import json
+
+    try:
+        return from_data(json.loads(text))
+    except (ManifestError, ValueError, KeyError, TypeError) as e:
+        raise RegistryError(f"apply #{apply_id} holds a manifest this featql cannot read: "
+                            f"{e}") from e
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _when(value: object) -> datetime | None:
+    """A timestamp as the runtime may store it: ISO text, or epoch s / ms / us numbers."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+    if isinstance(value, int | float):
+        v = float(value)
+        scale = 1e6 if abs(v) > 1e14 else 1e3 if abs(v) > 1e11 else 1.0
+        return _EPOCH + timedelta(seconds=v / scale)
+    return None
