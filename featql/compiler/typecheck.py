@@ -332,7 +332,13 @@ def _check_aggregates(src: SourceFile, stmt: exp.Select, keys: list[str],
             continue
         if not isinstance(proj, exp.Alias):
             continue  # reported as unnamed by type_query
-        if isinstance(inner, exp.AggFunc) and type(inner) not in AGG_FUNCTIONS:
+        if inner.find(exp.Window) is not None:
+            diags.error("E409", f"feature '{proj.alias}': window functions (OVER) are not "
+                        "allowed in aggregate views", node_span(src, inner),
+                        hint="the header's windows define the aggregation windows; "
+                        f"use one of {SUPPORTED_AGGS}")
+            ok = False
+        elif isinstance(inner, exp.AggFunc) and type(inner) not in AGG_FUNCTIONS:
             diags.error("E409", f"unsupported aggregate {inner.sql_name()}() in an aggregate view",
                         node_span(src, inner), hint=f"supported (mergeable across tiles): "
                         f"{SUPPORTED_AGGS}")
@@ -352,10 +358,6 @@ def _check_aggregates(src: SourceFile, stmt: exp.Select, keys: list[str],
                             "not an expression over aggregates", node_span(src, inner),
                             hint="split it into separate aggregates; combine them in a "
                             "request transform")
-            ok = False
-        elif inner.find(exp.Window) is not None:
-            diags.error("E409", "window functions are not allowed in aggregate views",
-                        node_span(src, inner))
             ok = False
     return ok
 
