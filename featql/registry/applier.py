@@ -62,18 +62,13 @@ def current_user() -> str:
 def record(root: Path, registry: Registry, plan: Plan) -> int:
     """Write the plan's manifest as the workspace's new state (raises StalePlanError when the
     workspace changed since the plan was made)."""
-    backfills = tuple((b.view, b.fingerprint) for b in plan.backfills if _runs(b.intervals,
-                                                                              b.source_rows))
+    backfills = tuple((b.view, b.fingerprint) for b in plan.backfills if b.intervals > 0)
     return registry.record_apply(NewApply(
         workspace=plan.workspace, manifest_json=dumps(plan.manifest),
         base_apply=plan.base.id if plan.base else None, user=current_user(),
         git_commit=git_commit(root), summary=short_summary(plan),
         changes_json=json.dumps([change_json(c) for c in plan.changes], sort_keys=True),
         backfills=backfills))
-
-
-def _runs(intervals: int, rows: int | None) -> bool:
-    return intervals > 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +78,22 @@ class BackfillOutcome:
     failed: str | None
 
 
+Engine = Callable[..., object]
+
+
+def load_engine() -> Engine | None:
+    """The offline engine's `materialize(project_root, manifest, workspace, views=[...])`, or
+    None while featql.runtime.materialize is not installed."""
+    try:
+        if importlib.util.find_spec(MATERIALIZE_MODULE) is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    module = importlib.import_module(MATERIALIZE_MODULE)
+    engine: Engine = module.materialize
+    return engine
+
+
 def run_backfills(root: Path, registry: Registry, plan: Plan, apply_id: int,
                   say: Callable[[str], None]) -> BackfillOutcome:
     rows = [b for b in registry.backfills(plan.workspace)
@@ -90,17 +101,16 @@ def run_backfills(root: Path, registry: Registry, plan: Plan, apply_id: int,
     views = [b.view for b in rows]
     if not views:
         return BackfillOutcome((), (), None)
-    if importlib.util.find_spec(MATERIALIZE_MODULE) is None:
+    engine = load_engine()
+    if engine is None:
         for b in rows:
             registry.set_backfill(b.id, "pending", "offline engine not installed")
         return BackfillOutcome((), tuple(views), None)
-    from featql.runtime import materialize as engine  # type: ignore[attr-defined]
-
     say(f"backfilling {', '.join(views)} in workspace '{plan.workspace}' ...")
     for b in rows:
         registry.set_backfill(b.id, "running")
     try:
-        engine.materialize(root, plan.manifest, plan.workspace, views=views)
+        engine(root, plan.manifest, plan.workspace, views=views)
     except Exception as e:  # the apply stands; the backfill can be retried
         message = f"{type(e).__name__}: {e}"
         for b in rows:

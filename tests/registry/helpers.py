@@ -98,3 +98,26 @@ class Proj:
             return record(self.root, reg, plan)
         finally:
             reg.close()
+
+
+def write_txns(root: Path, days: int = 10, per_day: int = 3) -> int:
+    """Parquet rows for txns over `days` days from 2024-01-01 (two files); returns the count."""
+    from datetime import timedelta
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start = datetime(2024, 1, 1, 8)
+    ts = [start + timedelta(days=d, hours=h) for d in range(days) for h in range(per_day)]
+    table = pa.table({
+        "user_id": pa.array([i % 4 for i in range(len(ts))], pa.int64()),
+        "amount": pa.array([float(i) for i in range(len(ts))]),
+        "channel": pa.array(["pos"] * len(ts)),
+        "event_ts": pa.array(ts, pa.timestamp("us")),
+    })
+    out = root / "data" / "txns"
+    out.mkdir(parents=True, exist_ok=True)
+    half = len(ts) // 2
+    pq.write_table(table.slice(0, half), out / "part-0.parquet")
+    pq.write_table(table.slice(half), out / "part-1.parquet")
+    return len(ts)
