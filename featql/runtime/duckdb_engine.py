@@ -1,0 +1,109 @@
+"""DuckDB, in-process: the default engine (PRODUCT §3 lowered with `ASOF LEFT JOIN`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from featql.compiler.ir import Source
+from featql.runtime.engine import EngineName
+from featql.runtime.pit import PointInTimeJoin
+from featql.runtime.pit_sql import SPINE, duckdb_sql
+from featql.runtime.sources import empty_table, is_s3, local_files, read_s3
+from featql.runtime.types import conform
+
+_DUCK_TYPES = {"STRING": "VARCHAR", "INT": "INTEGER"}
+
+
+def _q(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+class DuckDBEngine:
+    name: EngineName = "duckdb"
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        import duckdb
+
+        self.con: Any = duckdb.connect()
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        if memory_limit:
+            self.con.execute(f"SET memory_limit = {_lit(memory_limit)}")
+        self.con.execute("SET TimeZone = 'UTC'")
+        self._keep: dict[str, pa.Table] = {}
+
+    def register_source(self, source: Source, root: Path) -> None:
+        if is_s3(source.batch.path):
+            self.register_arrow(source.name, read_s3(source))
+            return
+        files = local_files(source, root)
+        if not files:
+            self.register_arrow(source.name, empty_table(source))
+            return
+        listing = "[" + ", ".join(_lit(f) for f in files) + "]"
+        fmt = source.batch.format
+        if fmt == "parquet":
+            reader = f"read_parquet({listing}, union_by_name = true)"
+        elif fmt == "csv":
+            reader = f"read_csv({listing}, header = true, union_by_name = true)"
+        else:
+            reader = f"read_json({listing}, format = 'auto', union_by_name = true)"
+        if source.schema_from == "ddl" and fmt != "parquet":
+            cols = ", ".join(f"CAST({_q(c.name)} AS {_duck_type(c.type)}) AS {_q(c.name)}"
+                             for c in source.columns)
+            sql = f"SELECT {cols} FROM {reader}"
+        else:
+            sql = f"SELECT * FROM {reader}"
+        self.con.execute(f"CREATE OR REPLACE VIEW {_q(source.name)} AS {sql}")
+
+    def register_arrow(self, name: str, table: pa.Table) -> None:
+        self._keep[name] = table
+        self.con.register(name, table)
+
+    def register_parquet(self, name: str, files: list[str], schema: pa.Schema) -> None:
+        if not files:
+            self.register_arrow(name, schema.empty_table())
+            return
+        listing = "[" + ", ".join(_lit(f) for f in files) + "]"
+        cols = ", ".join(_q(n) for n in schema.names)
+        self.con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS SELECT {cols} FROM "
+                         f"read_parquet({listing}, union_by_name = true)")
+
+    def register_sql(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS {_strip(sql)}")
+
+    def query(self, sql: str) -> pa.Table:
+        return _arrow(self.con.sql(sql))
+
+    def point_in_time(self, node: PointInTimeJoin, spine: pa.Table) -> pa.Table:
+        self.register_arrow(SPINE, spine)
+        out = _arrow(self.con.sql(duckdb_sql(node)))
+        return conform(out, {f.column: f.type for v in node.views for f in v.features})
+
+    def close(self) -> None:
+        self.con.close()
+        self._keep.clear()
+
+
+def _duck_type(t: str) -> str:
+    if t.upper().startswith("ARRAY<"):
+        return _duck_type(t[6:-1]) + "[]"
+    return _DUCK_TYPES.get(t.upper(), t)
+
+
+def _strip(sql: str) -> str:
+    """Drop full-line comments (a view body must not end inside a comment)."""
+    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+
+
+def _arrow(rel: Any) -> pa.Table:
+    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
+    table = fetch()
+    return table if isinstance(table, pa.Table) else table.read_all()

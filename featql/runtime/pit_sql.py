@@ -1,0 +1,186 @@
+"""Lowering of a `PointInTimeJoin` to SQL, per engine.
+
+- DuckDB: one `ASOF LEFT JOIN` per row-level view (the LEFT form, so no spine row is dropped),
+  over the view's rows deduplicated on (keys, ts) by the tie-break order.
+- Spark (no ASOF): per row-level view, the spine and the view's rows are unioned, ordered by
+  (keys, time, spine-before-rows, created, features) and `last(row, ignoreNulls)` over the
+  running window gives each spine row the latest earlier row; joined back on the spine row id.
+- Aggregate views, both engines: the spine's (keys, floor(t, S)) anchors are inserted among the
+  tiles as empty rows at position anchor - S, and a RANGE window of W - S before each anchor row
+  merges exactly the tiles in [anchor - W, anchor).
+
+The spine relation `_featql_spine` holds RID, the join keys and SPINE_TS; the output is RID then
+one column per feature, ordered by RID.
+"""
+
+from __future__ import annotations
+
+from featql.runtime.pit import RID, SPINE_TS, PointInTimeJoin, ViewJoin
+
+SPINE = "_featql_spine"
+_US = 1_000_000
+
+_DUCK_TYPES = {"STRING": "VARCHAR", "INT": "INTEGER", "FLOAT": "FLOAT"}
+_SPARK_TYPES = {"INT": "INT", "FLOAT": "FLOAT"}
+
+
+class _Dialect:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def q(self, ident: str) -> str:
+        if self.name == "duckdb":
+            return '"' + ident.replace('"', '""') + '"'
+        return "`" + ident.replace("`", "``") + "`"
+
+    def epoch_us(self, expr: str) -> str:
+        if self.name == "duckdb":
+            return f"epoch_us({expr})"
+        return f"unix_micros(CAST({expr} AS TIMESTAMP))"
+
+    def type(self, featql_type: str) -> str:
+        table = _DUCK_TYPES if self.name == "duckdb" else _SPARK_TYPES
+        return table.get(featql_type, featql_type)
+
+
+def duckdb_sql(node: PointInTimeJoin) -> str:
+    return _lower(node, _Dialect("duckdb"))
+
+
+def spark_sql(node: PointInTimeJoin) -> str:
+    return _lower(node, _Dialect("spark"))
+
+
+def _lower(node: PointInTimeJoin, d: _Dialect) -> str:
+    ctes: list[str] = []
+    joins: list[str] = []
+    selects: list[str] = [f"s.{RID}"]
+    t_us = d.epoch_us(f"s.{SPINE_TS}")
+    for i, view in enumerate(node.views):
+        alias = f"v{i}"
+        if view.kind == "aggregate":
+            ctes.extend(_aggregate_ctes(view, alias, d))
+            anchor = _floor(t_us, view.slide_seconds or 1)
+            on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
+                               f"{anchor} = {alias}._featql_anchor"])
+            joins.append(f"LEFT JOIN {alias} ON {on}")
+            selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
+            continue
+        if d.name == "duckdb":
+            ctes.append(_duck_rows_cte(view, alias, d))
+            on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
+                               f"s.{SPINE_TS} > {alias}._featql_ts"])
+            joins.append(f"ASOF LEFT JOIN {alias} ON {on}")
+            fresh = _ttl_test(t_us, d.epoch_us(f"{alias}._featql_ts"), view.ttl_seconds)
+            for f in view.features:
+                value = f"{alias}.{d.q(f.column)}"
+                selects.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}"
+                               if fresh else f"{value} AS {d.q(f.column)}")
+        else:
+            ctes.append(_spark_rows_cte(view, alias, d))
+            joins.append(f"LEFT JOIN {alias} ON s.{RID} = {alias}.{RID}")
+            fresh = _ttl_test(t_us, f"{alias}._featql_r.ts", view.ttl_seconds)
+            for j, f in enumerate(view.features):
+                value = f"{alias}._featql_r.f{j}"
+                selects.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}"
+                               if fresh else f"{value} AS {d.q(f.column)}")
+    with_clause = ("WITH " + ",\n".join(ctes) + "\n") if ctes else ""
+    return (f"{with_clause}SELECT {', '.join(selects)}\nFROM {SPINE} s\n"
+            + "\n".join(joins) + f"\nORDER BY s.{RID}")
+
+
+def _floor(us_expr: str, slide_seconds: int) -> str:
+    s = slide_seconds * _US
+    return f"({us_expr} - ((({us_expr}) % {s}) + {s}) % {s})"
+
+
+def _ttl_test(t_us: str, ts_us: str, ttl: int | None) -> str:
+    return f"{t_us} - {ts_us} <= {ttl * _US}" if ttl is not None else ""
+
+
+def _not_null(cols: list[str], prefix: str = "") -> str:
+    return " AND ".join(f"{prefix}{c} IS NOT NULL" for c in cols)
+
+
+def _duck_rows_cte(view: ViewJoin, alias: str, d: _Dialect) -> str:
+    keys = [d.q(k) for k in view.keys]
+    ts = d.q(view.timestamp)
+    order = ", ".join(["_featql_created DESC NULLS LAST",
+                       *(f"{d.q(f)} DESC NULLS LAST" for f in view.tiebreak)])
+    feats = ", ".join(f"{d.q(f.feature)} AS {d.q(f.column)}" for f in view.features)
+    return (f"{alias} AS (SELECT {', '.join(keys)}, {ts} AS _featql_ts, {feats} "
+            f"FROM {d.q(view.relation)} WHERE {_not_null([*keys, ts])} "
+            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)}, {ts} "
+            f"ORDER BY {order}) = 1)")
+
+
+def _spark_rows_cte(view: ViewJoin, alias: str, d: _Dialect) -> str:
+    keys = [d.q(k) for k in view.keys]
+    ts = d.q(view.timestamp)
+    tb_null = ", ".join(f"NULL AS _featql_tb{i}" for i in range(len(view.tiebreak)))
+    tb_vals = ", ".join(f"{d.q(f)} AS _featql_tb{i}" for i, f in enumerate(view.tiebreak))
+    struct = ", ".join(["'ts', " + d.epoch_us(ts),
+                        *(f"'f{j}', {d.q(f.feature)}" for j, f in enumerate(view.features))])
+    spine_side = (f"SELECT {', '.join(keys)}, {d.epoch_us(SPINE_TS)} AS _featql_o, "
+                  f"0 AS _featql_kind, {RID}, NULL AS _featql_c"
+                  + (f", {tb_null}" if tb_null else "") + ", NULL AS _featql_r "
+                  f"FROM {SPINE} WHERE {_not_null([*keys, SPINE_TS])}")
+    rows_side = (f"SELECT {', '.join(keys)}, {d.epoch_us(ts)} AS _featql_o, 1 AS _featql_kind, "
+                 f"NULL AS {RID}, _featql_created AS _featql_c"
+                 + (f", {tb_vals}" if tb_vals else "") + f", named_struct({struct}) AS _featql_r "
+                 f"FROM {d.q(view.relation)} WHERE {_not_null([*keys, ts])}")
+    order = ", ".join(["_featql_o", "_featql_kind", "_featql_c ASC NULLS FIRST",
+                       *(f"_featql_tb{i} ASC NULLS FIRST" for i in range(len(view.tiebreak)))])
+    return (f"{alias} AS (SELECT {RID}, _featql_r FROM (SELECT {RID}, _featql_kind, "
+            f"last(_featql_r, true) OVER (PARTITION BY {', '.join(keys)} ORDER BY {order} "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS _featql_r "
+            f"FROM ({spine_side} UNION ALL {rows_side}) u) w WHERE _featql_kind = 0)")
+
+
+def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
+    keys = [d.q(k) for k in view.keys]
+    slide_us = (view.slide_seconds or 1) * _US
+    partials: list[str] = []
+    for f in view.features:
+        for p in _partials(f.function or "count"):
+            col = f"{f.aggregation}__{p}"
+            if col not in partials:
+                partials.append(col)
+    anchor = _floor(d.epoch_us(SPINE_TS), view.slide_seconds or 1)
+    anchors = (f"{alias}_a AS (SELECT DISTINCT {', '.join(keys)}, {anchor} AS _featql_anchor "
+               f"FROM {SPINE} WHERE {_not_null([*keys, SPINE_TS])})")
+    tiles_side = (f"SELECT {', '.join(keys)}, {d.epoch_us(d.q(view.timestamp))} AS _featql_p, "
+                  f"0 AS _featql_is_anchor, {', '.join(d.q(p) for p in partials)} "
+                  f"FROM {d.q(view.relation)} WHERE {_not_null([*keys, d.q(view.timestamp)])}")
+    anchor_side = (f"SELECT {', '.join(keys)}, _featql_anchor - {slide_us} AS _featql_p, "
+                   f"1 AS _featql_is_anchor, {', '.join('NULL' for _ in partials)} "
+                   f"FROM {alias}_a")
+    exprs: list[str] = []
+    for f in view.features:
+        frame = (f"OVER (PARTITION BY {', '.join(keys)} ORDER BY _featql_p RANGE BETWEEN "
+                 f"{(f.window_seconds or 0) * _US - slide_us} PRECEDING AND CURRENT ROW)")
+        exprs.append(f"CAST({_merge(f.function or 'count', f.aggregation or '', frame, d)} "
+                     f"AS {d.type(f.type)}) AS {d.q(f.column)}")
+    cols = ", ".join(d.q(f.column) for f in view.features)
+    merged = (f"{alias} AS (SELECT {', '.join(keys)}, _featql_p + {slide_us} AS _featql_anchor, "
+              f"{cols} FROM (SELECT {', '.join(keys)}, _featql_p, _featql_is_anchor, "
+              f"{', '.join(exprs)} FROM ({tiles_side} UNION ALL {anchor_side}) u) w "
+              "WHERE _featql_is_anchor = 1)")
+    return [anchors, merged]
+
+
+def _partials(function: str) -> tuple[str, ...]:
+    return {"count": ("count",), "sum": ("sum", "count"), "avg": ("sum", "count"),
+            "min": ("min",), "max": ("max",)}[function]
+
+
+def _merge(function: str, agg: str, frame: str, d: _Dialect) -> str:
+    count = f"SUM({d.q(agg + '__count')}) {frame}"
+    if function == "count":
+        return f"COALESCE({count}, 0)"
+    if function == "sum":
+        return f"CASE WHEN COALESCE({count}, 0) > 0 THEN SUM({d.q(agg + '__sum')}) {frame} END"
+    if function == "avg":
+        return (f"CAST(SUM({d.q(agg + '__sum')}) {frame} AS DOUBLE) / "
+                f"CAST(NULLIF({count}, 0) AS DOUBLE)")
+    return f"{function.upper()}({d.q(agg + '__' + function)}) {frame}"
