@@ -7,7 +7,10 @@ Header comments are stripped from the tree so they never leak into generated SQL
 from __future__ import annotations
 
 import bisect
+import sys
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import cast
 
 import sqlglot
@@ -17,7 +20,21 @@ from sqlglot.errors import ParseError, TokenError
 from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
 
 READ_DIALECT = "duckdb"
-MAX_SQL_NESTING = 64
+MAX_SQL_NESTING = 32  # sqlglot's parser and optimizer recurse about 20 frames per level
+MIN_RECURSION_LIMIT = 4_000
+
+
+@contextmanager
+def deep_stack() -> Iterator[None]:
+    """Room on the Python stack for sqlglot's recursion over a query nested up to the cap."""
+    old = sys.getrecursionlimit()
+    if old < MIN_RECURSION_LIMIT:
+        sys.setrecursionlimit(MIN_RECURSION_LIMIT)
+    try:
+        yield
+    finally:
+        if old < MIN_RECURSION_LIMIT:
+            sys.setrecursionlimit(old)
 
 # what each kind of file may hold: (statement required?, allowed expression types, wording)
 _EXPECTED: dict[str, tuple[bool, tuple[type, ...], str]] = {
@@ -151,7 +168,8 @@ def parse_body(src: SourceFile, body_start: int, kind: str,
                     src.span(too_deep, too_deep + 1), hint="split the query into feature views")
         return None
     try:
-        statements = [s for s in sqlglot.parse(src.text, read=READ_DIALECT) if s is not None]
+        with deep_stack():
+            statements = [s for s in sqlglot.parse(src.text, read=READ_DIALECT) if s is not None]
     except ParseError as e:
         _report_parse_error(src, e, diags)
         return None

@@ -15,14 +15,32 @@ from featql.compiler.diagnostics import Diagnostics, SourceFile, did_you_mean
 TableColumns = dict[str, dict[str, str]]  # table name -> column -> featql type
 
 
-def _source_columns(source: object, tables: TableColumns) -> set[str] | None:
+def _source_columns(source: object, tables: TableColumns, depth: int = 0) -> set[str] | None:
     """Columns a scope source exposes; None when unknowable (table functions, UNNEST)."""
     if isinstance(source, exp.Table):
         cols = tables.get(source.name.lower())
         return set(cols) if cols is not None else None
-    if isinstance(source, Scope):
+    if isinstance(source, Scope) and depth < 64:
         expr = source.expression
-        if isinstance(expr, exp.Select | exp.Union):
+        if isinstance(expr, exp.Select):
+            out: set[str] = set()
+            for proj in expr.selects:
+                star = proj if isinstance(proj, exp.Star) else (
+                    proj.this if isinstance(proj, exp.Column) and isinstance(proj.this, exp.Star)
+                    else None)
+                if star is None:
+                    out.add(proj.alias_or_name.lower())
+                    continue
+                qualifier = proj.table.lower() if isinstance(proj, exp.Column) else ""
+                for alias, inner in source.sources.items():
+                    if qualifier and alias.lower() != qualifier:
+                        continue
+                    cols = _source_columns(inner, tables, depth + 1)
+                    if cols is None:
+                        return None
+                    out |= cols
+            return out
+        if isinstance(expr, exp.Union):
             if any(isinstance(s, exp.Star) for s in getattr(expr, "selects", [])):
                 return None
             return {n.lower() for n in expr.named_selects}
@@ -41,7 +59,9 @@ def check_columns(src: SourceFile, stmt: exp.Expression, tables: TableColumns,
         visible: dict[str, set[str] | None] = {
             alias.lower(): _source_columns(s, tables) for alias, s in scope.sources.items()
         }
-        select_aliases = {n.lower() for n in getattr(scope.expression, "named_selects", [])}
+        # names given with AS (duckdb lets later expressions and clauses use them)
+        select_aliases = {p.alias.lower() for p in getattr(scope.expression, "selects", [])
+                          if isinstance(p, exp.Alias)}
         for col in scope.columns:
             if not _check_column(src, col, scope, visible, select_aliases, tables, diags):
                 ok = False
@@ -78,7 +98,7 @@ def _check_column(src: SourceFile, col: exp.Column, scope: Scope,
         cols = visible[qualifier]
         if cols is None or name in cols:
             return True
-        diags.error("E401", f"unknown column '{col.name}' in '{qualifier}'",
+        diags.error("E401", f"unknown column '{col.name}' in {_and([qualifier])}",
                     node_span(src, col.this), hint=did_you_mean(name, cols)
                     or f"columns of '{qualifier}': {', '.join(sorted(cols))}")
         return False
@@ -100,5 +120,5 @@ def _check_column(src: SourceFile, col: exp.Column, scope: Scope,
 
 
 def _and(names: list[str]) -> str:
-    quoted = [f"'{n}'" for n in names]
+    quoted = [f"'{n}'" if n else "the subquery" for n in names]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]

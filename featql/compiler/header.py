@@ -205,8 +205,10 @@ def parse_header(src: SourceFile, diags: Diagnostics) -> tuple[list[Decorator], 
     if not header.text.strip():
         return [], header.body_start
     if len(header.text) > MAX_HEADER_CHARS:
+        first = _line_col(header.text, max(0, header.text.find("@")))
         diags.error("E110", f"decorator header is too large ({len(header.text)} characters, "
-                    f"at most {MAX_HEADER_CHARS})", mapper.span(1, 1))
+                    f"at most {MAX_HEADER_CHARS})", mapper.span(*first),
+                    hint="move long lists into several services or views")
         return [], header.body_start
     depth_err = _check_nesting(header.text)
     if depth_err is not None:

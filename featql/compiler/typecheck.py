@@ -18,7 +18,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
-from featql.compiler.body import READ_DIALECT, node_span, statement_span
+from featql.compiler.body import READ_DIALECT, deep_stack, node_span, statement_span
 from featql.compiler.columns import TableColumns, check_columns
 from featql.compiler.decorators import Decl
 from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
@@ -72,10 +72,11 @@ def type_query(src: SourceFile, stmt: exp.Expression, tables: TableColumns,
     if not _check_projection_names(src, stmt, diags):
         return None
     try:
-        q = qualify(stmt.copy(), schema=make_schema(tables), dialect=READ_DIALECT,
-                    validate_qualify_columns=False, quote_identifiers=False,
-                    expand_stars=True, identify=False)
-        q = annotate_types(q, schema=make_schema(tables), dialect=READ_DIALECT)
+        with deep_stack():
+            q = qualify(stmt.copy(), schema=make_schema(tables), dialect=READ_DIALECT,
+                        validate_qualify_columns=False, quote_identifiers=False,
+                        expand_stars=True, identify=False)
+            q = annotate_types(q, schema=make_schema(tables), dialect=READ_DIALECT)
     except OptimizeError as e:
         diags.error("E401", f"cannot resolve the query: {e}", node_span(src, stmt))
         return None

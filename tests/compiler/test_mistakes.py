@@ -201,9 +201,9 @@ CASES = [
          {"views/v.sql": ROW + "SELECT user_id event_ts amount FROM txns\n"},
          "views/v.sql:2:25: error[E201]: SQL syntax error: unexpected 'amount'", "amount"),
     Case("sql-too-deep",
-         {"views/v.sql": ROW + "SELECT user_id, event_ts, " + "(" * 70 + "1" + ")" * 70
+         {"views/v.sql": ROW + "SELECT user_id, event_ts, " + "(" * 40 + "1" + ")" * 40
           + " AS a FROM txns\n"},
-         "views/v.sql:2:91: error[E201]: SQL nests brackets deeper than 64 levels", "(",
+         "views/v.sql:2:59: error[E201]: SQL nests brackets deeper than 32 levels", "(",
          "split the query into feature views"),
     # ---- sources ----------------------------------------------------------------------------
     Case("create-table-name-differs",
@@ -282,6 +282,10 @@ CASES = [
          {"views/v.sql": ROW + "SELECT user_id, event_ts, a\n"
           "FROM (SELECT user_id, event_ts, amout AS a FROM txns)\n"},
          "views/v.sql:3:33: error[E401]: unknown column 'amout' in 'txns'", "amout",
+         "did you mean 'amount'?"),
+    Case("unknown-column-through-star",
+         {"views/v.sql": ROW + "SELECT user_id, event_ts, amout AS a FROM (SELECT * FROM txns)\n"},
+         "views/v.sql:2:27: error[E401]: unknown column 'amout' in the subquery", "amout",
          "did you mean 'amount'?"),
     # ---- types and view contracts ----------------------------------------------------------
     Case("wrong-key-type",
