@@ -18,8 +18,8 @@ TableColumns = dict[str, dict[str, str]]  # table name -> column -> featql type
 def _source_columns(source: object, tables: TableColumns, depth: int = 0) -> set[str] | None:
     """Columns a scope source exposes; None when unknowable (table functions, UNNEST)."""
     if isinstance(source, exp.Table):
-        cols = tables.get(source.name.lower())
-        return set(cols) if cols is not None else None
+        table = tables.get(source.name.lower())
+        return set(table) if table is not None else None
     if isinstance(source, Scope) and depth < 64:
         expr = source.expression
         if isinstance(expr, exp.Select):
@@ -35,10 +35,10 @@ def _source_columns(source: object, tables: TableColumns, depth: int = 0) -> set
                 for alias, inner in source.sources.items():
                     if qualifier and alias.lower() != qualifier:
                         continue
-                    cols = _source_columns(inner, tables, depth + 1)
-                    if cols is None:
+                    inner_cols = _source_columns(inner, tables, depth + 1)
+                    if inner_cols is None:
                         return None
-                    out |= cols
+                    out |= inner_cols
             return out
         if isinstance(expr, exp.Union):
             if any(isinstance(s, exp.Star) for s in getattr(expr, "selects", [])):

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from featql.compiler.body import MAX_SQL_NESTING
 from featql.compiler.decorators import SCHEMAS
 from featql.compiler.diagnostics import Diagnostic, Diagnostics, SourceFile
-from featql.compiler.body import MAX_SQL_NESTING
 from featql.compiler.header import MAX_HEADER_CHARS, MAX_NESTING
 from featql.compiler.loader import MAX_FILE_BYTES, parse_file
 from featql.compiler.project import compile_project
