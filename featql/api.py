@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from featql.compiler.diagnostics import FeatqlError
 from featql.compiler.ir import Manifest
 from featql.compiler.project import CompileResult, compile_project
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from featql.serve.lookup import OnlineService
 
 
 class Project:
@@ -28,3 +34,26 @@ class Project:
         if not result.ok or result.manifest is None:
             raise FeatqlError(result.diagnostics.errors)
         return result.manifest
+
+    @cached_property
+    def _online(self) -> OnlineService:
+        from featql.serve.lookup import OnlineService
+        from featql.serve.online import open_store
+
+        config = self.compiled.config
+        store = open_store(config, self.root, self.workspace, create=False)
+        return OnlineService(self.manifest, store, self.root)
+
+    def online(self, service: str, entities: list[dict[str, Any]],
+               request: list[dict[str, Any]] | dict[str, Any] | None = None,
+               at: dt.datetime | str | None = None) -> list[dict[str, Any]]:
+        """Feature vectors from the online store, exactly as `POST /v1/features/<service>`
+        returns them (same code path): one dict per entity, `"<view>.<feature>"` and
+        `"<transform>.<output>"` keys. `at` (naive UTC) replays a lookup at another time.
+        Raises `featql.serve.lookup.RequestError` (a ValueError) for bad input."""
+        from featql.serve.codec import to_micros
+        from featql.serve.lookup import parse_time
+
+        now = parse_time(at) if isinstance(at, str) else None if at is None else to_micros(at)
+        rows, _meta = self._online.lookup(service, entities, request, now)
+        return rows

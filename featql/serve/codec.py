@@ -29,6 +29,11 @@ _INT_TYPES = frozenset({"BIGINT", "INT", "INTEGER", "SMALLINT", "TINYINT"})
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
+def cell_name(view: FeatureView) -> str:
+    """The store's name for a view's cells: a redefined view (new fingerprint) starts afresh."""
+    return f"{view.name}@{view.fingerprint[:12]}"
+
+
 def item_key(entity: str, keys: Sequence[Any]) -> str:
     """The store key of one entity instance: `user#[42]`, `pair#[1,"x"]`."""
     return entity + "#" + orjson.dumps(list(keys)).decode()

@@ -1,0 +1,72 @@
+"""`featql serve [--host H] [--port P] [--workers N] [--workspace W] [--reload]`: the online
+feature server (gunicorn + Flask; Flask's dev server with --reload)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from featql.console import UserError, console
+
+ORDER = 80
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: number of CPUs)")
+    p.add_argument("--threads", type=int, default=2, help="threads per worker (default 2)")
+    p.add_argument("--workspace", default=os.environ.get("FEATQL_WORKSPACE", "dev"),
+                   help="workspace whose online store to serve (default dev)")
+    p.add_argument("--reload", action="store_true",
+                   help="development: Flask's reloading server instead of gunicorn")
+
+
+def run(args: argparse.Namespace) -> int:
+    from featql.commands._common import compile_or_report
+    from featql.compiler.manifest import write_manifest
+    from featql.serve.app import MAX_BODY_BYTES, ServeSettings
+    from featql.serve.lookup import MAX_ENTITIES
+    from featql.serve.online import OnlineStoreError
+    from featql.serve.runner import fresh_manifest, metrics_directory, serve
+
+    root = Path(args.project)
+    result = compile_or_report(args.project, quiet_ok=True)
+    if result is None:
+        return 1
+    assert result.manifest is not None
+    conf = result.config.serve if result.config else {}
+    host = args.host or str(conf.get("host", "127.0.0.1"))
+    port = args.port or int(conf.get("port", 8080))
+    workers = args.workers or int(conf.get("workers", os.cpu_count() or 1))
+    if workers < 1 or args.threads < 1:
+        raise UserError("--workers and --threads must be at least 1")
+    with metrics_directory() as tmp:
+        manifest_path = fresh_manifest(root) or write_manifest(result.manifest, tmp / "manifest")
+        settings = ServeSettings(
+            root=root.resolve(), workspace=args.workspace, manifest_path=manifest_path,
+            metrics_dir=tmp / "metrics",
+            max_entities=int(conf.get("max_entities", MAX_ENTITIES)),
+            max_body_bytes=int(conf.get("max_body_bytes", MAX_BODY_BYTES)))
+        try:  # fail fast on a misconfigured store or a transform that does not compile
+            from featql.serve.app import create_app
+
+            create_app(settings, result.manifest)
+        except OnlineStoreError as e:
+            raise UserError(str(e)) from e
+        except Exception as e:
+            from featql.serve.transforms import TransformCompileError
+
+            if isinstance(e, TransformCompileError):
+                raise UserError(str(e)) from e
+            raise
+        mode = "Flask dev server (--reload)" if args.reload else (
+            f"gunicorn, {workers} worker(s) × {args.threads} thread(s)")
+        console(stderr=True).print(
+            f"[bold green]featql serve[/] {result.manifest.project} workspace "
+            f"[bold]{args.workspace}[/] ({result.config.online_store} online store) on "
+            f"http://{host}:{port} — {mode}")
+        serve(settings, host, port, 1 if args.reload else workers, args.threads, args.reload)
+    return 0

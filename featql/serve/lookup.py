@@ -1,0 +1,298 @@
+"""The online read path shared by the HTTP server and `Project.online`: validate, fetch, merge.
+
+`OnlineService(manifest, store, root)` precomputes a plan per feature service (which entity
+items and views to read, which features to output, which transforms to run). `lookup()` then
+costs one store round trip for up to `max_entities` entities, decodes each cell once, applies
+TTL (row-level views) or merges tiles (aggregate views) at time `now`, runs the request
+transforms, and returns one dict per entity: `"<view>.<feature>"` and `"<transform>.<output>"`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from featql.compiler.diagnostics import did_you_mean
+from featql.compiler.ir import Column, FeatureService, FeatureView, Manifest
+from featql.serve import codec
+from featql.serve.online.base import OnlineStore
+from featql.serve.transforms import CompiledTransform, TransformError, compile_transforms
+
+MAX_ENTITIES = 100
+
+
+class RequestError(ValueError):
+    """A user mistake in a lookup: becomes a 4xx JSON error naming the field."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+    def to_json(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            err["field"] = self.field
+        return {"error": err}
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    view: FeatureView
+    entity: str
+    key_names: tuple[str, ...]
+    outputs: tuple[tuple[int, str], ...]  # (feature index in the view, output name)
+    env: tuple[tuple[int, str], ...]  # (feature index, "view.feature") transforms read
+    cell: str  # the store's name for the view's cells
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    service: FeatureService
+    keys: tuple[Column, ...]
+    views: tuple[ViewPlan, ...]
+    columns: tuple[str, ...]  # output names, in order
+    transforms: tuple[CompiledTransform, ...]
+    request_fields: tuple[Column, ...]
+
+
+def _type_ok(value: Any, type_: str) -> bool:
+    t = type_.upper()
+    if value is None:
+        return True
+    if t in ("BIGINT", "INT", "INTEGER", "SMALLINT", "TINYINT"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t in ("DOUBLE", "FLOAT", "DECIMAL"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if t in ("STRING", "VARCHAR"):
+        return isinstance(value, str)
+    if t == "BOOLEAN":
+        return isinstance(value, bool)
+    if t in ("TIMESTAMP", "DATE"):
+        return isinstance(value, str)
+    return True
+
+
+def _kind(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def parse_time(value: Any, field: str = "at") -> int:
+    """Microseconds of an ISO timestamp (naive = UTC); RequestError when it is not one."""
+    if not isinstance(value, str):
+        raise RequestError(400, "invalid_field", f"'{field}' must be an ISO timestamp string",
+                           field)
+    try:
+        ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RequestError(400, "invalid_field",
+                           f"'{field}' is not an ISO timestamp: {value!r}", field) from None
+    return codec.to_micros(ts)
+
+
+def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> ServicePlan:
+    transforms = compile_transforms(manifest, root, service.transforms)
+    wanted: dict[str, dict[str, None]] = {}  # view -> features needed
+    for ref in service.features:
+        wanted.setdefault(ref.view, {})[ref.feature] = None
+    for ct in transforms.values():
+        for inp in ct.inputs:
+            vn, feat = inp.split(".", 1)
+            wanted.setdefault(vn, {})[feat] = None
+    outputs = {(ref.view, ref.feature) for ref in service.features}
+    plans = []
+    for vname, feats in wanted.items():
+        view = manifest.view(vname)
+        assert view is not None, vname
+        index = {f.name: i for i, f in enumerate(view.features)}
+        plans.append(ViewPlan(
+            view=view, entity=view.entity, key_names=tuple(k.name for k in view.keys),
+            outputs=tuple((index[f], f"{vname}.{f}") for f in feats if (vname, f) in outputs),
+            env=tuple((index[f], f"{vname}.{f}") for f in feats), cell=codec.cell_name(view)))
+    columns = [f"{r.view}.{r.feature}" for r in service.features]
+    request_fields: dict[str, Column] = {}
+    for name in service.transforms:
+        ct = transforms[name]
+        columns.extend(f"{name}.{c.name}" for c in ct.outputs)
+        for c in ct.request:
+            request_fields.setdefault(c.name, c)
+    return ServicePlan(service, service.keys, tuple(plans), tuple(columns),
+                       tuple(transforms[n] for n in service.transforms),
+                       tuple(request_fields.values()))
+
+
+class OnlineService:
+    """Feature lookups for every service of a manifest against one online store."""
+
+    def __init__(self, manifest: Manifest, store: OnlineStore, root: Path,
+                 max_entities: int = MAX_ENTITIES):
+        self.manifest = manifest
+        self.store = store
+        self.max_entities = max_entities
+        self.plans = {s.name: build_plan(manifest, s, root) for s in manifest.services}
+
+    def plan(self, service: str) -> ServicePlan:
+        plan = self.plans.get(service)
+        if plan is None:
+            hint = did_you_mean(service, self.plans)
+            raise RequestError(404, "unknown_service", f"unknown feature service '{service}'"
+                               + (f": {hint}" if hint else ""), "service")
+        return plan
+
+    # -- validation --------------------------------------------------------------------------
+    def _entities(self, plan: ServicePlan, entities: Any) -> list[tuple[Any, ...]]:
+        if not isinstance(entities, list):
+            raise RequestError(400, "invalid_field",
+                               f"'entities' must be an array of objects, got {_kind(entities)}",
+                               "entities")
+        if not entities:
+            raise RequestError(400, "invalid_field", "'entities' is empty", "entities")
+        if len(entities) > self.max_entities:
+            raise RequestError(413, "too_many_entities",
+                               f"{len(entities)} entities in one request; the limit is "
+                               f"{self.max_entities}", "entities")
+        rows = []
+        names = [k.name for k in plan.keys]
+        for i, ent in enumerate(entities):
+            if not isinstance(ent, dict):
+                raise RequestError(400, "invalid_field",
+                                   f"entities[{i}] must be an object, got {_kind(ent)}",
+                                   f"entities[{i}]")
+            for k in plan.keys:
+                if k.name not in ent:
+                    extra = [x for x in ent if x not in names]
+                    close = difflib.get_close_matches(k.name, extra, n=1, cutoff=0.5)
+                    raise RequestError(
+                        400, "missing_key", f"entities[{i}] lacks key '{k.name}' "
+                        f"(service {plan.service.name} needs {', '.join(names)})"
+                        + (f"; did you mean '{k.name}' instead of '{close[0]}'?"
+                           if close else ""),
+                        f"entities[{i}].{k.name}")
+                v = ent[k.name]
+                if v is None or not _type_ok(v, k.type):
+                    raise RequestError(
+                        400, "invalid_key", f"entities[{i}].{k.name} must be "
+                        f"{'an integer' if 'INT' in k.type else 'a string'} ({k.type}), got "
+                        f"{_kind(v)}", f"entities[{i}].{k.name}")
+            rows.append(tuple(ent[n] for n in names))
+        return rows
+
+    def _requests(self, plan: ServicePlan, request: Any, n: int) -> list[dict[str, Any]]:
+        if not plan.request_fields:
+            return [{} for _ in range(n)]
+        if request is None:
+            raise RequestError(400, "missing_field",
+                               f"'request' is required by the transforms of {plan.service.name}: "
+                               f"fields {', '.join(c.name for c in plan.request_fields)}",
+                               "request")
+        if isinstance(request, dict):
+            request = [request] * n
+        if not isinstance(request, list) or len(request) != n:
+            raise RequestError(400, "invalid_field",
+                               f"'request' must be an object or an array of {n} objects "
+                               "(one per entity)", "request")
+        out = []
+        for i, r in enumerate(request):
+            if not isinstance(r, dict):
+                raise RequestError(400, "invalid_field", f"request[{i}] must be an object",
+                                   f"request[{i}]")
+            env = {}
+            for c in plan.request_fields:
+                if c.name not in r:
+                    hint = did_you_mean(c.name, list(r))
+                    raise RequestError(400, "missing_field", f"request[{i}] lacks field "
+                                       f"'{c.name}' ({c.type})" + (f": {hint}" if hint else ""),
+                                       f"request[{i}].{c.name}")
+                v = r[c.name]
+                if not _type_ok(v, c.type):
+                    raise RequestError(400, "invalid_field", f"request[{i}].{c.name} must be "
+                                       f"{c.type}, got {_kind(v)}", f"request[{i}].{c.name}")
+                env["request." + c.name] = float(v) if c.type == "DOUBLE" and v is not None \
+                    else v
+            out.append(env)
+        return out
+
+    # -- the lookup ----------------------------------------------------------------------------
+    def lookup(self, service: str, entities: Any, request: Any = None,
+               now_us: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        plan = self.plan(service)
+        rows = self._entities(plan, entities)
+        envs = self._requests(plan, request, len(rows))
+        now = now_us if now_us is not None else time.time_ns() // 1000
+        key_pos = {k.name: i for i, k in enumerate(plan.keys)}
+        items_per_view = []
+        all_items: dict[str, None] = {}
+        for vp in plan.views:
+            pos = [key_pos[k] for k in vp.key_names]
+            items = [codec.item_key(vp.entity, [row[p] for p in pos]) for row in rows]
+            items_per_view.append(items)
+            all_items.update(dict.fromkeys(items))
+        cells = self.store.read(list(all_items), [vp.cell for vp in plan.views])
+        out: list[dict[str, Any]] = [{} for _ in rows]
+        event_times: list[dict[str, str | None]] = [{} for _ in rows]
+        for vp, items in zip(plan.views, items_per_view, strict=True):
+            decoded: dict[str, tuple[list[Any], str | None]] = {}
+            view = vp.view
+            for i, item in enumerate(items):
+                got = decoded.get(item)
+                if got is None:
+                    got = self._decode(view, cells.get(item, {}).get(vp.cell), now)
+                    decoded[item] = got
+                values, ts = got
+                row = out[i]
+                for idx, name in vp.outputs:
+                    row[name] = values[idx]
+                if vp.env and plan.transforms:
+                    env = envs[i]
+                    for idx, name in vp.env:
+                        env[name] = values[idx]
+                if view.kind == "row" and vp.outputs:
+                    event_times[i][view.name] = ts
+        if plan.transforms:
+            for i, env in enumerate(envs):
+                for ct in plan.transforms:
+                    try:
+                        res = ct(env)
+                    except TransformError as e:
+                        raise RequestError(422, "transform_failed", f"{e} (entities[{i}])",
+                                           f"entities[{i}]") from e
+                    for c in ct.outputs:
+                        out[i][f"{ct.name}.{c.name}"] = res.get(c.name)
+        ordered = [{c: row.get(c) for c in plan.columns} for row in out]
+        meta = {"service": service, "at": codec.from_micros(now).isoformat(),
+                "event_times": event_times}
+        return ordered, meta
+
+    @staticmethod
+    def _decode(view: FeatureView, payload: bytes | None,
+                now: int) -> tuple[list[Any], str | None]:
+        if view.kind == "aggregate":
+            tiles = codec.decode_tiles(payload) if payload is not None else None
+            return codec.merge_tiles(view, tiles, now), None
+        if payload is None:
+            return [None] * len(view.features), None
+        event_us, _created, values = codec.decode_row(payload)
+        if not codec.row_visible(event_us, now, view.ttl_seconds):
+            return [None] * len(view.features), None
+        return values, codec.from_micros(event_us).isoformat()
+
+
+def describe(plan: ServicePlan) -> dict[str, Any]:
+    """`GET /v1/services/<name>`: keys, request fields, output columns and their types."""
+    s = plan.service
+    types = {f"{r.view}.{r.feature}": r.type for r in s.features}
+    for ct in plan.transforms:
+        types.update({f"{ct.name}.{c.name}": c.type for c in ct.outputs})
+    return {
+        "name": s.name,
+        "description": s.meta.description,
+        "owner": s.meta.owner,
+        "keys": [{"name": k.name, "type": k.type} for k in s.keys],
+        "request": [{"name": c.name, "type": c.type} for c in plan.request_fields],
+        "features": [{"name": c, "type": types[c]} for c in plan.columns],
+    }
+

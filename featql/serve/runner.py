@@ -1,0 +1,69 @@
+"""Run the feature server: gunicorn (gthread workers) in production, Flask's dev server with
+`--reload`. The master process compiles the project once (or reuses a fresh
+target/manifest.json); each worker builds its app from that manifest after the fork."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from featql.serve.app import ServeSettings, create_app
+
+
+def fresh_manifest(root: Path) -> Path | None:
+    """target/manifest.json when no definition file or featql.toml is newer than it."""
+    path = root / "target" / "manifest.json"
+    if not path.exists():
+        return None
+    built = path.stat().st_mtime
+    skip = {"target", ".featql", "data", ".venv", "node_modules", "__pycache__"}
+    for p in root.rglob("*"):
+        if skip.intersection(p.relative_to(root).parts):
+            continue
+        if p.suffix in (".sql", ".py", ".toml") and p.stat().st_mtime > built:
+            return None
+    return path
+
+
+def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: int,
+          reload: bool = False) -> None:
+    if reload:
+        app = create_app(settings)
+        app.run(host=host, port=port, use_reloader=True, threaded=True)
+        return
+    from gunicorn.app.base import BaseApplication
+
+    class _App(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+            self.cfg.set("keepalive", 30)
+            self.cfg.set("backlog", 2048)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("errorlog", "-")
+            self.cfg.set("loglevel", os.environ.get("FEATQL_LOG_LEVEL", "warning"))
+            self.cfg.set("proc_name", "featql-serve")
+
+        def load(self) -> Any:
+            return create_app(settings)  # in each worker, after the fork
+
+    _App().run()
+
+
+@contextlib.contextmanager
+def metrics_directory() -> Any:
+    path = Path(tempfile.mkdtemp(prefix="featql-metrics-"))
+    owner = os.getpid()
+    try:
+        yield path
+    finally:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
