@@ -14,6 +14,7 @@ from featql.commands._registry import add_workspace_argument, print_plan, regist
 from featql.console import UserError, console
 
 ORDER = 55
+REPLANS = 3  # with --yes, plan again when another apply got in first
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,20 +34,25 @@ def run(args: argparse.Namespace) -> int:
     out = console()
     with registry_for(root) as reg:
         ws = workspaces.resolve(root, args.workspace, reg, create_default=True)
-        plan = build_plan(root, result.manifest, reg, ws)
-        print_plan(plan)
-        if not plan.has_changes:
-            return 0
-        if plan.refusals:
-            raise UserError(f"nothing applied: {len(plan.refusals)} change"
-                            f"{'s' if len(plan.refusals) != 1 else ''} refused (see above)")
-        if not args.yes and not _confirm(ws):
-            out.print("Apply cancelled; nothing changed.")
-            return 1
-        try:
-            apply_id = record(root, reg, plan)
-        except StalePlanError as e:
-            raise UserError(f"nothing applied: {e}") from e
+        for attempt in range(1, REPLANS + 1):
+            plan = build_plan(root, result.manifest, reg, ws)
+            print_plan(plan)
+            if not plan.has_changes:
+                return 0
+            if plan.refusals:
+                raise UserError(f"nothing applied: {len(plan.refusals)} change"
+                                f"{'s' if len(plan.refusals) != 1 else ''} refused (see above)")
+            if not args.yes and not _confirm(ws):
+                out.print("Apply cancelled; nothing changed.")
+                return 1
+            try:
+                apply_id = record(root, reg, plan)
+                break
+            except StalePlanError as e:
+                # interactive: the user approved another plan; with --yes: plan again
+                if not args.yes or attempt == REPLANS:
+                    raise UserError(f"nothing applied: {e}; run featql plan again") from e
+                out.print(f"{e}; planning again", style="yellow", markup=False)
         out.print(f"Applied #{apply_id} to workspace '{ws}'.", style="bold green",
                   markup=False)
         done = run_backfills(root, reg, plan, apply_id, lambda s: out.print(s, markup=False))

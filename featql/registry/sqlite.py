@@ -88,18 +88,32 @@ class SqliteRegistry:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        with self._write():
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    self._db.execute(stmt)
-            self._db.execute("INSERT OR IGNORE INTO registry_meta VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
-        version = self._one("SELECT value FROM registry_meta WHERE key = 'schema_version'")
+        try:
+            version = self._version()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise RegistryError(f"{path} is not a readable featql registry: {e}") from e
+        if version is None:  # a new file: create the tables (once, under the write lock)
+            with self._write():
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        self._db.execute(stmt)
+                self._db.execute("INSERT OR IGNORE INTO registry_meta "
+                                 "VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            version = self._version()
         if version is None or int(version["value"]) > SCHEMA_VERSION:
             raise RegistryError(f"{path} was written by a newer featql (registry schema "
                                 f"{version['value'] if version else '?'}); upgrade featql")
 
     # -- plumbing -------------------------------------------------------------------------
+    def _version(self) -> sqlite3.Row | None:
+        try:
+            return self._one("SELECT value FROM registry_meta WHERE key = 'schema_version'")
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return None
+            raise
+
     @contextmanager
     def _write(self) -> Iterator[None]:
         try:
@@ -174,8 +188,7 @@ class SqliteRegistry:
                 who = (f" (apply #{other['id']} by {other['user']} at {other['applied_at']})"
                        if other else "")
                 raise StalePlanError(
-                    f"workspace '{new.workspace}' changed while this plan was computed{who}; "
-                    "run featql plan again")
+                    f"workspace '{new.workspace}' changed while this plan was computed{who}")
             cur = self._db.execute(
                 "INSERT INTO registry_applies (workspace, parent, applied_at, user, git_commit, "
                 "summary, changes, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

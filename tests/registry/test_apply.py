@@ -261,3 +261,20 @@ def test_rollback_by_checking_out_an_older_commit(proj: Proj, run: Run,
     state = reg.applied("dev")
     assert state is not None and state.manifest == reg.manifest_of(1)
     assert run("plan", "--project", p)[0] == 0
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "code", "applies"), [("n\n", 1, 0), ("yes\n", 0, 1)])
+def test_apply_asks_on_a_terminal(proj: Proj, run: Run, no_engine: None,
+                                  monkeypatch: pytest.MonkeyPatch, answer: str, code: int,
+                                  applies: int) -> None:
+    monkeypatch.setattr("sys.stdin", _Tty(answer))
+    got, out, _ = run("apply", "--project", str(proj.root))
+    assert got == code
+    assert "Apply these changes to workspace 'dev'? [y/N]" in out
+    assert ("Apply cancelled; nothing changed." in out) == (applies == 0)
+    assert len(proj.registry().history("dev")) == applies
