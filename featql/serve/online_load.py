@@ -101,16 +101,32 @@ def source_scan(manifest: Manifest, root: Path) -> tuple[Scan, Callable[[], None
 
 def default_scan(manifest: Manifest, root: Path, config: ProjectConfig, workspace: str,
                  ) -> tuple[Scan, Callable[[], None]]:
+    """The offline store's rows of a view when it holds them, else rows computed from sources."""
     try:
         from featql.runtime.offline_store import OfflineStore
-    except ImportError:
+    except ImportError:  # pragma: no cover - the runtime ships with featql
         return source_scan(manifest, root)
-    store: Any = OfflineStore(root, config, workspace)  # pragma: no cover - offline engineer's
+    from featql.console import UserError
+
+    offline = OfflineStore(root, config, workspace, manifest)
+    fallback: list[tuple[Scan, Callable[[], None]]] = []
 
     def scan(view: FeatureView, start: dt.datetime | None, end: dt.datetime | None) -> pa.Table:
-        return store.scan(view.name, start, end, None)
+        try:
+            offline.layout(view.name)  # raises when nothing is materialized
+            if offline.files(view.name, view.fingerprint):
+                return offline.scan(view.name, start, end)
+        except (UserError, FileNotFoundError, KeyError):
+            pass
+        if not fallback:
+            fallback.append(source_scan(manifest, root))
+        return fallback[0][0](view, start, end)
 
-    return scan, (lambda: None)
+    def close() -> None:
+        for _scan, closer in fallback:
+            closer()
+
+    return scan, close
 
 
 # -- latest rows and tile sets -----------------------------------------------------------------
@@ -118,52 +134,62 @@ def _us(v: Any) -> int | None:
     return None if v is None else codec.to_micros(v)
 
 
-def _order_key(row: dict[str, Any], ts: str, features: Sequence[str]) -> tuple[Any, ...]:
-    """(event, created, features...) with NULL lowest: the training set's tie-break."""
-    def k(v: Any) -> tuple[int, Any]:
-        return (0, 0) if v is None else (1, v)
-    return (row[ts], k(row.get(CREATED)), *(k(row[f]) for f in features))
-
-
 def latest_rows(view: FeatureView, table: pa.Table) -> Iterator[Cell]:
+    """Per entity, the row the training set would pick last: greatest event time, then
+    created, then feature tuple (NULL lowest), computed by DuckDB over the Arrow rows."""
+    import duckdb
+
     keys = [k.name for k in view.keys]
     feats = [f.name for f in view.features]
-    best: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for batch in table.to_batches():
-        for row in batch.to_pylist():
-            if row[view.timestamp] is None or any(row[k] is None for k in keys):
-                continue
-            key = tuple(row[k] for k in keys)
-            cur = best.get(key)
-            try:
-                newer = cur is None or _order_key(row, view.timestamp, feats) > _order_key(
-                    cur, view.timestamp, feats)
-            except TypeError:  # incomparable feature values (lists): keep the first seen
-                newer = False
-            if newer:
-                best[key] = row
+    q = _quote
+    has_created = CREATED in table.column_names
+    order = ", ".join([f"{q(view.timestamp)} DESC",
+                       *([f"{q(CREATED)} DESC NULLS LAST"] if has_created else []),
+                       *(f"{q(f)} DESC NULLS LAST" for f in feats)])
+    not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in [*keys, view.timestamp])
+    con = duckdb.connect()
+    try:
+        con.register("rows_in", table)
+        created = q(CREATED) if has_created else "CAST(NULL AS TIMESTAMP)"
+        cols = ", ".join([*(q(k) for k in keys), q(view.timestamp), created,
+                          *(q(f) for f in feats)])
+        best = con.execute(
+            f"SELECT {cols} FROM rows_in WHERE {not_null} QUALIFY row_number() OVER "
+            f"(PARTITION BY {', '.join(q(k) for k in keys)} ORDER BY {order}) = 1").fetchall()
+    finally:
+        con.close()
     name = cell_name(view)
-    for key, row in best.items():
-        event, created = codec.to_micros(row[view.timestamp]), _us(row.get(CREATED))
-        payload = codec.encode_row(event, created, [row[f] for f in feats])
-        yield Cell(codec.item_key(view.entity, key), name, version(event, created, payload),
-                   payload)
+    n = len(keys)
+    for row in best:
+        event, created_us = codec.to_micros(row[n]), _us(row[n + 1])
+        payload = codec.encode_row(event, created_us, list(row[n + 2:]))
+        yield Cell(codec.item_key(view.entity, row[:n]), name,
+                   version(event, created_us, payload), payload)
+
+
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
 
 
 def tile_cells(view: FeatureView, table: pa.Table, hi_us: int) -> Iterator[Cell]:
     keys = [k.name for k in view.keys]
     cols = codec.partial_columns(view)
-    per_key: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for batch in table.to_batches():
-        for row in batch.to_pylist():
-            per_key.setdefault(tuple(row[k] for k in keys), []).append(row)
+    table = table.sort_by([(k, "ascending") for k in keys] + [(TILE_START, "ascending")])
+    key_cols = [table.column(k).to_pylist() for k in keys]
+    starts_us = [codec.to_micros(t) // 1_000_000 for t in table.column(TILE_START).to_pylist()]
+    data = {c: table.column(c).to_pylist() for c in cols}
     name = cell_name(view)
-    for key, rows in per_key.items():
-        rows.sort(key=lambda r: r[TILE_START])
-        starts = [codec.to_micros(r[TILE_START]) // 1_000_000 for r in rows]
-        payload = codec.encode_tiles(starts, {c: [r.get(c) for r in rows] for c in cols})
-        yield Cell(codec.item_key(view.entity, key), name, version(hi_us, None, payload),
-                   payload)
+    i, n = 0, table.num_rows
+    while i < n:
+        key = tuple(kc[i] for kc in key_cols)
+        j = i + 1
+        while j < n and tuple(kc[j] for kc in key_cols) == key:
+            j += 1
+        if not any(k is None for k in key):
+            payload = codec.encode_tiles(starts_us[i:j], {c: data[c][i:j] for c in cols})
+            yield Cell(codec.item_key(view.entity, key), name, version(hi_us, None, payload),
+                       payload)
+        i = j
 
 
 # -- the load ------------------------------------------------------------------------------------
@@ -190,11 +216,18 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
         assert config is not None
         scan, close_scan = default_scan(manifest, root, config, workspace)
     chosen = [v for v in manifest.views if v.online and (views is None or v.name in views)]
-    results = []
     try:
+        plans = [_plan_view(view, store, scan, end, full) for view in chosen]
+        cells = [c for p in plans for c in p.cells]
         with _Progress(progress) as bar:
-            for view in chosen:
-                results.append(_load_view(view, store, scan, end, full, bar))
+            rep = store.write(bar.track(cells, f"{len(chosen)} views"))
+        results = []
+        for p in plans:
+            if p.state is not None:
+                store.put_state(p.state_key, orjson.dumps(p.state))
+            w, sk = rep.by_view.get(cell_name(p.view), (0, 0))
+            results.append(ViewLoad(p.view.name, p.view.kind, len(p.cells), w, sk, p.through,
+                                    p.note))
     finally:
         close_scan()
         if own_store:
@@ -202,8 +235,20 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
     return LoadReport(workspace, store.kind, tuple(results))
 
 
-def _load_view(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.datetime | None,
-               full: bool, bar: _Progress) -> ViewLoad:
+@dataclass(frozen=True)
+class _ViewPlan:
+    view: FeatureView
+    cells: list[Cell]
+    state_key: str
+    state: dict[str, Any] | None  # recorded after the cells are written
+    through: str | None
+    note: str = ""
+
+
+def _plan_view(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.datetime | None,
+               full: bool) -> _ViewPlan:
+    import pyarrow.compute as pc
+
     state_key = "loaded:" + cell_name(view)
     raw = None if full else store.get_state(state_key)
     state = orjson.loads(raw) if raw else {}
@@ -216,34 +261,26 @@ def _load_view(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.dateti
         else:
             probe = scan(view, None, None)
             if probe.num_rows == 0:
-                return ViewLoad(view.name, "aggregate", 0, 0, 0, None, "no tiles")
-            import pyarrow.compute as pc
-
+                return _ViewPlan(view, [], state_key, None, None, "no tiles")
             last = pc.max(probe.column(TILE_START)).as_py()
             hi_s = codec.to_micros(last) // 1_000_000 + slide
+        hi_iso = codec.from_micros(hi_s * 1_000_000).isoformat()
         if state.get("hi") == hi_s:
-            return ViewLoad(view.name, "aggregate", 0, 0, 0,
-                            codec.from_micros(hi_s * 1_000_000).isoformat(), "up to date")
-        lo = codec.from_micros((hi_s - longest) * 1_000_000)
-        table = scan(view, lo, codec.from_micros(hi_s * 1_000_000))
+            return _ViewPlan(view, [], state_key, None, hi_iso, "up to date")
+        table = scan(view, codec.from_micros((hi_s - longest) * 1_000_000),
+                     codec.from_micros(hi_s * 1_000_000))
         cells = list(tile_cells(view, table, hi_s * 1_000_000))
-        rep = store.write(bar.track(cells, view.name))
-        store.put_state(state_key, orjson.dumps({"hi": hi_s}))
-        return ViewLoad(view.name, "aggregate", len(cells), rep.written, rep.skipped,
-                        codec.from_micros(hi_s * 1_000_000).isoformat())
-    start = codec.from_micros(state["through"]) if state.get("through") is not None else None
-    table = scan(view, start, end)
+        return _ViewPlan(view, cells, state_key, {"hi": hi_s}, hi_iso)
+    since = state.get("through")
+    table = scan(view, None if since is None else codec.from_micros(since), end)
     cells = list(latest_rows(view, table))
-    rep = store.write(bar.track(cells, view.name))
-    through = state.get("through")
+    new_state = None
     if table.num_rows:
-        import pyarrow.compute as pc
-
-        top = pc.max(table.column(view.timestamp)).as_py()
-        through = max(through or -(1 << 62), codec.to_micros(top))
-        store.put_state(state_key, orjson.dumps({"through": through}))
-    return ViewLoad(view.name, "row", len(cells), rep.written, rep.skipped,
-                    None if through is None else codec.from_micros(through).isoformat())
+        top = codec.to_micros(pc.max(table.column(view.timestamp)).as_py())
+        since = top if since is None else max(since, top)
+        new_state = {"through": since}
+    return _ViewPlan(view, cells, state_key, new_state,
+                     None if since is None else codec.from_micros(since).isoformat())
 
 
 class _Progress:

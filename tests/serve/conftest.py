@@ -111,3 +111,25 @@ def aws_env() -> Iterator[None]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def serve_project(example_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the example project (with data): these tests write online stores."""
+    root = tmp_path_factory.mktemp("serve") / "features"
+    shutil.copytree(example_project, root, ignore=shutil.ignore_patterns(".featql", "target"))
+    return root
+
+
+def configure_online(root: Path, kind: str, endpoint: str | None, path: str) -> None:
+    """Point `[online]` of the project's featql.toml at a store."""
+    text = (root / "featql.toml").read_text()
+    head, _, tail = text.partition("[online]")
+    rest = tail.split("\n[", 1)
+    after = ("\n[" + rest[1]) if len(rest) > 1 else ""
+    if kind == "sqlite":
+        online = f'[online]\nstore = "sqlite"\npath = "{path}"\n'
+    else:
+        online = (f'[online]\nstore = "dynamodb"\nregion = "us-east-1"\n'
+                  f'endpoint_url = "{endpoint}"\ntable_prefix = "{path}"\n')
+    (root / "featql.toml").write_text(head + online + after)

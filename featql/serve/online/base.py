@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 # Offsets map signed 64-bit microseconds onto unsigned ones, so hex strings sort like numbers.
@@ -46,6 +46,16 @@ class Cell:
 class WriteReport:
     written: int  # cells that replaced an older (or absent) value
     skipped: int  # cells whose version was not newer than the stored one
+    by_view: dict[str, tuple[int, int]] = field(default_factory=dict)  # view -> (written, skipped)
+
+    @staticmethod
+    def of(outcomes: Iterable[tuple[str, bool]]) -> WriteReport:
+        by_view: dict[str, list[int]] = {}
+        for view, ok in outcomes:
+            by_view.setdefault(view, [0, 0])[0 if ok else 1] += 1
+        return WriteReport(sum(w for w, _ in by_view.values()),
+                           sum(s for _, s in by_view.values()),
+                           {v: (w, s) for v, (w, s) in by_view.items()})
 
 
 class OnlineStoreError(Exception):

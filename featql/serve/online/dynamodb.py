@@ -110,29 +110,52 @@ class DynamoStore:
             return False
         return True
 
-    def write(self, cells: Iterable[Cell]) -> WriteReport:
-        pool = self._executor()
-        written = skipped = 0
-        pending: list[Any] = []
-
-        def drain(limit: int) -> None:
-            nonlocal written, skipped
-            while len(pending) > limit:
-                if pending.pop(0).result():
-                    written += 1
-                else:
-                    skipped += 1
-
+    def _put_item(self, cells: list[Cell]) -> list[tuple[str, bool]]:
+        """All cells of one item in one UpdateItem whose condition is every cell's condition;
+        when any cell is not newer, fall back to one conditional write per cell."""
+        if len(cells) == 1:
+            return [(cells[0].view, self._put(cells[0]))]
+        c = self.client
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets, conds = [], []
+        for i, cell in enumerate(cells):
+            names[f"#d{i}"], names[f"#v{i}"] = "d:" + cell.view, "v:" + cell.view
+            values[f":d{i}"], values[f":v{i}"] = {"B": cell.payload}, {"S": cell.version}
+            sets.append(f"#d{i} = :d{i}, #v{i} = :v{i}")
+            conds.append(f"(attribute_not_exists(#v{i}) OR #v{i} < :v{i})")
         try:
-            for cell in cells:
-                pending.append(pool.submit(self._put, cell))
-                drain(self._writers * 8)
-            drain(0)
+            c.update_item(TableName=self.table, Key={"item": {"S": cells[0].item}},
+                          UpdateExpression="SET " + ", ".join(sets),
+                          ConditionExpression=" AND ".join(conds),
+                          ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        except c.exceptions.ConditionalCheckFailedException:
+            return [(cell.view, self._put(cell)) for cell in cells]
+        return [(cell.view, True) for cell in cells]
+
+    def write(self, cells: Iterable[Cell]) -> WriteReport:
+        per_item: dict[str, dict[str, Cell]] = {}
+        dropped: list[str] = []
+        for cell in cells:
+            mine = per_item.setdefault(cell.item, {})
+            prev = mine.get(cell.view)
+            if prev is not None:  # the same cell twice in one call: only the newer can win
+                loser = cell if cell.version <= prev.version else prev
+                mine[cell.view] = prev if loser is cell else cell
+                dropped.append(loser.view)
+                continue
+            mine[cell.view] = cell
+        pool = self._executor()
+        outcomes: list[tuple[str, bool]] = [(v, False) for v in dropped]
+        try:
+            futures = [pool.submit(self._put_item, list(m.values())) for m in per_item.values()]
+            for f in futures:
+                outcomes.extend(f.result())
         except OnlineStoreError:
             raise
         except Exception as e:
             raise OnlineStoreError(f"DynamoDB write to {self.table} failed: {e}") from e
-        return WriteReport(written=written, skipped=skipped)
+        return WriteReport.of(outcomes)
 
     # -- reads -------------------------------------------------------------------------------
     def read(self, items: Sequence[str], views: Sequence[str]) -> dict[str, dict[str, bytes]]:

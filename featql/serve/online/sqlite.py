@@ -56,29 +56,29 @@ class SqliteStore:
         sql = (f"INSERT INTO {self.table} (item, view, version, payload) VALUES (?, ?, ?, ?) "
                "ON CONFLICT (item, view) DO UPDATE SET version = excluded.version, "
                f"payload = excluded.payload WHERE excluded.version > {self.table}.version")
-        written = total = 0
-        batch: list[tuple[str, str, str, bytes]] = []
+        outcomes: list[tuple[str, bool]] = []
+        batch: list[Cell] = []
 
-        def flush() -> int:
-            before = conn.total_changes
+        def flush() -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(sql, batch)
+                for c in batch:
+                    before = conn.total_changes
+                    conn.execute(sql, (c.item, c.view, c.version, c.payload))
+                    outcomes.append((c.view, conn.total_changes > before))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            return conn.total_changes - before
 
         for c in cells:
-            batch.append((c.item, c.view, c.version, c.payload))
-            total += 1
+            batch.append(c)
             if len(batch) >= _BATCH:
-                written += flush()
+                flush()
                 batch.clear()
         if batch:
-            written += flush()
-        return WriteReport(written=written, skipped=total - written)
+            flush()
+        return WriteReport.of(outcomes)
 
     def read(self, items: Sequence[str], views: Sequence[str]) -> dict[str, dict[str, bytes]]:
         out: dict[str, dict[str, bytes]] = {}
