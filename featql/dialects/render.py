@@ -1,0 +1,46 @@
+"""Generate SQL for one engine from a sqlglot tree: refusals first, then strict generation.
+
+Every piece of SQL featql hands to an engine goes through `generate`, so nothing reaches DuckDB
+or Spark that sqlglot flagged as unsupported (`ErrorLevel.RAISE`) or that `refusals.py` knows is
+translated wrongly.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ErrorLevel, UnsupportedError
+
+from featql.compiler.diagnostics import Span
+from featql.dialects.duckdb import FeatqlDuckDB
+from featql.dialects.errors import ENGINE_NAMES, NO_SPAN, Target, refuse
+from featql.dialects.refusals import check
+from featql.dialects.spark import FeatqlSpark
+
+DIALECTS: dict[Target, type[Dialect]] = {"duckdb": FeatqlDuckDB, "spark": FeatqlSpark}
+
+
+def parse(sql: str, read: Target = "duckdb") -> exp.Expr:
+    """One statement in a featql dialect, with every comment dropped."""
+    tree = sqlglot.parse_one(sql, read=DIALECTS[read])
+    for node in tree.walk():
+        node.comments = None
+    return tree
+
+
+def generate(tree: exp.Expr, target: Target, span: Span = NO_SPAN, *,
+             pretty: bool = True) -> str:
+    """`tree` as `target` SQL; raises `LoweringError` (E701) rather than emit wrong SQL."""
+    check(tree, target, span)
+    try:
+        return tree.sql(dialect=DIALECTS[target], pretty=pretty, comments=False,
+                        unsupported_level=ErrorLevel.RAISE)
+    except UnsupportedError as e:
+        raise refuse(f"this query cannot run on {ENGINE_NAMES[target]}: {e}", span) from None
+
+
+def transpile(sql: str, read: Target, write: Target, span: Span = NO_SPAN, *,
+              pretty: bool = True) -> str:
+    """Translate one statement between featql's dialects, with the same refusals."""
+    return generate(parse(sql, read), write, span, pretty=pretty)

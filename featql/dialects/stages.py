@@ -1,0 +1,200 @@
+"""Plan a feature view's offline query as named stages: sqlglot trees, one per CTE.
+
+Row-level view:  [the view's own CTEs] → feature_rows → contract SELECT
+Aggregate view:  [the view's own CTEs] → filtered_events → tiles → contract SELECT
+
+The trees are still dialect-neutral sqlglot (plus `TimeFloor`); `lower.py` renders each one for
+a target and assembles the text. The contract columns are described in `contract.py`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from featql.compiler.diagnostics import Span
+from featql.compiler.durations import format_duration
+from featql.compiler.ir import Aggregation, FeatureView, Manifest
+from featql.compiler.types import to_sqlglot
+from featql.dialects.contract import CREATED, TILE_START, partial_column, tile_partials
+from featql.dialects.errors import refuse
+from featql.dialects.expressions import TimeFloor
+from featql.dialects.render import parse
+from featql.dialects.scope import Scope
+
+RESERVED_CTES = ("feature_rows", "filtered_events", "tiles")
+_AGG_SQL = {"count": exp.Count, "sum": exp.Sum, "min": exp.Min, "max": exp.Max}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str | None  # the CTE name; None for the final SELECT
+    purpose: str  # rendered as `-- stage: <purpose>`
+    query: exp.Query
+
+
+@dataclass(frozen=True)
+class Plan:
+    stages: tuple[Stage, ...]
+    recursive: bool = False  # the view's own WITH was WITH RECURSIVE
+
+
+def plan_view(manifest: Manifest, view: FeatureView, span: Span) -> Plan:
+    query = parse(view.sql, "duckdb")
+    if not isinstance(query, exp.Query):
+        raise TypeError(f"feature view {view.name!r} compiled to a {type(query).__name__}")
+    with_ = query.args.get("with_")
+    ctes = {c.alias_or_name.lower(): c.this for c in (with_.expressions if with_ else [])}
+    clash = next((n for n in ctes if n in RESERVED_CTES), None)
+    if clash:
+        raise refuse(f"CTE name '{clash}' is reserved in feature view '{view.name}': featql's "
+                     "generated SQL uses it", span, code="E702",
+                     hint=f"rename the CTE (reserved: {', '.join(RESERVED_CTES)})")
+    scope = Scope(manifest, view, span, ctes)
+    stages = _plan_row(query, scope) if view.kind == "row" else _plan_aggregate(query, scope)
+    own = [Stage(name, f"the view's own CTE {name}", q) for name, q in ctes.items()]
+    _check_unique(stages[-1].query, view, span)
+    recursive = bool(with_ and with_.args.get("recursive"))
+    return Plan((*own, *stages), recursive)
+
+
+def _plan_row(query: exp.Query, scope: Scope) -> list[Stage]:
+    view = scope.view
+    query.set("with_", None)
+    purpose = "the view's query as compiled"
+    if view.created is not None:
+        source = view.depends_on[0]
+        scope.carry_created(query, source, view.created)
+        purpose += f", plus {source}.{view.created} to break event-time ties"
+    top = query if isinstance(query, exp.Select) else None
+    columns: list[exp.Expr] = []
+    casts = False
+    for name, ftype in [(k.name, k.type) for k in view.keys] + [(view.timestamp, "TIMESTAMP")]:
+        col, cast = _output(name, ftype, _known(top, name, scope))
+        columns.append(col)
+        casts |= cast
+    if view.created is not None:
+        src = scope.manifest.source(view.depends_on[0])
+        created_type = next((c.type for c in src.columns if c.name == view.created),
+                            None) if src is not None else None
+        col, cast = _output(CREATED, "TIMESTAMP", created_type)
+        columns.append(col)
+        casts |= cast
+    else:
+        columns.append(exp.alias_(exp.cast(exp.null(), to_sqlglot("TIMESTAMP")), CREATED))
+    for f in view.features:
+        col, cast = _output(f.name, f.type, _known(top, f.name, scope))
+        columns.append(col)
+        casts |= cast
+    final = exp.select(*columns).from_("feature_rows")
+    what = "contract: keys, timestamp, _featql_created, features"
+    return [Stage("feature_rows", purpose, query),
+            Stage(None, what + (" (cast to compiled types)" if casts else ""), final)]
+
+
+def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
+    view, span = scope.view, scope.span
+    if not isinstance(query, exp.Select):
+        raise TypeError(f"aggregate view {view.name!r} is not a SELECT")
+    for arg, words in (("limit", "LIMIT"), ("offset", "OFFSET"), ("qualify", "QUALIFY")):
+        if query.args.get(arg) is not None:
+            raise refuse(f"{words} cannot be tiled: aggregate view '{view.name}' is computed "
+                         "per tile and merged per window", span, code="E702",
+                         hint=f"remove {words}")
+    ts = scope.input_column(query, view.timestamp)
+    if ts is None:
+        raise refuse(f"timestamp column '{view.timestamp}' of aggregate view '{view.name}' is "
+                     "not a column of its FROM or JOIN tables", span, code="E702",
+                     hint=f"select {view.timestamp} in the subquery the view reads")
+    slide = view.slide_seconds
+    assert slide is not None, "aggregate views have a slide"
+    projections = {p.alias_or_name.lower(): (p.this if isinstance(p, exp.Alias) else p)
+                   for p in query.selects}
+    keys = [k.name for k in view.keys]
+    events = query.copy()
+    for arg in ("with_", "group", "having", "order", "distinct"):
+        events.set(arg, None)
+    event_columns = [exp.alias_(projections[k].copy(), k) for k in keys]
+    event_columns.append(exp.alias_(TimeFloor(this=ts, seconds=slide), TILE_START))
+    tile_columns: list[exp.Expr] = [exp.column(k) for k in keys]
+    tile_columns.append(exp.column(TILE_START))
+    final_columns: list[exp.Expr] = []
+    casts = False
+    for k in view.keys:
+        col, cast = _output(k.name, k.type, _known(query, k.name, scope))
+        final_columns.append(col)
+        casts |= cast
+    final_columns.append(exp.column(TILE_START))
+    for agg in view.aggregations:
+        arg = projections[agg.name].this
+        has_input = arg is not None and not isinstance(arg, exp.Star)
+        if has_input:
+            event_columns.append(exp.alias_(_input(agg, arg), f"{agg.name}__input"))
+        tile_columns.extend(_partials(agg, has_input))
+        input_type = scope.known_type(arg, query) if has_input else None
+        for partial, ptype in tile_partials(agg):
+            name = partial_column(agg, partial)
+            trusted = "BIGINT" if partial == "count" else (
+                input_type if partial != "sum" or input_type == "DOUBLE" else None)
+            col, cast = _output(name, ptype, trusted)
+            final_columns.append(col)
+            casts |= cast
+    events.set("expressions", event_columns)
+    _check_unique(events, view, span)
+    group = [exp.column(k) for k in keys] + [exp.column(TILE_START)]
+    tiles = exp.select(*tile_columns).from_("filtered_events").group_by(*group)
+    step = format_duration(slide)
+    what = "contract: keys, _tile_start, each aggregate's partials"
+    return [
+        Stage("filtered_events", f"events after the view's FROM, joins and WHERE, stamped with "
+              f"their {step} tile", events),
+        Stage("tiles", f"one row per key and {step} tile: partials any window of whole tiles "
+              "can merge", tiles),
+        Stage(None, what + (" (cast to compiled types)" if casts else ""),
+              exp.select(*final_columns).from_("tiles")),
+    ]
+
+
+def _input(agg: Aggregation, arg: exp.Expr) -> exp.Expr:
+    """The aggregated expression; booleans become 0/1 for SUM and AVG (Spark cannot SUM them)."""
+    if agg.input_type == "BOOLEAN" and agg.function in ("sum", "avg"):
+        return exp.cast(arg.copy(), to_sqlglot("INT"))
+    return arg.copy()
+
+
+def _partials(agg: Aggregation, has_input: bool) -> list[exp.Expr]:
+    col = exp.column(f"{agg.name}__input") if has_input else exp.Star()
+    out: list[exp.Expr] = []
+    for partial, _ in tile_partials(agg):
+        func = _AGG_SQL["sum" if agg.function == "avg" and partial == "sum" else partial]
+        out.append(exp.alias_(func(this=col.copy()), partial_column(agg, partial)))
+    return out
+
+
+def _known(select: exp.Select | None, name: str, scope: Scope) -> str | None:
+    """The featql type of output `name` when the query passes a typed column through."""
+    if select is None:
+        return None
+    for p in select.selects:
+        if p.alias_or_name.lower() == name:
+            return scope.known_type(p.this if isinstance(p, exp.Alias) else p, select)
+    return None
+
+
+def _output(name: str, ftype: str, known: str | None) -> tuple[exp.Expr, bool]:
+    """`name`, cast to its featql type unless the engine already has that type."""
+    if known == ftype:
+        return exp.column(name), False
+    return exp.alias_(exp.cast(exp.column(name), to_sqlglot(ftype)), name), True
+
+
+def _check_unique(select: exp.Query, view: FeatureView, span: Span) -> None:
+    counts = Counter(n.lower() for n in select.named_selects)
+    dup = next((n for n, c in counts.items() if c > 1), None)
+    if dup is not None:
+        raise refuse(f"column '{dup}' appears twice in the SQL generated for feature view "
+                     f"'{view.name}'", span, code="E702",
+                     hint="rename the feature: names ending in __count, __sum, __min, __max, "
+                     "__input and the names _tile_start and _featql_created are featql's")
