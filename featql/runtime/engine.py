@@ -48,12 +48,15 @@ class Engine(Protocol):
         """Release what this engine holds (the Spark session is kept for the process)."""
 
 
-def open_engine(name: str | None, config: ProjectConfig) -> Engine:
+def open_engine(name: str | None, config: ProjectConfig, *,
+                deterministic: bool = False) -> Engine:
+    """`deterministic`: DuckDB on one thread, so DOUBLE sums add in the same order every run
+    (materialization writes byte-identical files)."""
     chosen = (name or config.offline_engine or "duckdb").lower()
     if chosen == "duckdb":
         from featql.runtime.duckdb_engine import DuckDBEngine
 
-        return DuckDBEngine()
+        return DuckDBEngine(threads=1 if deterministic else None)
     if chosen == "spark":
         from featql.runtime.spark_engine import SparkEngine
 
