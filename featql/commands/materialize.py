@@ -1,7 +1,8 @@
 """`featql materialize [--view V] [--start T] [--end T] [--overwrite]`: fill the offline store.
 
-`--online` then loads the online store. Incremental by default: only the schedule intervals not yet recorded as done for each view's
-current definition are computed. `--overwrite` recomputes the range and swaps it in atomically.
+Incremental by default: only the schedule intervals not yet recorded as done for each view's
+current definition are computed. `--overwrite` recomputes the range and swaps it in atomically;
+`--online` then loads the online store.
 """
 
 from __future__ import annotations
