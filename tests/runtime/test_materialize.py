@@ -1,0 +1,202 @@
+"""Batch materialization: recorded state, incremental runs, byte-identical re-runs, atomic
+overwrite (also when killed half-way), and training sets read from the store."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from featql.runtime.materialize import materialize
+from featql.runtime.offline_store import OfflineStore
+from featql.runtime.state import MaterializationState
+from featql.runtime.training import TrainingReport, training_set
+from runtime.conftest import compiled, same_tables
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_materialize_records_state_and_is_idempotent(small_example: Path) -> None:
+    c = compiled(small_example)
+    first = materialize(small_example, c.manifest, progress=False, config=c.config)
+    assert first.written > 0 and all(v.written == v.intervals for v in first.views)
+    store_dir = small_example / "data" / "offline" / "dev"
+    files = _digest(store_dir)
+    assert any("/date=" in f and "/hour=" in f for f in files)  # hourly view: hour partitions
+    con = sqlite3.connect(small_example / ".featql" / "registry.db")
+    cols = [r[1] for r in con.execute("PRAGMA table_info(materializations)")]
+    assert cols == ["workspace", "view", "fingerprint", "interval_start", "interval_end", "rows",
+                    "files", "finished_at"]
+    recorded = con.execute("SELECT count(*), sum(rows) FROM materializations").fetchone()
+    assert recorded[0] == first.written
+    assert recorded[1] == sum(v.rows for v in first.views)
+    con.close()
+    again = materialize(small_example, c.manifest, progress=False, config=c.config)
+    assert again.written == 0
+    assert _digest(store_dir) == files
+    over = materialize(small_example, c.manifest, progress=False, config=c.config,
+                       overwrite=True)
+    assert over.written == first.written
+    assert _digest(store_dir) == files, "an overwrite of the same data changed bytes"
+
+
+def test_incremental_runs_only_new_intervals(small_example: Path) -> None:
+    c = compiled(small_example)
+    view = "user_last_txn"
+    part = materialize(small_example, c.manifest, views=[view], end="2024-01-06",
+                       progress=False, config=c.config)
+    assert part.views[0].written == 5
+    rest = materialize(small_example, c.manifest, views=[view], progress=False, config=c.config)
+    fp = c.manifest.view(view).fingerprint
+    done = MaterializationState(small_example).done("dev", view, fp)
+    assert rest.views[0].written == len(done) - 5
+    assert [d.start for d in done] == sorted({d.start for d in done})
+    assert all(a.end == b.start for a, b in pairwise(done))
+    scanned = OfflineStore(small_example, c.config, "dev", c.manifest).scan(view)
+    assert scanned.num_rows == 8000  # every transaction exactly once, earlier ones too
+    window = OfflineStore(small_example, c.config, "dev", c.manifest).scan(
+        view, start="2024-01-03", end="2024-01-04", columns=["user_id", "event_ts"])
+    assert window.column_names == ["user_id", "event_ts"]
+    ts = window.column("event_ts").to_pylist()
+    assert ts and min(ts) >= datetime(2024, 1, 3) and max(ts) < datetime(2024, 1, 4)
+
+
+def test_training_set_from_store_equals_from_sources(small_example: Path) -> None:
+    c = compiled(small_example)
+    spine = small_example / "data" / "spine.parquet"
+    fresh_report = TrainingReport()
+    fresh = training_set(small_example, c.manifest, c.config, "fraud_detection", spine,
+                         report=fresh_report)
+    assert set(fresh_report.reads.values()) == {"sources"}
+    materialize(small_example, c.manifest, progress=False, config=c.config)
+    report = TrainingReport()
+    stored = training_set(small_example, c.manifest, c.config, "fraud_detection", spine,
+                          report=report)
+    assert report.reads["user_txn_aggs"] == "store" and report.reads["user_last_txn"] == "store"
+    assert same_tables(fresh, stored) == []
+
+
+_KILLED_RUN = textwrap.dedent("""
+    import sys, time
+    import pyarrow.parquet as pq
+    import featql.runtime.offline_store as store
+    from featql.compiler.project import compile_project
+    from featql.runtime.materialize import materialize
+
+    real = pq.write_table
+    def slow(*args, **kwargs):
+        real(*args, **kwargs)
+        print("wrote", flush=True)
+        time.sleep(0.5)
+    store.pq.write_table = slow
+    c = compile_project(sys.argv[1])
+    materialize(sys.argv[1], c.manifest, views=["user_txn_aggs"], overwrite=True,
+                progress=False, config=c.config)
+""")
+
+
+def test_overwrite_killed_half_way_leaves_old_data(small_example: Path) -> None:
+    c = compiled(small_example)
+    view = "user_txn_aggs"
+    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config)
+    store = OfflineStore(small_example, c.config, "dev", c.manifest)
+    before = store.scan(view)
+    vdir = Path(store.view_dir(view, c.manifest.view(view).fingerprint))
+    live = {k: v for k, v in _digest(vdir).items() if not k.startswith("_")}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(small_example)],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        for _ in range(20):  # let it stage 20 files of ~330, then kill it
+            assert proc.stdout.readline().startswith("wrote")
+        assert any(p.name.startswith("_staging-") for p in vdir.iterdir())
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert store.scan(view).equals(before)
+    assert {k: v for k, v in _digest(vdir).items() if not k.startswith("_")} == live
+    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config,
+                overwrite=True)  # the next run clears the staging and completes
+    assert not [p for p in vdir.iterdir() if p.name.startswith("_staging-")]
+    assert {k: v for k, v in _digest(vdir).items() if not k.startswith("_")} == live
+
+
+def test_committed_swap_is_read_whole_and_finished_later(small_example: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run dying between the journal (commit point) and the last rename: readers see all the
+    new partitions, never a mix; the next writer finishes the swap."""
+    import featql.runtime.offline_store as offline
+
+    c = compiled(small_example)
+    view = "user_last_txn"
+    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config)
+    store = OfflineStore(small_example, c.config, "dev", c.manifest)
+    before = store.scan(view)
+    lay = offline.ViewLayout.of(c.manifest.view(view))
+    changed = before.set_column(before.column_names.index("last_amount"), "last_amount",
+                                offline.pa.array([1.0] * before.num_rows))
+    renames = {"n": 0}
+    real_rename = os.rename
+
+    def dying_rename(a: str, b: str) -> None:
+        renames["n"] += 1
+        if renames["n"] > 7:
+            raise KeyboardInterrupt("killed")
+        real_rename(a, b)
+
+    monkeypatch.setattr(offline.os, "rename", dying_rename)
+    first = datetime.fromisoformat(c.manifest.view(view).start)
+    done = MaterializationState(small_example).done("dev", view, lay.fingerprint)
+    with pytest.raises(KeyboardInterrupt):
+        store.write(lay, changed, [(d.start, d.end) for d in done], open_below=first)
+    monkeypatch.setattr(offline.os, "rename", real_rename)
+    vdir = Path(store.view_dir(view, lay.fingerprint))
+    assert list(vdir.glob("_swap-*.json")), "the swap should be half done"
+    mid = store.scan(view)
+    assert mid.num_rows == before.num_rows
+    assert set(mid.column("last_amount").to_pylist()) == {1.0}
+    store.recover(view, lay.fingerprint)
+    assert not list(vdir.glob("_*-*"))
+    assert store.scan(view).equals(mid)
+
+
+def test_cli_materialize_and_training_set(small_example: Path, tmp_path: Path) -> None:
+    featql = [str(Path(sys.executable).parent / "featql")]
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    run = subprocess.run([*featql, "materialize", "--project", str(small_example), "--view",
+                          "user_profile"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "user_profile" in run.stdout and "Traceback" not in run.stderr
+    out = tmp_path / "ts.parquet"
+    run = subprocess.run([*featql, "training-set", "merchant_risk", "--project",
+                          str(small_example), "--spine",
+                          str(small_example / "data" / "spine.parquet"), "--out", str(out)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    assert table.num_rows == 500 and "merchant_txn_aggs__txn_count_7d" in table.column_names
+    for args, message in [
+        (["training-set", "fraud_detektion"], "did you mean 'fraud_detection'"),
+        (["materialize", "--view", "user_profil"], "did you mean 'user_profile'"),
+        (["materialize", "--start", "yesterday"], "is not a date"),
+    ]:
+        extra = ["--spine", str(small_example / "data" / "spine.parquet"), "--out",
+                 str(out)] if args[0] == "training-set" else []
+        run = subprocess.run([*featql, *args, "--project", str(small_example), *extra],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode == 1, (args, run.stdout, run.stderr)
+        assert message in run.stderr and "Traceback" not in run.stderr
