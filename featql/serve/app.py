@@ -9,6 +9,7 @@ GET  /v1/services             GET /v1/services/<service>    GET /healthz    GET 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +135,7 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
 
     @app.get("/healthz")
     def healthz() -> Response:
-        return _json({"status": "ok", "project": manifest.project,
+        return _json({"status": "ok", "project": manifest.project, "pid": os.getpid(),
                       "workspace": settings.workspace, "store": store.kind,
                       "services": len(service.plans)})
 

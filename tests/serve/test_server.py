@@ -1,0 +1,248 @@
+"""`featql serve` as a real process (gunicorn, 2 workers), spoken to over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import featql
+from featql.compiler.project import compile_project
+from featql.serve.online_load import load_online
+
+from .conftest import configure_online, free_port, wait_port
+
+AT = "2024-01-31T00:00:00"
+BOOM = '''
+from featql import request_transform
+
+
+@request_transform(request={"amount": "DOUBLE"}, inputs=["user_profile.credit_limit"],
+                   outputs={"ratio": "DOUBLE"})
+def boom(amount, credit_limit):
+    if amount is not None and amount < 0:
+        raise ValueError("negative amount")
+    return {"ratio": None if amount is None or not credit_limit else amount / credit_limit}
+'''
+
+
+class Server:
+    def __init__(self, root: Path, workers: int = 2):
+        self.port = free_port()
+        env = {**os.environ, "FEATQL_LOG_LEVEL": "error"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "featql.cli", "serve", "--project", str(root), "--port",
+             str(self.port), "--workers", str(workers)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_port(self.port, timeout=60, proc=self.proc)
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+             fresh: bool = False) -> tuple[int, Any]:
+        data = raw if raw is not None else (None if body is None else orjson.dumps(body))
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10) if fresh \
+            else self.conn
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        payload = resp.read()
+        if fresh:
+            conn.close()
+        ctype = resp.getheader("Content-Type") or ""
+        return resp.status, orjson.loads(payload) if "json" in ctype else payload.decode()
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _project(serve_project: Path, tmp: Path, kind: str, endpoint: str | None) -> Path:
+    root = tmp / "project"
+    shutil.copytree(serve_project, root, ignore=shutil.ignore_patterns(".featql", "target"))
+    (root / "hooks" / "boom.py").write_text(BOOM)
+    (root / "services" / "boom_service.sql").write_text(
+        "-- @feature_service(name = boom_service, features = [user_profile.country, boom])\n")
+    configure_online(root, kind, endpoint, ".featql/online.db" if kind == "sqlite"
+                     else "featql_srv_")
+    result = compile_project(root)
+    assert result.ok and result.manifest is not None, result.diagnostics
+    load_online(root, result.manifest, "dev", progress=False,
+                end=dt.datetime.fromisoformat(AT))
+    return root
+
+
+@pytest.fixture(scope="module")
+def sqlite_server(serve_project: Path, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[tuple[Server, Path]]:
+    root = _project(serve_project, tmp_path_factory.mktemp("srv"), "sqlite", None)
+    server = Server(root)
+    yield server, root
+    server.stop()
+
+
+ENT = [{"user_id": 1, "merchant_id": 3}, {"user_id": 2, "merchant_id": 5},
+       {"user_id": 10**9, "merchant_id": 10**9}]
+REQ = [{"amount": 12.5}, {"amount": None}, {"amount": 3.0}]
+
+
+def test_health_and_services(sqlite_server: tuple[Server, Path]) -> None:
+    server, _root = sqlite_server
+    status, body = server.call("GET", "/healthz")
+    assert status == 200 and body["status"] == "ok" and body["store"] == "sqlite"
+    status, body = server.call("GET", "/v1/services")
+    assert status == 200
+    assert {s["name"] for s in body["services"]} == {"fraud_detection", "merchant_risk",
+                                                     "boom_service"}
+    status, schema = server.call("GET", "/v1/services/fraud_detection")
+    assert status == 200
+    assert [k["name"] for k in schema["keys"]] == ["user_id", "merchant_id"]
+    assert schema["request"] == [{"name": "amount", "type": "DOUBLE"}]
+    names = [f["name"] for f in schema["features"]]
+    assert "user_txn_aggs.txn_count_7d" in names and "amount_vs_avg.amount_vs_avg_7d" in names
+    status, err = server.call("GET", "/v1/services/fraud_detectoin")
+    assert status == 404 and "did you mean 'fraud_detection'" in err["error"]["message"]
+
+
+def test_features_equal_the_python_api(sqlite_server: tuple[Server, Path]) -> None:
+    server, root = sqlite_server
+    status, body = server.call("POST", "/v1/features/fraud_detection",
+                               {"entities": ENT, "request": REQ, "at": AT})
+    assert status == 200, body
+    rows = body["features"]
+    assert len(rows) == 3 and body["metadata"]["service"] == "fraud_detection"
+    in_process = featql.Project(root).online("fraud_detection", ENT, request=REQ, at=AT)
+    assert rows == orjson.loads(orjson.dumps(in_process))
+    assert rows[0]["user_txn_aggs.txn_count_30d"] > 0
+    # a missing entity is NULL features (COUNT 0), not an error
+    assert rows[2]["user_profile.country"] is None
+    assert rows[2]["user_txn_aggs.txn_count_7d"] == 0
+    assert rows[1]["amount_vs_avg.amount_vs_avg_7d"] is None  # NULL request value propagates
+
+
+def _big_body() -> bytes:
+    return orjson.dumps({"entities": [{"user_id": 1, "merchant_id": 1, "pad": "x" * 2_000_000}]})
+
+
+@pytest.mark.parametrize("method, path, body, status, field", [
+    ("POST", "/v1/features/fraud_detection", b"{not json", 400, "body"),
+    ("POST", "/v1/features/fraud_detection", [1, 2], 400, "body"),
+    ("POST", "/v1/features/fraud_detection", {"request": REQ}, 400, "entities"),
+    ("POST", "/v1/features/fraud_detection", {"entitys": ENT}, 400, "entitys"),
+    ("POST", "/v1/features/fraud_detection", {"entities": {"user_id": 1}}, 400, "entities"),
+    ("POST", "/v1/features/fraud_detection", {"entities": []}, 400, "entities"),
+    ("POST", "/v1/features/fraud_detection",
+     {"entities": [{"user_id": 1, "merchant_id": 1}] * 101, "request": {"amount": 1.0}},
+     413, "entities"),
+    ("POST", "/v1/features/fraud_detection", {"entities": [{"user_id": 1}], "request": REQ[:1]},
+     400, "entities[0].merchant_id"),
+    ("POST", "/v1/features/fraud_detection",
+     {"entities": [{"user_id": "1", "merchant_id": 1}], "request": REQ[:1]},
+     400, "entities[0].user_id"),
+    ("POST", "/v1/features/fraud_detection",
+     {"entities": [{"user_id": True, "merchant_id": 1}], "request": REQ[:1]},
+     400, "entities[0].user_id"),
+    ("POST", "/v1/features/fraud_detection", {"entities": ENT[:1]}, 400, "request"),
+    ("POST", "/v1/features/fraud_detection", {"entities": ENT, "request": REQ[:2]}, 400,
+     "request"),
+    ("POST", "/v1/features/fraud_detection",
+     {"entities": ENT[:1], "request": [{"amount": "12"}]}, 400, "request[0].amount"),
+    ("POST", "/v1/features/fraud_detection",
+     {"entities": ENT[:1], "request": [{"amout": 1.0}]}, 400, "request[0].amount"),
+    ("POST", "/v1/features/fraud_detection",
+     {"entities": ENT[:1], "request": REQ[:1], "at": "yesterday"}, 400, "at"),
+    ("POST", "/v1/features/fraud_detection", _big_body(), 413, "body"),
+    ("POST", "/v1/features/nope", {"entities": ENT}, 404, "service"),
+    ("GET", "/v1/features/fraud_detection", None, 405, "method"),
+    ("GET", "/v2/whatever", None, 404, "path"),
+])
+def test_bad_input_is_a_4xx_naming_the_field(sqlite_server: tuple[Server, Path], method: str,
+                                             path: str, body: Any, status: int, field: str
+                                             ) -> None:
+    server, _ = sqlite_server
+    raw = body if isinstance(body, bytes) else None
+    got, err = server.call(method, path, None if raw else body, raw=raw, fresh=True)
+    assert got == status, err
+    assert err["error"]["field"] == field, err
+    assert err["error"]["message"]
+
+
+def test_a_raising_transform_is_a_per_request_error(sqlite_server: tuple[Server, Path]) -> None:
+    server, _ = sqlite_server
+    ok = {"entities": [{"user_id": 1}], "request": {"amount": 5.0}, "at": AT}
+    status, body = server.call("POST", "/v1/features/boom_service", ok)
+    assert status == 200 and "boom.ratio" in body["features"][0]
+    for _ in range(6):  # every worker gets to raise at least once, none dies
+        status, err = server.call("POST", "/v1/features/boom_service",
+                                  {**ok, "request": {"amount": -1.0}}, fresh=True)
+        assert status == 422
+        assert "boom" in err["error"]["message"] and "negative amount" in err["error"]["message"]
+    assert server.proc.poll() is None
+    status, body = server.call("POST", "/v1/features/boom_service", ok)
+    assert status == 200
+
+
+def _metric(text: str, name: str, labels: str) -> float:
+    m = re.search(rf"^{re.escape(name)}{{{re.escape(labels)}}} (\S+)$", text, re.M)
+    assert m, (name, labels)
+    return float(m.group(1))
+
+
+def test_metrics_add_up_across_workers(sqlite_server: tuple[Server, Path]) -> None:
+    server, _ = sqlite_server
+    _, before = server.call("GET", "/metrics")
+    ok0 = _metric(before, "featql_requests_total", 'service="merchant_risk",code="2xx"')
+    bad0 = _metric(before, "featql_requests_total", 'service="merchant_risk",code="4xx"')
+    pids = set()
+    n_ok, n_bad = 40, 7
+    for i in range(n_ok):
+        status, _ = server.call("POST", "/v1/features/merchant_risk",
+                                {"entities": [{"merchant_id": i + 1}] * 2}, fresh=True)
+        assert status == 200
+    for _ in range(n_bad):
+        status, _ = server.call("POST", "/v1/features/merchant_risk", {"entities": [{}]},
+                                fresh=True)
+        assert status == 400
+    for _ in range(30):
+        pids.add(server.call("GET", "/healthz", fresh=True)[1]["pid"])
+    assert len(pids) == 2, "both workers should have answered"
+    for _ in range(4):  # whichever worker answers, the totals are the same
+        _, text = server.call("GET", "/metrics", fresh=True)
+        assert _metric(text, "featql_requests_total",
+                       'service="merchant_risk",code="2xx"') == ok0 + n_ok
+        assert _metric(text, "featql_requests_total",
+                       'service="merchant_risk",code="4xx"') == bad0 + n_bad
+        assert _metric(text, "featql_request_duration_seconds_count",
+                       'service="merchant_risk"') == ok0 + bad0 + n_ok + n_bad
+        assert _metric(text, "featql_request_duration_seconds_bucket",
+                       'service="merchant_risk",le="+Inf"') == ok0 + bad0 + n_ok + n_bad
+        assert _metric(text, "featql_entities_total", 'service="merchant_risk"') >= 2 * n_ok
+
+
+def test_dynamodb_server_answers_like_sqlite(serve_project: Path, dynalite: str,
+                                             sqlite_server: tuple[Server, Path],
+                                             tmp_path: Path) -> None:
+    root = _project(serve_project, tmp_path, "dynamodb", dynalite)
+    server = Server(root, workers=1)
+    try:
+        body = {"entities": ENT, "request": REQ, "at": AT}
+        status, dyn = server.call("POST", "/v1/features/fraud_detection", body)
+        assert status == 200, dyn
+        assert server.call("GET", "/healthz")[1]["store"] == "dynamodb"
+        _, lite = sqlite_server[0].call("POST", "/v1/features/fraud_detection", body)
+        assert dyn["features"] == lite["features"]
+    finally:
+        server.stop()
