@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, UnsupportedError
+
 from featql.compiler.catalog import build_sources, location_of
 from featql.compiler.columns import TableColumns
 from featql.compiler.config import CONFIG_FILE, ProjectConfig, load_config
@@ -209,7 +212,14 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
         for col in typed.features:
             features.append(Feature(col.name, col.type, digest(
                 shared, projection_sql(canonical, col.name), header, upstream)))
-    sql = canonical.sql(dialect="duckdb", normalize=True)
+    try:
+        sql = canonical.sql(dialect="duckdb", normalize=True,
+                            unsupported_level=ErrorLevel.RAISE)
+    except UnsupportedError as e:
+        # e.g. IGNORE NULLS on a function form DuckDB cannot express: refuse, never drop it
+        diags.error("E701", f"this query cannot be expressed in featql's SQL: {e}",
+                    decl.span, hint="rewrite the construct; see the message for which one")
+        sql = canonical.sql(dialect="duckdb", normalize=True)
     schedule = decl.get("schedule") or typed.slide or 86400
     replacement = decl.get("replacement")
     if replacement and replacement not in res.views():
@@ -219,7 +229,8 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
         diags.warning("W801", f"feature view '{name}' is deprecated"
                       + (f"; use '{replacement}'" if replacement else ""), decl.at("deprecated"))
     created = None
-    if len(deps) == 1 and deps[0] in sources and len(res.table_refs.get(name, [])) == 1:
+    if len(deps) == 1 and deps[0] in sources and len(res.table_refs.get(name, [])) == 1 \
+            and _rows_preserved(typed.query.qualified, deps[0]):
         created = sources[deps[0]].created
     return FeatureView(
         name=name,
@@ -248,6 +259,30 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
         meta=decl.meta,
         prevent_destroy=bool(decl.get("prevent_destroy", False)),
     )
+
+
+def _rows_preserved(query: exp.Expr, source: str) -> bool:
+    """Does every row of the view come from exactly one row of `source`?
+
+    Only then can the source's `created` column travel with the row to break ties; through a
+    GROUP BY, DISTINCT, aggregate, JOIN or set operation it cannot.
+    """
+    ctes = {c.alias_or_name.lower(): c.this for c in query.find_all(exp.CTE)}
+    node: exp.Expr | None = query
+    while isinstance(node, exp.Select):
+        if node.args.get("group") or node.args.get("distinct") or node.args.get("joins") or any(
+                p.find(exp.AggFunc) is not None and p.find(exp.Window) is None
+                for p in node.selects):
+            return False
+        from_ = node.args.get("from_")
+        rel = from_.this if from_ is not None else None
+        if isinstance(rel, exp.Subquery):
+            node = rel.this
+        elif isinstance(rel, exp.Table) and rel.name.lower() in ctes and not rel.db:
+            node = ctes[rel.name.lower()]
+        else:
+            return isinstance(rel, exp.Table) and rel.name.lower() == source
+    return False
 
 
 def _fmt(seconds: int) -> str:
