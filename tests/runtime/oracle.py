@@ -44,9 +44,11 @@ class AggView:
     windows: list[int]  # seconds
     aggs: list[AggSpec]
     events: list[dict[str, Any]] = field(default_factory=list)  # keys, ts, inputs
+    suffixes: dict[int, str] = field(default_factory=dict)  # window seconds -> name suffix
 
     def feature_names(self) -> list[tuple[str, AggSpec, int]]:
-        return [(f"{a.name}_{w}s", a, w) for a in self.aggs for w in self.windows]
+        return [(f"{a.name}_{self.suffixes.get(w, f'{w}s')}", a, w)
+                for a in self.aggs for w in self.windows]
 
 
 def _nullable_key(v: Any) -> tuple[int, Any]:

@@ -1,0 +1,1 @@
+-- @entity(name = user, keys = [user_id BIGINT])

@@ -1,0 +1,1 @@
+-- @entity(name = merchant, keys = [merchant STRING])

@@ -1,0 +1,1 @@
+-- @entity(name = pair, keys = [user_id BIGINT, merchant STRING])

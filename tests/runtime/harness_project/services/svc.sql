@@ -1,0 +1,2 @@
+-- @feature_service(name = svc,
+--   features = [last_event.*, merchant_aggs.*, pair_profile.*, user_tag.*])
