@@ -13,6 +13,9 @@ from featql.compiler.project import CompileResult, compile_project
 if TYPE_CHECKING:
     import datetime as dt
 
+    import pyarrow as pa
+
+    from featql.runtime.materialize import MaterializeReport
     from featql.serve.lookup import OnlineService
 
 
@@ -57,3 +60,24 @@ class Project:
         now = parse_time(at) if isinstance(at, str) else None if at is None else to_micros(at)
         rows, _meta = self._online.lookup(service, entities, request, now)
         return rows
+
+    def training_set(self, service: str, spine: Any, *, timestamp: str | None = None,
+                     engine: str | None = None) -> pa.Table:
+        """Point-in-time-correct training data for `service` (PRODUCT §3) as a pyarrow Table:
+        one row per spine row, in spine order, spine columns kept, then `<view>__<feature>`
+        and `<transform>__<output>` columns. `spine` is a pyarrow Table, a pandas DataFrame or a
+        path (Parquet, CSV, JSON lines); `timestamp` names its time column when it has several;
+        `engine` is "duckdb" or "spark" (default: `[offline] engine`)."""
+        from featql.runtime.training import training_set
+
+        return training_set(self.root, self.manifest, self.compiled.config, service, spine,
+                            engine=engine, timestamp=timestamp, workspace=self.workspace)
+
+    def materialize(self, views: list[str] | None = None, start: str | None = None,
+                    end: str | None = None, overwrite: bool = False,
+                    engine: str | None = None) -> MaterializeReport:
+        """Batch materialization into this workspace's offline store (`featql materialize`)."""
+        from featql.runtime.materialize import materialize
+
+        return materialize(self.root, self.manifest, self.workspace, views, start, end,
+                           overwrite, engine, progress=False, config=self.compiled.config)
