@@ -153,7 +153,8 @@ def diff_view(old: FeatureView, new: FeatureView, old_m: Manifest,
     _field(header, "breaking", "ttl", old.ttl_seconds, new.ttl_seconds, _dur)
     _field(header, "breaking", "windows", old.windows, new.windows, _durs)
     _field(header, "breaking", "slide", old.slide_seconds, new.slide_seconds, _dur)
-    _field(header, "breaking", "created", old.created, new.created)
+    if new.kind == "row":  # the tie-break column; aggregates do not break ties
+        _field(header, "breaking", "created", old.created, new.created)
     out.extend(header)
     of = {f.name: f for f in old.features}
     nf = {f.name: f for f in new.features}
