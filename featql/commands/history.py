@@ -28,10 +28,12 @@ def run(args: argparse.Namespace) -> int:
     with registry_for(root) as reg:
         ws = workspaces.resolve(root, args.workspace, reg, create_default=False)
         records = reg.history(ws)
-        backfills = reg.backfills(ws)
-    by_apply: dict[int, list[str]] = {}
-    for b in backfills:
-        by_apply.setdefault(b.apply_id, []).append(f"{b.view}: {b.status}")
+        by_apply: dict[int, list[str]] = {}
+        for b in reg.backfills(ws):
+            status = b.status
+            if status == "pending" and reg.materialized(ws, b.view, b.fingerprint):
+                status = "materialized since"  # by a later `featql materialize`
+            by_apply.setdefault(b.apply_id, []).append(f"{b.view}: {status}")
     if args.json:
         print(json.dumps([{
             "id": r.id, "workspace": r.workspace, "applied_at": r.applied_at, "user": r.user,

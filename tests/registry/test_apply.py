@@ -83,6 +83,24 @@ def test_apply_records_history_and_pending_backfills(proj: Proj, run: Run,
     code, out, _ = run("history", "--project", str(proj.root))
     assert code == 0 and "#1" in out and "+5 ~0 -/+0 -0 (0 breaking)" in out
     assert "backfills: user_aggs: pending, user_last: pending" in out
+    code, out, _ = run("history", "--project", str(proj.root), "--json")
+    (entry,) = json.loads(out)
+    assert (entry["id"], entry["user"], entry["backfills"]) == (
+        1, rec.user, ["user_aggs: pending", "user_last: pending"])
+    assert [c["name"] for c in entry["changes"]] == ["txns", "user", "user_aggs", "user_last",
+                                                     "scoring"]
+    # a later `featql materialize` (the engine's state table) shows in the history
+    db = sqlite3.connect(proj.root / ".featql" / "registry.db")
+    db.execute("CREATE TABLE materializations (workspace TEXT, view TEXT, fingerprint TEXT, "
+               "interval_start TEXT, interval_end TEXT, rows INTEGER, files INTEGER, "
+               "finished_at TEXT)")
+    db.execute("INSERT INTO materializations VALUES ('dev', 'user_aggs', ?, "
+               "'2024-01-01T00:00:00', '2024-01-02T00:00:00', 1, 1, '')",
+               (reg.backfills("dev")[0].fingerprint,))
+    db.commit()
+    db.close()
+    assert "backfills: user_aggs: materialized since, user_last: pending" in run(
+        "history", "--project", str(proj.root))[1]
 
 
 def test_apply_runs_the_engine_for_created_and_recreated_views_only(
