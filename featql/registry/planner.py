@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from featql.compiler.ir import Manifest
+from featql.compiler.ir import LineageEdge, Manifest
 from featql.registry.backfill import BackfillEstimate, SourceStats, estimate
 from featql.registry.diff import Action, Detail, Level, ObjectDiff, diff_manifests
 from featql.registry.store import ApplyRecord, Interval
@@ -70,8 +70,14 @@ def kind_of(manifest: Manifest, name: str) -> str:
     return "entity" if manifest.entity(name) else "object"
 
 
-def downstream(manifest: Manifest, name: str) -> list[str]:
-    """Every object reading `name`, transitively, as "kind name" in kind then name order."""
+def downstream(manifest: Manifest, name: str, changed: set[str] | None = None,
+               before: Manifest | None = None) -> list[str]:
+    """Every object reading `name`, transitively, as "kind name", in kind then name order.
+
+    With `changed` (the changed columns of `name`) and column lineage in the manifest, each is
+    annotated with how many of its features / outputs the change reaches: "(3 of 40 features)",
+    counted as its consumers know it (`before` the change, when it existed then).
+    """
     edges: dict[str, set[str]] = {}
     for up, down in manifest.dag:
         edges.setdefault(up, set()).add(down)
@@ -86,7 +92,87 @@ def downstream(manifest: Manifest, name: str) -> list[str]:
                 stack.append(d)
     order = {"source": 0, "entity": 1, "feature view": 2, "transform": 3, "service": 4}
     found = sorted(seen, key=lambda n: (order.get(kind_of(manifest, n), 9), n))
-    return [f"{kind_of(manifest, n)} {n}" for n in found]
+    lineage = (*manifest.lineage, *(before.lineage if before else ()))
+    reached = _reached(lineage, name, changed) if changed and manifest.lineage else None
+    out = []
+    for n in found:
+        label = f"{kind_of(manifest, n)} {n}"
+        total, unit = _size(before, n) if before else (0, "")
+        if not total:
+            total, unit = _size(manifest, n)
+        if reached is not None and total:
+            label += f" ({len(reached.get(n, ()))} of {total} {unit})"
+        out.append(label)
+    return out
+
+
+def _reached(lineage: Iterable[LineageEdge], name: str,
+             changed: set[str]) -> dict[str, set[str]]:
+    """object -> its columns (for services: the features served) the change flows into."""
+    forward: dict[str, list[tuple[str, str]]] = {}
+    for e in set(lineage):
+        forward.setdefault(e.src, []).append((e.dst, e.kind))
+    out: dict[str, set[str]] = {}
+    stack = [f"{name}.{c}" for c in changed]
+    seen = set(stack)
+    while stack:
+        src = stack.pop()
+        for dst, kind in forward.get(src, ()):
+            if kind == "service":
+                out.setdefault(dst, set()).add(src)
+                continue
+            obj, _, col = dst.partition(".")
+            out.setdefault(obj, set()).add(col)
+            if dst not in seen:
+                seen.add(dst)
+                stack.append(dst)
+    return out
+
+
+def _size(manifest: Manifest, name: str) -> tuple[int, str]:
+    if (v := manifest.view(name)) is not None:
+        return len(v.features), "features"
+    if (t := manifest.transform(name)) is not None:
+        return len(t.outputs), "outputs"
+    if (s := manifest.service(name)) is not None:
+        outputs = sum(len(tr.outputs) for tr in manifest.transforms if tr.name in s.transforms)
+        return len(s.features) + outputs, "features"
+    return 0, ""
+
+
+def changed_columns(d: ObjectDiff, old: Manifest | None, new: Manifest) -> set[str] | None:
+    """The columns of a changed object whose meaning changes (None: not known per column)."""
+    if old is None:
+        return None
+    if d.kind == "feature view":
+        ov, nv = old.view(d.name), new.view(d.name)
+        if ov is None:
+            return None
+        if nv is None:
+            return {f.name for f in ov.features}
+        nf = {f.name: f for f in nv.features}
+        out = {f.name for f in ov.features if f.name not in nf
+               or (nf[f.name].fingerprint, nf[f.name].type) != (f.fingerprint, f.type)}
+        return out or {f.name for f in ov.features}
+    if d.kind == "source":
+        os_, ns = old.source(d.name), new.source(d.name)
+        if os_ is None:
+            return None
+        every = {c.name for c in os_.columns}
+        if ns is None or (os_.timestamp, os_.created, os_.batch, os_.stream) != (
+                ns.timestamp, ns.created, ns.batch, ns.stream):
+            return every
+        now = {c.name: c.type for c in ns.columns}
+        return {c.name for c in os_.columns if now.get(c.name) != c.type}
+    if d.kind == "transform":
+        ot, nt = old.transform(d.name), new.transform(d.name)
+        if ot is None:
+            return None
+        if nt is None or any(x.text == "logic changed" for x in d.details):
+            return {c.name for c in ot.outputs}
+        now = {c.name: c.type for c in nt.outputs}
+        return {c.name for c in ot.outputs if now.get(c.name) != c.type}
+    return None
 
 
 def _needs_backfill(d: ObjectDiff) -> bool:
@@ -148,7 +234,7 @@ def make_plan(root: Path, workspace: str, base: ApplyRecord | None, old: Manifes
         down: tuple[str, ...] = ()
         if d.level == "breaking":
             graph = new if d.action != "delete" else (old or new)
-            down = tuple(downstream(graph, d.name))
+            down = tuple(downstream(graph, d.name, changed_columns(d, old, new), old))
         backfill = None
         if _needs_backfill(d):
             view = new.view(d.name)

@@ -66,11 +66,11 @@ def test_adding_a_feature_is_non_breaking(applied: Proj) -> None:
         "(0 breaking, 2 non-breaking, 0 metadata).\n")
 
 
-def _recreate_aggs(detail: str) -> str:
+def _recreate_aggs(detail: str, reached: int) -> str:
     return HEAD + (
         "-/+ recreate feature view user_aggs (breaking)\n"
         f"{detail}"
-        "      downstream: service scoring\n" + NO_DATA + "\n"
+        f"      downstream: service scoring ({reached} of 5 features)\n" + NO_DATA + "\n"
         "Plan: 0 to create, 0 to update, 1 to recreate, 0 to delete "
         "(1 breaking, 0 non-breaking, 0 metadata).\n")
 
@@ -78,14 +78,14 @@ def _recreate_aggs(detail: str) -> str:
 def test_changing_a_filter_is_breaking(applied: Proj) -> None:
     applied.edit("views/user_aggs.sql", "amount > 0", "amount > 10")
     assert applied.plan_text() == _recreate_aggs(
-        "      query changed\n      all 4 features change meaning\n")
+        "      query changed\n      all 4 features change meaning\n", reached=4)
 
 
 def test_changing_an_aggregate_is_breaking(applied: Proj) -> None:
     applied.edit("views/user_aggs.sql", "SUM(amount) AS amount_sum", "AVG(amount) AS amount_sum")
     assert applied.plan_text() == _recreate_aggs(
         "      query changed\n"
-        "      features change meaning: amount_sum_1d, amount_sum_7d\n")
+        "      features change meaning: amount_sum_1d, amount_sum_7d\n", reached=2)
 
 
 def test_changing_a_window_is_breaking(applied: Proj) -> None:
@@ -95,7 +95,7 @@ def test_changing_a_window_is_breaking(applied: Proj) -> None:
         "      windows: [1d, 7d] → [1d, 14d]\n"
         "      features removed: txn_count_7d, amount_sum_7d\n"
         "      features added: txn_count_14d, amount_sum_14d\n"
-        "      downstream: service scoring\n" + NO_DATA +
+        "      downstream: service scoring (2 of 5 features)\n" + NO_DATA +
         "~   update   service scoring (breaking)\n"
         "      features removed: user_aggs.txn_count_7d, user_aggs.amount_sum_7d\n"
         "      features added: user_aggs.txn_count_14d, user_aggs.amount_sum_14d\n\n"
@@ -110,7 +110,7 @@ def test_changing_a_type_with_cast_is_breaking(applied: Proj) -> None:
         "-/+ recreate feature view user_last (breaking)\n"
         "      query changed\n"
         "      feature type last_amount: DOUBLE → BIGINT\n"
-        "      downstream: service scoring\n" + NO_DATA +
+        "      downstream: service scoring (1 of 5 features)\n" + NO_DATA +
         "~   update   service scoring (breaking)\n"
         "      feature type user_last.last_amount: DOUBLE → BIGINT\n\n"
         "Plan: 0 to create, 1 to update, 1 to recreate, 0 to delete "
@@ -123,7 +123,7 @@ def test_changing_a_ttl_is_breaking(applied: Proj) -> None:
         "-/+ recreate feature view user_last (breaking)\n"
         "      ttl: 30d → 7d\n"
         "      all 2 features change meaning\n"
-        "      downstream: service scoring\n" + NO_DATA + "\n"
+        "      downstream: service scoring (1 of 5 features)\n" + NO_DATA + "\n"
         "Plan: 0 to create, 0 to update, 1 to recreate, 0 to delete "
         "(1 breaking, 0 non-breaking, 0 metadata).\n")
 
@@ -173,7 +173,7 @@ def test_deleting_a_view_lists_it_and_the_service_change(applied: Proj) -> None:
                   "-- @feature_service(name = scoring, features = [user_aggs.*])\n")
     assert applied.plan_text() == HEAD + (
         "-   delete   feature view user_last (breaking)\n"
-        "      downstream: service scoring\n"
+        "      downstream: service scoring (1 of 5 features)\n"
         "~   update   service scoring (breaking)\n"
         "      features removed: user_last.last_amount\n\n"
         "Plan: 0 to create, 1 to update, 0 to recreate, 1 to delete "
@@ -239,3 +239,31 @@ def test_renaming_a_table_alias_in_an_aggregate_view_is_no_change(applied: Proj)
     applied.edit("views/user_aggs.sql", "SUM(amount)", "SUM(x.amount)")
     applied.edit("views/user_aggs.sql", "FROM txns", "FROM txns AS x")
     assert applied.plan_text() == NO_CHANGE
+
+
+def test_downstream_impact_follows_column_lineage(applied: Proj) -> None:
+    applied.write("views/flags.sql",
+                  "-- @feature_view(name = flags, entity = user, timestamp = event_ts,\n"
+                  "--   ttl = '30d', start = '2024-01-01')\n"
+                  "SELECT user_id, event_ts, last_amount > 100 AS big_spender FROM user_last\n")
+    applied.write("transforms/ratio.sql",
+                  "-- @request_transform(name = ratio, request = [amount DOUBLE])\n"
+                  "SELECT request.amount / NULLIF(user_last.last_amount, 0) AS ratio\n")
+    applied.write("services/alerts.sql",
+                  "-- @feature_service(name = alerts, features = [flags.*, ratio])\n")
+    applied.apply()
+    applied.edit("views/user_last.sql", "t.channel AS last_channel",
+                 "UPPER(t.channel) AS last_channel")
+    change = next(c for c in applied.plan().changes if c.name == "user_last")
+    assert [d.text for d in change.details] == [
+        "query changed", "features change meaning: last_channel"]
+    assert change.downstream == ("feature view flags (0 of 1 features)",
+                                 "transform ratio (0 of 1 outputs)",
+                                 "service alerts (0 of 2 features)",
+                                 "service scoring (0 of 5 features)")
+    applied.edit("views/user_last.sql", "t.amount AS last_amount", "-t.amount AS last_amount")
+    change = next(c for c in applied.plan().changes if c.name == "user_last")
+    assert change.downstream == ("feature view flags (1 of 1 features)",
+                                 "transform ratio (1 of 1 outputs)",
+                                 "service alerts (2 of 2 features)",
+                                 "service scoring (1 of 5 features)")
