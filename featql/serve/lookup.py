@@ -12,14 +12,18 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from featql.compiler.diagnostics import did_you_mean
 from featql.compiler.ir import Column, FeatureService, FeatureView, Manifest
 from featql.serve import codec
 from featql.serve.online.base import OnlineStore
+from featql.serve.tiles import TileMerger, decode_tiles
 from featql.serve.transforms import CompiledTransform, TransformError, compile_transforms
 
 MAX_ENTITIES = 100
@@ -47,6 +51,8 @@ class ViewPlan:
     outputs: tuple[tuple[int, str], ...]  # (feature index in the view, output name)
     env: tuple[tuple[int, str], ...]  # (feature index, "view.feature") transforms read
     cell: str  # the store's name for the view's cells
+    group: int  # index into ServicePlan.groups: whose item keys the view reads
+    decode: Callable[[bytes | None, int], tuple[list[Any], str | None]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class ServicePlan:
     columns: tuple[str, ...]  # output names, in order
     transforms: tuple[CompiledTransform, ...]
     request_fields: tuple[Column, ...]
+    groups: tuple[tuple[str, tuple[int, ...]], ...]  # (entity, key positions in the request)
+    cells: tuple[str, ...]
 
 
 def _type_ok(value: Any, type_: str) -> bool:
@@ -105,14 +113,19 @@ def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> Servi
             wanted.setdefault(vn, {})[feat] = None
     outputs = {(ref.view, ref.feature) for ref in service.features}
     plans = []
+    key_pos = {k.name: i for i, k in enumerate(service.keys)}
+    groups: dict[tuple[str, tuple[int, ...]], int] = {}
     for vname, feats in wanted.items():
         view = manifest.view(vname)
         assert view is not None, vname
         index = {f.name: i for i, f in enumerate(view.features)}
+        group = groups.setdefault((view.entity, tuple(key_pos[k.name] for k in view.keys)),
+                                  len(groups))
         plans.append(ViewPlan(
             view=view, entity=view.entity, key_names=tuple(k.name for k in view.keys),
             outputs=tuple((index[f], f"{vname}.{f}") for f in feats if (vname, f) in outputs),
-            env=tuple((index[f], f"{vname}.{f}") for f in feats), cell=codec.cell_name(view)))
+            env=tuple((index[f], f"{vname}.{f}") for f in feats), cell=codec.cell_name(view),
+            group=group, decode=_decoder(view)))
     columns = [f"{r.view}.{r.feature}" for r in service.features]
     request_fields: dict[str, Column] = {}
     for name in service.transforms:
@@ -122,7 +135,8 @@ def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> Servi
             request_fields.setdefault(c.name, c)
     return ServicePlan(service, service.keys, tuple(plans), tuple(columns),
                        tuple(transforms[n] for n in service.transforms),
-                       tuple(request_fields.values()))
+                       tuple(request_fields.values()), tuple(groups),
+                       tuple(p.cell for p in plans))
 
 
 class OnlineService:
@@ -223,62 +237,82 @@ class OnlineService:
         rows = self._entities(plan, entities)
         envs = self._requests(plan, request, len(rows))
         now = now_us if now_us is not None else time.time_ns() // 1000
-        key_pos = {k.name: i for i, k in enumerate(plan.keys)}
-        items_per_view = []
+        items_by_group = []
         all_items: dict[str, None] = {}
-        for vp in plan.views:
-            pos = [key_pos[k] for k in vp.key_names]
-            items = [codec.item_key(vp.entity, [row[p] for p in pos]) for row in rows]
-            items_per_view.append(items)
+        for entity, pos in plan.groups:
+            if len(pos) == 1:
+                p0 = pos[0]
+                prefix = entity + "#["
+                items = [prefix + orjson.dumps(row[p0]).decode() + "]" for row in rows]
+            else:
+                items = [codec.item_key(entity, [row[p] for p in pos]) for row in rows]
+            items_by_group.append(items)
             all_items.update(dict.fromkeys(items))
-        cells = self.store.read(list(all_items), [vp.cell for vp in plan.views])
+        cells = self.store.read(list(all_items), plan.cells)
         out: list[dict[str, Any]] = [{} for _ in rows]
         event_times: list[dict[str, str | None]] = [{} for _ in rows]
-        for vp, items in zip(plan.views, items_per_view, strict=True):
+        for vp in plan.views:
+            items = items_by_group[vp.group]
             decoded: dict[str, tuple[list[Any], str | None]] = {}
-            view = vp.view
+            decode = vp.decode
+            cell = vp.cell
+            fill_env = vp.env if plan.transforms else ()
+            times = vp.view.kind == "row" and bool(vp.outputs)
             for i, item in enumerate(items):
                 got = decoded.get(item)
                 if got is None:
-                    got = self._decode(view, cells.get(item, {}).get(vp.cell), now)
+                    got = decode(cells.get(item, _EMPTY).get(cell), now)
                     decoded[item] = got
                 values, ts = got
                 row = out[i]
                 for idx, name in vp.outputs:
                     row[name] = values[idx]
-                if vp.env and plan.transforms:
+                if fill_env:
                     env = envs[i]
-                    for idx, name in vp.env:
+                    for idx, name in fill_env:
                         env[name] = values[idx]
-                if view.kind == "row" and vp.outputs:
-                    event_times[i][view.name] = ts
-        if plan.transforms:
+                if times:
+                    event_times[i][vp.view.name] = ts
+        for ct in plan.transforms:
+            names = [(c.name, f"{ct.name}.{c.name}") for c in ct.outputs]
             for i, env in enumerate(envs):
-                for ct in plan.transforms:
-                    try:
-                        res = ct(env)
-                    except TransformError as e:
-                        raise RequestError(422, "transform_failed", f"{e} (entities[{i}])",
-                                           f"entities[{i}]") from e
-                    for c in ct.outputs:
-                        out[i][f"{ct.name}.{c.name}"] = res.get(c.name)
-        ordered = [{c: row.get(c) for c in plan.columns} for row in out]
+                try:
+                    res = ct(env)
+                except TransformError as e:
+                    raise RequestError(422, "transform_failed", f"{e} (entities[{i}])",
+                                       f"entities[{i}]") from e
+                row = out[i]
+                for key, name in names:
+                    row[name] = res.get(key)
+        columns = plan.columns
+        ordered = [{c: row[c] for c in columns} for row in out]
         meta = {"service": service, "at": codec.from_micros(now).isoformat(),
                 "event_times": event_times}
         return ordered, meta
 
-    @staticmethod
-    def _decode(view: FeatureView, payload: bytes | None,
-                now: int) -> tuple[list[Any], str | None]:
-        if view.kind == "aggregate":
-            tiles = codec.decode_tiles(payload) if payload is not None else None
-            return codec.merge_tiles(view, tiles, now), None
+
+_EMPTY: dict[str, bytes] = {}
+
+
+def _decoder(view: FeatureView) -> Callable[[bytes | None, int], tuple[list[Any], str | None]]:
+    """How one view's cell becomes its feature values at a time (compiled once per view)."""
+    if view.kind == "aggregate":
+        merge = TileMerger(view)
+
+        def aggregate(payload: bytes | None, now: int) -> tuple[list[Any], str | None]:
+            return merge(decode_tiles(payload) if payload is not None else None, now), None
+        return aggregate
+    nulls = [None] * len(view.features)
+    ttl = view.ttl_seconds
+
+    def row(payload: bytes | None, now: int) -> tuple[list[Any], str | None]:
         if payload is None:
-            return [None] * len(view.features), None
+            return nulls, None
         event_us, _created, values = codec.decode_row(payload)
-        if not codec.row_visible(event_us, now, view.ttl_seconds):
-            return [None] * len(view.features), None
+        if not codec.row_visible(event_us, now, ttl):
+            return nulls, None
         return values, codec.from_micros(event_us).isoformat()
+    return row
 
 
 def describe(plan: ServicePlan) -> dict[str, Any]:

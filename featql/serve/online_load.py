@@ -29,6 +29,7 @@ from featql.compiler.ir import FeatureView, Manifest
 from featql.serve import codec
 from featql.serve.codec import cell_name
 from featql.serve.online.base import Cell, OnlineStore, version
+from featql.serve.tiles import encode_tiles, partial_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -173,7 +174,7 @@ def _quote(ident: str) -> str:
 
 def tile_cells(view: FeatureView, table: pa.Table, hi_us: int) -> Iterator[Cell]:
     keys = [k.name for k in view.keys]
-    cols = codec.partial_columns(view)
+    cols = partial_columns(view)
     table = table.sort_by([(k, "ascending") for k in keys] + [(TILE_START, "ascending")])
     key_cols = [table.column(k).to_pylist() for k in keys]
     starts_us = [codec.to_micros(t) // 1_000_000 for t in table.column(TILE_START).to_pylist()]
@@ -186,7 +187,7 @@ def tile_cells(view: FeatureView, table: pa.Table, hi_us: int) -> Iterator[Cell]
         while j < n and tuple(kc[j] for kc in key_cols) == key:
             j += 1
         if not any(k is None for k in key):
-            payload = codec.encode_tiles(starts_us[i:j], {c: data[c][i:j] for c in cols})
+            payload = encode_tiles(starts_us[i:j], {c: data[c][i:j] for c in cols})
             yield Cell(codec.item_key(view.entity, key), name, version(hi_us, None, payload),
                        payload)
         i = j

@@ -11,6 +11,7 @@ import pytest
 from featql.compiler.project import compile_project
 from featql.dialects.lower import lower_view
 from featql.serve import codec
+from featql.serve import tiles as tiles_mod
 from featql.serve.online.base import OnlineStore
 from featql.serve.online_load import load_online
 
@@ -101,6 +102,6 @@ def test_tiles_hold_the_longest_window(store: OnlineStore, serve_project: Path,
     got = store.read([codec.item_key("user", [k]) for k in range(1, 60)], [codec.cell_name(v)])
     assert got
     for cells in got.values():
-        tiles = codec.decode_tiles(cells[codec.cell_name(v)])
+        tiles = tiles_mod.decode_tiles(cells[codec.cell_name(v)])
         assert all(hi - max(v.windows) <= s < hi for s in tiles.starts)
         assert list(tiles.starts) == sorted(tiles.starts)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from featql.serve import codec
+from featql.serve import tiles as tiles_mod
 from featql.serve.online.base import Cell, OnlineStore, OnlineStoreError, version
 
 from .conftest import make_store
@@ -102,9 +103,9 @@ def test_many_items_in_one_read(store: OnlineStore) -> None:
 
 
 def test_tiles_cells(store: OnlineStore) -> None:
-    blob = codec.encode_tiles([0, 3600], {"c__count": [1, 2], "s__sum": [1.5, None]})
+    blob = tiles_mod.encode_tiles([0, 3600], {"c__count": [1, 2], "s__sum": [1.5, None]})
     store.write([Cell("user#[1]", "aggs", version(7200, None, blob), blob)])
-    tiles = codec.decode_tiles(store.read(["user#[1]"], ["aggs"])["user#[1]"]["aggs"])
+    tiles = tiles_mod.decode_tiles(store.read(["user#[1]"], ["aggs"])["user#[1]"]["aggs"])
     assert list(tiles.starts) == [0, 3600]
     assert list(tiles.columns["c__count"]) == [1.0, 2.0]
     assert tiles.columns["s__sum"][0] == 1.5 and tiles.columns["s__sum"][1] != 1.5

@@ -1,0 +1,405 @@
+"""Feature-server benchmark: `featql serve` (2 gunicorn workers) on the example project, over
+SQLite and DynamoDB (dynalite), against a bare Flask app under the same gunicorn settings that
+returns a constant JSON body of the same size (the ceiling), all in one run.
+
+    .venv/bin/python bench/serve_bench.py [--transactions 1000000] [--quick]
+
+Load: a bounded generator on loopback (threads, http.client keep-alive connections), either
+open-loop at a fixed rate (latency measured from each request's scheduled send time, so a
+stalled server cannot hide its queueing) or closed-loop for throughput. Every run has a fixed
+request count and a time limit. Results: a table on stdout and bench/out/serve_bench.json.
+Note: dynalite is a Node process on the same 2 cores as the servers and the load generator, so
+the DynamoDB figures measure this machine, not AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+AT = None  # set once the data is generated: the end of the data
+SERVICE = "bench_50"
+SERVICE_SQL = """-- @feature_service(name = bench_50,
+--   features = [user_txn_aggs.*, user_channel_aggs.*,
+--               user_profile.country, user_profile.kyc_level, user_profile.account_age_days,
+--               user_last_txn.*, user_risk_flags.*, merchant_profile.*,
+--               merchant_txn_aggs.fraud_rate_7d, merchant_txn_aggs.txn_count_1d,
+--               merchant_txn_aggs.txn_count_7d, merchant_txn_aggs.amount_sum_7d,
+--               merchant_txn_aggs.amount_avg_7d, merchant_txn_aggs.amount_max_7d,
+--               amount_vs_avg, amount_features])
+"""
+
+
+# -- servers ---------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str = "/healthz",
+               timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", path)
+            if c.getresponse().status == 200:
+                c.close()
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"server on {port} not ready")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def start_featql(root: Path, workers: int, threads: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "featql.cli", "serve", "--project", str(root), "--port", str(port),
+         "--workers", str(workers), "--threads", str(threads)],
+        env={**os.environ, "FEATQL_LOG_LEVEL": "error"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(port, proc)
+    return proc, port
+
+
+def start_bare(body_file: Path, workers: int, threads: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--bare-server", str(port), str(body_file), str(workers),
+         str(threads)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(port, proc, "/healthz")
+    return proc, port
+
+
+def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> None:
+    """The ceiling: Flask + orjson + gunicorn gthread, same settings, a constant body."""
+    from flask import Flask, Response, request
+    from gunicorn.app.base import BaseApplication
+
+    bodies = orjson.loads(body_file.read_bytes())
+    one, many = bodies["one"].encode(), bodies["many"].encode()
+    app = Flask("bare")
+
+    @app.post("/v1/features/<name>")
+    def features(name: str) -> Response:
+        body = orjson.loads(request.get_data())
+        return Response(many if len(body["entities"]) > 1 else one,
+                        mimetype="application/json")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response(b'{"status":"ok"}', mimetype="application/json")
+
+    class _App(BaseApplication):
+        def load_config(self) -> None:
+            for k, v in {"bind": f"127.0.0.1:{port}", "workers": workers,
+                         "worker_class": "gthread", "threads": threads, "keepalive": 30,
+                         "backlog": 2048, "accesslog": None, "loglevel": "error"}.items():
+                self.cfg.set(k, v)
+
+        def load(self) -> Any:
+            return app
+
+    _App().run()
+
+
+# -- load generator --------------------------------------------------------------------------
+@dataclass
+class Result:
+    scenario: str
+    mode: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors_5xx: int
+    errors_other: int
+    response_bytes: int
+
+
+def _pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+
+def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total: int,
+          max_seconds: float, rate: float | None, scenario: str) -> Result:
+    """Send `total` requests over `connections` keep-alive connections (open-loop at `rate`
+    requests/s, else closed-loop), stopping early after `max_seconds`."""
+    lat: list[list[float]] = [[] for _ in range(connections)]
+    codes: list[dict[int, int]] = [{} for _ in range(connections)]
+    size = [0]
+    start = time.perf_counter() + 0.05
+    deadline = start + max_seconds
+
+    def worker(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        rng = random.Random(k)
+        i = k
+        while i < total:
+            planned = start + i / rate if rate else time.perf_counter()
+            now = time.perf_counter()
+            if planned > deadline or now > deadline:
+                break
+            if planned > now:
+                time.sleep(planned - now)
+            body = bodies[rng.randrange(len(bodies))]
+            try:
+                conn.request("POST", path, body=body,
+                             headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                data = resp.read()
+                status = resp.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                status, data = 599, b""
+            done = time.perf_counter()
+            lat[k].append(done - (planned if rate else now))
+            codes[k][status] = codes[k].get(status, 0) + 1
+            size[0] = max(size[0], len(data))
+            i += connections
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = max(1e-9, time.perf_counter() - start)
+    all_lat = [x for xs in lat for x in xs]
+    merged: dict[int, int] = {}
+    for c in codes:
+        for k, v in c.items():
+            merged[k] = merged.get(k, 0) + v
+    return Result(scenario, f"open-loop {rate:.0f} rps" if rate else
+                  f"closed-loop {connections} conns", len(all_lat), round(elapsed, 2),
+                  round(len(all_lat) / elapsed, 1), round(_pct(all_lat, 0.5), 2),
+                  round(_pct(all_lat, 0.99), 2),
+                  sum(v for k, v in merged.items() if k >= 500),
+                  sum(v for k, v in merged.items() if k != 200 and k < 500),
+                  size[0])
+
+
+def request_bodies(n_entities: int, users: int, merchants: int, count: int = 200) -> list[bytes]:
+    rng = random.Random(n_entities)
+    out = []
+    for _ in range(count):
+        ents = [{"user_id": rng.randint(1, users), "merchant_id": rng.randint(1, merchants)}
+                for _ in range(n_entities)]
+        req = [{"amount": round(rng.uniform(1, 500), 2)} for _ in range(n_entities)]
+        out.append(orjson.dumps({"entities": ents, "request": req, "at": AT}))
+    return out
+
+
+# -- setup -------------------------------------------------------------------------------------
+def prepare_project(work: Path, transactions: int) -> Path:
+    from featql.examples.generate import generate
+
+    root = work / "features"
+    shutil.copytree(REPO / "features", root,
+                    ignore=shutil.ignore_patterns("data", "target", ".featql"))
+    (root / "services" / "bench_50.sql").write_text(SERVICE_SQL)
+    generate(root, transactions=transactions, days=90)
+    return root
+
+
+def set_online(root: Path, text: str) -> None:
+    toml = (root / "featql.toml").read_text()
+    head, _, tail = toml.partition("[online]")
+    rest = tail.split("\n[", 1)
+    (root / "featql.toml").write_text(head + text + (("\n[" + rest[1]) if len(rest) > 1 else ""))
+
+
+def main() -> int:
+    global AT
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--transactions", type=int, default=1_000_000)
+    ap.add_argument("--dynamo-users", type=int, default=2000,
+                    help="entities loaded into DynamoDB (dynalite writes are slow)")
+    ap.add_argument("--quick", action="store_true", help="shorter runs (smoke test)")
+    ap.add_argument("--bare-server", nargs=4, metavar=("PORT", "BODY", "WORKERS", "THREADS"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.bare_server:
+        port, body, workers, threads = args.bare_server
+        run_bare_server(int(port), Path(body), int(workers), int(threads))
+        return 0
+
+    import pyarrow.compute as pc
+
+    from featql.compiler.project import compile_project
+    from featql.serve.online.dynamodb import DynamoStore
+    from featql.serve.online_load import default_scan, load_online
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from serve.conftest import start_dynalite  # the tests' dynalite launcher
+
+    workers, threads = 2, 2
+    scale = 0.3 if args.quick else 1.0
+    work = Path(tempfile.mkdtemp(prefix="featql-serve-bench-"))
+    results: list[Result] = []
+    dyn_proc = None
+    try:
+        t0 = time.perf_counter()
+        root = prepare_project(work, args.transactions)
+        result = compile_project(root)
+        assert result.manifest is not None and result.ok
+        m = result.manifest
+        end = dt.datetime(2024, 1, 1) + dt.timedelta(days=90)
+        AT = end.isoformat()
+        print(f"data: {args.transactions:,} transactions ({time.perf_counter() - t0:.1f}s)")
+        t0 = time.perf_counter()
+        rep = load_online(root, m, "dev", progress=False, end=end)
+        print(f"SQLite online load: {rep.written:,} cells in {time.perf_counter() - t0:.1f}s")
+        n_users = max(50, args.transactions // 50)  # what the generator creates
+        n_merchants = max(10, args.transactions // 500)
+
+        def scenario_set(label: str, port: int, users: int, merchants: int) -> None:
+            one = request_bodies(1, users, merchants)
+            many = request_bodies(100, users, merchants, 60)
+            path = f"/v1/features/{SERVICE}"
+            drive(port, one, path, connections=4, total=400, max_seconds=5, rate=None,
+                  scenario="warm-up")  # not reported: connections, caches, lazy imports
+            results.append(drive(port, one, path, connections=8, total=int(5000 * scale),
+                                 max_seconds=8 * scale + 2, rate=1000,
+                                 scenario=f"{label} 1 entity"))
+            results.append(drive(port, one, path, connections=4, total=int(6000 * scale),
+                                 max_seconds=6 * scale + 2, rate=None,
+                                 scenario=f"{label} 1 entity"))
+            results.append(drive(port, many, path, connections=2, total=int(600 * scale),
+                                 max_seconds=8 * scale + 2, rate=None,
+                                 scenario=f"{label} 100 entities"))
+
+        proc, port = start_featql(root, workers, threads)
+        try:
+            sample = request_bodies(1, n_users, n_merchants, 1)[0]
+            c = http.client.HTTPConnection("127.0.0.1", port)
+            c.request("POST", f"/v1/features/{SERVICE}", body=sample)
+            r = c.getresponse()
+            one_body = r.read()
+            assert r.status == 200, one_body
+            n_feat = len(orjson.loads(one_body)["features"][0])
+            print(f"service {SERVICE}: {n_feat} features per entity")
+            c.request("POST", f"/v1/features/{SERVICE}",
+                      body=request_bodies(100, n_users, n_merchants, 1)[0])
+            many_body = c.getresponse().read()
+            c.close()
+            scenario_set("sqlite", port, n_users, n_merchants)
+        finally:
+            stop(proc)
+
+        body_file = work / "bare_bodies.json"
+        body_file.write_bytes(orjson.dumps({"one": one_body.decode(),
+                                            "many": many_body.decode()}))
+        proc, port = start_bare(body_file, workers, threads)
+        try:
+            scenario_set("bare-flask", port, n_users, n_merchants)
+        finally:
+            stop(proc)
+
+        dyn_proc, url = start_dynalite()
+        set_online(root, f'[online]\nstore = "dynamodb"\nregion = "us-east-1"\n'
+                         f'endpoint_url = "{url}"\ntable_prefix = "bench_"\n')
+        du, dm = min(args.dynamo_users, n_users), min(args.dynamo_users // 10, n_merchants)
+        scan, close = default_scan(m, root, compile_project(root).config, "dev")
+
+        def subset(view: Any, start: Any, stop_: Any) -> Any:
+            table = scan(view, start, stop_)
+            key = view.keys[0].name
+            limit = du if key == "user_id" else dm
+            return table.filter(pc.less_equal(table.column(key), limit))
+
+        t0 = time.perf_counter()
+        store = DynamoStore("dev", endpoint_url=url, table_prefix="bench_", writers=16)
+        rep = load_online(root, m, "dev", progress=False, end=end, store=store, scan=subset)
+        close()
+        print(f"DynamoDB (dynalite) online load: {rep.written:,} cells for {du:,} users and "
+              f"{dm:,} merchants in {time.perf_counter() - t0:.1f}s")
+        proc, port = start_featql(root, workers, threads)
+        try:
+            scenario_set("dynamodb", port, du, dm)
+        finally:
+            stop(proc)
+    finally:
+        if dyn_proc is not None:
+            dyn_proc.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, workers, threads)
+    return 0
+
+
+def report(results: list[Result], workers: int, threads: int) -> None:
+    print(f"\nfeatql serve: gunicorn {workers} workers x {threads} threads; load generator on "
+          "loopback; latency = scheduled send -> full response (open-loop) or send -> response")
+    head = f"{'scenario':26} {'mode':24} {'reqs':>6} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} " \
+           f"{'5xx':>4} {'bytes':>7}"
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        print(f"{r.scenario:26} {r.mode:24} {r.requests:6d} {r.rps:8.1f} {r.p50_ms:8.2f} "
+              f"{r.p99_ms:8.2f} {r.errors_5xx:4d} {r.response_bytes:7d}")
+    by = {(r.scenario, r.mode.split()[0]): r for r in results}
+    ratios = {}
+    for n in ("1 entity", "100 entities"):
+        s, b = by.get((f"sqlite {n}", "closed-loop")), by.get((f"bare-flask {n}", "closed-loop"))
+        if s and b:
+            ratios[n] = round(s.rps / b.rps, 3)
+            print(f"sqlite / bare-flask throughput, {n}: {ratios[n]:.0%}")
+    checks = {
+        "sqlite 1-entity p99 <= 5 ms at 1000 rps":
+            by[("sqlite 1 entity", "open-loop")].p99_ms <= 5,
+        "sqlite 1-entity throughput >= 50% of bare Flask": ratios.get("1 entity", 0) >= 0.5,
+        "dynamodb 1-entity p99 <= 10 ms (1000 rps open loop)":
+            by[("dynamodb 1 entity", "open-loop")].p99_ms <= 10,
+        "dynamodb 100-entity p99 <= 30 ms": by[("dynamodb 100 entities", "closed-loop")].p99_ms
+        <= 30,
+        "zero 5xx": all(r.errors_5xx == 0 for r in results if not r.scenario.startswith("bare")),
+    }
+    for k, ok in checks.items():
+        print(f"  [{'x' if ok else ' '}] {k}")
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serve_bench.json").write_text(json.dumps(
+        {"results": [asdict(r) for r in results], "throughput_ratio_vs_bare": ratios,
+         "targets": checks, "cpus": os.cpu_count(),
+         "p50_all": statistics.median([r.p50_ms for r in results])}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
