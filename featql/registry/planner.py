@@ -206,9 +206,11 @@ def _warnings(d: ObjectDiff, new: Manifest) -> tuple[str, ...]:
 def _refusal(d: ObjectDiff, old: Manifest | None, new: Manifest) -> str | None:
     if old is None or d.action not in ("delete", "recreate"):
         return None
-    obj = {"source": old.source, "feature view": old.view,
-           "service": old.service}.get(d.kind, lambda _n: None)(d.name)
-    if obj is not None and getattr(obj, "prevent_destroy", False):
+    protected = {s.name for s in old.sources if s.prevent_destroy} if d.kind == "source" \
+        else {v.name for v in old.views if v.prevent_destroy} if d.kind == "feature view" \
+        else {s.name for s in old.services if s.prevent_destroy} if d.kind == "service" \
+        else set()
+    if d.name in protected:
         what = "delete" if d.action == "delete" else "recreate (and discard the data of)"
         return (f"refusing to {what} {d.kind} '{d.name}': it is marked prevent_destroy = true; "
                 "apply a change removing the flag first")

@@ -296,3 +296,22 @@ def test_apply_asks_on_a_terminal(proj: Proj, run: Run, no_engine: None,
     assert "Apply these changes to workspace 'dev'? [y/N]" in out
     assert ("Apply cancelled; nothing changed." in out) == (applies == 0)
     assert len(proj.registry().history("dev")) == applies
+
+
+def test_prevent_destroy_on_a_service_and_on_a_workspace(proj: Proj, run: Run,
+                                                          no_engine: None) -> None:
+    p = str(proj.root)
+    proj.write("services/scoring.sql",
+               "-- @feature_service(name = scoring, features = [user_aggs.*, "
+               "user_last.last_amount], prevent_destroy = true)\n")
+    assert run("workspace", "create", "prod", "--project", p)[0] == 0
+    assert run("apply", "--project", p, "--yes", "-w", "prod")[0] == 0
+    (proj.root / "services/scoring.sql").unlink()
+    code, out, _ = run("apply", "--project", p, "--yes", "-w", "prod")
+    assert code == 1
+    assert "refusing to delete service 'scoring': it is marked prevent_destroy = true" in out
+    code, _, err = run("workspace", "delete", "prod", "--project", p, "--yes")
+    assert code == 1
+    assert ("refusing to delete workspace 'prod': it holds service 'scoring' marked "
+            "prevent_destroy = true") in err
+    assert proj.registry().has_workspace("prod")
