@@ -176,6 +176,8 @@ class OfflineStore:
             if hi is not None:
                 cond = t < pa.scalar(hi, pa.timestamp("us"))
                 filt = cond if filt is None else (filt & cond)
+            if is_s3(self.path):
+                files = [s3_key(f) for f in files]
             try:
                 dataset = ds.dataset(files, schema=schema, format="parquet",
                                      filesystem=self._fs())

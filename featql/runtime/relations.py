@@ -16,6 +16,7 @@ from featql.compiler.ir import FeatureView, Manifest
 from featql.runtime.engine import Engine
 from featql.runtime.offline_store import TILE_START, OfflineStore, ViewLayout
 from featql.runtime.pit import relation_name
+from featql.runtime.sources import is_s3
 
 
 def view_start(view: FeatureView) -> datetime:
@@ -80,5 +81,9 @@ class ProjectData:
     def register_stored(self, view: FeatureView, store: OfflineStore, lo: datetime | None,
                         hi: datetime | None) -> None:
         lay = ViewLayout.of(view)
+        if is_s3(store.path):  # engines read S3 through pyarrow here (see sources.py)
+            self.engine.register_arrow(relation_name(view.name, view.kind),
+                                       store.scan(view.name, lo, hi, None, view.fingerprint))
+            return
         files = store.files(view.name, view.fingerprint, lo, hi)
         self.engine.register_parquet(relation_name(view.name, view.kind), files, lay.schema)

@@ -23,7 +23,13 @@ from featql.console import UserError
 from featql.runtime.engine import Engine, open_engine
 from featql.runtime.join import join_spine, spine_relation
 from featql.runtime.offline_store import OfflineStore
-from featql.runtime.pit import SPINE_TS, PointInTimeJoin, plan_point_in_time, spine_timestamp
+from featql.runtime.pit import (
+    SPINE_TS,
+    PointInTimeJoin,
+    check_spine,
+    plan_point_in_time,
+    spine_timestamp,
+)
 from featql.runtime.relations import ProjectData, view_start
 from featql.runtime.state import MaterializationState, covers
 
@@ -111,6 +117,7 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
     service = find_service(manifest, service_name)
     table = load_spine(spine)
     node = plan_point_in_time(manifest, service, _transform_inputs(manifest, service))
+    check_spine(table.schema, node)
     ts_col = spine_timestamp(table.schema, node.keys, timestamp)
     eng = engine if engine is not None and not isinstance(engine, str) else open_engine(
         engine, config)

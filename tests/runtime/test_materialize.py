@@ -99,7 +99,7 @@ _KILLED_RUN = textwrap.dedent("""
     def slow(*args, **kwargs):
         real(*args, **kwargs)
         print("wrote", flush=True)
-        time.sleep(0.5)
+        time.sleep(0.2)
     store.pq.write_table = slow
     c = compile_project(sys.argv[1])
     materialize(sys.argv[1], c.manifest, views=["user_txn_aggs"], overwrite=True,
@@ -119,7 +119,7 @@ def test_overwrite_killed_half_way_leaves_old_data(small_example: Path) -> None:
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None
-        for _ in range(20):  # let it stage 20 files of ~330, then kill it
+        for _ in range(10):  # let it stage 10 files of ~330, then kill it
             assert proc.stdout.readline().startswith("wrote")
         assert any(p.name.startswith("_staging-") for p in vdir.iterdir())
     finally:
