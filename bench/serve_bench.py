@@ -136,6 +136,22 @@ def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> N
 
 
 # -- load generator --------------------------------------------------------------------------
+class Conn(http.client.HTTPConnection):
+    """Keep-alive client connection: TCP_NODELAY, request head and body in one send."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
+        if isinstance(message_body, bytes):
+            self._buffer.extend((b"", message_body))  # type: ignore[attr-defined]
+            self.send(b"\r\n".join(self._buffer))  # type: ignore[attr-defined]
+            del self._buffer[:]  # type: ignore[attr-defined]
+            return
+        super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
+
+
 @dataclass
 class Result:
     scenario: str
@@ -168,7 +184,7 @@ def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total:
     deadline = start + max_seconds
 
     def worker(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = Conn("127.0.0.1", port, timeout=10)
         rng = random.Random(k)
         i = k
         while i < total:
@@ -187,7 +203,7 @@ def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total:
                 status = resp.status
             except (OSError, http.client.HTTPException):
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn = Conn("127.0.0.1", port, timeout=10)
                 status, data = 599, b""
             done = time.perf_counter()
             lat[k].append(done - (planned if rate else now))

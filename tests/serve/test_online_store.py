@@ -135,45 +135,68 @@ def test_workspaces_are_isolated(kind: str, tmp_path: Path, request: pytest.Fixt
 
 
 class _Throttling:
-    """A real DynamoDB client that answers part of each BatchGetItem as UnprocessedKeys."""
+    """The real BatchGetItem call, answering part of each request as UnprocessedKeys."""
 
-    def __init__(self, client: Any, rounds: int):
-        self._client = client
+    def __init__(self, call: Any, rounds: int):
+        self._call = call
         self.rounds = rounds
         self.calls = 0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         self.calls += 1
-        table, req = next(iter(RequestItems.items()))
+        table, req = next(iter(request.items()))
         if self.calls > self.rounds:
-            return self._client.batch_get_item(RequestItems=RequestItems)
+            return self._call(request)  # type: ignore[no-any-return]
         half = len(req["Keys"]) // 2
         if half == 0:
-            return {"Responses": {table: []}, "UnprocessedKeys": RequestItems}
-        served = self._client.batch_get_item(
-            RequestItems={table: {**req, "Keys": req["Keys"][:half]}})
+            return {"Responses": {table: []}, "UnprocessedKeys": request}
+        served = self._call({table: {**req, "Keys": req["Keys"][:half]}})
         served["UnprocessedKeys"] = {table: {**req, "Keys": req["Keys"][half:]}}
-        return served
+        return served  # type: ignore[no-any-return]
 
 
-def test_unprocessed_keys_are_retried_not_missing(dynalite: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["signed-http", "boto3"])
+def test_unprocessed_keys_are_retried_not_missing(dynalite: str, tmp_path: Path, fast: bool
+                                                  ) -> None:
     from featql.serve.online.dynamodb import DynamoStore
 
     s = make_store("dynamodb", tmp_path, dynalite)
     assert isinstance(s, DynamoStore)
+    s.fast_reads = fast
     try:
         items = [f"user#[{i}]" for i in range(80)]
         s.write([row_cell(k, "v", 1, None, i) for i, k in enumerate(items)])
-        throttled = _Throttling(s.client, rounds=3)
-        s.client = throttled
+        throttled = _Throttling(s._batch_get_call, rounds=3)
+        s._batch_get_call = throttled  # type: ignore[method-assign]
         got = s.read(items, ["v"])
         assert len(got) == 80 and throttled.calls == 4
         throttled.rounds, throttled.calls = 10**9, 0  # throttled forever: an error, not NULLs
         with pytest.raises(OnlineStoreError, match="unprocessed"):
             s.read(items, ["v"])
     finally:
-        s.client = getattr(s.client, "_client", s.client)
         s.drop()
+
+
+@pytest.mark.parametrize("token", [None, "session-token"])
+def test_lean_reader_signs_like_botocore(token: str | None) -> None:
+    """The hot-path SigV4 signature equals botocore's for the same request and time."""
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    from featql.serve.online.dynamo_http import BatchGetClient
+
+    client = boto3.session.Session().client(
+        "dynamodb", region_name="eu-west-3", aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        aws_session_token=token)
+    reader = BatchGetClient(client)
+    body = b'{"RequestItems": {"t": {"Keys": [{"item": {"S": "user#[1]"}}]}}}'
+    req = AWSRequest(method="POST", url=client.meta.endpoint_url, data=body, headers={
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": "DynamoDB_20120810.BatchGetItem"})
+    SigV4Auth(client._request_signer._credentials.get_frozen_credentials(), "dynamodb",
+              "eu-west-3").add_auth(req)
+    ours = reader._headers(body, amz_date=req.headers["X-Amz-Date"])
+    assert ours["authorization"] == req.headers["Authorization"]
+    assert ours.get("x-amz-security-token") == token

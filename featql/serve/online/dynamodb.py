@@ -60,14 +60,27 @@ class DynamoStore:
 
     def __init__(self, workspace: str, *, region: str | None = None,
                  endpoint_url: str | None = None, table_prefix: str = "featql_",
-                 create: bool = True, client: Any = None, writers: int = 16):
+                 create: bool = True, client: Any = None, writers: int = 16,
+                 fast_reads: bool = True):
         self.table = table_name(table_prefix, workspace)
         self.client = client if client is not None else make_client(region, endpoint_url)
         self._writers = writers
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self.fast_reads = fast_reads
+        self._reader: Any = None
         if create:
             self._ensure_table()
+
+    def _batch_get_call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One BatchGetItem: the lean signed-HTTP client, or boto3 (`fast_reads=False`)."""
+        if not self.fast_reads:
+            return self.client.batch_get_item(RequestItems=request)
+        if self._reader is None:
+            from featql.serve.online.dynamo_http import BatchGetClient
+
+            self._reader = BatchGetClient(self.client)
+        return self._reader.batch_get_item(RequestItems=request)
 
     # -- setup -------------------------------------------------------------------------------
     def _ensure_table(self) -> None:
@@ -187,13 +200,20 @@ class DynamoStore:
             "Keys": [{"item": {"S": k}} for k in keys],
             "ProjectionExpression": projection, "ExpressionAttributeNames": names}}
         got: list[dict[str, Any]] = []
+        from featql.serve.online.dynamo_http import DynamoHttpError
+
         for attempt in range(_RETRIES):
             try:
-                resp = c.batch_get_item(RequestItems=request)
-            except c.exceptions.ResourceNotFoundException as e:
-                raise OnlineStoreError(
-                    f"DynamoDB table {self.table} does not exist: run "
-                    "`featql materialize --online` for this workspace first") from e
+                resp = self._batch_get_call(request)
+            except (c.exceptions.ResourceNotFoundException, DynamoHttpError) as e:
+                if isinstance(e, DynamoHttpError) and e.retryable:
+                    time.sleep(min(_BACKOFF_CAP_S, _BACKOFF_S * 2 ** attempt))
+                    continue
+                if "ResourceNotFound" in type(e).__name__ + str(e):
+                    raise OnlineStoreError(
+                        f"DynamoDB table {self.table} does not exist: run "
+                        "`featql materialize --online` for this workspace first") from e
+                raise OnlineStoreError(f"DynamoDB read from {self.table} failed: {e}") from e
             except Exception as e:
                 raise OnlineStoreError(f"DynamoDB read from {self.table} failed: {e}") from e
             got.extend(resp.get("Responses", {}).get(self.table, []))
