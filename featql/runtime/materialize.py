@@ -5,7 +5,8 @@ row). A run covers `start` (or `--start`, aligned down) up to `--end`, or else u
 the interval holding the view's latest event, never past now. Incremental by default: intervals
 recorded as done for the view's current fingerprint are skipped. `overwrite=True` recomputes
 the whole range and swaps it in as one transaction per view. Runs are idempotent: the files of an
-interval are a pure function of its data (see `offline_store`).
+interval are a pure function of its data (see `offline_store`). Row-level views store one row
+per (keys, event time): the tie winner of PRODUCT §3 (greatest created, then feature tuple).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from featql.compiler.ir import FeatureView, Manifest
 from featql.console import UserError
 from featql.runtime.engine import Engine, open_engine
 from featql.runtime.offline_store import OfflineStore, ViewLayout
+from featql.runtime.pit_sql import dedup_rows_sql
 from featql.runtime.relations import ProjectData, time_column, view_start
 from featql.runtime.state import Done, MaterializationState
 
@@ -188,7 +190,12 @@ def _run_view(view: FeatureView, todo: list[tuple[datetime, datetime]], n_planne
     recorded: list[Done] = []
     for chunk in _chunks(todo, view.schedule_seconds):
         a, b = chunk[0][0], chunk[-1][1]
-        table = data.engine.query(data.fresh_sql(view, None if a == first else a, b))
+        sql = data.fresh_sql(view, None if a == first else a, b)
+        if view.kind == "row":
+            sql = dedup_rows_sql(data.engine.name, sql, [n for n, _ in lay.columns],
+                                 [k.name for k in view.keys], view.timestamp,
+                                 [f.name for f in view.features])
+        table = data.engine.query(sql)
         current = txn or store.begin(lay)
         stats = current.add(table, chunk, open_below=first)
         done = [Done(s, e, *stats[s]) for s, e in chunk]

@@ -59,6 +59,7 @@ class ViewJoin:
     tiebreak: tuple[str, ...] = ()  # row-level: every feature of the view, in order
     ttl_seconds: int | None = None
     slide_seconds: int | None = None
+    unique: bool = False  # row-level: at most one row per (keys, ts) (the offline store's rows)
 
 
 @dataclass(frozen=True)

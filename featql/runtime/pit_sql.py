@@ -108,10 +108,23 @@ def _duck_rows_cte(view: ViewJoin, alias: str, d: _Dialect) -> str:
     order = ", ".join(["_featql_created DESC NULLS LAST",
                        *(f"{d.q(f)} DESC NULLS LAST" for f in view.tiebreak)])
     feats = ", ".join(f"{d.q(f.feature)} AS {d.q(f.column)}" for f in view.features)
+    dedup = "" if view.unique else (f" QUALIFY row_number() OVER (PARTITION BY "
+                                    f"{', '.join(keys)}, {ts} ORDER BY {order}) = 1")
     return (f"{alias} AS (SELECT {', '.join(keys)}, {ts} AS _featql_ts, {feats} "
-            f"FROM {d.q(view.relation)} WHERE {_not_null([*keys, ts])} "
-            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)}, {ts} "
-            f"ORDER BY {order}) = 1)")
+            f"FROM {d.q(view.relation)} WHERE {_not_null([*keys, ts])}{dedup})")
+
+
+def dedup_rows_sql(engine: str, sql: str, columns: list[str], keys: list[str], ts: str,
+                   tiebreak: list[str]) -> str:
+    """A row-level view's rows with only the tie winner per (keys, ts) kept: what the offline
+    store holds, so training sets from the store need no deduplication."""
+    d = _Dialect(engine)
+    order = ", ".join(["_featql_created DESC NULLS LAST",
+                       *(f"{d.q(f)} DESC NULLS LAST" for f in tiebreak)])
+    cols = ", ".join(d.q(c) for c in columns)
+    return (f"SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY "
+            f"{', '.join(d.q(k) for k in keys)}, {d.q(ts)} ORDER BY {order}) AS _featql_rn "
+            f"FROM ({sql}) x) y WHERE _featql_rn = 1")
 
 
 def _spark_rows_cte(view: ViewJoin, alias: str, d: _Dialect) -> str:
@@ -129,8 +142,9 @@ def _spark_rows_cte(view: ViewJoin, alias: str, d: _Dialect) -> str:
                  f"NULL AS {RID}, _featql_created AS _featql_c"
                  + (f", {tb_vals}" if tb_vals else "") + f", named_struct({struct}) AS _featql_r "
                  f"FROM {d.q(view.relation)} WHERE {_not_null([*keys, ts])}")
-    order = ", ".join(["_featql_o", "_featql_kind", "_featql_c ASC NULLS FIRST",
-                       *(f"_featql_tb{i} ASC NULLS FIRST" for i in range(len(view.tiebreak)))])
+    order = ", ".join(["_featql_o", "_featql_kind"] + ([] if view.unique else [
+        "_featql_c ASC NULLS FIRST",
+        *(f"_featql_tb{i} ASC NULLS FIRST" for i in range(len(view.tiebreak)))]))
     return (f"{alias} AS (SELECT {RID}, _featql_r FROM (SELECT {RID}, _featql_kind, "
             f"last(_featql_r, true) OVER (PARTITION BY {', '.join(keys)} ORDER BY {order} "
             "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS _featql_r "

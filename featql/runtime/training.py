@@ -8,7 +8,7 @@ same rows. Request transforms run afterwards over the joined table with the serv
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,7 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
         state = MaterializationState(root)
         store = OfflineStore(root, config, workspace, manifest)
         times = spine_relation(table, node, ts_col).column(SPINE_TS)
+        joins = []
         for join in node.views:
             view = manifest.view(join.view)
             assert view is not None
@@ -136,10 +137,12 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
             if done and hi is not None and covers(done, start, hi):
                 data.register_stored(view, store, lo, hi)
                 report.reads[view.name] = "store"
+                join = replace(join, unique=True)  # the store keeps one row per (keys, ts)
             else:
                 data.register_fresh(view)
                 report.reads[view.name] = "sources"
-        out = join_spine(eng, node, table, ts_col)
+            joins.append(join)
+        out = join_spine(eng, replace(node, views=tuple(joins)), table, ts_col)
     finally:
         if engine is None or isinstance(engine, str):
             eng.close()
