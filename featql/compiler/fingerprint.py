@@ -18,6 +18,7 @@ from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from featql.compiler.body import READ_DIALECT
+from featql.compiler.ir import FeatureView, Source
 
 
 def digest(*parts: Any) -> str:
@@ -81,3 +82,36 @@ def projection_sql(canonical: exp.Expr, name: str) -> str:
                 return inner.sql(dialect=READ_DIALECT, normalize=True)
     # set operations and the like: every feature depends on the whole query
     return canonical.sql(dialect=READ_DIALECT, normalize=True)
+
+
+def columns_read(canonical: exp.Expr) -> dict[str, set[str]]:
+    """table name -> the columns a (canonical, qualified) query reads from it."""
+    alias_to_table: dict[str, str] = {}
+    for t in canonical.find_all(exp.Table):
+        alias_to_table[t.alias_or_name.lower()] = t.name.lower()
+    out: dict[str, set[str]] = {}
+    for col in canonical.find_all(exp.Column):
+        table = alias_to_table.get(col.table.lower())
+        if table is not None:
+            out.setdefault(table, set()).add(col.name.lower())
+    return out
+
+
+def source_fingerprint(source: Source, columns: set[str] | None) -> str:
+    """What a source means to a view reading `columns` of it: its data location, time columns
+    and the types of those columns; not where it is declared, its metadata or other columns."""
+    cols = sorted((c.name, c.type) for c in source.columns
+                  if columns is None or c.name in columns)
+    return digest(source.name, source.timestamp, source.created, source.batch, source.stream,
+                  cols)
+
+
+def upstream_view_fingerprint(view: FeatureView, columns: set[str] | None) -> str:
+    """What an upstream view means to a view reading `columns` of it: the fingerprints of
+    those features (each covers the view's filters, keys, TTL and its own upstream)."""
+    feats = sorted((f.name, f.fingerprint) for f in view.features
+                   if columns is None or f.name in columns)
+    if not feats:  # reads keys / time only
+        return view.fingerprint
+    keys = [(k.name, k.type) for k in view.keys]
+    return digest(view.name, keys, view.timestamp, view.ttl_seconds, feats)

@@ -18,7 +18,15 @@ from featql.compiler.catalog import build_sources, location_of
 from featql.compiler.columns import TableColumns
 from featql.compiler.config import CONFIG_FILE, ProjectConfig, load_config
 from featql.compiler.diagnostics import Diagnostics, did_you_mean
-from featql.compiler.fingerprint import canonicalize, context_sql, digest, projection_sql
+from featql.compiler.fingerprint import (
+    canonicalize,
+    columns_read,
+    context_sql,
+    digest,
+    projection_sql,
+    source_fingerprint,
+    upstream_view_fingerprint,
+)
 from featql.compiler.ir import (
     Column,
     Entity,
@@ -192,8 +200,10 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
     assert decl is not None
     canonical = canonicalize(typed.query.qualified)
     deps = res.reads.get(name, [])
+    read = columns_read(canonical)
     upstream = sorted(
-        (d, views[d].fingerprint if d in views else digest(sources[d])) for d in deps
+        (d, upstream_view_fingerprint(views[d], read.get(d)) if d in views
+         else source_fingerprint(sources[d], read.get(d))) for d in deps
     )
     key_names = [k.name for k in typed.keys]
     is_agg = bool(typed.aggregations)
@@ -206,7 +216,8 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
             for w in typed.windows:
                 fname = f"{agg.name}_{_fmt(w)}"
                 features.append(Feature(fname, agg.type, digest(
-                    shared, agg.function, agg.input_sql, w, typed.slide, upstream),
+                    shared, agg.function, projection_sql(canonical, agg.name), w, typed.slide,
+                    upstream),
                     aggregation=agg.name, window_seconds=w))
     else:
         for col in typed.features:

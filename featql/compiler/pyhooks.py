@@ -7,6 +7,8 @@ arguments, so `featql check` never runs user code. The runtime imports the modul
 from __future__ import annotations
 
 import ast
+import copy
+import dataclasses
 from dataclasses import dataclass
 
 from featql.compiler.diagnostics import Diagnostics, SourceFile, Span, did_you_mean
@@ -26,6 +28,7 @@ class PyHook:
     params: tuple[str, ...]
     param_spans: tuple[Span, ...] = ()
     name_span: Span | None = None  # the function's name after `def`
+    code: str = ""  # digest of the module's code (AST: no comments, layout or docstrings)
 
 
 def scan_hooks(src: SourceFile, module: str, diags: Diagnostics) -> list[PyHook]:
@@ -41,6 +44,7 @@ def scan_hooks(src: SourceFile, module: str, diags: Diagnostics) -> list[PyHook]
         diags.error("E206", f"cannot parse this Python file: {str(e) or type(e).__name__}",
                     src.line_col_span(1, 1))
         return []
+    code = _code_digest(tree)
     hooks: list[PyHook] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.FunctionDef):
@@ -49,8 +53,25 @@ def scan_hooks(src: SourceFile, module: str, diags: Diagnostics) -> list[PyHook]
             if isinstance(dec, ast.Call) and _is_request_transform(dec.func):
                 hook = _hook(src, module, node, dec, diags)
                 if hook is not None:
-                    hooks.append(hook)
+                    hooks.append(dataclasses.replace(hook, code=code))
     return hooks
+
+
+def _code_digest(tree: ast.Module) -> str:
+    """What the module computes: its AST without docstrings (the transform may call helpers
+    of its module, so the whole module counts; comments and formatting do not)."""
+    import hashlib
+
+    tree = copy.deepcopy(tree)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef
+                          | ast.ClassDef) or not node.body:
+            continue
+        first = node.body[0]
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                and isinstance(first.value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
 
 
 def _is_request_transform(func: ast.expr) -> bool:

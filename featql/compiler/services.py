@@ -124,7 +124,8 @@ def build_py_transform(hook: PyHook, views: dict[str, FeatureView], project_root
         name=hook.name, location=Location(hook.module, hook.span.line, hook.span.col),
         language="python", request=tuple(request), inputs=tuple(r for r, _ in hook.inputs),
         outputs=tuple(outputs), module=hook.module, function=hook.function,
-        fingerprint=digest(hook.module, hook.function, hook.request, hook.inputs, hook.outputs),
+        fingerprint=digest(hook.module, hook.function, hook.request, hook.inputs, hook.outputs,
+                           hook.code),
     )
 
 

@@ -212,15 +212,11 @@ def test_deprecated_view_warns_in_the_plan(applied: Proj) -> None:
     assert "warning[W801]: feature view 'user_last' is deprecated" in applied.plan_text()
 
 
-@pytest.mark.xfail(strict=True, reason="fingerprint.py digests the whole Source dataclass "
-                   "(location and meta included) as upstream of a view; see the report")
 def test_source_owner_is_metadata_only(applied: Proj) -> None:
     applied.edit("sources/txns.sql", "CREATE", "-- @owner('payments')\nCREATE")
     assert [(c.name, c.level) for c in applied.plan().changes] == [("txns", "metadata")]
 
 
-@pytest.mark.xfail(strict=True, reason="a view's fingerprint takes its upstream view's whole "
-                   "fingerprint, so a feature added upstream recreates it; see the report")
 def test_feature_added_upstream_keeps_downstream_view(applied: Proj) -> None:
     applied.write("views/flags.sql",
                   "-- @feature_view(name = flags, entity = user, timestamp = event_ts,\n"
@@ -233,8 +229,6 @@ def test_feature_added_upstream_keeps_downstream_view(applied: Proj) -> None:
         ("user_last", "non-breaking")]
 
 
-@pytest.mark.xfail(strict=True, reason="Aggregation.input_sql keeps the user's table alias and "
-                   "aggregate feature fingerprints digest it; see the report")
 def test_renaming_a_table_alias_in_an_aggregate_view_is_no_change(applied: Proj) -> None:
     applied.edit("views/user_aggs.sql", "SUM(amount)", "SUM(x.amount)")
     applied.edit("views/user_aggs.sql", "FROM txns", "FROM txns AS x")
@@ -281,8 +275,6 @@ def ratio(amount, last_amount):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="a Python transform's fingerprint does not cover its "
-                   "code (module, function and signature only); see the report")
 def test_python_transform_logic_change_is_breaking(applied: Proj) -> None:
     applied.write("hooks/ratio.py", PY_HOOK)
     applied.apply()
@@ -294,8 +286,6 @@ def test_python_transform_logic_change_is_breaking(applied: Proj) -> None:
         "ratio", "breaking", ["logic changed"])
 
 
-@pytest.mark.xfail(strict=True, reason="a view's upstream source digest covers every column of "
-                   "the source, read or not; see the report")
 def test_column_added_to_a_source_is_non_breaking(applied: Proj) -> None:
     applied.edit("sources/txns.sql", "event_ts TIMESTAMP", "event_ts TIMESTAMP,\n  extra STRING")
     assert applied.plan_text() == HEAD + (
