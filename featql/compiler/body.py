@@ -249,6 +249,8 @@ def _statement_kind(stmt: exp.Expr) -> str:
 def _too_deep(text: str, start: int) -> int | None:
     """Offset of the first bracket nested deeper than MAX_SQL_NESTING (quotes and comments
     are not skipped: a rough bound that keeps the recursive parser within its stack)."""
+    if text.count("(", start) <= MAX_SQL_NESTING:
+        return None
     depth = 0
     for i in range(start, len(text)):
         ch = text[i]
