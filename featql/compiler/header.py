@@ -198,8 +198,10 @@ class _Mapper:
         return self.src.line_col_span(file_line, file_col + col - 1, length)
 
 
-def parse_header(src: SourceFile, diags: Diagnostics) -> tuple[list[Decorator], int]:
-    """Decorators of the file and the offset where its SQL body starts."""
+def parse_header(src: SourceFile, diags: Diagnostics, *,
+                 fast: bool = True) -> tuple[list[Decorator], int]:
+    """Decorators of the file and the offset where its SQL body starts. Well-formed headers
+    take the fast path (`header_fast`); others, or `fast=False`, are parsed by lark."""
     header = extract_header(src.text)
     mapper = _Mapper(src, header)
     if not header.text.strip():
@@ -226,6 +228,13 @@ def parse_header(src: SourceFile, diags: Diagnostics) -> tuple[list[Decorator], 
             diags.error("E101", f"unclosed '{ch}' in decorator header", mapper.span(line, col),
                         hint=f"close it with '{')' if ch == '(' else ']'}' before the SQL starts")
         return [], header.body_start
+
+    if fast:
+        from featql.compiler.header_fast import parse_fast
+
+        decorators = parse_fast(header.text, mapper.span)
+        if decorators is not None:
+            return decorators, header.body_start
 
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 

@@ -15,13 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from featql.compiler.body import MAX_SQL_NESTING
 from featql.compiler.decorators import SCHEMAS
 from featql.compiler.diagnostics import Diagnostic, Diagnostics, SourceFile
-from featql.compiler.header import MAX_HEADER_CHARS, MAX_NESTING
+from featql.compiler.header import MAX_HEADER_CHARS, MAX_NESTING, extract_header, parse_header
+from featql.compiler.header_fast import parse_fast
 from featql.compiler.loader import MAX_FILE_BYTES, parse_file
 from featql.compiler.project import compile_project
 from featql.examples.scaffold import example_dir
@@ -247,3 +248,31 @@ def test_file_that_is_not_utf8(project, tmp_path: Path) -> None:  # type: ignore
     result = project({})
     assert [d.headline() for d in result.diagnostics.errors] == [
         "views/bad.sql:1:1: error[E112]: definition file is not UTF-8 text"]
+
+
+# ---- the header fast path agrees with the lark grammar ---------------------------------------
+
+
+def both_paths(text: str) -> tuple[object, object]:
+    src = SourceFile("views/x.sql", text)
+    fast, slow = Diagnostics(), Diagnostics()
+    return (parse_header(src, fast, fast=True), fast.items), \
+        (parse_header(src, slow, fast=False), slow.items)
+
+
+@fuzz(300)
+@given(mutated() | headers() | random_text)
+def test_header_fast_path_agrees_with_lark(text: str) -> None:
+    fast, slow = both_paths(text)
+    assert fast == slow
+    event("fast path" if parse_fast(extract_header(text).text, lambda *a: a) is not None
+          else "lark path")
+
+
+def test_header_fast_path_agrees_on_every_example() -> None:
+    for text in TEXTS:
+        fast, slow = both_paths(text)
+        assert fast == slow
+        assert fast[0][0], text  # every example has decorators
+        header = extract_header(text)
+        assert parse_fast(header.text, lambda *a: a) is not None, text  # and took the fast path
