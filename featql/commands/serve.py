@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         try:  # fail fast on a misconfigured store or a transform that does not compile
             from featql.serve.app import create_app
 
-            create_app(settings, result.manifest)
+            app = create_app(settings, result.manifest)
         except OnlineStoreError as e:
             raise UserError(str(e)) from e
         except Exception as e:
@@ -62,6 +62,13 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(e, TransformCompileError):
                 raise UserError(str(e)) from e
             raise
+        with app.test_client() as probe:
+            missing = (probe.get("/healthz").get_json() or {}).get("not_loaded") or []
+        if missing:
+            console(stderr=True).print(
+                f"[bold yellow]warning:[/] not loaded into the online store (NULL until "
+                f"`featql materialize --online --workspace {args.workspace}`): "
+                f"{', '.join(missing)}")
         mode = "Flask dev server (--reload)" if args.reload else (
             f"gunicorn, {workers} worker(s) × {args.threads} thread(s)")
         console(stderr=True).print(

@@ -149,6 +149,13 @@ class OnlineService:
         self.max_entities = max_entities
         self.plans = {s.name: build_plan(manifest, s, root) for s in manifest.services}
 
+    def unloaded_views(self) -> list[str]:
+        """Views of some service never loaded into this store (under their current
+        definition): their features are NULL until `featql materialize --online`."""
+        seen = {vp.view.name: vp.cell for p in self.plans.values() for vp in p.views}
+        return sorted(v for v, cell in seen.items()
+                      if self.store.get_state("loaded:" + cell) is None)
+
     def plan(self, service: str) -> ServicePlan:
         plan = self.plans.get(service)
         if plan is None:

@@ -116,40 +116,28 @@ class TileMerger:
         j = bisect_left(starts, hi)
         bounds = {w: bisect_left(starts, hi - w, 0, j) for w in self.windows}
         cols, nulls = tiles.columns, tiles.nulls
-        memo: dict[tuple[int, int, str], Any] = {}  # sum and avg share stored columns
-
-        def reduce(name: str, i: int, op: str) -> Any:
-            mv = cols[name]
-            key = (id(mv), i, op)
-            got = memo.get(key)
-            if got is None:
-                part = mv[i:j]
-                if op == "sum":
-                    got = sum(part)
-                elif op == "fsum":
-                    got = math.fsum(part)
-                else:
-                    vals: Any = [x for x in part if x == x] if nulls[name] else part
-                    got = () if not len(vals) else (max(vals) if op == "max" else min(vals),)
-                memo[key] = got
-            return got
-
+        counts: dict[tuple[str, int], float] = {}  # sum and avg of one input share counts
         out: list[Any] = []
         for fn, w, col, count_col, is_int in self.plan:
             i = bounds[w]
             if fn == "count":
-                out.append(int(reduce(col, i, "sum")))
+                out.append(int(sum(cols[col][i:j])))
             elif fn == "sum" or fn == "avg":
-                n = reduce(count_col, i, "sum")
+                n = counts.get((count_col, i))
+                if n is None:
+                    n = counts[count_col, i] = sum(cols[count_col][i:j])
                 if n == 0:
                     out.append(None)
                     continue
-                total = reduce(col, i, "fsum")
+                total = math.fsum(cols[col][i:j])
                 out.append((int(total) if is_int else total) if fn == "sum" else total / n)
             else:
-                got = reduce(col, i, fn)
-                if not got:
+                vals: Any = cols[col][i:j]
+                if nulls[col]:
+                    vals = [x for x in vals if x == x]
+                if not len(vals):
                     out.append(None)
                     continue
-                out.append(int(got[0]) if is_int else got[0])
+                v = max(vals) if fn == "max" else min(vals)
+                out.append(int(v) if is_int else v)
         return out
