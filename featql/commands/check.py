@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    result = compile_project(project_root(args.project), with_lineage=False)
+    result = compile_project(project_root(args.project), with_lineage=False,
+                             fingerprints=False)
     diags = result.diagnostics
     if args.json:
         print(json.dumps([d.to_json() for d in diags.sorted()], indent=2))

@@ -68,7 +68,10 @@ class CompileResult:
             return None
 
 
-def compile_project(root: str | Path, *, with_lineage: bool = True) -> CompileResult:
+def compile_project(root: str | Path, *, with_lineage: bool = True,
+                    fingerprints: bool = True) -> CompileResult:
+    """Compile a project folder. `fingerprints=False` (featql check: diagnostics only) skips the
+    per-feature canonical SQL and digests, leaving every fingerprint empty; all checks run."""
     root = Path(root)
     diags = Diagnostics()
     config = load_config(root, display_path(root / CONFIG_FILE), diags)
@@ -77,7 +80,7 @@ def compile_project(root: str | Path, *, with_lineage: bool = True) -> CompileRe
     sources = {s.name: s for s in build_sources(files, root, diags)}
     res = resolve(files, diags)
     entities = _build_entities(res, diags)
-    views = _build_views(res, sources, entities, diags, result.typed)
+    views = _build_views(res, sources, entities, diags, result.typed, fingerprints)
     transforms: dict[str, RequestTransform] = {}
     for name, f in res.by_kind.get("request_transform", {}).items():
         t = build_sql_transform(f, views, diags)
@@ -148,7 +151,8 @@ def _tables_for(view: str, res: Resolved, sources: dict[str, Source],
 
 
 def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, Entity],
-                 diags: Diagnostics, typed_out: dict[str, TypedView]) -> dict[str, FeatureView]:
+                 diags: Diagnostics, typed_out: dict[str, TypedView],
+                 fingerprints: bool = True) -> dict[str, FeatureView]:
     views: dict[str, FeatureView] = {}
     all_views = res.views()
     for name in res.order:
@@ -178,7 +182,7 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
         if typed is None:
             continue
         _learn_key_types(entities, entity, typed)
-        views[name] = _view_ir(f, name, typed, res, sources, views, diags)
+        views[name] = _view_ir(f, name, typed, res, sources, views, diags, fingerprints)
         typed_out[name] = typed
     return views
 
@@ -195,19 +199,20 @@ def _learn_key_types(entities: dict[str, Entity], entity: Entity, typed: TypedVi
 
 def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
              sources: dict[str, Source], views: dict[str, FeatureView],
-             diags: Diagnostics) -> FeatureView:
+             diags: Diagnostics, fingerprints: bool = True) -> FeatureView:
     decl = f.decl
     assert decl is not None
     canonical = canonicalize(typed.query.qualified)
     deps = res.reads.get(name, [])
-    read = columns_read(canonical)
+    read = columns_read(canonical) if fingerprints else {}
     upstream = sorted(
         (d, upstream_view_fingerprint(views[d], read.get(d)) if d in views
          else source_fingerprint(sources[d], read.get(d))) for d in deps
-    )
+    ) if fingerprints else []
     key_names = [k.name for k in typed.keys]
     is_agg = bool(typed.aggregations)
-    shared = context_sql(canonical, key_names + ([] if is_agg else [typed.timestamp]))
+    shared = context_sql(canonical, key_names + ([] if is_agg else [typed.timestamp])) \
+        if fingerprints else ""
     header = {"keys": key_names, "ts": typed.timestamp, "ttl": decl.get("ttl"),
               "windows": list(typed.windows), "slide": typed.slide}
     features: list[Feature] = []
@@ -217,20 +222,22 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
                 fname = f"{agg.name}_{_fmt(w)}"
                 features.append(Feature(fname, agg.type, digest(
                     shared, agg.function, projection_sql(canonical, agg.name), w, typed.slide,
-                    upstream),
+                    upstream) if fingerprints else "",
                     aggregation=agg.name, window_seconds=w))
     else:
         for col in typed.features:
             features.append(Feature(col.name, col.type, digest(
-                shared, projection_sql(canonical, col.name), header, upstream)))
+                shared, projection_sql(canonical, col.name), header, upstream)
+                if fingerprints else ""))
     try:
-        sql = canonical.sql(dialect="duckdb", normalize=True,
+        # canonical is this function's own copy and this is its last use: no second copy
+        sql = canonical.sql(dialect="duckdb", normalize=True, copy=False,
                             unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as e:
         # e.g. IGNORE NULLS on a function form DuckDB cannot express: refuse, never drop it
         diags.error("E701", f"this query cannot be expressed in featql's SQL: {e}",
                     decl.span, hint="rewrite the construct; see the message for which one")
-        sql = canonical.sql(dialect="duckdb", normalize=True)
+        sql = canonicalize(typed.query.qualified).sql(dialect="duckdb", normalize=True)
     schedule = decl.get("schedule") or typed.slide or 86400
     replacement = decl.get("replacement")
     if replacement and replacement not in res.views():
@@ -255,7 +262,7 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
         sql=sql,
         depends_on=tuple(deps),
         features=tuple(features),
-        fingerprint=digest(sql, header, upstream),
+        fingerprint=digest(sql, header, upstream) if fingerprints else "",
         schedule_seconds=schedule,
         start=decl.get("start"),
         ttl_seconds=decl.get("ttl"),

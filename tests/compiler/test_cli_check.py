@@ -121,3 +121,23 @@ def test_example_project_checks_clean(example: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "no problems" in proc.stdout
     assert proc.stderr == ""
+
+
+def test_check_mode_skips_only_fingerprints(example: Path, broken: Path) -> None:
+    """`featql check` compiles with fingerprints=False: same diagnostics, same manifest except
+    the (empty) fingerprints."""
+    import dataclasses
+
+    for root in (example, broken):
+        full = compile_project(root, with_lineage=False)
+        lean = compile_project(root, with_lineage=False, fingerprints=False)
+        assert lean.diagnostics.sorted() == full.diagnostics.sorted()
+        assert lean.manifest is not None and full.manifest is not None
+        assert [v.sql for v in lean.manifest.views] == [v.sql for v in full.manifest.views]
+        for a, b in zip(lean.manifest.views, full.manifest.views, strict=True):
+            assert a.fingerprint == "" and b.fingerprint != ""
+            assert all(f.fingerprint == "" for f in a.features)
+            unprinted = dataclasses.replace(
+                b, fingerprint="", features=tuple(dataclasses.replace(f, fingerprint="")
+                                                  for f in b.features))
+            assert a == unprinted
