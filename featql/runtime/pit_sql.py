@@ -2,9 +2,10 @@
 
 - DuckDB: one `ASOF LEFT JOIN` per row-level view (the LEFT form, so no spine row is dropped),
   over the view's rows deduplicated on (keys, ts) by the tie-break order.
-- Spark (no ASOF): per row-level view, the spine and the view's rows are unioned, ordered by
-  (keys, time, spine-before-rows, created, features) and `last(row, ignoreNulls)` over the
-  running window gives each spine row the latest earlier row; joined back on the spine row id.
+- Spark (no ASOF): per row-level view, the spine rows and the view's rows are unioned, ordered
+  by (keys, time, spine-before-rows, created, features) and `last(row, ignoreNulls)` over the
+  running window gives each spine row the latest earlier row; the spine rows, with the columns
+  found so far, feed the next view's pass.
 - Aggregate views, both engines: the spine's (keys, floor(t, S)) anchors are inserted among the
   tiles as empty rows at position anchor - S, and a RANGE window of W - S before each anchor row
   merges exactly the tiles in [anchor - W, anchor).
@@ -44,14 +45,76 @@ class _Dialect:
 
 
 def duckdb_sql(node: PointInTimeJoin) -> str:
-    return _lower(node, _Dialect("duckdb"))
+    return _lower_duckdb(node, _Dialect("duckdb"))
 
 
 def spark_sql(node: PointInTimeJoin) -> str:
-    return _lower(node, _Dialect("spark"))
+    """Row-level views are chained: each window pass carries the spine rows (with the columns
+    found so far) through, so views on the same keys share one partitioning and no join back
+    is needed. The result is unordered: the caller sorts by RID."""
+    d = _Dialect("spark")
+    carried = [RID, *node.keys, SPINE_TS]
+    ctes = [f"c0 AS (SELECT {', '.join(d.q(c) for c in carried)} FROM {SPINE})"]
+    t_us = d.epoch_us(SPINE_TS)
+    n = 0
+    selects = [f"s.{RID}"]
+    for view in node.views:
+        if view.kind != "row":
+            continue
+        ctes.append(_spark_chain_cte(view, f"c{n}", f"c{n + 1}", carried, d))
+        carried = [*carried, *(f.column for f in view.features)]
+        selects.extend(f"s.{d.q(f.column)}" for f in view.features)
+        n += 1
+    joins: list[str] = []
+    for i, view in enumerate(node.views):
+        if view.kind != "aggregate":
+            continue
+        alias = f"v{i}"
+        ctes.extend(_aggregate_ctes(view, alias, d))
+        anchor = _floor(t_us, view.slide_seconds or 1)
+        on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
+                           f"{anchor} = {alias}._featql_anchor"])
+        joins.append(f"LEFT JOIN {alias} ON {on}")
+        selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
+    order = {c: i for i, c in enumerate([RID, *node.columns])}
+    selects.sort(key=lambda e: order[e.rsplit(".", 1)[1].strip("`")])
+    return ("WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(selects)}\nFROM c{n} s\n"
+            + "\n".join(joins))
 
 
-def _lower(node: PointInTimeJoin, d: _Dialect) -> str:
+def _spark_chain_cte(view: ViewJoin, src: str, dst: str, carried: list[str],
+                     d: _Dialect) -> str:
+    keys = [d.q(k) for k in view.keys]
+    ts = d.q(view.timestamp)
+    tb = [f"_featql_tb{i}" for i in range(0 if view.unique else len(view.tiebreak))]
+    struct = ", ".join(["'ts', " + d.epoch_us(ts),
+                        *(f"'f{j}', {d.q(f.feature)}" for j, f in enumerate(view.features))])
+    spine_cols = ", ".join(d.q(c) for c in carried)
+    spine_side = (f"SELECT {spine_cols}, {d.epoch_us(SPINE_TS)} AS _featql_o, 0 AS _featql_kind, "
+                  "NULL AS _featql_c" + "".join(f", NULL AS {t}" for t in tb)
+                  + f", NULL AS _featql_r FROM {src}")
+    row_cols = ", ".join(d.q(c) if c in view.keys else f"NULL AS {d.q(c)}" for c in carried)
+    row_side = (f"SELECT {row_cols}, {d.epoch_us(ts)} AS _featql_o, 1 AS _featql_kind, "
+                "_featql_created AS _featql_c"
+                + "".join(f", {d.q(f)} AS {t}" for f, t in zip(view.tiebreak, tb, strict=False))
+                + f", named_struct({struct}) AS _featql_r FROM {d.q(view.relation)} "
+                f"WHERE {_not_null([*keys, ts])}")
+    order = ", ".join(["_featql_o ASC NULLS FIRST", "_featql_kind",
+                       *([] if view.unique else ["_featql_c ASC NULLS FIRST"]),
+                       *(f"{t} ASC NULLS FIRST" for t in tb)])
+    fresh = _ttl_test(d.epoch_us(SPINE_TS), "_featql_r.ts", view.ttl_seconds)
+    outs = []
+    for j, f in enumerate(view.features):
+        value = f"_featql_r.f{j}"
+        outs.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}" if fresh
+                    else f"{value} AS {d.q(f.column)}")
+    return (f"{dst} AS (SELECT {spine_cols}, {', '.join(outs)} FROM (SELECT {spine_cols}, "
+            f"_featql_kind, last(_featql_r, true) OVER (PARTITION BY {', '.join(keys)} "
+            f"ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS _featql_r "
+            f"FROM ({spine_side} UNION ALL {row_side}) u) w WHERE _featql_kind = 0)")
+
+
+def _lower_duckdb(node: PointInTimeJoin, d: _Dialect) -> str:
     ctes: list[str] = []
     joins: list[str] = []
     selects: list[str] = [f"s.{RID}"]
@@ -66,24 +129,15 @@ def _lower(node: PointInTimeJoin, d: _Dialect) -> str:
             joins.append(f"LEFT JOIN {alias} ON {on}")
             selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
             continue
-        if d.name == "duckdb":
-            ctes.append(_duck_rows_cte(view, alias, d))
-            on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
-                               f"s.{SPINE_TS} > {alias}._featql_ts"])
-            joins.append(f"ASOF LEFT JOIN {alias} ON {on}")
-            fresh = _ttl_test(t_us, d.epoch_us(f"{alias}._featql_ts"), view.ttl_seconds)
-            for f in view.features:
-                value = f"{alias}.{d.q(f.column)}"
-                selects.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}"
-                               if fresh else f"{value} AS {d.q(f.column)}")
-        else:
-            ctes.append(_spark_rows_cte(view, alias, d))
-            joins.append(f"LEFT JOIN {alias} ON s.{RID} = {alias}.{RID}")
-            fresh = _ttl_test(t_us, f"{alias}._featql_r.ts", view.ttl_seconds)
-            for j, f in enumerate(view.features):
-                value = f"{alias}._featql_r.f{j}"
-                selects.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}"
-                               if fresh else f"{value} AS {d.q(f.column)}")
+        ctes.append(_duck_rows_cte(view, alias, d))
+        on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
+                           f"s.{SPINE_TS} > {alias}._featql_ts"])
+        joins.append(f"ASOF LEFT JOIN {alias} ON {on}")
+        fresh = _ttl_test(t_us, d.epoch_us(f"{alias}._featql_ts"), view.ttl_seconds)
+        for f in view.features:
+            value = f"{alias}.{d.q(f.column)}"
+            selects.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}"
+                           if fresh else f"{value} AS {d.q(f.column)}")
     with_clause = ("WITH " + ",\n".join(ctes) + "\n") if ctes else ""
     return (f"{with_clause}SELECT {', '.join(selects)}\nFROM {SPINE} s\n"
             + "\n".join(joins) + f"\nORDER BY s.{RID}")
@@ -125,30 +179,6 @@ def dedup_rows_sql(engine: str, sql: str, columns: list[str], keys: list[str], t
     return (f"SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY "
             f"{', '.join(d.q(k) for k in keys)}, {d.q(ts)} ORDER BY {order}) AS _featql_rn "
             f"FROM ({sql}) x) y WHERE _featql_rn = 1")
-
-
-def _spark_rows_cte(view: ViewJoin, alias: str, d: _Dialect) -> str:
-    keys = [d.q(k) for k in view.keys]
-    ts = d.q(view.timestamp)
-    tb_null = ", ".join(f"NULL AS _featql_tb{i}" for i in range(len(view.tiebreak)))
-    tb_vals = ", ".join(f"{d.q(f)} AS _featql_tb{i}" for i, f in enumerate(view.tiebreak))
-    struct = ", ".join(["'ts', " + d.epoch_us(ts),
-                        *(f"'f{j}', {d.q(f.feature)}" for j, f in enumerate(view.features))])
-    spine_side = (f"SELECT {', '.join(keys)}, {d.epoch_us(SPINE_TS)} AS _featql_o, "
-                  f"0 AS _featql_kind, {RID}, NULL AS _featql_c"
-                  + (f", {tb_null}" if tb_null else "") + ", NULL AS _featql_r "
-                  f"FROM {SPINE} WHERE {_not_null([*keys, SPINE_TS])}")
-    rows_side = (f"SELECT {', '.join(keys)}, {d.epoch_us(ts)} AS _featql_o, 1 AS _featql_kind, "
-                 f"NULL AS {RID}, _featql_created AS _featql_c"
-                 + (f", {tb_vals}" if tb_vals else "") + f", named_struct({struct}) AS _featql_r "
-                 f"FROM {d.q(view.relation)} WHERE {_not_null([*keys, ts])}")
-    order = ", ".join(["_featql_o", "_featql_kind"] + ([] if view.unique else [
-        "_featql_c ASC NULLS FIRST",
-        *(f"_featql_tb{i} ASC NULLS FIRST" for i in range(len(view.tiebreak)))]))
-    return (f"{alias} AS (SELECT {RID}, _featql_r FROM (SELECT {RID}, _featql_kind, "
-            f"last(_featql_r, true) OVER (PARTITION BY {', '.join(keys)} ORDER BY {order} "
-            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS _featql_r "
-            f"FROM ({spine_side} UNION ALL {rows_side}) u) w WHERE _featql_kind = 0)")
 
 
 def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:

@@ -32,6 +32,7 @@ from featql.runtime.pit import (
 )
 from featql.runtime.relations import ProjectData, view_start
 from featql.runtime.state import MaterializationState, covers
+from featql.runtime.ties import has_ties
 
 
 @dataclass
@@ -141,6 +142,8 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
             else:
                 data.register_fresh(view)
                 report.reads[view.name] = "sources"
+                if view.kind == "row" and not has_ties(eng, manifest, view, root):
+                    join = replace(join, unique=True)
             joins.append(join)
         out = join_spine(eng, replace(node, views=tuple(joins)), table, ts_col)
     finally:
