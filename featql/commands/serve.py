@@ -4,6 +4,7 @@ feature server (gunicorn + Flask; Flask's dev server with --reload)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -53,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
         try:  # fail fast on a misconfigured store or a transform that does not compile
             from featql.serve.app import create_app
 
-            app = create_app(settings, result.manifest)
+            quiet = logging.getLogger("featql.serve")
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)  # the warning below says it once, in colour
+            try:
+                app = create_app(settings, result.manifest)
+            finally:
+                quiet.setLevel(level)
         except OnlineStoreError as e:
             raise UserError(str(e)) from e
         except Exception as e:

@@ -246,3 +246,30 @@ def test_dynamodb_server_answers_like_sqlite(serve_project: Path, dynalite: str,
         assert dyn["features"] == lite["features"]
     finally:
         server.stop()
+
+
+def test_demo_step(sqlite_server: tuple[Server, Path]) -> None:
+    from featql.serve.demo import serve_demo
+
+    _server, root = sqlite_server
+    lines: list[str] = []
+    assert serve_demo(root, "dev", say=lines.append)
+    text = "\n".join(lines)
+    assert "HTTP 200" in text and "HTTP 400" in text and '"at": "2024-01-31T00:00:00"' in text
+    assert 'featql_requests_total{service="fraud_detection",code="2xx"} 1' in text
+
+
+def test_dynamodb_table_missing_is_a_503_not_nulls(serve_project: Path, dynalite: str,
+                                                    tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(serve_project, root, ignore=shutil.ignore_patterns(".featql", "target"))
+    configure_online(root, "dynamodb", dynalite, "featql_never_loaded_")
+    server = Server(root, workers=1)
+    try:
+        status, health = server.call("GET", "/healthz")
+        assert status == 200 and "user_profile" in health["not_loaded"]
+        status, err = server.call("POST", "/v1/features/merchant_risk",
+                                  {"entities": [{"merchant_id": 1}]})
+        assert status == 503 and "materialize --online" in err["error"]["message"]
+    finally:
+        server.stop()

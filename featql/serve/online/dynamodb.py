@@ -227,9 +227,14 @@ class DynamoStore:
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def get_state(self, name: str) -> bytes | None:
-        resp = self.client.get_item(TableName=self.table,
-                                    Key={"item": {"S": STATE_PREFIX + name}},
-                                    ConsistentRead=True)
+        c = self.client
+        try:
+            resp = c.get_item(TableName=self.table, Key={"item": {"S": STATE_PREFIX + name}},
+                              ConsistentRead=True)
+        except c.exceptions.ResourceNotFoundException:
+            return None  # no table yet: nothing was loaded
+        except Exception as e:
+            raise OnlineStoreError(f"DynamoDB table {self.table}: {e}") from e
         item = resp.get("Item")
         return None if item is None else bytes(item["s"]["B"])
 
