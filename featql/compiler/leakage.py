@@ -41,6 +41,8 @@ def _in_comment(text: str, pos: int) -> bool:
 
 def _label(node: exp.Expr) -> str | None:
     """How a non-deterministic function is named in messages; None for any other node."""
+    if not isinstance(node, exp.Func):  # every class and name below is a function
+        return None
     for cls, shown in _CLASSES.items():
         if isinstance(node, cls):
             return shown

@@ -36,9 +36,15 @@ class Resolved:
 
 def table_references(stmt: exp.Expression) -> list[exp.Table]:
     """Tables a query reads, excluding its own CTE names and table functions."""
-    ctes = {c.alias_or_name.lower() for c in stmt.find_all(exp.CTE)}
+    ctes: set[str] = set()
+    tables: list[exp.Table] = []
+    for node in stmt.walk():  # one walk for both
+        if isinstance(node, exp.Table):
+            tables.append(node)
+        elif isinstance(node, exp.CTE):
+            ctes.add(node.alias_or_name.lower())
     out = []
-    for t in stmt.find_all(exp.Table):
+    for t in tables:
         if not t.name or isinstance(t.this, exp.Func):
             continue
         if t.name.lower() in ctes and not t.db:

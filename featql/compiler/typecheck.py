@@ -79,16 +79,20 @@ def make_schema(tables: TableColumns) -> MappingSchema:
 
 
 def type_query(src: SourceFile, stmt: exp.Expression, tables: TableColumns,
-               diags: Diagnostics) -> TypedQuery | None:
-    """Resolve columns (with positions), qualify, annotate; None when it does not type."""
-    if not check_columns(src, stmt, tables, diags):
+               diags: Diagnostics, *, columns_checked: bool = False) -> TypedQuery | None:
+    """Resolve columns (with positions), qualify, annotate; None when it does not type.
+
+    The statement is qualified in place (the parsed tree belongs to the compiler and copying
+    it is a fair share of the time on a large project); identifiers keep their positions, so
+    later diagnostics still point into the file."""
+    if not columns_checked and not check_columns(src, stmt, tables, diags):
         return None
     if not _check_projection_names(src, stmt, diags):
         return None
     try:
         schema = make_schema(tables)
         with deep_stack():
-            q = qualify(stmt.copy(), schema=schema, dialect=READ_DIALECT,
+            q = qualify(stmt, schema=schema, dialect=READ_DIALECT,
                         validate_qualify_columns=False, quote_identifiers=False,
                         expand_stars=True, identify=False)
             q = annotate_types(q, schema=schema, dialect=READ_DIALECT)
@@ -305,7 +309,7 @@ def _type_aggregate(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: T
         return None
     if not aggs_ok:
         return None
-    typed = type_query(src, stmt, tables, diags)
+    typed = type_query(src, stmt, tables, diags, columns_checked=True)
     if typed is None:
         return None
     keys = _check_keys(src, decl, stmt, {c.name: c for c in typed.columns}, entity_keys, diags)
