@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
+from featql.compiler.body import node_span
 from featql.compiler.catalog import build_sources, location_of
 from featql.compiler.columns import TableColumns
 from featql.compiler.config import CONFIG_FILE, ProjectConfig, load_config
@@ -169,9 +170,11 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
         reads_aggregate = [d for d in res.reads.get(name, [])
                            if d in views and views[d].kind == "aggregate"]
         if reads_aggregate:
+            at = next((node_span(f.src, t) for t in res.table_refs.get(name, [])
+                       if t.name.lower() == reads_aggregate[0]), decl.span)
             diags.error("E419", f"feature view '{name}' reads aggregate view "
                         f"'{reads_aggregate[0]}'; aggregate features are served per window and "
-                        "cannot be read as a table", decl.span,
+                        "cannot be read as a table", at,
                         hint="read the source it aggregates, or use a request transform")
             continue
         tables = _tables_for(name, res, sources, views)

@@ -256,6 +256,12 @@ CASES = [
           + "SELECT user_id, updated_at AS event_ts, country FROM users\n"},
          "views/a.sql:1:25: error[E303]: 'txns' is already defined at sources/txns.sql:1:4",
          "txns", "names of sources, views and transforms are unique"),
+    Case("dependency-cycle",
+         {f"views/{n}.sql": ROW.replace("name = v", f"name = {n}")
+          + f"SELECT user_id, event_ts, a FROM {src}\n"
+          for n, src in (("a", "c"), ("b", "a"), ("c", "b"))},
+         "views/a.sql:2:34: error[E302]: dependency cycle: a -> c -> b -> a", "c",
+         "a feature view cannot read, directly or not, a view that reads it"),
     Case("self-read",
          {"views/v.sql": ROW + "SELECT user_id, event_ts, a FROM v\n"},
          "views/v.sql:2:34: error[E302]: feature view 'v' reads itself", "v",
@@ -409,9 +415,9 @@ CASES = [
     Case("view-reads-aggregate-view",
          {"views/g.sql": AGG_VIEW,
           "views/v.sql": ROW + "SELECT user_id, event_ts, txn_count AS a FROM user_aggs\n"},
-         "views/v.sql:1:4: error[E419]: feature view 'v' reads aggregate view 'user_aggs'; "
+         "views/v.sql:2:47: error[E419]: feature view 'v' reads aggregate view 'user_aggs'; "
          "aggregate features are served per window and cannot be read as a table",
-         "@feature_view", "read the source it aggregates, or use a request transform"),
+         "user_aggs", "read the source it aggregates, or use a request transform"),
     # ---- leakage ----------------------------------------------------------------------------
     Case("now-in-view",
          {"views/v.sql": ROW + "SELECT user_id, event_ts, NOW() AS t FROM txns\n"},
