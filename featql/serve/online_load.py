@@ -7,8 +7,9 @@
   materialized data, floored to the slide), packed in one cell versioned by `hi`.
 
 Incremental: the store remembers per view how far it was loaded (`get_state`); the next run reads
-only rows at or after that event time (row-level) or skips an aggregate view whose `hi` did not
-move. Idempotent: re-writing the same cell is a no-op (versions are not newer). Cells are named
+only rows at or after that event time (row-level) or skips an aggregate view whose tiles did not
+change (same `hi`, same content digest). Tiles re-materialized offline for the same `hi` (late
+data) replace the online ones: tile versions are (hi, load time). Idempotent: re-writing the same cell is a no-op (versions are not newer). Cells are named
 `<view>@<fingerprint>`, so a redefined view never mixes with values of its old definition.
 
 Rows come from the offline store when `featql.runtime.offline_store` exists, else they are
@@ -18,6 +19,8 @@ computed from the sources with the dialect SQL on DuckDB; callers may pass `scan
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +175,8 @@ def _quote(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
 
 
-def tile_cells(view: FeatureView, table: pa.Table, hi_us: int) -> Iterator[Cell]:
+def tile_cells(view: FeatureView, table: pa.Table, hi_us: int,
+               loaded_us: int | None = None) -> Iterator[Cell]:
     keys = [k.name for k in view.keys]
     cols = partial_columns(view)
     table = table.sort_by([(k, "ascending") for k in keys] + [(TILE_START, "ascending")])
@@ -188,8 +192,8 @@ def tile_cells(view: FeatureView, table: pa.Table, hi_us: int) -> Iterator[Cell]
             j += 1
         if not any(k is None for k in key):
             payload = encode_tiles(starts_us[i:j], {c: data[c][i:j] for c in cols})
-            yield Cell(codec.item_key(view.entity, key), name, version(hi_us, None, payload),
-                       payload)
+            yield Cell(codec.item_key(view.entity, key), name,
+                       version(hi_us, loaded_us, payload), payload)
         i = j
 
 
@@ -266,12 +270,16 @@ def _plan_view(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.dateti
             last = pc.max(probe.column(TILE_START)).as_py()
             hi_s = codec.to_micros(last) // 1_000_000 + slide
         hi_iso = codec.from_micros(hi_s * 1_000_000).isoformat()
-        if state.get("hi") == hi_s:
-            return _ViewPlan(view, [], state_key, None, hi_iso, "up to date")
         table = scan(view, codec.from_micros((hi_s - longest) * 1_000_000),
                      codec.from_micros(hi_s * 1_000_000))
-        cells = list(tile_cells(view, table, hi_s * 1_000_000))
-        return _ViewPlan(view, cells, state_key, {"hi": hi_s}, hi_iso)
+        # versions: (end of the tiles, load time): a later end always wins; for the same end
+        # (late data re-materialized offline) the later load wins
+        cells = list(tile_cells(view, table, hi_s * 1_000_000, time.time_ns() // 1000))
+        digest = hashlib.blake2b(b"".join(c.item.encode() + c.payload for c in cells),
+                                 digest_size=12).hexdigest()
+        if state.get("hi") == hi_s and state.get("digest") == digest:
+            return _ViewPlan(view, [], state_key, None, hi_iso, "up to date")
+        return _ViewPlan(view, cells, state_key, {"hi": hi_s, "digest": digest}, hi_iso)
     since = state.get("through")
     table = scan(view, None if since is None else codec.from_micros(since), end)
     cells = list(latest_rows(view, table))

@@ -105,3 +105,44 @@ def test_tiles_hold_the_longest_window(store: OnlineStore, serve_project: Path,
         tiles = tiles_mod.decode_tiles(cells[codec.cell_name(v)])
         assert all(hi - max(v.windows) <= s < hi for s in tiles.starts)
         assert list(tiles.starts) == sorted(tiles.starts)
+
+
+def test_late_data_for_the_same_end_replaces_tiles(store: OnlineStore, serve_project: Path
+                                                   ) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from featql.serve.online_load import source_scan
+
+    m = compile_project(serve_project).manifest
+    assert m is not None
+    end = dt.datetime(2024, 1, 15)
+    scan, close = source_scan(m, serve_project)
+    bump = {"on": False}
+
+    def late(view, start, stop):  # type: ignore[no-untyped-def]
+        table = scan(view, start, stop)
+        if not bump["on"]:
+            return table
+        i = table.schema.get_field_index("txn_count__count")
+        return table.set_column(i, "txn_count__count",
+                                pc.add(table.column(i), pa.scalar(1, table.schema[i].type)))
+
+    try:
+        kw = dict(store=store, scan=late, end=end, views=["merchant_txn_aggs"], progress=False)
+        first = load_online(serve_project, m, "t", **kw)  # type: ignore[arg-type]
+        assert first.written > 0
+        assert load_online(serve_project, m, "t", **kw).written == 0  # type: ignore[arg-type]
+        v = m.view("merchant_txn_aggs")
+        assert v is not None
+        before = tiles_mod.decode_tiles(store.read(["merchant#[1]"], [codec.cell_name(v)])
+                                        ["merchant#[1]"][codec.cell_name(v)])
+        bump["on"] = True  # the offline tiles changed (late events), same end
+        again = load_online(serve_project, m, "t", **kw)  # type: ignore[arg-type]
+        assert again.written == first.written
+        after = tiles_mod.decode_tiles(store.read(["merchant#[1]"], [codec.cell_name(v)])
+                                       ["merchant#[1]"][codec.cell_name(v)])
+        assert [x + 1 for x in before.columns["txn_count__count"]] == list(
+            after.columns["txn_count__count"])
+    finally:
+        close()
