@@ -29,8 +29,13 @@ class DuckDBEngine:
     name: EngineName = "duckdb"
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        """`memory_limit` (else env FEATQL_DUCKDB_MEMORY_LIMIT, else DuckDB's default of 80% of
+        RAM) bounds DuckDB's buffers; larger joins spill to disk."""
+        import os
+
         import duckdb
 
+        memory_limit = memory_limit or os.environ.get("FEATQL_DUCKDB_MEMORY_LIMIT")
         self.con: Any = duckdb.connect()
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")

@@ -8,7 +8,9 @@ handed over as Arrow, which suits the small data sets S3 is used with in tests.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,7 @@ class SparkEngine:
     def __init__(self, master: str = "local[*]", conf: dict[str, str] | None = None) -> None:
         self.spark = spark_session(master, conf)
         self._views: list[str] = []
+        self._tmp: str | None = None
 
     def _view(self, name: str, df: Any) -> None:
         df.createOrReplaceTempView(name)
@@ -86,6 +89,15 @@ class SparkEngine:
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
         table = _naive(table)
+        if table.num_rows > 50_000:  # a local relation this big would travel inside the plan
+            import pyarrow.parquet as pq
+
+            if self._tmp is None:
+                self._tmp = tempfile.mkdtemp(prefix="featql-spark-")
+            path = os.path.join(self._tmp, f"{len(self._views)}-{name}.parquet")
+            pq.write_table(table, path, compression="zstd", compression_level=1)
+            self._view(name, self.spark.read.parquet(path))
+            return
         if table.num_rows == 0:
             from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -116,6 +128,9 @@ class SparkEngine:
         for name in self._views:
             self.spark.catalog.dropTempView(name)
         self._views.clear()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
 
 def _spark_type(t: str) -> str:

@@ -142,7 +142,9 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
             else:
                 data.register_fresh(view)
                 report.reads[view.name] = "sources"
-                if view.kind == "row" and not has_ties(eng, manifest, view, root):
+                # DuckDB's tie-breaking is a window of its own, Spark's two more sort columns
+                if (view.kind == "row" and eng.name == "duckdb"
+                        and not has_ties(eng, manifest, view, root)):
                     join = replace(join, unique=True)
             joins.append(join)
         out = join_spine(eng, replace(node, views=tuple(joins)), table, ts_col)
