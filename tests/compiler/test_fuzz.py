@@ -49,7 +49,7 @@ SCALE = int(os.environ.get("FEATQL_FUZZ_SCALE", "1"))  # more examples for a lon
 
 
 def fuzz(examples: int) -> settings:
-    return settings(max_examples=examples * SCALE, deadline=2000, database=None,
+    return settings(max_examples=examples * SCALE, deadline=5000, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.function_scoped_fixture])
 
