@@ -4,16 +4,17 @@
 - row-level view → per entity the offline row with the greatest (event time, created, features)
   — the same order the training set uses — written as a cell versioned (event time, created).
 - aggregate view → per entity the tiles of the longest window before `hi` (the end of the
-  materialized data, floored to the slide), packed in one cell versioned by `hi`.
+  materialized data, floored to the slide), packed in one cell versioned by (hi, load time).
 
 Incremental: the store remembers per view how far it was loaded (`get_state`); the next run reads
 only rows at or after that event time (row-level) or skips an aggregate view whose tiles did not
 change (same `hi`, same content digest). Tiles re-materialized offline for the same `hi` (late
-data) replace the online ones: tile versions are (hi, load time). Idempotent: re-writing the same cell is a no-op (versions are not newer). Cells are named
-`<view>@<fingerprint>`, so a redefined view never mixes with values of its old definition.
+data) replace the online ones. Idempotent: a re-run writes nothing (row cells: versions are not
+newer; tiles: same digest). Cells are named `<view>@<fingerprint>`, so a redefined view never
+mixes with values of its old definition.
 
-Rows come from the offline store when `featql.runtime.offline_store` exists, else they are
-computed from the sources with the dialect SQL on DuckDB; callers may pass `scan` themselves.
+Rows come from the offline store when the view is materialized there, else they are computed
+from the sources with the dialect SQL on DuckDB; callers may pass `scan` themselves.
 """
 
 from __future__ import annotations

@@ -96,48 +96,53 @@ class TileMerger:
     def __init__(self, view: FeatureView):
         self.slide = view.slide_seconds or 1
         aggs = {a.name: a for a in view.aggregations}
-        plan = []
-        for f in view.features:
+        by_window: dict[int, list[tuple[str, str, str, bool, int]]] = {}
+        for k, f in enumerate(view.features):
             a = aggs[f.aggregation or ""]
             part = {"count": "count", "sum": "sum", "avg": "sum"}.get(a.function, a.function)
-            col = f"{a.name}__{part}"
-            plan.append((a.function, f.window_seconds or 0, col, f"{a.name}__count",
-                         f.type.upper() in _INT_TYPES))
-        self.plan = tuple(plan)
-        self.windows = tuple(sorted({w for _f, w, *_ in plan}))
-        self.empty = [0 if fn == "count" else None for fn, *_ in plan]
+            by_window.setdefault(f.window_seconds or 0, []).append(
+                (a.function, f"{a.name}__{part}", f"{a.name}__count",
+                 f.type.upper() in _INT_TYPES, k))
+        self.by_window = tuple((w, tuple(specs)) for w, specs in sorted(by_window.items()))
+        self.empty = [0 if f.aggregation and aggs[f.aggregation].function == "count" else None
+                      for f in view.features]
 
     def __call__(self, tiles: Tiles | None, now_us: int) -> list[Any]:
+        out: list[Any] = list(self.empty)  # COUNT of an empty window is 0, others NULL
         if tiles is None:
-            return list(self.empty)
+            return out
         now_s = now_us // 1_000_000
         hi = now_s - now_s % self.slide
         starts = tiles.starts
         j = bisect_left(starts, hi)
-        bounds = {w: bisect_left(starts, hi - w, 0, j) for w in self.windows}
         cols, nulls = tiles.columns, tiles.nulls
-        counts: dict[tuple[str, int], float] = {}  # sum and avg of one input share counts
-        out: list[Any] = []
-        for fn, w, col, count_col, is_int in self.plan:
-            i = bounds[w]
-            if fn == "count":
-                out.append(int(sum(cols[col][i:j])))
-            elif fn == "sum" or fn == "avg":
-                n = counts.get((count_col, i))
-                if n is None:
-                    n = counts[count_col, i] = sum(cols[count_col][i:j])
-                if n == 0:
-                    out.append(None)
-                    continue
-                total = math.fsum(cols[col][i:j])
-                out.append((int(total) if is_int else total) if fn == "sum" else total / n)
-            else:
-                vals: Any = cols[col][i:j]
-                if nulls[col]:
-                    vals = [x for x in vals if x == x]
-                if not len(vals):
-                    out.append(None)
-                    continue
-                v = max(vals) if fn == "max" else min(vals)
-                out.append(int(v) if is_int else v)
+        for w, specs in self.by_window:
+            i = bisect_left(starts, hi - w, 0, j)
+            if i == j:
+                continue
+            sums: dict[int, float] = {}  # per stored column: sum and avg share theirs
+            for fn, col, count_col, is_int, k in specs:
+                if fn == "count" or fn == "sum" or fn == "avg":
+                    cmv = cols[count_col if fn != "count" else col]
+                    n = sums.get(id(cmv))
+                    if n is None:
+                        n = sums[id(cmv)] = sum(cmv[i:j])
+                    if fn == "count":
+                        out[k] = int(n)
+                        continue
+                    if n == 0:
+                        continue
+                    smv = cols[col]
+                    total = sums.get(-id(smv))
+                    if total is None:
+                        total = sums[-id(smv)] = math.fsum(smv[i:j])
+                    out[k] = (int(total) if is_int else total) if fn == "sum" else total / n
+                else:
+                    vals: Any = cols[col][i:j]
+                    if nulls[col]:
+                        vals = [x for x in vals if x == x]
+                        if not vals:
+                            continue
+                    v = max(vals) if fn == "max" else min(vals)
+                    out[k] = int(v) if is_int else v
         return out
