@@ -44,6 +44,7 @@ def spark_session(master: str = "local[*]", conf: dict[str, str] | None = None) 
             builder = (builder.config("spark.driver.bindAddress", "127.0.0.1")
                        .config("spark.driver.host", "127.0.0.1"))
         defaults = {"spark.ui.enabled": "false", "spark.sql.session.timeZone": "UTC",
+                    "spark.ui.showConsoleProgress": "false",
                     "spark.sql.shuffle.partitions": "8",
                     "spark.sql.execution.arrow.pyspark.enabled": "true"}
         for key, value in {**defaults, **(conf or {})}.items():
