@@ -42,7 +42,7 @@ def test_spine_order_duplicates_and_rows_before_any_feature(small_example: Path)
     c = compiled(small_example)
     spine = pq.read_table(small_example / "data" / "spine.parquet").slice(0, 200)
     base = training_set(small_example, c.manifest, c.config, "fraud_detection", spine)
-    order = [7, 3, 3, 150, 0, 199, 7, 42] + list(range(100, 60, -1))
+    order = [7, 3, 3, 150, 0, 199, 7, 42, *range(100, 60, -1)]
     shuffled = spine.take(pa.array(order))
     early = spine.slice(0, 3).set_column(
         spine.column_names.index("event_ts"), "event_ts",
@@ -92,7 +92,7 @@ def test_spine_formats_and_mistakes(small_example: Path, tmp_path: Path) -> None
     named = training_set(small_example, c.manifest, c.config, "merchant_risk", two,
                          timestamp="scored_at")
     assert named.num_rows == 50
-    with pytest.raises(UserError, match="lacks the key column 'merchant_id'.*did you mean"):
+    with pytest.raises(UserError, match=r"lacks the key column 'merchant_id'.*did you mean"):
         training_set(small_example, c.manifest, c.config, "merchant_risk",
                      spine.rename_columns(["user_id", "merchant", *spine.column_names[2:]]))
     with pytest.raises(UserError, match="did you mean 'merchant_risk'"):
