@@ -156,9 +156,12 @@ class _Throttling:
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["signed-http", "boto3"])
-def test_unprocessed_keys_are_retried_not_missing(dynalite: str, tmp_path: Path, fast: bool
-                                                  ) -> None:
+def test_unprocessed_keys_are_retried_not_missing(dynalite: str, tmp_path: Path, fast: bool,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from featql.serve.online import dynamodb
     from featql.serve.online.dynamodb import DynamoStore
+
+    monkeypatch.setattr(dynamodb, "_BACKOFF_CAP_S", 0.02)  # keep the give-up path short
 
     s = make_store("dynamodb", tmp_path, dynalite)
     assert isinstance(s, DynamoStore)
