@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="workspace whose online store to serve (default dev)")
     p.add_argument("--reload", action="store_true",
                    help="development: Flask's reloading server instead of gunicorn")
+    p.add_argument("--demo", action="store_true",
+                   help="start the server in the background, query it like curl, stop it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from featql.serve.runner import fresh_manifest, metrics_directory, serve
 
     root = Path(args.project)
+    if args.demo:
+        from featql.serve.demo import serve_demo
+
+        out = console()
+        return 0 if serve_demo(root, args.workspace,
+                               say=lambda line: out.print(line, markup=False)) else 1
     result = compile_or_report(args.project, quiet_ok=True)
     if result is None:
         return 1

@@ -257,6 +257,10 @@ def test_demo_step(sqlite_server: tuple[Server, Path]) -> None:
     text = "\n".join(lines)
     assert "HTTP 200" in text and "HTTP 400" in text and '"at": "2024-01-31T00:00:00"' in text
     assert 'featql_requests_total{service="fraud_detection",code="2xx"} 1' in text
+    cli = subprocess.run([sys.executable, "-m", "featql.cli", "serve", "--project", str(root),
+                          "--demo"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert "$ curl -s -X POST" in cli.stdout and "server stopped" in cli.stdout
 
 
 def test_dynamodb_table_missing_is_a_503_not_nulls(serve_project: Path, dynalite: str,
