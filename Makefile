@@ -26,6 +26,9 @@ DYNALITE_VERSION := 4.0.0
 DYNALITE := .cache/dynalite/node_modules/.bin/dynalite
 dynalite: $(DYNALITE)
 $(DYNALITE):
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing Node.js and npm for dynalite"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
 	npm install --prefix .cache/dynalite dynalite@$(DYNALITE_VERSION) --no-audit --no-fund
 
 # Spark needs a Java runtime (17+); install one from the distribution when it is missing.
