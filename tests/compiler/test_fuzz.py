@@ -145,19 +145,19 @@ def parse(text: str) -> Diagnostics:
     return diags
 
 
-@fuzz(300)
+@fuzz(1000)
 @given(mutated())
 def test_parse_file_survives_mutated_examples(text: str) -> None:
     parse(text)
 
 
-@fuzz(200)
+@fuzz(500)
 @given(headers())
 def test_parse_file_survives_random_headers(text: str) -> None:
     parse(text)
 
 
-@fuzz(200)
+@fuzz(500)
 @given(random_text)
 def test_parse_file_survives_random_text(text: str) -> None:
     parse(text)
@@ -170,7 +170,7 @@ def scratch() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@fuzz(120)
+@fuzz(300)
 @given(st.sampled_from(sorted(BASE)), mutated() | headers())
 def test_compile_project_survives_a_mutated_file(scratch: Path, target: str, text: str) -> None:
     root = Path(tempfile.mkdtemp(dir=scratch))
@@ -260,7 +260,7 @@ def both_paths(text: str) -> tuple[object, object]:
         (parse_header(src, slow, fast=False), slow.items)
 
 
-@fuzz(300)
+@fuzz(600)
 @given(mutated() | headers() | random_text)
 def test_header_fast_path_agrees_with_lark(text: str) -> None:
     fast, slow = both_paths(text)
