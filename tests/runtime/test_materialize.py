@@ -180,9 +180,12 @@ def test_cli_materialize_and_training_set(small_example: Path, tmp_path: Path) -
     featql = [str(Path(sys.executable).parent / "featql")]
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
     run = subprocess.run([*featql, "materialize", "--project", str(small_example), "--view",
-                          "user_profile"], capture_output=True, text=True, env=env, timeout=300)
+                          "user_profile", "--online"], capture_output=True, text=True, env=env,
+                         timeout=300)
     assert run.returncode == 0, run.stderr
     assert "user_profile" in run.stdout and "Traceback" not in run.stderr
+    assert "online store loaded: 1 view" in run.stdout
+    assert (small_example / ".featql" / "online.db").exists()
     out = tmp_path / "ts.parquet"
     run = subprocess.run([*featql, "training-set", "merchant_risk", "--project",
                           str(small_example), "--spine",
