@@ -13,6 +13,7 @@ import textwrap
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -207,3 +208,17 @@ def test_cli_materialize_and_training_set(small_example: Path, tmp_path: Path) -
                              capture_output=True, text=True, env=env, timeout=300)
         assert run.returncode == 1, (args, run.stdout, run.stderr)
         assert message in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_spark_materializes_the_same_data(small_example: Path, spark_engine: Any) -> None:
+    c = compiled(small_example)
+    views = ["user_last_txn", "user_txn_aggs", "user_risk_flags"]
+    materialize(small_example, c.manifest, "spark_ws", views, engine=spark_engine,
+                progress=False, config=c.config)
+    materialize(small_example, c.manifest, "dev", views, progress=False, config=c.config)
+    for view in views:
+        duck = OfflineStore(small_example, c.config, "dev", c.manifest).scan(view)
+        spark = OfflineStore(small_example, c.config, "spark_ws", c.manifest).scan(view)
+        assert duck.num_rows > 0
+        assert same_tables(duck, spark, rel=1e-12) == [], view
