@@ -8,6 +8,9 @@ earlier stages rejected, so one mistake gives one error, not a cascade.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +76,24 @@ def compile_project(root: str | Path, *, with_lineage: bool = True,
                     fingerprints: bool = True) -> CompileResult:
     """Compile a project folder. `fingerprints=False` (featql check: diagnostics only) skips the
     per-feature canonical SQL and digests, leaving every fingerprint empty; all checks run."""
-    root = Path(root)
+    with _fewer_gc_pauses():
+        return _compile(Path(root), with_lineage, fingerprints)
+
+
+@contextmanager
+def _fewer_gc_pauses() -> Iterator[None]:
+    """sqlglot trees are many small objects with parent links; at the default threshold the
+    cyclic collector runs thousands of times over a large project (about 15% of the time).
+    A larger first-generation threshold while compiling keeps memory bounded."""
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], 50_000), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+def _compile(root: Path, with_lineage: bool, fingerprints: bool) -> CompileResult:
     diags = Diagnostics()
     config = load_config(root, display_path(root / CONFIG_FILE), diags)
     files, hooks = load(root, config, diags)
