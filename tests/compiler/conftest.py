@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from featql.compiler.diagnostics import Diagnostic
 from featql.compiler.project import CompileResult, compile_project
 
 from .projects import write_project
@@ -27,10 +26,3 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Compile:
 
     return run
 
-
-def errors(result: CompileResult) -> list[Diagnostic]:
-    return result.diagnostics.errors
-
-
-def headlines(result: CompileResult) -> list[str]:
-    return [d.headline() for d in result.diagnostics.sorted()]
