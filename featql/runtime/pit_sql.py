@@ -84,28 +84,27 @@ def spark_sql(node: PointInTimeJoin) -> str:
 
 def _spark_chain_cte(view: ViewJoin, src: str, dst: str, carried: list[str],
                      d: _Dialect) -> str:
+    """One window pass. The row struct is (ts, created, every feature): ordering by it breaks
+    ties (Spark orders struct fields with NULL first), so features travel through the shuffle
+    once."""
     keys = [d.q(k) for k in view.keys]
     ts = d.q(view.timestamp)
-    tb = [f"_featql_tb{i}" for i in range(0 if view.unique else len(view.tiebreak))]
-    struct = ", ".join(["'ts', " + d.epoch_us(ts),
-                        *(f"'f{j}', {d.q(f.feature)}" for j, f in enumerate(view.features))])
+    names = list(view.tiebreak) or [f.feature for f in view.features]
+    struct = ", ".join(["'ts', " + d.epoch_us(ts), "'c', _featql_created",
+                        *(f"'t{i}', {d.q(f)}" for i, f in enumerate(names))])
     spine_cols = ", ".join(d.q(c) for c in carried)
     spine_side = (f"SELECT {spine_cols}, {d.epoch_us(SPINE_TS)} AS _featql_o, 0 AS _featql_kind, "
-                  "NULL AS _featql_c" + "".join(f", NULL AS {t}" for t in tb)
-                  + f", NULL AS _featql_r FROM {src}")
+                  f"NULL AS _featql_r FROM {src}")
     row_cols = ", ".join(d.q(c) if c in view.keys else f"NULL AS {d.q(c)}" for c in carried)
     row_side = (f"SELECT {row_cols}, {d.epoch_us(ts)} AS _featql_o, 1 AS _featql_kind, "
-                "_featql_created AS _featql_c"
-                + "".join(f", {d.q(f)} AS {t}" for f, t in zip(view.tiebreak, tb, strict=False))
-                + f", named_struct({struct}) AS _featql_r FROM {d.q(view.relation)} "
+                f"named_struct({struct}) AS _featql_r FROM {d.q(view.relation)} "
                 f"WHERE {_not_null([*keys, ts])}")
-    order = ", ".join(["_featql_o ASC NULLS FIRST", "_featql_kind",
-                       *([] if view.unique else ["_featql_c ASC NULLS FIRST"]),
-                       *(f"{t} ASC NULLS FIRST" for t in tb)])
+    order = "_featql_o ASC NULLS FIRST, _featql_kind" + (
+        "" if view.unique else ", _featql_r ASC NULLS FIRST")
     fresh = _ttl_test(d.epoch_us(SPINE_TS), "_featql_r.ts", view.ttl_seconds)
     outs = []
-    for j, f in enumerate(view.features):
-        value = f"_featql_r.f{j}"
+    for f in view.features:
+        value = f"_featql_r.t{names.index(f.feature)}"
         outs.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}" if fresh
                     else f"{value} AS {d.q(f.column)}")
     return (f"{dst} AS (SELECT {spine_cols}, {', '.join(outs)} FROM (SELECT {spine_cols}, "
