@@ -63,9 +63,20 @@ def check_columns(src: SourceFile, stmt: exp.Expression, tables: TableColumns,
         select_aliases = {p.alias.lower() for p in getattr(scope.expression, "selects", [])
                           if isinstance(p, exp.Alias)}
         for col in scope.columns:
+            # sqlglot lists a subquery's unqualified columns in its parent scope too (they might
+            # be correlated); each column is judged once, in the scope whose SELECT holds it
+            if _owning_query(col) is not scope.expression:
+                continue
             if not _check_column(src, col, scope, visible, select_aliases, tables, diags):
                 ok = False
     return ok
+
+
+def _owning_query(col: exp.Column) -> exp.Expr | None:
+    node = col.parent
+    while node is not None and not isinstance(node, exp.Select | exp.SetOperation):
+        node = node.parent
+    return node
 
 
 def _outer_has(scope: Scope, name: str, tables: TableColumns) -> bool:

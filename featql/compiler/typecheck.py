@@ -171,7 +171,8 @@ def type_view(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: TableCo
         return _type_aggregate(src, decl, stmt, tables, entity_keys, diags)
     if isinstance(stmt, exp.Select) and (stmt.args.get("group") or _top_level_aggs(stmt)):
         first_agg = next((a for p in stmt.selects for a in p.find_all(exp.AggFunc)
-                          if a.find_ancestor(exp.Window) is None), None)
+                          if a.find_ancestor(exp.Window) is None
+                          and a.find_ancestor(exp.Select) is stmt), None)
         diags.error("E414", "this view aggregates but its header has no windows",
                     node_span(src, stmt.args.get("group") or first_agg or stmt),
                     hint="add windows = ['1d', ...] and slide = '1h' to @feature_view, "
@@ -242,8 +243,9 @@ def _check_keys(src: SourceFile, decl: Decl, stmt: exp.Expression, out: dict[str
 
 
 def _top_level_aggs(stmt: exp.Select) -> bool:
-    return any(p.find(exp.AggFunc) is not None and p.find(exp.Window) is None
-               for p in stmt.selects)
+    """Does this SELECT itself aggregate? (Not a window function, not a scalar subquery.)"""
+    return any(a.find_ancestor(exp.Window) is None and a.find_ancestor(exp.Select) is stmt
+               for p in stmt.selects for a in p.find_all(exp.AggFunc))
 
 
 def _type_aggregate(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: TableColumns,

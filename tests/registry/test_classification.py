@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from .helpers import Proj
 
 NO_CHANGE = "No changes: workspace 'dev' matches the project (apply #1).\n"
