@@ -72,6 +72,15 @@ def _found(v: Value) -> str:
     return describe(v)
 
 
+def view_ref(v: Value, diags: Diagnostics) -> Any:
+    """A feature view name, possibly with its variant: user_profile or user_profile:v2."""
+    if isinstance(v, Ident) and "." not in v.name:
+        return v.name.lower()
+    if isinstance(v, Str) and v.value.replace(":", "_").isidentifier():
+        return v.value.lower()
+    return _err(diags, v, "a feature view name such as user_profile or user_profile:v2")
+
+
 def ident(v: Value, diags: Diagnostics) -> Any:
     if isinstance(v, Ident) and "." not in v.name and ":" not in v.name:
         return v.name.lower()
@@ -196,7 +205,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "slide": (duration, False),
         "variant": (string, False),
         "deprecated": (boolean, False),
-        "replacement": (ident, False),
+        "replacement": (view_ref, False),
         "online": (boolean, False),
         "offline": (boolean, False),
         "prevent_destroy": (boolean, False),

@@ -146,7 +146,8 @@ def _build_entities(res: Resolved, diags: Diagnostics) -> dict[str, Entity]:
         for key, type_text, span in f.decl.get("keys"):
             ktype = from_sql_text(type_text) if type_text else UNKNOWN
             if type_text and ktype not in KEY_TYPES:
-                diags.error("E405", f"key '{key}' of entity '{name}' is {type_text}; keys must be "
+                what = f"unknown type {type_text}" if ktype == UNKNOWN else f"is {type_text}"
+                diags.error("E405", f"key '{key}' of entity '{name}': {what}; keys must be "
                             "BIGINT, INT or STRING", span)
                 ok = False
             keys.append(Column(key, ktype))

@@ -281,6 +281,14 @@ def _type_aggregate(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: T
         diags.error("E417", "HAVING is not supported in aggregate views: it would filter tiles, "
                     "not windows", node_span(src, stmt.args["having"]))
         ok = False
+    for clause in ("qualify", "limit", "offset", "order"):
+        node = stmt.args.get(clause)
+        if node is not None:
+            shown = "ORDER BY" if clause == "order" else clause.upper()
+            diags.error("E417", f"{shown} is not supported in aggregate views: an aggregate "
+                        "view is computed per tile and merged per window", node_span(src, node),
+                        hint=f"remove the {shown} clause")
+            ok = False
     key_names = [k.name for k in entity_keys]
     group = stmt.args.get("group")
     grouped = [g.name.lower() for g in (group.expressions if group else [])

@@ -305,8 +305,18 @@ CASES = [
          "BIGINT, INT or STRING", "event_ts AS user_id"),
     Case("entity-key-type",
          {"entities/e.sql": "-- @entity(name = e, keys = [k DOUBLE])\n"},
-         "entities/e.sql:1:30: error[E405]: key 'k' of entity 'e' is DOUBLE; keys must be "
+         "entities/e.sql:1:30: error[E405]: key 'k' of entity 'e': is DOUBLE; keys must be "
          "BIGINT, INT or STRING", "k DOUBLE"),
+    Case("entity-key-unknown-type",
+         {"entities/e.sql": "-- @entity(name = e, keys = [k FOO])\n"},
+         "entities/e.sql:1:30: error[E405]: key 'k' of entity 'e': unknown type FOO; keys must "
+         "be BIGINT, INT or STRING", "k FOO"),
+    Case("aggregate-view-limit",
+         {"views/v.sql": "-- @feature_view(name = v, entity = user, timestamp = event_ts,\n"
+          "--   windows = ['1d'], slide = '1d', start = '2024-01-01')\n"
+          "SELECT user_id, COUNT(*) AS n FROM txns GROUP BY user_id LIMIT 10\n"},
+         "views/v.sql:3:58: error[E417]: LIMIT is not supported in aggregate views: an aggregate "
+         "view is computed per tile and merged per window", "LIMIT", "remove the LIMIT clause"),
     Case("key-missing-from-output",
          {"views/v.sql": ROW + "SELECT event_ts, amount AS a FROM txns\n"},
          "views/v.sql:1:37: error[E404]: entity key 'user_id' of 'user' is not in the view's "
