@@ -351,11 +351,6 @@ FROM events AS e ASOF JOIN profiles AS p ON e.user_id = p.user_id AND e.event_ts
 SELECT user_id, event_ts, n
 FROM (SELECT user_id, MAX(event_ts) AS event_ts, COUNT(*) AS n FROM events GROUP BY user_id) g
 """,
-    "views/limited.sql": """\
--- @feature_view(name = limited, entity = user, timestamp = event_ts, windows = ['1d'],
---               slide = '1d', start = '2024-01-01')
-SELECT user_id, COUNT(*) AS n FROM events GROUP BY user_id LIMIT 10
-""",
     "views/tiles_cte.sql": """\
 -- @feature_view(name = cte_view, entity = user, timestamp = event_ts, start = '2024-01-01')
 WITH tiles AS (SELECT user_id, event_ts, amount FROM events)
@@ -369,8 +364,6 @@ def test_lowering_refusals_point_at_the_view(tmp_path: Path) -> None:
     cases = {
         ("asof_view", "spark"): ("E701", "ASOF JOIN cannot run on Spark: Spark SQL has no as-of "
                                          "join"),
-        ("limited", "spark"): ("E702", "LIMIT cannot be tiled: aggregate view 'limited' is "
-                                       "computed per tile and merged per window"),
         ("cte_view", "duckdb"): ("E702", "CTE name 'tiles' is reserved in feature view "
                                          "'cte_view': featql's generated SQL uses it"),
     }
