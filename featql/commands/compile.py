@@ -33,19 +33,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     manifest = result.manifest
     assert manifest is not None
-    from featql.dialects.lower import LoweringError, lower_view
+    from featql.dialects.lower import LoweringError, lower_targets
 
     out_dir = Path(args.out) if args.out else result.root / "target"
     targets = args.target or list(TARGETS)
+    # each view is planned once for all targets; results are reported target by target
+    lowered = {view.name: lower_targets(manifest, view.name, targets) for view in manifest.views}
     written: dict[Path, str] = {}
     failures = []
     for target in targets:
         for view in manifest.views:
-            try:
-                sql = lower_view(manifest, view.name, target)
-            except LoweringError as e:
+            sql = lowered[view.name][target]
+            if isinstance(sql, LoweringError):
                 # lowering reports at the view's project-relative location: show it as a path
-                d = e.diagnostic
+                d = sql.diagnostic
                 shown = display_path(result.root / d.span.path)
                 failures.append(replace(d, span=replace(d.span, path=shown)))
                 continue

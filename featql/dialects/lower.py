@@ -9,6 +9,8 @@ are read by their plain names: the runtime registers them as (temp) views.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlglot import exp
 
 from featql.compiler.diagnostics import Span
@@ -16,9 +18,9 @@ from featql.compiler.durations import format_duration
 from featql.compiler.ir import FeatureView, Manifest
 from featql.dialects.errors import TARGETS, LoweringError, Target, refuse
 from featql.dialects.render import DIALECTS, generate
-from featql.dialects.stages import Stage, plan_view
+from featql.dialects.stages import Plan, Stage, plan_view
 
-__all__ = ["LoweringError", "lower_all", "lower_view"]
+__all__ = ["LoweringError", "lower_all", "lower_targets", "lower_view"]
 
 INDENT = "  "
 
@@ -29,28 +31,65 @@ def lower_view(manifest: Manifest, view_name: str, target: Target) -> str:
     Raises `LoweringError` (E701/E702, at the view's file location) when it cannot be done
     correctly; `KeyError` for a view the manifest does not hold.
     """
+    out = lower_targets(manifest, view_name, (target,))[target]
+    if isinstance(out, LoweringError):
+        raise out
+    return out
+
+
+def lower_targets(manifest: Manifest, view_name: str,
+                  targets: Sequence[Target]) -> dict[Target, str | LoweringError]:
+    """`lower_view` for several targets at once: the view is parsed and planned once.
+
+    The plan's trees are dialect-neutral and generation copies them, except for the last
+    target, which may consume them. A target that cannot be lowered maps to its error (a view
+    the planner refuses gives the same error for every target).
+    """
     view = manifest.view(view_name)
     if view is None:
         raise KeyError(f"no feature view {view_name!r} in the manifest")
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    for target in targets:
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     span = Span(view.location.path, view.location.line, view.location.col)
-    if view.kind == "aggregate" and not view.aggregations:
-        raise refuse(f"aggregate view '{view.name}' has no aggregations", span, code="E702")
-    plan = plan_view(manifest, view, span)
+    try:
+        if view.kind == "aggregate" and not view.aggregations:
+            raise refuse(f"aggregate view '{view.name}' has no aggregations", span, code="E702")
+        plan = plan_view(manifest, view, span)
+    except LoweringError as e:
+        return dict.fromkeys(targets, e)
+    out: dict[Target, str | LoweringError] = {}
+    for i, target in enumerate(targets):
+        try:
+            out[target] = _render(plan, view, target, span, last=i == len(targets) - 1)
+        except LoweringError as e:
+            out[target] = e
+    return out
+
+
+def _render(plan: Plan, view: FeatureView, target: Target, span: Span, *, last: bool) -> str:
+    """The plan as `target` SQL; `last`: nothing renders the plan after this."""
     lines = _header(view, target)
     *ctes, final = plan.stages
     lines.append("WITH RECURSIVE" if plan.recursive else "WITH")
     for i, stage in enumerate(ctes):
-        lines.extend(_cte(stage, target, span, last=i == len(ctes) - 1))
+        lines.extend(_cte(stage, target, span, last=i == len(ctes) - 1,
+                          copy=not (last and stage.query.parent is None)))
     lines.append(f"-- stage: {final.purpose}")
-    lines.append(generate(final.query, target, span))
+    lines.append(generate(final.query, target, span,
+                          copy=not (last and final.query.parent is None)))
     return "\n".join(lines) + "\n"
 
 
 def lower_all(manifest: Manifest) -> dict[tuple[str, Target], str]:
     """Every view × target, in manifest order (views sorted by name, then duckdb, spark)."""
-    return {(v.name, t): lower_view(manifest, v.name, t) for v in manifest.views for t in TARGETS}
+    out: dict[tuple[str, Target], str] = {}
+    for v in manifest.views:
+        for t, sql in lower_targets(manifest, v.name, TARGETS).items():
+            if isinstance(sql, LoweringError):
+                raise sql
+            out[(v.name, t)] = sql
+    return out
 
 
 def _header(view: FeatureView, target: Target) -> list[str]:
@@ -70,10 +109,10 @@ def _header(view: FeatureView, target: Target) -> list[str]:
     ]
 
 
-def _cte(stage: Stage, target: Target, span: Span, *, last: bool) -> list[str]:
+def _cte(stage: Stage, target: Target, span: Span, *, last: bool, copy: bool) -> list[str]:
     assert stage.name is not None
     name = exp.to_identifier(stage.name).sql(dialect=DIALECTS[target])
-    body = generate(stage.query, target, span)
+    body = generate(stage.query, target, span, copy=copy)
     return [
         f"-- stage: {stage.purpose}",
         f"{name} AS (",

@@ -30,12 +30,16 @@ def parse(sql: str, read: Target = "duckdb") -> exp.Expr:
 
 
 def generate(tree: exp.Expr, target: Target, span: Span = NO_SPAN, *,
-             pretty: bool = True) -> str:
-    """`tree` as `target` SQL; raises `LoweringError` (E701) rather than emit wrong SQL."""
+             pretty: bool = True, copy: bool = True) -> str:
+    """`tree` as `target` SQL; raises `LoweringError` (E701) rather than emit wrong SQL.
+
+    `copy=False` lets sqlglot's generator transform `tree` in place: only for a tree that is
+    used for nothing afterwards (the last target a plan is rendered for).
+    """
     check(tree, target, span)
     try:
         return tree.sql(dialect=DIALECTS[target], pretty=pretty, comments=False,
-                        unsupported_level=ErrorLevel.RAISE)
+                        unsupported_level=ErrorLevel.RAISE, copy=copy)
     except UnsupportedError as e:
         raise refuse(f"this query cannot run on {ENGINE_NAMES[target]}: {e}", span) from None
 
@@ -43,4 +47,4 @@ def generate(tree: exp.Expr, target: Target, span: Span = NO_SPAN, *,
 def transpile(sql: str, read: Target, write: Target, span: Span = NO_SPAN, *,
               pretty: bool = True) -> str:
     """Translate one statement between featql's dialects, with the same refusals."""
-    return generate(parse(sql, read), write, span, pretty=pretty)
+    return generate(parse(sql, read), write, span, pretty=pretty, copy=False)

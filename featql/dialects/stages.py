@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 
 from sqlglot import exp
 
@@ -83,12 +84,12 @@ def _plan_row(query: exp.Query, scope: Scope) -> list[Stage]:
         columns.append(col)
         casts |= cast
     else:
-        columns.append(exp.alias_(exp.cast(exp.null(), to_sqlglot("TIMESTAMP")), CREATED))
+        columns.append(exp.alias_(exp.cast(exp.null(), _sqlglot_type("TIMESTAMP")), CREATED))
     for f in view.features:
         col, cast = _output(f.name, f.type, _known(top, f.name, scope))
         columns.append(col)
         casts |= cast
-    final = exp.select(*columns).from_("feature_rows")
+    final = exp.select(*columns).from_("feature_rows", copy=False)
     what = "contract: keys, timestamp, _featql_created, features"
     return [Stage("feature_rows", purpose, query),
             Stage(None, what + (" (cast to compiled types)" if casts else ""), final)]
@@ -144,7 +145,8 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
     events.set("expressions", event_columns)
     _check_unique(events, view, span)
     group = [exp.column(k) for k in keys] + [exp.column(TILE_START)]
-    tiles = exp.select(*tile_columns).from_("filtered_events").group_by(*group)
+    tiles = exp.select(*tile_columns).from_("filtered_events", copy=False).group_by(
+        *group, copy=False)
     step = format_duration(slide)
     what = "contract: keys, _tile_start, each aggregate's partials"
     return [
@@ -153,14 +155,14 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
         Stage("tiles", f"one row per key and {step} tile: partials any window of whole tiles "
               "can merge", tiles),
         Stage(None, what + (" (cast to compiled types)" if casts else ""),
-              exp.select(*final_columns).from_("tiles")),
+              exp.select(*final_columns).from_("tiles", copy=False)),
     ]
 
 
 def _input(agg: Aggregation, arg: exp.Expr) -> exp.Expr:
     """The aggregated expression; booleans become 0/1 for SUM and AVG (Spark cannot SUM them)."""
     if agg.input_type == "BOOLEAN" and agg.function in ("sum", "avg"):
-        return exp.cast(arg.copy(), to_sqlglot("INT"))
+        return exp.cast(arg.copy(), _sqlglot_type("INT"))
     return arg.copy()
 
 
@@ -187,7 +189,13 @@ def _output(name: str, ftype: str, known: str | None) -> tuple[exp.Expr, bool]:
     """`name`, cast to its featql type unless the engine already has that type."""
     if known == ftype:
         return exp.column(name), False
-    return exp.alias_(exp.cast(exp.column(name), to_sqlglot(ftype)), name), True
+    return exp.alias_(exp.cast(exp.column(name), _sqlglot_type(ftype)), name), True
+
+
+@cache
+def _sqlglot_type(ftype: str) -> exp.DataType:
+    """`to_sqlglot`, parsed once per type: `exp.cast` copies the (shared) DataType it is given."""
+    return to_sqlglot(ftype)
 
 
 def _check_unique(select: exp.Query, view: FeatureView, span: Span) -> None:
