@@ -4,8 +4,8 @@
   over the view's rows deduplicated on (keys, ts) by the tie-break order.
 - Spark (no ASOF): per row-level view, the spine rows and the view's rows are unioned, ordered
   by (keys, time, spine-before-rows, created, features) and `last(row, ignoreNulls)` over the
-  running window gives each spine row the latest earlier row; the spine rows, with the columns
-  found so far, feed the next view's pass.
+  running window gives each spine row the latest earlier row (one pass for all views on the
+  same keys); the spine rows, with the columns found so far, feed the next pass.
 - Aggregate views, both engines: the spine's (keys, floor(t, S)) anchors are inserted among the
   tiles as empty rows at position anchor - S, and a RANGE window of W - S before each anchor row
   merges exactly the tiles in [anchor - W, anchor).
@@ -49,21 +49,24 @@ def duckdb_sql(node: PointInTimeJoin) -> str:
 
 
 def spark_sql(node: PointInTimeJoin) -> str:
-    """Row-level views are chained: each window pass carries the spine rows (with the columns
-    found so far) through, so views on the same keys share one partitioning and no join back
-    is needed. The result is unordered: the caller sorts by RID."""
+    """Row-level views on the same keys share one window pass; passes are chained, each
+    carrying the spine rows (with the columns found so far) through, so no join back is
+    needed. The result is unordered: the caller sorts by RID."""
     d = _Dialect("spark")
     carried = [RID, *node.keys, SPINE_TS]
     ctes = [f"c0 AS (SELECT {', '.join(d.q(c) for c in carried)} FROM {SPINE})"]
     t_us = d.epoch_us(SPINE_TS)
     n = 0
     selects = [f"s.{RID}"]
+    groups: dict[tuple[str, ...], list[ViewJoin]] = {}
     for view in node.views:
-        if view.kind != "row":
-            continue
-        ctes.append(_spark_chain_cte(view, f"c{n}", f"c{n + 1}", carried, d))
-        carried = [*carried, *(f.column for f in view.features)]
-        selects.extend(f"s.{d.q(f.column)}" for f in view.features)
+        if view.kind == "row":
+            groups.setdefault(view.keys, []).append(view)
+    for group in groups.values():
+        ctes.append(_spark_chain_cte(group, f"c{n}", f"c{n + 1}", carried, d))
+        for view in group:
+            carried = [*carried, *(f.column for f in view.features)]
+            selects.extend(f"s.{d.q(f.column)}" for f in view.features)
         n += 1
     joins: list[str] = []
     for i, view in enumerate(node.views):
@@ -82,35 +85,42 @@ def spark_sql(node: PointInTimeJoin) -> str:
             + "\n".join(joins))
 
 
-def _spark_chain_cte(view: ViewJoin, src: str, dst: str, carried: list[str],
+def _spark_chain_cte(views: list[ViewJoin], src: str, dst: str, carried: list[str],
                      d: _Dialect) -> str:
-    """One window pass. The row struct is (ts, created, every feature): ordering by it breaks
-    ties (Spark orders struct fields with NULL first), so features travel through the shuffle
-    once."""
-    keys = [d.q(k) for k in view.keys]
-    ts = d.q(view.timestamp)
-    names = list(view.tiebreak) or [f.feature for f in view.features]
-    struct = ", ".join(["'ts', " + d.epoch_us(ts), "'c', _featql_created",
-                        *(f"'t{i}', {d.q(f)}" for i, f in enumerate(names))])
+    """One window pass for row-level views sharing their keys. Each view's rows carry a struct
+    (ts, created, every feature) in a column of their own; ordering by those structs breaks ties
+    (Spark orders struct fields with NULL first; other views' columns are NULL), and one
+    `last(..., ignoreNulls)` per view picks its latest earlier row."""
+    keys = [d.q(k) for k in views[0].keys]
     spine_cols = ", ".join(d.q(c) for c in carried)
-    spine_side = (f"SELECT {spine_cols}, {d.epoch_us(SPINE_TS)} AS _featql_o, 0 AS _featql_kind, "
-                  f"NULL AS _featql_r FROM {src}")
-    row_cols = ", ".join(d.q(c) if c in view.keys else f"NULL AS {d.q(c)}" for c in carried)
-    row_side = (f"SELECT {row_cols}, {d.epoch_us(ts)} AS _featql_o, 1 AS _featql_kind, "
-                f"named_struct({struct}) AS _featql_r FROM {d.q(view.relation)} "
-                f"WHERE {_not_null([*keys, ts])}")
-    order = "_featql_o ASC NULLS FIRST, _featql_kind" + (
-        "" if view.unique else ", _featql_r ASC NULLS FIRST")
-    fresh = _ttl_test(d.epoch_us(SPINE_TS), "_featql_r.ts", view.ttl_seconds)
-    outs = []
-    for f in view.features:
-        value = f"_featql_r.t{names.index(f.feature)}"
-        outs.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}" if fresh
-                    else f"{value} AS {d.q(f.column)}")
+    n = len(views)
+    nulls = ", ".join(f"NULL AS _featql_r{i}" for i in range(n))
+    sides = [f"SELECT {spine_cols}, {d.epoch_us(SPINE_TS)} AS _featql_o, 0 AS _featql_kind, "
+             f"{nulls} FROM {src}"]
+    outs: list[str] = []
+    for i, view in enumerate(views):
+        ts = d.q(view.timestamp)
+        names = list(view.tiebreak) or [f.feature for f in view.features]
+        struct = ", ".join(["'ts', " + d.epoch_us(ts), "'c', _featql_created",
+                            *(f"'t{j}', {d.q(f)}" for j, f in enumerate(names))])
+        row_cols = ", ".join(d.q(c) if c in view.keys else f"NULL AS {d.q(c)}" for c in carried)
+        structs = ", ".join(f"named_struct({struct}) AS _featql_r{j}" if j == i
+                            else f"NULL AS _featql_r{j}" for j in range(n))
+        sides.append(f"SELECT {row_cols}, {d.epoch_us(ts)} AS _featql_o, 1 AS _featql_kind, "
+                     f"{structs} FROM {d.q(view.relation)} WHERE {_not_null([*keys, ts])}")
+        fresh = _ttl_test(d.epoch_us(SPINE_TS), f"_featql_r{i}.ts", view.ttl_seconds)
+        for f in view.features:
+            value = f"_featql_r{i}.t{names.index(f.feature)}"
+            outs.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}" if fresh
+                        else f"{value} AS {d.q(f.column)}")
+    order = ", ".join(["_featql_o ASC NULLS FIRST", "_featql_kind",
+                       *(f"_featql_r{i} ASC NULLS FIRST" for i, v in enumerate(views)
+                         if not v.unique)])
+    lasts = ", ".join(f"last(_featql_r{i}, true) OVER w AS _featql_r{i}" for i in range(n))
     return (f"{dst} AS (SELECT {spine_cols}, {', '.join(outs)} FROM (SELECT {spine_cols}, "
-            f"_featql_kind, last(_featql_r, true) OVER (PARTITION BY {', '.join(keys)} "
-            f"ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS _featql_r "
-            f"FROM ({spine_side} UNION ALL {row_side}) u) w WHERE _featql_kind = 0)")
+            f"_featql_kind, {lasts} FROM ({' UNION ALL '.join(sides)}) u "
+            f"WINDOW w AS (PARTITION BY {', '.join(keys)} ORDER BY {order} "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) w WHERE _featql_kind = 0)")
 
 
 def _lower_duckdb(node: PointInTimeJoin, d: _Dialect) -> str:
