@@ -66,12 +66,19 @@ def canonical_sql(q: exp.Expr) -> str:
 
 
 def context_sql(canonical: exp.Expr, keep: list[str]) -> str:
-    """The query with only `keep` projected: what every feature of the view shares."""
+    """The query with only `keep` projected: what every feature of the view shares.
+
+    The projections are swapped out of `canonical` for the time of one generation (which copies
+    the tree) and put back, rather than copying the whole query first.
+    """
     if not isinstance(canonical, exp.Select):
         return canonical.sql(dialect=READ_DIALECT, normalize=True)
-    c = canonical.copy()
-    c.set("expressions", [p for p in c.selects if p.alias_or_name.lower() in keep])
-    return c.sql(dialect=READ_DIALECT, normalize=True)
+    projections = canonical.args.get("expressions") or []
+    canonical.set("expressions", [p for p in projections if p.alias_or_name.lower() in keep])
+    try:
+        return canonical.sql(dialect=READ_DIALECT, normalize=True)
+    finally:
+        canonical.set("expressions", projections)
 
 
 def projection_sql(canonical: exp.Expr, name: str) -> str:
@@ -87,10 +94,14 @@ def projection_sql(canonical: exp.Expr, name: str) -> str:
 def columns_read(canonical: exp.Expr) -> dict[str, set[str]]:
     """table name -> the columns a (canonical, qualified) query reads from it."""
     alias_to_table: dict[str, str] = {}
-    for t in canonical.find_all(exp.Table):
-        alias_to_table[t.alias_or_name.lower()] = t.name.lower()
+    columns: list[exp.Column] = []
+    for node in canonical.walk():  # one walk, in the order find_all would visit
+        if isinstance(node, exp.Table):
+            alias_to_table[node.alias_or_name.lower()] = node.name.lower()
+        elif isinstance(node, exp.Column):
+            columns.append(node)
     out: dict[str, set[str]] = {}
-    for col in canonical.find_all(exp.Column):
+    for col in columns:
         table = alias_to_table.get(col.table.lower())
         if table is not None:
             out.setdefault(table, set()).add(col.name.lower())
