@@ -33,22 +33,23 @@ def run(args: argparse.Namespace) -> int:
         return 1
     manifest = result.manifest
     assert manifest is not None
-    from featql.dialects.lower import LoweringError, lower_targets
+    from featql.compiler.diagnostics import Diagnostic
+    from featql.dialects.parallel import lower_views
 
     out_dir = Path(args.out) if args.out else result.root / "target"
     targets = args.target or list(TARGETS)
-    # each view is planned once for all targets; results are reported target by target
-    lowered = {view.name: lower_targets(manifest, view.name, targets) for view in manifest.views}
+    # each view is planned once for all targets (on several cores for large projects);
+    # results are reported target by target, views in manifest order
+    lowered = lower_views(manifest, targets)
     written: dict[Path, str] = {}
     failures = []
     for target in targets:
         for view in manifest.views:
             sql = lowered[view.name][target]
-            if isinstance(sql, LoweringError):
+            if isinstance(sql, Diagnostic):
                 # lowering reports at the view's project-relative location: show it as a path
-                d = sql.diagnostic
-                shown = display_path(result.root / d.span.path)
-                failures.append(replace(d, span=replace(d.span, path=shown)))
+                shown = display_path(result.root / sql.span.path)
+                failures.append(replace(sql, span=replace(sql.span, path=shown)))
                 continue
             written[out_dir / "sql" / target / sql_file_name(view.name)] = sql
     if failures:
