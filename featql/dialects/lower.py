@@ -18,6 +18,7 @@ from featql.compiler.durations import format_duration
 from featql.compiler.ir import FeatureView, Manifest
 from featql.dialects.errors import TARGETS, LoweringError, Target, refuse
 from featql.dialects.render import DIALECTS, generate
+from featql.dialects.scope import names
 from featql.dialects.stages import Plan, Stage, plan_view
 
 __all__ = ["LoweringError", "lower_all", "lower_targets", "lower_view"]
@@ -45,7 +46,7 @@ def lower_targets(manifest: Manifest, view_name: str,
     target, which may consume them. A target that cannot be lowered maps to its error (a view
     the planner refuses gives the same error for every target).
     """
-    view = manifest.view(view_name)
+    view = names(manifest).views.get(view_name)
     if view is None:
         raise KeyError(f"no feature view {view_name!r} in the manifest")
     for target in targets:

@@ -7,7 +7,8 @@ reproduced with sqlglot 30.30.0 and, where it runs, on the engine itself (tests/
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from sqlglot import exp
 
@@ -15,29 +16,36 @@ from featql.compiler.diagnostics import Span
 from featql.dialects.errors import NO_SPAN, Target, refuse
 from featql.dialects.spark import date_diff_unit
 
-Check = Callable[[exp.Expr, Span], None]
+Nodes = Sequence[exp.Expr]  # every node of a tree, in `walk()` (breadth-first) order
+Check = Callable[[Nodes, Span], None]
+E = TypeVar("E", bound=exp.Expr)
 
 
-def refuse_asof_join(tree: exp.Expr, span: Span = NO_SPAN) -> None:
+def _of(nodes: Nodes, kind: type[E]) -> Iterator[E]:
+    """The nodes of one type, in the order `tree.find_all(kind)` yields them."""
+    return (n for n in nodes if isinstance(n, kind))
+
+
+def refuse_asof_join(nodes: Nodes, span: Span = NO_SPAN) -> None:
     """DuckDB `ASOF JOIN` is passed to Spark verbatim; Spark has no as-of join and fails.
 
     https://duckdb.org/docs/sql/query_syntax/from#as-of-joins
     """
-    for join in tree.find_all(exp.Join):
+    for join in _of(nodes, exp.Join):
         if str(join.args.get("method") or "").upper() == "ASOF":
             raise refuse("ASOF JOIN cannot run on Spark: Spark SQL has no as-of join", span,
                          hint="read the table in its own row-level feature view: featql's "
                          "point-in-time join picks the latest row before each event")
 
 
-def refuse_ordered_aggregate(tree: exp.Expr, span: Span = NO_SPAN) -> None:
+def refuse_ordered_aggregate(nodes: Nodes, span: Span = NO_SPAN) -> None:
     """`ARRAY_AGG(x ORDER BY y)` becomes `COLLECT_LIST(x)` on Spark: the ORDER BY is dropped.
 
     Other aggregates with an ORDER BY inside the call (`FIRST(x ORDER BY y)`) are kept verbatim,
     which Spark rejects. `STRING_AGG(x, ',' ORDER BY y)` becomes `LISTAGG ... WITHIN GROUP
     (ORDER BY y)`, which Spark 4 runs, so it is allowed.
     """
-    for agg in tree.find_all(exp.AggFunc):
+    for agg in _of(nodes, exp.AggFunc):
         if isinstance(agg.this, exp.Order) and not isinstance(agg, exp.GroupConcat):
             name = "ARRAY_AGG" if isinstance(agg, exp.ArrayAgg) else agg.sql_name()
             why = ("Spark's COLLECT_LIST has no ORDER BY, so the order would be lost"
@@ -48,13 +56,13 @@ def refuse_ordered_aggregate(tree: exp.Expr, span: Span = NO_SPAN) -> None:
                          "or compute the ordered value with a window function")
 
 
-def refuse_array_agg_nulls(tree: exp.Expr, span: Span = NO_SPAN) -> None:
+def refuse_array_agg_nulls(nodes: Nodes, span: Span = NO_SPAN) -> None:
     """DuckDB's ARRAY_AGG keeps NULL elements; Spark's COLLECT_LIST (its translation) drops them.
 
     Allowed when the query already says NULLs go: `ARRAY_AGG(x) FILTER (WHERE x IS NOT NULL)`.
     https://spark.apache.org/docs/latest/api/sql/index.html#collect_list
     """
-    for agg in tree.find_all(exp.ArrayAgg):
+    for agg in _of(nodes, exp.ArrayAgg):
         if isinstance(agg.this, exp.Order) or _filters_out_nulls(agg):
             continue
         arg = agg.this.sql(dialect="duckdb") if agg.this is not None else "x"
@@ -75,9 +83,9 @@ def _filters_out_nulls(agg: exp.ArrayAgg) -> bool:
     return any(c == wanted for c in conjuncts)
 
 
-def refuse_date_diff_unit(tree: exp.Expr, span: Span = NO_SPAN) -> None:
+def refuse_date_diff_unit(nodes: Nodes, span: Span = NO_SPAN) -> None:
     """DuckDB DATE_DIFF units without a Spark TIMESTAMPDIFF unit (decade, century, dow, ...)."""
-    for dd in tree.find_all(exp.DateDiff):
+    for dd in _of(nodes, exp.DateDiff):
         if dd.args.get("date_part_boundary") and date_diff_unit(dd) is None:
             unit = dd.args.get("unit")
             shown = unit.name.lower() if isinstance(unit, exp.Var | exp.Literal) else "?"
@@ -86,7 +94,7 @@ def refuse_date_diff_unit(tree: exp.Expr, span: Span = NO_SPAN) -> None:
                          "second, millisecond or microsecond")
 
 
-def refuse_single_regexp_replace(tree: exp.Expr, span: Span = NO_SPAN) -> None:
+def refuse_single_regexp_replace(nodes: Nodes, span: Span = NO_SPAN) -> None:
     """DuckDB's REGEXP_REPLACE options (4th argument) do not survive the trip to Spark.
 
     Without 'g' DuckDB replaces the first match only, Spark's REGEXP_REPLACE every match:
@@ -95,7 +103,7 @@ def refuse_single_regexp_replace(tree: exp.Expr, span: Span = NO_SPAN) -> None:
     argument (so 'i', case-insensitive, is lost too).
     https://duckdb.org/docs/sql/functions/regular_expressions#options-for-regular-expression-functions
     """
-    for node in tree.find_all(exp.RegexpReplace):
+    for node in _of(nodes, exp.RegexpReplace):
         if not node.args.get("single_replace"):
             continue  # not read from DuckDB
         mods = node.args.get("modifiers")
@@ -112,7 +120,7 @@ def refuse_single_regexp_replace(tree: exp.Expr, span: Span = NO_SPAN) -> None:
                          "pass just 'g'")
 
 
-def refuse_last_ignore_nulls(tree: exp.Expr, span: Span = NO_SPAN) -> None:
+def refuse_last_ignore_nulls(nodes: Nodes, span: Span = NO_SPAN) -> None:
     """Spark `last(x, true)` (IGNORE NULLS): sqlglot drops IGNORE NULLS on the way to DuckDB.
 
     At the default `unsupported_level` it only logs a warning and emits `LAST(x)`, which returns
@@ -120,7 +128,7 @@ def refuse_last_ignore_nulls(tree: exp.Expr, span: Span = NO_SPAN) -> None:
     it is rendered `LAST(x IGNORE NULLS) OVER (...)` by `FeatqlDuckDB`. `first(x, true)` becomes
     DuckDB's ANY_VALUE, which skips NULLs too, so it is allowed.
     """
-    for node in tree.find_all(exp.IgnoreNulls):
+    for node in _of(nodes, exp.IgnoreNulls):
         if isinstance(node.this, exp.Last) and not isinstance(node.parent, exp.Window):
             raise refuse("LAST(..., true) cannot run on DuckDB: sqlglot drops its IGNORE NULLS",
                          span, hint="filter the NULLs out first (WHERE x IS NOT NULL), or use a "
@@ -135,6 +143,10 @@ CHECKS: dict[Target, tuple[Check, ...]] = {
 
 
 def check(tree: exp.Expr, target: Target, span: Span = NO_SPAN) -> None:
-    """Raise `LoweringError` (E701) for the first construct `target` would get wrong."""
+    """Raise `LoweringError` (E701) for the first construct `target` would get wrong.
+
+    The tree is walked once; each rule, in order, looks at the nodes of its type.
+    """
+    nodes = list(tree.walk())
     for rule in CHECKS[target]:
-        rule(tree, span)
+        rule(nodes, span)

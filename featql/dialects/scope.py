@@ -12,9 +12,35 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from featql.compiler.diagnostics import Span
-from featql.compiler.ir import FeatureView, Manifest
+from featql.compiler.ir import FeatureView, Manifest, Source
 from featql.dialects.contract import CREATED
 from featql.dialects.errors import refuse
+
+
+@dataclass(frozen=True)
+class Names:
+    """A manifest's views and sources by name: `Manifest.view`/`.source` scan, once per call."""
+
+    manifest: Manifest
+    views: dict[str, FeatureView]
+    sources: dict[str, Source]
+
+
+_names: Names | None = None  # of the manifest lowered last (lowering goes manifest by manifest)
+
+
+def names(manifest: Manifest) -> Names:
+    """The index of `manifest` (the first object of a name wins, as in `Manifest.view`)."""
+    global _names
+    if _names is None or _names.manifest is not manifest:
+        views: dict[str, FeatureView] = {}
+        sources: dict[str, Source] = {}
+        for v in manifest.views:
+            views.setdefault(v.name, v)
+        for s in manifest.sources:
+            sources.setdefault(s.name, s)
+        _names = Names(manifest, views, sources)
+    return _names
 
 
 @dataclass
@@ -50,10 +76,11 @@ class Scope:
         return {}
 
     def _table_columns(self, name: str) -> dict[str, exp.Expr | str]:
-        source = self.manifest.source(name)
+        index = names(self.manifest)
+        source = index.sources.get(name)
         if source is not None:
             return {c.name.lower(): c.type for c in source.columns}
-        view = self.manifest.view(name)
+        view = index.views.get(name)
         if view is not None:
             return {c.name.lower(): c.type for c in view.output_columns}
         return {}

@@ -23,7 +23,7 @@ from featql.dialects.contract import CREATED, TILE_START, partial_column, tile_p
 from featql.dialects.errors import refuse
 from featql.dialects.expressions import TimeFloor
 from featql.dialects.render import parse
-from featql.dialects.scope import Scope
+from featql.dialects.scope import Scope, names
 
 RESERVED_CTES = ("feature_rows", "filtered_events", "tiles")
 _AGG_SQL = {"count": exp.Count, "sum": exp.Sum, "min": exp.Min, "max": exp.Max}
@@ -77,7 +77,7 @@ def _plan_row(query: exp.Query, scope: Scope) -> list[Stage]:
         columns.append(col)
         casts |= cast
     if view.created is not None:
-        src = scope.manifest.source(view.depends_on[0])
+        src = names(scope.manifest).sources.get(view.depends_on[0])
         created_type = next((c.type for c in src.columns if c.name == view.created),
                             None) if src is not None else None
         col, cast = _output(CREATED, "TIMESTAMP", created_type)
