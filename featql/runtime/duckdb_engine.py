@@ -11,7 +11,7 @@ from featql.compiler.ir import Source
 from featql.runtime.engine import EngineName
 from featql.runtime.pit import PointInTimeJoin
 from featql.runtime.pit_sql import SPINE, duckdb_sql
-from featql.runtime.sources import empty_table, is_s3, local_files, read_s3
+from featql.runtime.sources import source_input
 from featql.runtime.types import conform
 
 _DUCK_TYPES = {"STRING": "VARCHAR", "INT": "INTEGER"}
@@ -45,12 +45,9 @@ class DuckDBEngine:
         self._keep: dict[str, pa.Table] = {}
 
     def register_source(self, source: Source, root: Path) -> None:
-        if is_s3(source.batch.path):
-            self.register_arrow(source.name, read_s3(source))
-            return
-        files = local_files(source, root)
-        if not files:
-            self.register_arrow(source.name, empty_table(source))
+        files, table = source_input(source, root)
+        if table is not None:
+            self.register_arrow(source.name, table)
             return
         listing = "[" + ", ".join(_lit(f) for f in files) + "]"
         fmt = source.batch.format

@@ -83,3 +83,15 @@ def read_s3(source: Source) -> pa.Table:
 
 def empty_table(source: Source) -> pa.Table:
     return pa.table({c.name: pa.array([], arrow_type(c.type)) for c in source.columns})
+
+
+def source_input(source: Source, root: Path) -> tuple[list[str], pa.Table | None]:
+    """What an engine registers for a source: its local files, or else an Arrow table.
+
+    S3 sources are read through pyarrow (DuckDB's httpfs cannot be installed offline) and a
+    source without files is an empty table of its schema; both come back as the table.
+    """
+    if is_s3(source.batch.path):
+        return [], read_s3(source)
+    files = local_files(source, root)
+    return files, None if files else empty_table(source)

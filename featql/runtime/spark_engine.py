@@ -21,7 +21,7 @@ from featql.compiler.ir import Source
 from featql.runtime.engine import EngineName
 from featql.runtime.pit import RID, PointInTimeJoin
 from featql.runtime.pit_sql import SPINE, spark_sql
-from featql.runtime.sources import empty_table, is_s3, local_files, read_s3
+from featql.runtime.sources import source_input
 from featql.runtime.types import conform
 
 _LOCK = threading.Lock()
@@ -68,12 +68,9 @@ class SparkEngine:
         self._views.append(name)
 
     def register_source(self, source: Source, root: Path) -> None:
-        if is_s3(source.batch.path):
-            self.register_arrow(source.name, read_s3(source))
-            return
-        files = local_files(source, root)
-        if not files:
-            self.register_arrow(source.name, empty_table(source))
+        files, table = source_input(source, root)
+        if table is not None:
+            self.register_arrow(source.name, table)
             return
         reader = self.spark.read
         fmt = source.batch.format
