@@ -45,7 +45,7 @@ from featql.compiler.leakage import lint_leakage
 from featql.compiler.loader import ParsedFile, display_path, load
 from featql.compiler.resolve import Resolved, resolve
 from featql.compiler.services import build_py_transform, build_service, build_sql_transform
-from featql.compiler.typecheck import TypedView, type_view
+from featql.compiler.typecheck import TypedView, type_view, window_feature
 from featql.compiler.types import KEY_TYPES, UNKNOWN, from_sql_text
 
 
@@ -243,7 +243,7 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
     if is_agg:
         for agg in typed.aggregations:
             for w in typed.windows:
-                fname = f"{agg.name}_{_fmt(w)}"
+                fname = window_feature(agg.name, w)
                 features.append(Feature(fname, agg.type, digest(
                     shared, agg.function, projection_sql(canonical, agg.name), w, typed.slide,
                     upstream) if fingerprints else "",
@@ -327,7 +327,3 @@ def _rows_preserved(query: exp.Expr, source: str) -> bool:
     return False
 
 
-def _fmt(seconds: int) -> str:
-    from featql.compiler.durations import format_duration
-
-    return format_duration(seconds)

@@ -22,6 +22,7 @@ from featql.compiler.body import READ_DIALECT, deep_stack, node_span, statement_
 from featql.compiler.columns import TableColumns, check_columns
 from featql.compiler.decorators import Decl
 from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
+from featql.compiler.durations import format_duration as _fmt
 from featql.compiler.ir import Aggregation, Column
 from featql.compiler.leakage import is_nondeterministic
 from featql.compiler.types import KEY_TYPES, NUMERIC, UNKNOWN, compatible, from_sqlglot, to_sqlglot
@@ -194,8 +195,6 @@ def type_view(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: TableCo
                     _projection_span(src, stmt, ts, decl.at("timestamp")),
                     hint=f"CAST({ts} AS TIMESTAMP)")
         ok = False
-    if decl.get("ttl") is None:
-        pass  # no TTL: a value never expires
     if not ok or keys is None:
         return None
     key_names = {k.name for k in keys}
@@ -333,14 +332,13 @@ def _type_aggregate(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: T
         if agg is None:
             return None
         aggregations.append(agg)
-    features = [Column(f"{a.name}_{_fmt(w)}", a.type) for a in aggregations for w in windows]
+    features = [Column(window_feature(a.name, w), a.type) for a in aggregations for w in windows]
     return TypedView(typed, keys, ts, features, aggregations, tuple(windows), slide)
 
 
-def _fmt(seconds: int) -> str:
-    from featql.compiler.durations import format_duration
-
-    return format_duration(seconds)
+def window_feature(aggregation: str, window_seconds: int) -> str:
+    """The feature an aggregate gives for one window: `txn_count` over 7 days → `txn_count_7d`."""
+    return f"{aggregation}_{_fmt(window_seconds)}"
 
 
 def _input_column_type(stmt: exp.Select, name: str, tables: TableColumns) -> str | None:
