@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
                 continue
             written[out_dir / "sql" / target / sql_file_name(view.name)] = sql
     if failures:
+        # a view the planner refuses gives the same diagnostic for every target: show it once
+        failures = list(dict.fromkeys(failures))
         print_diagnostics(failures, result.source_text)
         console(stderr=True).print(f"[bold red]✗[/] {len(failures)} view(s) cannot be lowered")
         return 1
