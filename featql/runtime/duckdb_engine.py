@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,8 @@ import pyarrow as pa
 
 from featql.compiler.ir import Source
 from featql.runtime.engine import EngineName
-from featql.runtime.pit import PointInTimeJoin
-from featql.runtime.pit_sql import SPINE, duckdb_sql
+from featql.runtime.pit import RID, PointInTimeJoin
+from featql.runtime.pit_sql import SPINE, duckdb_sql, duckdb_twins_sql
 from featql.runtime.sources import source_input
 from featql.runtime.types import conform
 
@@ -85,9 +86,30 @@ class DuckDBEngine:
         return _arrow(self.con.sql(sql))
 
     def point_in_time(self, node: PointInTimeJoin, spine: pa.Table) -> pa.Table:
+        """The join; views marked `verify` are joined without deduplication, then checked:
+        when a row some spine row got has a twin on (keys, ts), the join is run again with
+        that view deduplicated, and the result's schema metadata `featql.ties` names it."""
         self.register_arrow(SPINE, spine)
-        out = _arrow(self.con.sql(duckdb_sql(node)))
-        return conform(out, {f.column: f.type for v in node.views for f in v.features})
+        types = {f.column: f.type for v in node.views for f in v.features}
+        if not any(v.verify for v in node.views):
+            return conform(_arrow(self.con.sql(duckdb_sql(node))), types)
+        result = "_featql_pit_result"
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {result} AS "
+                         f"{duckdb_sql(node, ordered=False)}")
+        try:
+            twins = [v.view for i, v in enumerate(node.views) if v.verify and self.con.sql(
+                duckdb_twins_sql(v, i, result)).fetchall()[0][0] > 0]
+            if twins:
+                fixed = tuple(replace(v, verify=False, unique=v.unique and v.view not in twins)
+                              for v in node.views)
+                out = _arrow(self.con.sql(duckdb_sql(replace(node, views=fixed))))
+            else:
+                cols = ", ".join(_q(c) for c in (RID, *node.columns))
+                out = _arrow(self.con.sql(f"SELECT {cols} FROM {result} ORDER BY {_q(RID)}"))
+        finally:
+            self.con.execute(f"DROP TABLE IF EXISTS {result}")
+        out = conform(out, types)
+        return out.replace_schema_metadata({b"featql.ties": ",".join(twins).encode()})
 
     def close(self) -> None:
         self.con.close()

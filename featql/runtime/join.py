@@ -34,9 +34,14 @@ def spine_relation(spine: pa.Table, node: PointInTimeJoin, ts_col: str) -> pa.Ta
     return pa.table(cols)
 
 
-def join_spine(engine: Engine, node: PointInTimeJoin, spine: pa.Table, ts_col: str) -> pa.Table:
+def join_spine(engine: Engine, node: PointInTimeJoin, spine: pa.Table, ts_col: str,
+               ties_found: set[str] | None = None) -> pa.Table:
+    """`ties_found` collects the views an engine found event-time ties in while joining."""
     check_spine(spine.schema, node)
     result = engine.point_in_time(node, spine_relation(spine, node, ts_col))
+    noted = (result.schema.metadata or {}).get(b"featql.ties", b"").decode()
+    if ties_found is not None and noted:
+        ties_found.update(noted.split(","))
     rids = result.column(RID)
     if result.num_rows != spine.num_rows or (
             spine.num_rows and not pc.all(pc.equal(

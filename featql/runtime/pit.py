@@ -60,6 +60,7 @@ class ViewJoin:
     ttl_seconds: int | None = None
     slide_seconds: int | None = None
     unique: bool = False  # row-level: at most one row per (keys, ts) (the offline store's rows)
+    verify: bool = False  # row-level, with unique: not known; check the matched rows afterwards
 
 
 @dataclass(frozen=True)

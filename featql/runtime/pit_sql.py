@@ -44,8 +44,34 @@ class _Dialect:
         return table.get(featql_type, featql_type)
 
 
-def duckdb_sql(node: PointInTimeJoin) -> str:
-    return _lower_duckdb(node, _Dialect("duckdb"))
+def duckdb_sql(node: PointInTimeJoin, ordered: bool = True) -> str:
+    """Views joined with `verify` also return the event time of the row each spine row got,
+    as `_featql_m<i>` (i: the view's position), for `duckdb_twins_sql`."""
+    return _lower_duckdb(node, _Dialect("duckdb"), ordered)
+
+
+def matched_column(i: int) -> str:
+    return f"_featql_m{i}"
+
+
+def _key_column(key: str) -> str:
+    return f"_featql_key_{key}"
+
+
+def duckdb_twins_sql(view: ViewJoin, i: int, result: str) -> str:
+    """Does a row that some spine row got (from a join without deduplication) share its
+    (keys, ts) with another row of the view? If not, no tie mattered and the join stands.
+    Costs a semi-join of the view's rows against the matched pairs, not an aggregate over all
+    of the view's rows."""
+    d = _Dialect("duckdb")
+    keys = [d.q(k) for k in view.keys]
+    ts, m = d.q(view.timestamp), matched_column(i)
+    on = " AND ".join([*(f"r.{k} = m.{k}" for k in keys), f"r.{ts} = m._featql_ts"])
+    matched = ", ".join(f"{d.q(_key_column(k))} AS {d.q(k)}" for k in view.keys)
+    return (f"SELECT count(*) AS n FROM (SELECT 1 AS one FROM {d.q(view.relation)} r SEMI JOIN "
+            f"(SELECT DISTINCT {matched}, {m} AS _featql_ts FROM {result} "
+            f"WHERE {m} IS NOT NULL) m ON {on} GROUP BY {', '.join(f'r.{k}' for k in keys)}, "
+            f"r.{ts} HAVING count(*) > 1) x")
 
 
 def spark_sql(node: PointInTimeJoin) -> str:
@@ -123,7 +149,7 @@ def _spark_chain_cte(views: list[ViewJoin], src: str, dst: str, carried: list[st
             "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) w WHERE _featql_kind = 0)")
 
 
-def _lower_duckdb(node: PointInTimeJoin, d: _Dialect) -> str:
+def _lower_duckdb(node: PointInTimeJoin, d: _Dialect, ordered: bool) -> str:
     ctes: list[str] = []
     joins: list[str] = []
     selects: list[str] = [f"s.{RID}"]
@@ -142,14 +168,20 @@ def _lower_duckdb(node: PointInTimeJoin, d: _Dialect) -> str:
         on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
                            f"s.{SPINE_TS} > {alias}._featql_ts"])
         joins.append(f"ASOF LEFT JOIN {alias} ON {on}")
+        if view.verify:
+            for k in view.keys:
+                if (key := f"s.{d.q(k)} AS {d.q(_key_column(k))}") not in selects:
+                    selects.append(key)
+            selects.append(f"{alias}._featql_ts AS {matched_column(i)}")
         fresh = _ttl_test(t_us, d.epoch_us(f"{alias}._featql_ts"), view.ttl_seconds)
         for f in view.features:
             value = f"{alias}.{d.q(f.column)}"
             selects.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}"
                            if fresh else f"{value} AS {d.q(f.column)}")
     with_clause = ("WITH " + ",\n".join(ctes) + "\n") if ctes else ""
+    order = f"\nORDER BY s.{RID}" if ordered else ""
     return (f"{with_clause}SELECT {', '.join(selects)}\nFROM {SPINE} s\n"
-            + "\n".join(joins) + f"\nORDER BY s.{RID}")
+            + "\n".join(joins) + order)
 
 
 def _floor(us_expr: str, slide_seconds: int) -> str:

@@ -1,10 +1,12 @@
 """Does a row-level view hold several rows with the same (keys, event time)?
 
-Only then must a training set break ties (PRODUCT §3), which costs a partitioned window over all
-of the view's rows. The answer is computed with one aggregate over (keys, ts) and cached in
-`<project>/.featql/cache/ties.json` under the view's fingerprint and the identity (path, size,
-mtime, inode; the bytes of small files) of every local file its sources read; S3 sources are
-checked each time.
+Only then must a training set break ties (PRODUCT §3), which on DuckDB costs a partitioned
+window over all of the view's rows. DuckDB finds out cheaply instead of asking up front: it
+joins without deduplication, checks only the rows the spine got for twins
+(`DuckDBEngine.point_in_time`), and runs the deduplicating join only when one has a twin. Such
+a find is recorded in `<project>/.featql/cache/ties.json`, so later training sets deduplicate
+straight away, under the view's fingerprint and the identity (path, size, mtime, inode; the
+bytes of small files) of every local file its sources read; S3 sources are checked each time.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import os
 from pathlib import Path
 
 from featql.compiler.ir import FeatureView, Manifest
-from featql.runtime.engine import Engine
-from featql.runtime.pit import relation_name
 from featql.runtime.sources import is_s3, local_files
 
 CACHE = Path(".featql") / "cache" / "ties.json"
@@ -45,30 +45,35 @@ def _signature(manifest: Manifest, view: FeatureView, root: Path) -> str | None:
     return h.hexdigest()
 
 
-def has_ties(engine: Engine, manifest: Manifest, view: FeatureView, root: Path) -> bool:
-    """True when the view's registered rows relation has a repeated (keys, ts)."""
-    sig = _signature(manifest, view, root)
+def _read_cache(root: Path) -> dict[str, bool]:
     path = root / CACHE
-    cache: dict[str, bool] = {}
-    if sig is not None and path.exists():
-        try:
-            cache = json.loads(path.read_text())
-        except (OSError, ValueError):
-            cache = {}
-        if sig in cache:
-            return bool(cache[sig])
-    q = (lambda c: f'"{c}"') if engine.name == "duckdb" else (lambda c: f"`{c}`")
-    cols = ", ".join(q(c) for c in [*(k.name for k in view.keys), view.timestamp])
-    found = engine.query(
-        f"SELECT count(*) AS n FROM (SELECT 1 AS one FROM {q(relation_name(view.name, 'row'))} "
-        f"GROUP BY {cols} HAVING count(*) > 1) x").column(0)[0].as_py() > 0
-    if sig is not None:
-        cache[sig] = found
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(cache, sort_keys=True))
-            os.replace(tmp, path)
-        except OSError:
-            pass
-    return found
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def known_ties(manifest: Manifest, view: FeatureView, root: Path) -> bool | None:
+    """The cached answer for the view's current definition and files, or None."""
+    sig = _signature(manifest, view, root)
+    answer = _read_cache(root).get(sig) if sig is not None else None
+    return None if answer is None else bool(answer)
+
+
+def record_ties(manifest: Manifest, view: FeatureView, root: Path, found: bool) -> None:
+    sig = _signature(manifest, view, root)
+    if sig is None:
+        return
+    cache = _read_cache(root)
+    cache[sig] = found
+    path = root / CACHE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(cache, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass

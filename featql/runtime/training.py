@@ -32,7 +32,7 @@ from featql.runtime.pit import (
 )
 from featql.runtime.relations import ProjectData, view_start
 from featql.runtime.state import MaterializationState, covers
-from featql.runtime.ties import has_ties
+from featql.runtime.ties import known_ties, record_ties
 
 
 @dataclass
@@ -142,12 +142,18 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
             else:
                 data.register_fresh(view)
                 report.reads[view.name] = "sources"
-                # DuckDB's tie-breaking is a window of its own, Spark's two more sort columns
-                if (view.kind == "row" and eng.name == "duckdb"
-                        and not has_ties(eng, manifest, view, root)):
-                    join = replace(join, unique=True)
+                # DuckDB's tie-breaking is a window of its own (Spark's: two more sort
+                # columns): skip it when the rows have no ties, or check afterwards that
+                # none of the rows the spine got has a twin
+                known = known_ties(manifest, view, root) if view.kind == "row" else True
+                if eng.name == "duckdb" and not known:
+                    join = replace(join, unique=True, verify=known is None)
             joins.append(join)
-        out = join_spine(eng, replace(node, views=tuple(joins)), table, ts_col)
+        ties: set[str] = set()
+        out = join_spine(eng, replace(node, views=tuple(joins)), table, ts_col, ties)
+        for name in sorted(ties):
+            if (tied := manifest.view(name)) is not None:
+                record_ties(manifest, tied, root, True)
     finally:
         if engine is None or isinstance(engine, str):
             eng.close()

@@ -52,6 +52,18 @@ class Case:
 
 
 @st.composite
+def _twins(draw: st.DrawFn, rows: list[dict[str, Any]],
+           fields: dict[str, st.SearchStrategy[Any]]) -> list[dict[str, Any]]:
+    """Rows sharing the keys and event time of drawn rows, other values redrawn (or not):
+    random lists alone rarely hold a tie on (keys, ts)."""
+    if not rows or draw(st.integers(0, 3)) == 0:
+        return []
+    picks = draw(st.lists(st.sampled_from(rows), min_size=1, max_size=3))
+    return [{**row, **{k: draw(v) for k, v in fields.items() if draw(st.booleans())}}
+            for row in picks]
+
+
+@st.composite
 def cases(draw: st.DrawFn) -> Case:
     a_rows = draw(st.lists(st.fixed_dictionaries({
         "user_id": st.one_of(_user, _user, _user, st.none()), "ts": _maybe_ts,
@@ -69,6 +81,9 @@ def cases(draw: st.DrawFn) -> Case:
         "label": st.integers(0, 1)}), min_size=1, max_size=10))
     if spine and draw(st.booleans()):
         spine.append(dict(draw(st.sampled_from(spine))))  # duplicate spine row
+    a_rows += draw(_twins(a_rows, {"_featql_created": st.one_of(_ts, st.none()),
+                                   "fa_int": _small_int, "fa_str": _small_str}))
+    c_rows += draw(_twins(c_rows, {"fc": _small_float}))
     a = RowView("va", ["user_id"], "ts", ["fa_int", "fa_str"], draw(_ttl), a_rows)
     c = RowView("vc", ["user_id", "merchant"], "ts", ["fc"], draw(_ttl), c_rows)
     b = AggView("vb", ["merchant"], HOUR, [HOUR, 3 * HOUR],

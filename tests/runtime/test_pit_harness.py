@@ -23,12 +23,16 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b) and type(a) is type(b)
 
 
-def check(engine: Any, case: Case) -> None:
+def check(engine: Any, case: Case, verify: bool = False) -> None:
     tabs = tables(case)
     for name, table in tabs.items():
         if name != "spine":
             engine.register_arrow(name, table)
-    got = join_spine(engine, node(case), tabs["spine"], "t").to_pylist()
+    plan = node(case)
+    if verify:  # join row-level views undeduplicated, then check the matched rows for twins
+        plan = replace(plan, views=tuple(replace(v, unique=True, verify=True)
+                                         if v.kind == "row" else v for v in plan.views))
+    got = join_spine(engine, plan, tabs["spine"], "t").to_pylist()
     want = oracle.training_set(case.spine, "t", [case.a, case.b, case.c])
     assert len(got) == len(case.spine)
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
@@ -50,6 +54,12 @@ def duck() -> Any:
 @given(case=cases())
 def test_duckdb_matches_oracle(duck: Any, case: Case) -> None:
     check(duck, case)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=cases())
+def test_duckdb_verified_join_matches_oracle(duck: Any, case: Case) -> None:
+    check(duck, case, verify=True)
 
 
 @pytest.mark.slow

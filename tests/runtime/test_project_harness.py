@@ -43,6 +43,10 @@ def project_case(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
         "s": st.one_of(st.sampled_from(["k", "l", "M"]), st.none()),
         "ts": st.one_of(_grid(20, 18), _grid(20, 18), _grid(20, 18), st.none()),
         "created_at": st.one_of(_t, st.none())}), max_size=14))
+    if events and draw(st.integers(0, 3)):  # twins on (user_id, ts): random lists rarely tie
+        for row in draw(st.lists(st.sampled_from(events), min_size=1, max_size=3)):
+            events.append({**row, "x": draw(st.one_of(st.integers(-5, 5), st.none())),
+                           "created_at": draw(st.one_of(_t, st.none()))})
     profiles = draw(st.lists(st.fixed_dictionaries({
         "user_id": _user, "merchant": _merchant, "updated_at": _t,
         "score": st.one_of(st.sampled_from([0.5, -2.0, 3.25]), st.none())}), max_size=8))
