@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featql.compiler.project import CompileResult, compile_project
+from featql.compiler.project import CompileResult, ViewHook, compile_project
 from featql.console import UserError, console, print_diagnostics, summary_line
 
 
@@ -15,9 +15,11 @@ def project_root(arg: str) -> Path:
     return root
 
 
-def compile_or_report(project: str, *, quiet_ok: bool = False) -> CompileResult | None:
-    """Compile; print diagnostics; None when there were errors."""
-    result = compile_project(project_root(project))
+def compile_or_report(project: str, *, quiet_ok: bool = False,
+                      on_view: ViewHook | None = None) -> CompileResult | None:
+    """Compile; print diagnostics; None when there were errors. `on_view`: see
+    `compile_project`."""
+    result = compile_project(project_root(project), on_view=on_view)
     diags = result.diagnostics
     print_diagnostics(diags.sorted(), result.source_text)
     if diags.has_errors():

@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from featql.commands._common import compile_or_report
+from featql.compiler.ir import Manifest
 from featql.compiler.loader import display_path
 from featql.compiler.manifest import write_manifest
 from featql.console import console, print_diagnostics
+
+if TYPE_CHECKING:
+    from featql.compiler.project import CompileResult
+    from featql.dialects.errors import Target
+    from featql.dialects.parallel import Lowered
 
 ORDER = 30
 
@@ -28,19 +35,28 @@ def sql_file_name(view: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = compile_or_report(args.project)
-    if result is None:
-        return 1
-    manifest = result.manifest
-    assert manifest is not None
+    from featql.dialects.stream import StreamingLowerer
+
+    targets = args.target or list(TARGETS)
+    # each view is planned once for all targets; on large projects a second core lowers the
+    # views already compiled while the compiler works on the rest
+    with StreamingLowerer(targets) as lowerer:
+        result = compile_or_report(args.project, on_view=lowerer.add)
+        if result is None:
+            return 1
+        manifest = result.manifest
+        assert manifest is not None
+        lowered = lowerer.finish(manifest)
+    return _write(args, result, manifest, targets, lowered)
+
+
+def _write(args: argparse.Namespace, result: CompileResult, manifest: Manifest,
+           targets: list[Target], lowered: dict[str, Lowered]) -> int:
+    """Report the views that cannot be lowered, or write the manifest and the SQL files."""
     from featql.compiler.diagnostics import Diagnostic
-    from featql.dialects.parallel import lower_views
 
     out_dir = Path(args.out) if args.out else result.root / "target"
-    targets = args.target or list(TARGETS)
-    # each view is planned once for all targets (on several cores for large projects);
     # results are reported target by target, views in manifest order
-    lowered = lower_views(manifest, targets)
     written: dict[Path, str] = {}
     failures = []
     for target in targets:

@@ -19,6 +19,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from featql.compiler.body import READ_DIALECT
 from featql.compiler.ir import FeatureView, Source
+from featql.compiler.treecopy import light_copy
 
 
 def digest(*parts: Any) -> str:
@@ -27,12 +28,10 @@ def digest(*parts: Any) -> str:
 
 
 def canonicalize(q: exp.Expr) -> exp.Expr:
-    """A copy of a qualified query with stable table aliases."""
-    q = q.copy()
+    """A copy of a qualified query with stable table aliases (and no comments)."""
+    q = light_copy(q)
     for scope in traverse_scope(q):
         _rename_scope(scope)
-    for node in q.walk():
-        node.comments = None
     return q
 
 
@@ -62,23 +61,24 @@ def _rename_scope(scope: Scope) -> None:
 
 
 def canonical_sql(q: exp.Expr) -> str:
-    return canonicalize(q).sql(dialect=READ_DIALECT, normalize=True, comments=False)
+    return canonicalize(q).sql(dialect=READ_DIALECT, normalize=True, comments=False, copy=False)
 
 
 def context_sql(canonical: exp.Expr, keep: list[str]) -> str:
     """The query with only `keep` projected: what every feature of the view shares.
 
-    The projections are swapped out of `canonical` for the time of one generation (which copies
-    the tree) and put back, rather than copying the whole query first.
+    The projections are swapped out of `canonical` for the time of one copy and put back,
+    rather than copying the whole query first; SQL is generated from the copy.
     """
     if not isinstance(canonical, exp.Select):
-        return canonical.sql(dialect=READ_DIALECT, normalize=True)
+        return _sql(canonical)
     projections = canonical.args.get("expressions") or []
     canonical.set("expressions", [p for p in projections if p.alias_or_name.lower() in keep])
     try:
-        return canonical.sql(dialect=READ_DIALECT, normalize=True)
+        copy = light_copy(canonical)
     finally:
         canonical.set("expressions", projections)
+    return _sql(copy, copy=False)
 
 
 def projection_sql(canonical: exp.Expr, name: str) -> str:
@@ -86,9 +86,16 @@ def projection_sql(canonical: exp.Expr, name: str) -> str:
         for p in canonical.selects:
             if p.alias_or_name.lower() == name:
                 inner = p.this if isinstance(p, exp.Alias) else p
-                return inner.sql(dialect=READ_DIALECT, normalize=True)
+                return _sql(inner)
     # set operations and the like: every feature depends on the whole query
-    return canonical.sql(dialect=READ_DIALECT, normalize=True)
+    return _sql(canonical)
+
+
+def _sql(tree: exp.Expr, *, copy: bool = True) -> str:
+    """Canonical SQL text of `tree`; generation may change the tree it reads, so unless told
+    otherwise it reads a copy (a light one: `Expression.sql` would deep-copy)."""
+    return (light_copy(tree) if copy else tree).sql(dialect=READ_DIALECT, normalize=True,
+                                                     copy=False)
 
 
 def columns_read(canonical: exp.Expr) -> dict[str, set[str]]:

@@ -8,6 +8,7 @@ is how the runtime, the registry and the server read a compiled project without 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import types
 import typing
@@ -16,7 +17,14 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from featql.compiler import ir
 
+try:  # optional: a faster encoder (installed with the serve extra)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the installation
+    _orjson = None  # type: ignore[assignment]
+
 FORMAT_VERSION = 1
+_ORJSON_OPTIONS = (_orjson.OPT_INDENT_2 | _orjson.OPT_SORT_KEYS | _orjson.OPT_APPEND_NEWLINE
+                   if _orjson is not None else 0)
 T = TypeVar("T")
 
 
@@ -24,9 +32,20 @@ class ManifestError(Exception):
     pass
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names, looked up once
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def to_data(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    """The IR as JSON-ready dicts, lists and scalars (dataclass fields in declaration order)."""
+    cls = type(value)
+    if cls in _SCALARS:
+        return value
+    names = _FIELDS.get(cls)
+    if names is None and dataclasses.is_dataclass(cls):
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    if names is not None:
+        return {n: to_data(getattr(value, n)) for n in names}
     if isinstance(value, tuple | list):
         return [to_data(v) for v in value]
     if isinstance(value, dict):
@@ -47,7 +66,26 @@ def manifest_data(manifest: ir.Manifest) -> dict[str, Any]:
 
 
 def dumps(manifest: ir.Manifest) -> str:
-    return json.dumps(manifest_data(manifest), indent=2, sort_keys=True) + "\n"
+    """Sorted keys, two-space indent, ASCII only (`json.dumps(..., indent=2, sort_keys=True)`).
+
+    orjson, when installed, writes the same bytes about ten times faster; text it would write
+    differently (any character from DEL up, which `json` escapes) goes through `json`.
+    """
+    paused = gc.isenabled()
+    gc.disable()  # the data is acyclic (freed by reference counts); the heap may be large
+    try:
+        data = manifest_data(manifest)
+    finally:
+        if paused:
+            gc.enable()
+    if _orjson is not None:
+        try:
+            blob = _orjson.dumps(data, option=_ORJSON_OPTIONS)
+        except TypeError:  # e.g. an integer beyond 64 bits
+            blob = None
+        if blob is not None and blob.isascii() and b"\x7f" not in blob:
+            return blob.decode("ascii")
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def write_manifest(manifest: ir.Manifest, out_dir: Path) -> Path:

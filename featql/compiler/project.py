@@ -9,7 +9,7 @@ earlier stages rejected, so one mistake gives one error, not a cascade.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,12 +72,20 @@ class CompileResult:
             return None
 
 
+ViewHook = Callable[[FeatureView, Mapping[str, Source]], None]
+
+
 def compile_project(root: str | Path, *, with_lineage: bool = True,
-                    fingerprints: bool = True) -> CompileResult:
+                    fingerprints: bool = True, on_view: ViewHook | None = None) -> CompileResult:
     """Compile a project folder. `fingerprints=False` (featql check: diagnostics only) skips the
-    per-feature canonical SQL and digests, leaving every fingerprint empty; all checks run."""
+    per-feature canonical SQL and digests, leaving every fingerprint empty; all checks run.
+
+    `on_view(view, sources)` is called as each feature view's IR is complete (in DAG order, so
+    after the views it reads), with every source of the project: `featql compile` lowers views
+    while the rest compiles. A view handed over is the object the manifest will hold, unless
+    the compile fails."""
     with _fewer_gc_pauses():
-        return _compile(Path(root), with_lineage, fingerprints)
+        return _compile(Path(root), with_lineage, fingerprints, on_view)
 
 
 @contextmanager
@@ -93,7 +101,8 @@ def _fewer_gc_pauses() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
-def _compile(root: Path, with_lineage: bool, fingerprints: bool) -> CompileResult:
+def _compile(root: Path, with_lineage: bool, fingerprints: bool,
+             on_view: ViewHook | None = None) -> CompileResult:
     diags = Diagnostics()
     config = load_config(root, display_path(root / CONFIG_FILE), diags)
     files, hooks = load(root, config, diags)
@@ -101,7 +110,7 @@ def _compile(root: Path, with_lineage: bool, fingerprints: bool) -> CompileResul
     sources = {s.name: s for s in build_sources(files, root, diags)}
     res = resolve(files, diags)
     entities = _build_entities(res, diags)
-    views = _build_views(res, sources, entities, diags, result.typed, fingerprints)
+    views = _build_views(res, sources, entities, diags, result.typed, fingerprints, on_view)
     transforms: dict[str, RequestTransform] = {}
     for name, f in res.by_kind.get("request_transform", {}).items():
         t = build_sql_transform(f, views, diags)
@@ -174,7 +183,8 @@ def _tables_for(view: str, res: Resolved, sources: dict[str, Source],
 
 def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, Entity],
                  diags: Diagnostics, typed_out: dict[str, TypedView],
-                 fingerprints: bool = True) -> dict[str, FeatureView]:
+                 fingerprints: bool = True,
+                 on_view: ViewHook | None = None) -> dict[str, FeatureView]:
     views: dict[str, FeatureView] = {}
     all_views = res.views()
     for name in res.order:
@@ -208,6 +218,8 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
         _learn_key_types(entities, entity, typed)
         views[name] = _view_ir(f, name, typed, res, sources, views, diags, fingerprints)
         typed_out[name] = typed
+        if on_view is not None:
+            on_view(views[name], sources)
     return views
 
 

@@ -1,0 +1,96 @@
+"""Lowering views while the project compiles gives exactly what lowering afterwards gives."""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import sys
+from pathlib import Path
+
+import pytest
+
+from featql.compiler.project import compile_project
+from featql.dialects import stream
+from featql.dialects.lower import lower_targets
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "compile_bench.py"
+TARGETS = ("duckdb", "spark")
+
+
+def _generate(root: Path, views: int, sources: int) -> None:
+    spec = importlib.util.spec_from_file_location("compile_bench_gen", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["compile_bench_gen"] = module
+    spec.loader.exec_module(module)
+    module.generate(root, views, sources)
+
+
+needs_fork = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                                reason="the streaming worker is forked")
+
+
+@needs_fork
+def test_streamed_lowering_equals_lowering_afterwards(tmp_path: Path, monkeypatch):
+    _generate(tmp_path, 120, 4)
+    monkeypatch.setattr(stream, "_cpus", lambda: 2)
+    with stream.StreamingLowerer(TARGETS, start_after=15) as lowerer:
+        result = compile_project(tmp_path, on_view=lowerer.add)
+        assert result.ok, [d.headline() for d in result.diagnostics.errors][:3]
+        manifest = result.manifest
+        assert lowerer._process is not None, "the worker started"
+        streamed = lowerer.finish(manifest)
+    # the worker lowered views in DAG order against the views compiled so far
+    assert len(lowerer._sent) == len(manifest.views)
+    afterwards = {v.name: lower_targets(manifest, v.name, TARGETS) for v in manifest.views}
+    assert list(streamed) == [v.name for v in manifest.views]
+    assert streamed == {n: {t: getattr(s, "diagnostic", s) for t, s in by.items()}
+                        for n, by in afterwards.items()}
+    assert all(isinstance(s, str) and s.startswith("-- featql feature view")
+               for by in streamed.values() for s in by.values())
+
+
+@needs_fork
+def test_a_view_the_manifest_holds_differently_is_lowered_again(tmp_path: Path, monkeypatch):
+    """Only a view object identical to the manifest's is taken from the worker."""
+    _generate(tmp_path, 40, 2)
+    monkeypatch.setattr(stream, "_cpus", lambda: 2)
+    manifest = compile_project(tmp_path).manifest
+    assert manifest is not None
+    sources = {s.name: s for s in manifest.sources}
+    first, *rest = manifest.views
+    from dataclasses import replace
+
+    stale = replace(first, fingerprint="0" * 16)  # as if the compiler had built it twice
+    with stream.StreamingLowerer(TARGETS, start_after=1) as lowerer:
+        for v in (stale, *rest):
+            lowerer.add(v, sources)
+        streamed = lowerer.finish(manifest)
+    assert f"-- fingerprint: {first.fingerprint}" in streamed[first.name]["duckdb"]
+    assert "0" * 16 not in streamed[first.name]["spark"]
+
+
+@needs_fork
+def test_close_stops_the_worker_of_a_failed_compile(tmp_path: Path, monkeypatch):
+    _generate(tmp_path, 30, 2)
+    monkeypatch.setattr(stream, "_cpus", lambda: 2)
+    manifest = compile_project(tmp_path).manifest
+    assert manifest is not None
+    sources = {s.name: s for s in manifest.sources}
+    lowerer = stream.StreamingLowerer(TARGETS, start_after=1)
+    for v in manifest.views:
+        lowerer.add(v, sources)
+    process = lowerer._process
+    assert process is not None and process.is_alive()
+    lowerer.close()  # what `with` does when the compile reports errors: finish is never called
+    assert not process.is_alive()
+
+
+def test_small_projects_lower_in_process(tmp_path: Path):
+    _generate(tmp_path, 40, 2)
+    with stream.StreamingLowerer(TARGETS) as lowerer:
+        result = compile_project(tmp_path, on_view=lowerer.add)
+        assert result.manifest is not None
+        streamed = lowerer.finish(result.manifest)
+        assert lowerer._process is None
+    assert set(streamed) == {v.name for v in result.manifest.views}
