@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from featql.compiler.diagnostics import did_you_mean
 from featql.compiler.ir import Column, FeatureService, FeatureView, Manifest
 from featql.serve import codec
 from featql.serve.online.base import OnlineStore
-from featql.serve.tiles import TileMerger, decode_tiles
+from featql.serve.tiles import TileMerger
 from featql.serve.transforms import CompiledTransform, TransformError, compile_transforms
 
 MAX_ENTITIES = 100
@@ -53,6 +54,8 @@ class ViewPlan:
     cell: str  # the store's name for the view's cells
     group: int  # index into ServicePlan.groups: whose item keys the view reads
     decode: Callable[[bytes | None, int], tuple[list[Any], str | None]]
+    pick: Callable[[list[Any]], tuple[Any, ...]]  # values -> output values, in `outputs` order
+    pick_env: Callable[[list[Any]], tuple[Any, ...]]  # values -> transform inputs, `env` order
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,18 @@ class ServicePlan:
     request_fields: tuple[Column, ...]
     groups: tuple[tuple[str, tuple[int, ...]], ...]  # (entity, key positions in the request)
     cells: tuple[str, ...]
+    order: Callable[[list[Any]], tuple[Any, ...]] | None  # views' outputs + transforms' ->
+    # `columns` order (None: already in order)
+
+
+def _getter(positions: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
+    """values -> tuple(values[p] for p in positions), at C speed."""
+    if not positions:
+        return lambda _values: ()
+    if len(positions) == 1:
+        p = positions[0]
+        return lambda values: (values[p],)
+    return operator.itemgetter(*positions)
 
 
 def _type_ok(value: Any, type_: str) -> bool:
@@ -107,10 +122,12 @@ def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> Servi
     wanted: dict[str, dict[str, None]] = {}  # view -> features needed
     for ref in service.features:
         wanted.setdefault(ref.view, {})[ref.feature] = None
+    inputs: set[str] = set()
     for ct in transforms.values():
         for inp in ct.inputs:
             vn, feat = inp.split(".", 1)
             wanted.setdefault(vn, {})[feat] = None
+            inputs.add(inp)
     outputs = {(ref.view, ref.feature) for ref in service.features}
     plans = []
     key_pos = {k.name: i for i, k in enumerate(service.keys)}
@@ -121,11 +138,13 @@ def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> Servi
         index = {f.name: i for i, f in enumerate(view.features)}
         group = groups.setdefault((view.entity, tuple(key_pos[k.name] for k in view.keys)),
                                   len(groups))
+        outs = tuple((index[f], f"{vname}.{f}") for f in feats if (vname, f) in outputs)
+        env = tuple((index[f], f"{vname}.{f}") for f in feats if f"{vname}.{f}" in inputs)
         plans.append(ViewPlan(
             view=view, entity=view.entity, key_names=tuple(k.name for k in view.keys),
-            outputs=tuple((index[f], f"{vname}.{f}") for f in feats if (vname, f) in outputs),
-            env=tuple((index[f], f"{vname}.{f}") for f in feats), cell=codec.cell_name(view),
-            group=group, decode=_decoder(view)))
+            outputs=outs, env=env, cell=codec.cell_name(view), group=group,
+            decode=_decoder(view, {index[f] for f in feats}),
+            pick=_getter([i for i, _ in outs]), pick_env=_getter([i for i, _ in env])))
     columns = [f"{r.view}.{r.feature}" for r in service.features]
     request_fields: dict[str, Column] = {}
     for name in service.transforms:
@@ -133,10 +152,15 @@ def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> Servi
         columns.extend(f"{name}.{c.name}" for c in ct.outputs)
         for c in ct.request:
             request_fields.setdefault(c.name, c)
+    assembled = [name for p in plans for _, name in p.outputs]
+    assembled += [f"{n}.{c.name}" for n in service.transforms for c in transforms[n].outputs]
+    at = {name: i for i, name in enumerate(assembled)}
+    perm = [at[c] for c in columns]
     return ServicePlan(service, service.keys, tuple(plans), tuple(columns),
                        tuple(transforms[n] for n in service.transforms),
                        tuple(request_fields.values()), tuple(groups),
-                       tuple(p.cell for p in plans))
+                       tuple(p.cell for p in plans),
+                       None if perm == list(range(len(assembled))) else _getter(perm))
 
 
 class OnlineService:
@@ -256,43 +280,38 @@ class OnlineService:
             items_by_group.append(items)
             all_items.update(dict.fromkeys(items))
         cells = self.store.read(list(all_items), plan.cells)
-        out: list[dict[str, Any]] = [{} for _ in rows]
-        event_times: list[dict[str, str | None]] = [{} for _ in rows]
+        n = len(rows)
+        values: list[list[Any]] = [[] for _ in range(n)]
+        event_times: list[dict[str, str | None]] = [{} for _ in range(n)]
+        with_env = bool(plan.transforms)
         for vp in plan.views:
-            items = items_by_group[vp.group]
-            decoded: dict[str, tuple[list[Any], str | None]] = {}
-            decode = vp.decode
-            cell = vp.cell
-            fill_env = vp.env if plan.transforms else ()
-            times = vp.view.kind == "row" and bool(vp.outputs)
-            for i, item in enumerate(items):
+            # each distinct item is decoded (TTL, tile merge) once, whatever its repeats
+            decoded: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], str | None]] = {}
+            decode, cell, pick, pick_env = vp.decode, vp.cell, vp.pick, vp.pick_env
+            env_names = [name for _, name in vp.env] if with_env else []
+            times = vp.view.name if vp.view.kind == "row" and vp.outputs else None
+            for i, item in enumerate(items_by_group[vp.group]):
                 got = decoded.get(item)
                 if got is None:
-                    got = decode(cells.get(item, _EMPTY).get(cell), now)
-                    decoded[item] = got
-                values, ts = got
-                row = out[i]
-                for idx, name in vp.outputs:
-                    row[name] = values[idx]
-                if fill_env:
-                    env = envs[i]
-                    for idx, name in fill_env:
-                        env[name] = values[idx]
-                if times:
-                    event_times[i][vp.view.name] = ts
+                    vals, ts = decode(cells.get(item, _EMPTY).get(cell), now)
+                    got = decoded[item] = (pick(vals), pick_env(vals), ts)
+                values[i].extend(got[0])
+                if env_names:
+                    envs[i].update(zip(env_names, got[1], strict=True))
+                if times is not None:
+                    event_times[i][times] = got[2]
         for ct in plan.transforms:
-            names = [(c.name, f"{ct.name}.{c.name}") for c in ct.outputs]
+            names = [c.name for c in ct.outputs]
             for i, env in enumerate(envs):
                 try:
                     res = ct(env)
                 except TransformError as e:
                     raise RequestError(422, "transform_failed", f"{e} (entities[{i}])",
                                        f"entities[{i}]") from e
-                row = out[i]
-                for key, name in names:
-                    row[name] = res.get(key)
-        columns = plan.columns
-        ordered = [{c: row[c] for c in columns} for row in out]
+                values[i].extend([res.get(key) for key in names])
+        columns, order = plan.columns, plan.order
+        ordered = [dict(zip(columns, vals if order is None else order(vals), strict=True))
+                   for vals in values]
         meta = {"service": service, "at": codec.from_micros(now).isoformat(),
                 "event_times": event_times}
         return ordered, meta
@@ -301,13 +320,15 @@ class OnlineService:
 _EMPTY: dict[str, bytes] = {}
 
 
-def _decoder(view: FeatureView) -> Callable[[bytes | None, int], tuple[list[Any], str | None]]:
-    """How one view's cell becomes its feature values at a time (compiled once per view)."""
+def _decoder(view: FeatureView, needed: set[int] | None = None,
+             ) -> Callable[[bytes | None, int], tuple[list[Any], str | None]]:
+    """How one view's cell becomes its feature values at a time (compiled once per view);
+    an aggregate view computes only the `needed` features (indexes), the others are None."""
     if view.kind == "aggregate":
-        merge = TileMerger(view)
+        merge = TileMerger(view, needed)
 
         def aggregate(payload: bytes | None, now: int) -> tuple[list[Any], str | None]:
-            return merge(decode_tiles(payload) if payload is not None else None, now), None
+            return merge(payload, now), None
         return aggregate
     nulls = [None] * len(view.features)
     ttl = view.ttl_seconds

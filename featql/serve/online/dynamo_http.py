@@ -59,16 +59,13 @@ class BatchGetClient:
         self._keys: dict[tuple[str, str], bytes] = {}
         self._local = threading.local()
 
-    def _conn(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self.https else _OneSendHTTPConnection
-            conn = cls(self.host, self.port, timeout=self.timeout)
-            conn.connect()
-            # http.client writes headers and body in two sends: without NODELAY, Nagle's
-            # algorithm holds the body until the headers are acknowledged.
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._local.conn = conn
+    def _connect(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self.https else _OneSendHTTPConnection
+        conn = cls(self.host, self.port, timeout=self.timeout)
+        conn.connect()
+        # http.client may write headers and body in two sends: without NODELAY, Nagle's
+        # algorithm holds the body until the headers are acknowledged.
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
     def _headers(self, body: bytes, amz_date: str | None = None) -> dict[str, str]:
@@ -99,30 +96,75 @@ class BatchGetClient:
         del headers["host"]
         return headers
 
-    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
-        """Same shape as boto3's answer (binary attributes decoded to bytes)."""
-        body = orjson.dumps({"RequestItems": RequestItems})
-        headers = self._headers(body)
+    def _send(self, slot: int, body: bytes, headers: dict[str, str]) -> http.client.HTTPConnection:
+        conns: list[http.client.HTTPConnection | None] = self._local.__dict__.setdefault(
+            "conns", [])
+        while len(conns) <= slot:
+            conns.append(None)
         for attempt in (0, 1):  # one reconnect when a kept-alive connection was closed
-            conn = self._conn()
+            conn = conns[slot] or self._connect()
+            conns[slot] = conn
             try:
                 conn.request("POST", self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                break
+                return conn
             except (OSError, http.client.HTTPException):
                 conn.close()
-                self._local.conn = None
+                conns[slot] = None
                 if attempt:
                     raise
-        out = orjson.loads(data) if data else {}
+        raise AssertionError("unreachable")
+
+    def _receive(self, slot: int, conn: http.client.HTTPConnection, body: bytes,
+                 headers: dict[str, str]) -> dict[str, Any]:
+        try:
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException):
+            # a kept-alive connection closed under us: reads are idempotent, send again once
+            conn.close()
+            self._local.conns[slot] = None
+            conn = self._send(slot, body, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        out: dict[str, Any] = orjson.loads(data) if data else {}
         if resp.status != 200:
             kind = str(out.get("__type", f"HTTP {resp.status}")).rsplit("#", 1)[-1]
             raise DynamoHttpError(kind, str(out.get("message", out.get("Message", ""))),
                                   kind in _RETRYABLE or resp.status >= 500)
-        for items in out.get("Responses", {}).values():
+        return out
+
+    def batch_get_all(self, requests: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
+        """Several BatchGetItem calls in flight at once from the calling thread, one kept-alive
+        connection each: all are sent, then all answers read (one round trip of latency, no
+        thread hand-offs). Answers keep DynamoDB's JSON shape: binary values stay base64
+        strings. A call that failed is returned as its exception."""
+        sent: list[tuple[bytes, dict[str, str], http.client.HTTPConnection | Exception]] = []
+        for slot, items in enumerate(requests):
+            body = orjson.dumps({"RequestItems": items})
+            headers = self._headers(body)
+            try:
+                sent.append((body, headers, self._send(slot, body, headers)))
+            except Exception as e:  # handed back to the caller's retry loop
+                sent.append((body, headers, e))
+        out: list[dict[str, Any] | Exception] = []
+        for slot, (body, headers, conn) in enumerate(sent):
+            if isinstance(conn, Exception):
+                out.append(conn)
+                continue
+            try:
+                out.append(self._receive(slot, conn, body, headers))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        """One call, same shape as boto3's answer (binary attributes decoded to bytes)."""
+        got = self.batch_get_all([RequestItems])[0]
+        if isinstance(got, Exception):
+            raise got
+        for items in got.get("Responses", {}).values():
             for item in items:
                 for value in item.values():
                     if "B" in value:
                         value["B"] = base64.b64decode(value["B"])
-        return out
+        return got

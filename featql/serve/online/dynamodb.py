@@ -18,6 +18,7 @@ no NaN or 1e308).
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import random
 import re
@@ -72,15 +73,21 @@ class DynamoStore:
         if create:
             self._ensure_table()
 
-    def _batch_get_call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One BatchGetItem: the lean signed-HTTP client, or boto3 (`fast_reads=False`)."""
-        if not self.fast_reads:
-            return self.client.batch_get_item(RequestItems=request)
+    def _fast_reader(self) -> Any:
         if self._reader is None:
             from featql.serve.online.dynamo_http import BatchGetClient
 
             self._reader = BatchGetClient(self.client)
-        return self._reader.batch_get_item(RequestItems=request)
+        return self._reader
+
+    def _batch_get_call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One BatchGetItem: the lean signed-HTTP client, or boto3 (`fast_reads=False`)."""
+        if not self.fast_reads:
+            return self.client.batch_get_item(RequestItems=request)
+        got = self._fast_reader().batch_get_all([request])[0]
+        if isinstance(got, Exception):
+            raise got
+        return got
 
     # -- setup -------------------------------------------------------------------------------
     def _ensure_table(self) -> None:
@@ -179,32 +186,50 @@ class DynamoStore:
         for i, v in enumerate(views):
             names[f"#d{i}"] = "d:" + v
         projection = ", ".join(names)
-        chunks = [uniq[i:i + MAX_BATCH_GET] for i in range(0, len(uniq), MAX_BATCH_GET)]
-        if len(chunks) == 1:
-            found = [self._batch_get(chunks[0], projection, names)]
+        requests = [{self.table: {
+            "Keys": [{"item": {"S": k}} for k in uniq[i:i + MAX_BATCH_GET]],
+            "ProjectionExpression": projection, "ExpressionAttributeNames": names}}
+            for i in range(0, len(uniq), MAX_BATCH_GET)]
+        if self.fast_reads:  # all chunks in flight at once: one round trip of latency
+            firsts: list[Any] = self._fast_reader().batch_get_all(requests)
+            found = [self._batch_get(r, first) for r, first in zip(requests, firsts, strict=True)]
+        elif len(requests) == 1:
+            found = [self._batch_get(requests[0])]
         else:  # concurrent: still one round trip of latency
-            found = list(self._executor().map(
-                lambda ch: self._batch_get(ch, projection, names), chunks))
+            found = list(self._executor().map(self._batch_get, requests))
         out: dict[str, dict[str, bytes]] = {}
-        prefixed = [("d:" + v, v) for v in views]
+        attr_view = {"d:" + v: v for v in views}
+        a2b = binascii.a2b_base64
         for part in found:
             for item in part:
-                cells = {v: item[a]["B"] for a, v in prefixed if a in item}
-                out[item["item"]["S"]] = cells
+                cells = {}
+                key = ""
+                for attr, value in item.items():
+                    view = attr_view.get(attr)
+                    if view is not None:
+                        data = value["B"]
+                        cells[view] = a2b(data) if isinstance(data, str) else data
+                    elif attr == "item":
+                        key = value["S"]
+                out[key] = cells
         return out
 
-    def _batch_get(self, keys: list[str], projection: str,
-                   names: dict[str, str]) -> list[dict[str, Any]]:
+    def _batch_get(self, request: dict[str, Any], first: Any = None) -> list[dict[str, Any]]:
+        """Items of one BatchGetItem, retrying errors that can be retried and UnprocessedKeys
+        with exponential backoff. `first`: the answer (or exception) of a first attempt made
+        by the caller. Binary values may be bytes (boto3) or base64 text (the lean reader)."""
         c = self.client
-        request: dict[str, Any] = {self.table: {
-            "Keys": [{"item": {"S": k}} for k in keys],
-            "ProjectionExpression": projection, "ExpressionAttributeNames": names}}
         got: list[dict[str, Any]] = []
         from featql.serve.online.dynamo_http import DynamoHttpError
 
         for attempt in range(_RETRIES):
             try:
-                resp = self._batch_get_call(request)
+                if first is None:
+                    resp = self._batch_get_call(request)
+                else:
+                    resp, first = first, None
+                    if isinstance(resp, Exception):
+                        raise resp
             except (c.exceptions.ResourceNotFoundException, DynamoHttpError) as e:
                 if isinstance(e, DynamoHttpError) and e.retryable:
                     time.sleep(min(_BACKOFF_CAP_S, _BACKOFF_S * 2 ** attempt))
