@@ -94,20 +94,20 @@ class DuckDBEngine:
         if not any(v.verify for v in node.views):
             return conform(_arrow(self.con.sql(duckdb_sql(node))), types)
         result = "_featql_pit_result"
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {result} AS "
-                         f"{duckdb_sql(node, ordered=False)}")
+        out = _arrow(self.con.sql(duckdb_sql(node)))
+        self.register_arrow(result, out)
         try:
             twins = [v.view for i, v in enumerate(node.views) if v.verify and self.con.sql(
                 duckdb_twins_sql(v, i, result)).fetchall()[0][0] > 0]
-            if twins:
-                fixed = tuple(replace(v, verify=False, unique=v.unique and v.view not in twins)
-                              for v in node.views)
-                out = _arrow(self.con.sql(duckdb_sql(replace(node, views=fixed))))
-            else:
-                cols = ", ".join(_q(c) for c in (RID, *node.columns))
-                out = _arrow(self.con.sql(f"SELECT {cols} FROM {result} ORDER BY {_q(RID)}"))
         finally:
-            self.con.execute(f"DROP TABLE IF EXISTS {result}")
+            self.con.unregister(result)
+            self._keep.pop(result, None)
+        if twins:
+            fixed = tuple(replace(v, verify=False, unique=v.unique and v.view not in twins)
+                          for v in node.views)
+            out = _arrow(self.con.sql(duckdb_sql(replace(node, views=fixed))))
+        else:
+            out = out.select([RID, *node.columns])
         out = conform(out, types)
         return out.replace_schema_metadata({b"featql.ties": ",".join(twins).encode()})
 

@@ -44,10 +44,10 @@ class _Dialect:
         return table.get(featql_type, featql_type)
 
 
-def duckdb_sql(node: PointInTimeJoin, ordered: bool = True) -> str:
+def duckdb_sql(node: PointInTimeJoin) -> str:
     """Views joined with `verify` also return the event time of the row each spine row got,
-    as `_featql_m<i>` (i: the view's position), for `duckdb_twins_sql`."""
-    return _lower_duckdb(node, _Dialect("duckdb"), ordered)
+    as `_featql_m<i>` (i: the view's position), and the spine's keys, for `duckdb_twins_sql`."""
+    return _lower_duckdb(node, _Dialect("duckdb"))
 
 
 def matched_column(i: int) -> str:
@@ -69,7 +69,7 @@ def duckdb_twins_sql(view: ViewJoin, i: int, result: str) -> str:
     on = " AND ".join([*(f"r.{k} = m.{k}" for k in keys), f"r.{ts} = m._featql_ts"])
     matched = ", ".join(f"{d.q(_key_column(k))} AS {d.q(k)}" for k in view.keys)
     return (f"SELECT count(*) AS n FROM (SELECT 1 AS one FROM {d.q(view.relation)} r SEMI JOIN "
-            f"(SELECT DISTINCT {matched}, {m} AS _featql_ts FROM {result} "
+            f"(SELECT {matched}, {m} AS _featql_ts FROM {result} "
             f"WHERE {m} IS NOT NULL) m ON {on} GROUP BY {', '.join(f'r.{k}' for k in keys)}, "
             f"r.{ts} HAVING count(*) > 1) x")
 
@@ -149,7 +149,7 @@ def _spark_chain_cte(views: list[ViewJoin], src: str, dst: str, carried: list[st
             "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) w WHERE _featql_kind = 0)")
 
 
-def _lower_duckdb(node: PointInTimeJoin, d: _Dialect, ordered: bool) -> str:
+def _lower_duckdb(node: PointInTimeJoin, d: _Dialect) -> str:
     ctes: list[str] = []
     joins: list[str] = []
     selects: list[str] = [f"s.{RID}"]
@@ -179,9 +179,8 @@ def _lower_duckdb(node: PointInTimeJoin, d: _Dialect, ordered: bool) -> str:
             selects.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}"
                            if fresh else f"{value} AS {d.q(f.column)}")
     with_clause = ("WITH " + ",\n".join(ctes) + "\n") if ctes else ""
-    order = f"\nORDER BY s.{RID}" if ordered else ""
     return (f"{with_clause}SELECT {', '.join(selects)}\nFROM {SPINE} s\n"
-            + "\n".join(joins) + order)
+            + "\n".join(joins) + f"\nORDER BY s.{RID}")
 
 
 def _floor(us_expr: str, slide_seconds: int) -> str:

@@ -1,12 +1,15 @@
 """Does a row-level view hold several rows with the same (keys, event time)?
 
 Only then must a training set break ties (PRODUCT §3), which on DuckDB costs a partitioned
-window over all of the view's rows. DuckDB finds out cheaply instead of asking up front: it
-joins without deduplication, checks only the rows the spine got for twins
-(`DuckDBEngine.point_in_time`), and runs the deduplicating join only when one has a twin. Such
-a find is recorded in `<project>/.featql/cache/ties.json`, so later training sets deduplicate
-straight away, under the view's fingerprint and the identity (path, size, mtime, inode; the
-bytes of small files) of every local file its sources read; S3 sources are checked each time.
+window over all of the view's rows. `tie_plan` picks the cheaper way to find out:
+- a view with not many more rows than the spine: one aggregate over its (keys, ts), whose
+  answer is cached;
+- a view with many more rows than the spine (where that aggregate would cost a third of the
+  join): join without deduplication, then check only the rows the spine got for twins
+  (`DuckDBEngine.point_in_time`), and run the deduplicating join only when one has a twin.
+Answers are cached in `<project>/.featql/cache/ties.json` under the view's fingerprint and the
+identity (path, size, mtime, inode; the bytes of small files) of every local file its sources
+read, so later training sets skip the question; S3 sources are asked each time.
 """
 
 from __future__ import annotations
@@ -15,11 +18,18 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 from featql.compiler.ir import FeatureView, Manifest
+from featql.runtime.engine import Engine
+from featql.runtime.pit import relation_name
 from featql.runtime.sources import is_s3, local_files
 
 CACHE = Path(".featql") / "cache" / "ties.json"
+VERIFY_ABOVE = 2.0
+"""Verify after the join when the view has more than this many rows per spine row."""
+
+TiePlan = Literal["unique", "dedupe", "verify"]
 
 
 def _signature(manifest: Manifest, view: FeatureView, root: Path) -> str | None:
@@ -77,3 +87,20 @@ def record_ties(manifest: Manifest, view: FeatureView, root: Path, found: bool) 
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+def tie_plan(engine: Engine, manifest: Manifest, view: FeatureView, root: Path,
+             spine_rows: int) -> TiePlan:
+    """How a DuckDB training set treats a row-level view read from its sources."""
+    known = known_ties(manifest, view, root)
+    if known is not None:
+        return "dedupe" if known else "unique"
+    relation = '"' + relation_name(view.name, "row") + '"'
+    rows = engine.query(f"SELECT count(*) AS n FROM {relation}").column(0)[0].as_py()
+    if rows > VERIFY_ABOVE * spine_rows:
+        return "verify"
+    cols = ", ".join(f'"{c}"' for c in [*(k.name for k in view.keys), view.timestamp])
+    found = engine.query(f"SELECT count(*) AS n FROM (SELECT 1 AS one FROM {relation} "
+                         f"GROUP BY {cols} HAVING count(*) > 1) x").column(0)[0].as_py() > 0
+    record_ties(manifest, view, root, found)
+    return "dedupe" if found else "unique"

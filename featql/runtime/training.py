@@ -32,7 +32,7 @@ from featql.runtime.pit import (
 )
 from featql.runtime.relations import ProjectData, view_start
 from featql.runtime.state import MaterializationState, covers
-from featql.runtime.ties import known_ties, record_ties
+from featql.runtime.ties import record_ties, tie_plan
 
 
 @dataclass
@@ -145,9 +145,9 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
                 # DuckDB's tie-breaking is a window of its own (Spark's: two more sort
                 # columns): skip it when the rows have no ties, or check afterwards that
                 # none of the rows the spine got has a twin
-                known = known_ties(manifest, view, root) if view.kind == "row" else True
-                if eng.name == "duckdb" and not known:
-                    join = replace(join, unique=True, verify=known is None)
+                if view.kind == "row" and eng.name == "duckdb":
+                    plan = tie_plan(eng, manifest, view, root, table.num_rows)
+                    join = replace(join, unique=plan != "dedupe", verify=plan == "verify")
             joins.append(join)
         ties: set[str] = set()
         out = join_spine(eng, replace(node, views=tuple(joins)), table, ts_col, ties)
