@@ -33,7 +33,7 @@ from featql.compiler.ir import FeatureView, Manifest
 from featql.serve import codec
 from featql.serve.codec import cell_name
 from featql.serve.online.base import Cell, OnlineStore, version
-from featql.serve.tiles import encode_tiles, partial_columns
+from featql.serve.tiles import TileMerger, encode_tiles, partial_columns, unpack
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -185,6 +185,8 @@ def tile_cells(view: FeatureView, table: pa.Table, hi_us: int,
     starts_us = [codec.to_micros(t) // 1_000_000 for t in table.column(TILE_START).to_pylist()]
     data = {c: table.column(c).to_pylist() for c in cols}
     name = cell_name(view)
+    merger = TileMerger(view)
+    hi_s = hi_us // 1_000_000
     i, n = 0, table.num_rows
     while i < n:
         key = tuple(kc[i] for kc in key_cols)
@@ -192,7 +194,11 @@ def tile_cells(view: FeatureView, table: pa.Table, hi_us: int,
         while j < n and tuple(kc[j] for kc in key_cols) == key:
             j += 1
         if not any(k is None for k in key):
-            payload = encode_tiles(starts_us[i:j], {c: data[c][i:j] for c in cols})
+            columns = {c: data[c][i:j] for c in cols}
+            packed = encode_tiles(starts_us[i:j], columns)
+            # the features a lookup in the slide right after hi reads without merging
+            merged = merger.merge(unpack(packed, merger.names, merger.layouts), hi_s)
+            payload = encode_tiles(starts_us[i:j], columns, merged=(hi_s, merged))
             yield Cell(codec.item_key(view.entity, key), name,
                        version(hi_us, loaded_us, payload), payload)
         i = j

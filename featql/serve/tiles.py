@@ -9,7 +9,8 @@ avg = sum / count.
 Packing (`FQT3`, little-endian), sized for the wire (every byte is read, base64'd and parsed
 on each lookup):
 
-    "FQT3" | n u32 | base i64 | unit u32 | layout length u16 | layout | starts | columns
+    "FQT3" | n u32 | base i64 | unit u32 | layout length u16 | merged_at i64 | merged length u32
+           | layout | merged | starts | columns
 
 - starts: tile start = base + unit * offset (epoch seconds; `unit` is the gcd of the gaps,
   i.e. the slide), offsets in the narrowest unsigned type;
@@ -21,6 +22,11 @@ on each lookup):
 - layout: offsets' type, then per partial of the view (in `partial_columns` order: names are
   implied by the cell, whose name carries the view's fingerprint) the stored column it reads,
   then each stored column's type and NULL flag. Layouts repeat across entities: parsed once.
+- merged (optional): the view's feature values for `floor(now, S) == merged_at` (the end of the
+  loaded tiles), computed at load time by this very merge and stored as orjson (exact for ints
+  and doubles; a set with a non-finite value gets none). A lookup in the slide right after the
+  load, the common case when loads follow the slide, reads them instead of merging; any other
+  time merges the tiles.
 
 Columns are read zero-copy with `memoryview.cast`. `FQT2` cells (float64 columns, int64 starts,
 a JSON header naming the partials), written by earlier versions, are still read.
@@ -33,7 +39,7 @@ import struct
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -41,15 +47,16 @@ from featql.compiler.ir import FeatureView
 
 _MAGIC = b"FQT3"
 _MAGIC_V2 = b"FQT2"
-_FIXED = struct.Struct("<4sIqIH")
+_FIXED = struct.Struct("<4sIqIHqI")
+_NO_MERGED = -(1 << 63)
 _INT_TYPES = frozenset({"BIGINT", "INT", "INTEGER", "SMALLINT", "TINYINT"})
 _SIZES = {"B": 1, "H": 2, "I": 4, "Q": 8, "b": 1, "h": 2, "i": 4, "q": 8, "d": 8}
 _UNSIGNED = (("B", 1 << 8), ("H", 1 << 16), ("I", 1 << 32), ("Q", 1 << 64))
 _SIGNED = (("b", 1 << 7), ("h", 1 << 15), ("i", 1 << 31), ("q", 1 << 63))
 _CACHE_MAX = 4096
 
-# (offset type, {partial name: stored column}, per stored column (type, byte size, has NULLs))
-Layout = tuple[str, dict[str, int], tuple[tuple[str, int, bool], ...]]
+# (offset type, {partial name: stored column}, per stored column (type, byte size), NULL flags)
+Layout = tuple[str, dict[str, int], tuple[tuple[str, int], ...], tuple[bool, ...]]
 _LAYOUTS: dict[tuple[str, ...], dict[bytes, Layout]] = {}
 _V2_HEADERS: dict[bytes, tuple[dict[str, int], tuple[bool, ...]]] = {}
 
@@ -92,9 +99,11 @@ def _column(values: Sequence[Any], zero: bool) -> tuple[str, list[Any], bool]:
     return "d", vals, nulls
 
 
-def encode_tiles(starts: Sequence[int], columns: Mapping[str, Sequence[Any]]) -> bytes:
+def encode_tiles(starts: Sequence[int], columns: Mapping[str, Sequence[Any]],
+                 merged: tuple[int, Sequence[Any]] | None = None) -> bytes:
     """Pack tiles: starts (epoch seconds, ascending) and partials (None = NULL) by name, in the
-    view's `partial_columns` order (the reader maps columns by position)."""
+    view's `partial_columns` order (the reader maps columns by position). `merged`:
+    (slide start t, the view's feature values at floor(now, S) = t), see `with_merged`."""
     base = starts[0] if starts else 0
     unit = 0
     for s in starts:
@@ -120,8 +129,12 @@ def encode_tiles(starts: Sequence[int], columns: Mapping[str, Sequence[Any]]) ->
                        "".join(c for c, _ in kinds).encode(), bytes(n for _, n in kinds)])
     if unit >= 1 << 32:
         raise ValueError(f"tile spacing of {unit} s is too large to pack")
-    return b"".join([_FIXED.pack(_MAGIC, len(starts), base, unit, len(layout)), layout,
-                     struct.pack(f"<{len(offsets)}{scode}", *offsets), *stored])
+    pre, at = b"", _NO_MERGED
+    if merged is not None and all(not isinstance(v, float) or math.isfinite(v)
+                                  for v in merged[1]):
+        at, pre = merged[0], orjson.dumps(list(merged[1]))
+    return b"".join([_FIXED.pack(_MAGIC, len(starts), base, unit, len(layout), at, len(pre)),
+                     layout, pre, struct.pack(f"<{len(offsets)}{scode}", *offsets), *stored])
 
 
 def _layout(raw: bytes, names: Sequence[str]) -> Layout:
@@ -134,18 +147,17 @@ def _layout(raw: bytes, names: Sequence[str]) -> Layout:
     codes = raw[pos:pos + k].decode()
     nulls = raw[pos + k:pos + 2 * k]
     return (scode, {n: index[i] for i, n in enumerate(names)},
-            tuple((c, _SIZES[c], bool(nulls[i])) for i, c in enumerate(codes)))
+            tuple((c, _SIZES[c]) for c in codes), tuple(bool(x) for x in nulls))
 
 
-@dataclass(frozen=True)
-class Packed:
+class Packed(NamedTuple):
     """A tile set as read: starts = base + unit * offsets; stored columns by partial name."""
 
     base: int
     unit: int
     offsets: Any  # memoryview of unsigned ints (FQT2: int64 seconds, base 0, unit 1)
     stored: list[Any]  # memoryviews
-    index: dict[str, int]  # partial name -> stored column
+    columns: dict[str, int]  # partial name -> stored column
     nulls: tuple[bool, ...]  # per stored column
 
 
@@ -157,8 +169,8 @@ def unpack(payload: bytes, names: Sequence[str] | None = None,
     if payload[:4] == _MAGIC:
         if names is None:
             raise ValueError("FQT3 tile sets are read with the view's partial columns")
-        _m, n, base, unit, hlen = _FIXED.unpack_from(payload)
-        raw = payload[22:22 + hlen]
+        _m, n, base, unit, hlen, _at, plen = _FIXED.unpack_from(payload)
+        raw = payload[_FIXED.size:_FIXED.size + hlen]
         if layouts is None:
             layouts = _LAYOUTS.setdefault(tuple(names), {})
         lay = layouts.get(raw)
@@ -166,15 +178,16 @@ def unpack(payload: bytes, names: Sequence[str] | None = None,
             lay = _layout(raw, names)
             if len(layouts) < _CACHE_MAX:
                 layouts[raw] = lay
-        scode, index, kinds = lay
-        pos = 22 + hlen + n * _SIZES[scode]
+        scode, index, kinds, nulls = lay
+        start = _FIXED.size + hlen + plen
+        pos = start + n * _SIZES[scode]
         cast: Any = memoryview.cast  # the formats are computed: typeshed wants literals
-        offsets = cast(mv[22 + hlen:pos], scode)
+        offsets = cast(mv[start:pos], scode)
         stored = []
-        for code, size, _null in kinds:
+        for code, size in kinds:
             stored.append(cast(mv[pos:pos + n * size], code))
             pos += n * size
-        return Packed(base, unit, offsets, stored, index, tuple(k[2] for k in kinds))
+        return Packed(base, unit, offsets, stored, index, nulls)
     if payload[:4] != _MAGIC_V2:
         raise ValueError("not a featql tile set")
     n, hlen = struct.unpack_from("<II", payload, 4)
@@ -202,8 +215,8 @@ def decode_tiles(payload: bytes, names: Sequence[str] | None = None) -> Tiles:
     """A tile set by partial name (tools and tests; the lookup merges `Packed` directly)."""
     p = unpack(payload, names)
     return Tiles([p.base + p.unit * o for o in p.offsets],
-                 {name: p.stored[k] for name, k in p.index.items()},
-                 {name: p.nulls[k] for name, k in p.index.items()})
+                 {name: p.stored[k] for name, k in p.columns.items()},
+                 {name: p.nulls[k] for name, k in p.columns.items()})
 
 
 class TileMerger:
@@ -229,16 +242,25 @@ class TileMerger:
                       for f in view.features]
 
     def __call__(self, payload: bytes | None, now_us: int) -> list[Any]:
-        out: list[Any] = list(self.empty)  # COUNT of an empty window is 0, others NULL
         if payload is None:
-            return out
-        p = unpack(payload, self.names, self.layouts)
+            return list(self.empty)  # COUNT of an empty window is 0, others NULL
         now_s = now_us // 1_000_000
         hi = now_s - now_s % self.slide
+        if payload[:4] == _MAGIC:
+            head = _FIXED.unpack_from(payload)
+            if head[6] and head[5] == hi:  # values merged at load time for this very slide
+                start = _FIXED.size + head[4]
+                merged: list[Any] = orjson.loads(payload[start:start + head[6]])
+                return merged
+        return self.merge(unpack(payload, self.names, self.layouts), hi)
+
+    def merge(self, p: Packed, hi: int) -> list[Any]:
+        """The features over the tiles of `p` for windows ending at `hi` (a slide start)."""
+        out: list[Any] = list(self.empty)
         base, unit, offsets = p.base, p.unit, p.offsets
         # first tile starting at or after x: offset >= ceil((x - base) / unit)
         j = bisect_left(offsets, -((base - hi) // unit))
-        cols, index, nulls = p.stored, p.index, p.nulls
+        cols, index, nulls = p.stored, p.columns, p.nulls
         for w, specs in self.by_window:
             i = bisect_left(offsets, -((base - hi + w) // unit), 0, j)
             if i == j:
