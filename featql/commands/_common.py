@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featql.compiler.project import CompileResult, ViewHook, compile_project
+from featql.compiler.project import CompileResult, ViewSink, compile_project
 from featql.console import UserError, console, print_diagnostics, summary_line
 
 
@@ -16,10 +16,10 @@ def project_root(arg: str) -> Path:
 
 
 def compile_or_report(project: str, *, quiet_ok: bool = False,
-                      on_view: ViewHook | None = None) -> CompileResult | None:
-    """Compile; print diagnostics; None when there were errors. `on_view`: see
+                      sink: ViewSink | None = None) -> CompileResult | None:
+    """Compile; print diagnostics; None when there were errors. `sink`: see
     `compile_project`."""
-    result = compile_project(project_root(project), on_view=on_view)
+    result = compile_project(project_root(project), sink=sink)
     diags = result.diagnostics
     print_diagnostics(diags.sorted(), result.source_text)
     if diags.has_errors():

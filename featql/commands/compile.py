@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     # each view is planned once for all targets; on large projects a second core lowers the
     # views already compiled while the compiler works on the rest
     with StreamingLowerer(targets) as lowerer:
-        result = compile_or_report(args.project, on_view=lowerer.add)
+        result = compile_or_report(args.project, sink=lowerer)
         if result is None:
             return 1
         manifest = result.manifest

@@ -15,11 +15,14 @@ from collections import Counter
 from typing import Any
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from featql.compiler.body import READ_DIALECT
 from featql.compiler.ir import FeatureView, Source
 from featql.compiler.treecopy import light_copy
+
+_DIALECT = Dialect.get_or_raise(READ_DIALECT)  # one instance (a name builds one per call)
 
 
 def digest(*parts: Any) -> str:
@@ -94,7 +97,7 @@ def projection_sql(canonical: exp.Expr, name: str) -> str:
 def _sql(tree: exp.Expr, *, copy: bool = True) -> str:
     """Canonical SQL text of `tree`; generation may change the tree it reads, so unless told
     otherwise it reads a copy (a light one: `Expression.sql` would deep-copy)."""
-    return (light_copy(tree) if copy else tree).sql(dialect=READ_DIALECT, normalize=True,
+    return (light_copy(tree) if copy else tree).sql(dialect=_DIALECT, normalize=True,
                                                      copy=False)
 
 

@@ -9,10 +9,11 @@ earlier stages rejected, so one mistake gives one error, not a cascade.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
@@ -72,20 +73,25 @@ class CompileResult:
             return None
 
 
-ViewHook = Callable[[FeatureView, Mapping[str, Source]], None]
+class ViewSink(Protocol):
+    """Receives feature views as they are compiled (`featql compile` lowers them meanwhile)."""
+
+    def begin(self, sources: Mapping[str, Source], views: int) -> None:
+        """Every source of the project, and how many feature views are declared."""
+
+    def add(self, view: FeatureView) -> None:
+        """One view's complete IR, in DAG order (after every view it reads)."""
 
 
 def compile_project(root: str | Path, *, with_lineage: bool = True,
-                    fingerprints: bool = True, on_view: ViewHook | None = None) -> CompileResult:
+                    fingerprints: bool = True, sink: ViewSink | None = None) -> CompileResult:
     """Compile a project folder. `fingerprints=False` (featql check: diagnostics only) skips the
     per-feature canonical SQL and digests, leaving every fingerprint empty; all checks run.
 
-    `on_view(view, sources)` is called as each feature view's IR is complete (in DAG order, so
-    after the views it reads), with every source of the project: `featql compile` lowers views
-    while the rest compiles. A view handed over is the object the manifest will hold, unless
-    the compile fails."""
+    `sink` gets each feature view as soon as its IR is complete: the very object the manifest
+    will hold (unless the compile fails)."""
     with _fewer_gc_pauses():
-        return _compile(Path(root), with_lineage, fingerprints, on_view)
+        return _compile(Path(root), with_lineage, fingerprints, sink)
 
 
 @contextmanager
@@ -102,7 +108,7 @@ def _fewer_gc_pauses() -> Iterator[None]:
 
 
 def _compile(root: Path, with_lineage: bool, fingerprints: bool,
-             on_view: ViewHook | None = None) -> CompileResult:
+             sink: ViewSink | None = None) -> CompileResult:
     diags = Diagnostics()
     config = load_config(root, display_path(root / CONFIG_FILE), diags)
     files, hooks = load(root, config, diags)
@@ -110,7 +116,9 @@ def _compile(root: Path, with_lineage: bool, fingerprints: bool,
     sources = {s.name: s for s in build_sources(files, root, diags)}
     res = resolve(files, diags)
     entities = _build_entities(res, diags)
-    views = _build_views(res, sources, entities, diags, result.typed, fingerprints, on_view)
+    if sink is not None:
+        sink.begin(sources, len(res.views()))
+    views = _build_views(res, sources, entities, diags, result.typed, fingerprints, sink)
     transforms: dict[str, RequestTransform] = {}
     for name, f in res.by_kind.get("request_transform", {}).items():
         t = build_sql_transform(f, views, diags)
@@ -184,7 +192,7 @@ def _tables_for(view: str, res: Resolved, sources: dict[str, Source],
 def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, Entity],
                  diags: Diagnostics, typed_out: dict[str, TypedView],
                  fingerprints: bool = True,
-                 on_view: ViewHook | None = None) -> dict[str, FeatureView]:
+                 sink: ViewSink | None = None) -> dict[str, FeatureView]:
     views: dict[str, FeatureView] = {}
     all_views = res.views()
     for name in res.order:
@@ -218,8 +226,8 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
         _learn_key_types(entities, entity, typed)
         views[name] = _view_ir(f, name, typed, res, sources, views, diags, fingerprints)
         typed_out[name] = typed
-        if on_view is not None:
-            on_view(views[name], sources)
+        if sink is not None:
+            sink.add(views[name])
     return views
 
 

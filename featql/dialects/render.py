@@ -13,17 +13,20 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from featql.compiler.diagnostics import Span
+from featql.compiler.treecopy import light_copy
 from featql.dialects.duckdb import FeatqlDuckDB
 from featql.dialects.errors import ENGINE_NAMES, NO_SPAN, Target, refuse
 from featql.dialects.refusals import check
 from featql.dialects.spark import FeatqlSpark
 
 DIALECTS: dict[Target, type[Dialect]] = {"duckdb": FeatqlDuckDB, "spark": FeatqlSpark}
+# one instance each: naming a dialect by its class makes sqlglot build an instance per call
+_INSTANCES: dict[Target, Dialect] = {t: d() for t, d in DIALECTS.items()}
 
 
 def parse(sql: str, read: Target = "duckdb") -> exp.Expr:
     """One statement in a featql dialect, with every comment dropped."""
-    tree = sqlglot.parse_one(sql, read=DIALECTS[read])
+    tree = sqlglot.parse_one(sql, read=_INSTANCES[read])
     for node in tree.walk():
         node.comments = None
     return tree
@@ -38,8 +41,10 @@ def generate(tree: exp.Expr, target: Target, span: Span = NO_SPAN, *,
     """
     check(tree, target, span)
     try:
-        return tree.sql(dialect=DIALECTS[target], pretty=pretty, comments=False,
-                        unsupported_level=ErrorLevel.RAISE, copy=copy)
+        # a light copy: `copy=True` would deep-copy every node's metadata too
+        return (light_copy(tree) if copy else tree).sql(
+            dialect=_INSTANCES[target], pretty=pretty, comments=False,
+            unsupported_level=ErrorLevel.RAISE, copy=False)
     except UnsupportedError as e:
         raise refuse(f"this query cannot run on {ENGINE_NAMES[target]}: {e}", span) from None
 

@@ -18,6 +18,7 @@ from sqlglot import exp
 from featql.compiler.diagnostics import Span
 from featql.compiler.durations import format_duration
 from featql.compiler.ir import Aggregation, FeatureView, Manifest
+from featql.compiler.treecopy import light_copy
 from featql.compiler.types import to_sqlglot
 from featql.dialects.contract import CREATED, TILE_START, partial_column, tile_partials
 from featql.dialects.errors import refuse
@@ -84,12 +85,12 @@ def _plan_row(query: exp.Query, scope: Scope) -> list[Stage]:
         columns.append(col)
         casts |= cast
     else:
-        columns.append(exp.alias_(exp.cast(exp.null(), _sqlglot_type("TIMESTAMP")), CREATED))
+        columns.append(_alias(_cast(exp.null(), "TIMESTAMP"), CREATED))
     for f in view.features:
         col, cast = _output(f.name, f.type, _known(top, f.name, scope))
         columns.append(col)
         casts |= cast
-    final = exp.select(*columns).from_("feature_rows", copy=False)
+    final = exp.select(*columns).from_(_from("feature_rows"), copy=False)
     what = "contract: keys, timestamp, _featql_created, features"
     return [Stage("feature_rows", purpose, query),
             Stage(None, what + (" (cast to compiled types)" if casts else ""), final)]
@@ -114,11 +115,11 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
     projections = {p.alias_or_name.lower(): (p.this if isinstance(p, exp.Alias) else p)
                    for p in query.selects}
     keys = [k.name for k in view.keys]
-    events = query.copy()
+    events = light_copy(query)
     for arg in ("with_", "group", "having", "order", "distinct"):
         events.set(arg, None)
-    event_columns = [exp.alias_(projections[k].copy(), k) for k in keys]
-    event_columns.append(exp.alias_(TimeFloor(this=ts, seconds=slide), TILE_START))
+    event_columns = [_alias(light_copy(projections[k]), k) for k in keys]
+    event_columns.append(_alias(TimeFloor(this=ts, seconds=slide), TILE_START))
     tile_columns: list[exp.Expr] = [exp.column(k) for k in keys]
     tile_columns.append(exp.column(TILE_START))
     final_columns: list[exp.Expr] = []
@@ -132,7 +133,7 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
         arg = projections[agg.name].this
         has_input = arg is not None and not isinstance(arg, exp.Star)
         if has_input:
-            event_columns.append(exp.alias_(_input(agg, arg), f"{agg.name}__input"))
+            event_columns.append(_alias(_input(agg, arg), f"{agg.name}__input"))
         tile_columns.extend(_partials(agg, has_input))
         input_type = scope.known_type(arg, query) if has_input else None
         for partial, ptype in tile_partials(agg):
@@ -145,7 +146,7 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
     events.set("expressions", event_columns)
     _check_unique(events, view, span)
     group = [exp.column(k) for k in keys] + [exp.column(TILE_START)]
-    tiles = exp.select(*tile_columns).from_("filtered_events", copy=False).group_by(
+    tiles = exp.select(*tile_columns).from_(_from("filtered_events"), copy=False).group_by(
         *group, copy=False)
     step = format_duration(slide)
     what = "contract: keys, _tile_start, each aggregate's partials"
@@ -155,15 +156,20 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
         Stage("tiles", f"one row per key and {step} tile: partials any window of whole tiles "
               "can merge", tiles),
         Stage(None, what + (" (cast to compiled types)" if casts else ""),
-              exp.select(*final_columns).from_("tiles", copy=False)),
+              exp.select(*final_columns).from_(_from("tiles"), copy=False)),
     ]
+
+
+def _from(table: str) -> exp.From:
+    """`FROM table`, built (`Select.from_` would parse the name)."""
+    return exp.From(this=exp.table_(table))
 
 
 def _input(agg: Aggregation, arg: exp.Expr) -> exp.Expr:
     """The aggregated expression; booleans become 0/1 for SUM and AVG (Spark cannot SUM them)."""
     if agg.input_type == "BOOLEAN" and agg.function in ("sum", "avg"):
-        return exp.cast(arg.copy(), _sqlglot_type("INT"))
-    return arg.copy()
+        return _cast(light_copy(arg), "INT")
+    return light_copy(arg)
 
 
 def _partials(agg: Aggregation, has_input: bool) -> list[exp.Expr]:
@@ -171,7 +177,7 @@ def _partials(agg: Aggregation, has_input: bool) -> list[exp.Expr]:
     out: list[exp.Expr] = []
     for partial, _ in tile_partials(agg):
         func = _AGG_SQL["sum" if agg.function == "avg" and partial == "sum" else partial]
-        out.append(exp.alias_(func(this=col.copy()), partial_column(agg, partial)))
+        out.append(_alias(func(this=col.copy()), partial_column(agg, partial)))
     return out
 
 
@@ -189,12 +195,22 @@ def _output(name: str, ftype: str, known: str | None) -> tuple[exp.Expr, bool]:
     """`name`, cast to its featql type unless the engine already has that type."""
     if known == ftype:
         return exp.column(name), False
-    return exp.alias_(exp.cast(exp.column(name), _sqlglot_type(ftype)), name), True
+    return _alias(_cast(exp.column(name), ftype), name), True
+
+
+def _alias(e: exp.Expr, name: str) -> exp.Expr:
+    """`e AS name`, taking `e` itself (a fresh node: `exp.alias_` would copy it)."""
+    return exp.alias_(e, name, copy=False)
+
+
+def _cast(e: exp.Expr, ftype: str) -> exp.Cast:
+    """`CAST(e AS <ftype>)`, taking `e` itself and a copy of the shared parsed type."""
+    return exp.cast(e, light_copy(_sqlglot_type(ftype)), copy=False)
 
 
 @cache
 def _sqlglot_type(ftype: str) -> exp.DataType:
-    """`to_sqlglot`, parsed once per type: `exp.cast` copies the (shared) DataType it is given."""
+    """`to_sqlglot`, parsed once per type and shared: `_cast` copies it into each tree."""
     return to_sqlglot(ftype)
 
 

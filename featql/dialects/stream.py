@@ -3,13 +3,16 @@
 `featql compile` is one long single-threaded compile followed by the lowering of every view.
 A view can be lowered as soon as its IR exists: lowering reads only the view, the sources and
 the views it reads, and those are compiled before it (views are compiled in DAG order). So the
-compiler hands each finished view to a `StreamingLowerer`, which (for large projects) feeds it
-to one forked worker process running on the otherwise idle core.
+compiler hands each finished view to a `StreamingLowerer` (its `ViewSink`), which for a large
+project feeds it, in batches, to one forked worker process on the otherwise idle core. When
+the compile is done, this process lowers the batches the worker has not started yet, from the
+last one back, while the worker goes on from the front.
 
-The result equals `lower_views(manifest, targets)`: each view is lowered against a manifest
-holding the sources and every view compiled before it, and lowering looks nothing else up.
-Any view the worker did not lower (a small project, a view built differently from the one
-the final manifest holds, a worker that died) is lowered in this process at `finish`.
+The result equals `lower_views(manifest, targets)`: the worker lowers each view against a
+manifest holding the sources and every view compiled before it, and lowering looks nothing
+else up. Any view the worker did not lower (a small project, a batch taken back, a view object
+other than the one the final manifest holds, a worker that died) is lowered here, against the
+final manifest.
 """
 
 from __future__ import annotations
@@ -17,61 +20,63 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import multiprocessing.connection
-import queue
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from featql.compiler.ir import FeatureView, Manifest, Source
 from featql.dialects.errors import Target
-from featql.dialects.parallel import Lowered, _cpus, _fewer_gc_pauses, _lower_one
+from featql.dialects.parallel import (
+    PARALLEL_MIN_VIEWS,
+    Lowered,
+    _cpus,
+    _fewer_gc_pauses,
+    _lower_one,
+)
 
-START_AFTER = 100  # views compiled before a worker is worth starting (small projects: none)
-BATCH = 10  # views per message to the worker
+BATCH = 10  # views per message to the worker, and per claim of either process
 JOIN_SECONDS = 5.0
 
 
 class StreamingLowerer:
-    """Collects compiled views (`add`, the compiler's `on_view` hook) and lowers them."""
+    """A `featql.compiler.project.ViewSink` that lowers the views it is given."""
 
-    def __init__(self, targets: Sequence[Target], *, start_after: int = START_AFTER):
+    def __init__(self, targets: Sequence[Target], *, min_views: int = PARALLEL_MIN_VIEWS):
         self.targets = tuple(targets)
-        self.start_after = start_after
+        self.min_views = min_views
         self._sources: tuple[Source, ...] = ()
-        self._sent: dict[str, FeatureView] = {}  # name -> the view object the worker got
+        self._batches: list[list[FeatureView]] = []  # sent to the worker, in order
         self._pending: list[FeatureView] = []
         self._process: Any = None
-        self._inbox: Any = None  # multiprocessing.Queue of view batches, to the worker
+        self._inbox: Any = None  # multiprocessing.Queue: view batches to the worker, then None
         self._results: multiprocessing.connection.Connection | None = None
-        self._usable = _cpus() >= 2 and "fork" in multiprocessing.get_all_start_methods()
+        self._claims: Any = None  # [batches the worker took, first batch this process took]
+        self._lock: Any = None
 
-    def add(self, view: FeatureView, sources: Mapping[str, Source]) -> None:
-        """The compiler built `view`; `sources`: every source of the project."""
-        if not self._sources:
-            self._sources = tuple(sources.values())
-        self._pending.append(view)
-        if self._process is None:
-            if not self._usable or len(self._pending) < self.start_after:
-                return
+    def begin(self, sources: Mapping[str, Source], views: int) -> None:
+        self._sources = tuple(sources.values())
+        if views >= self.min_views and _cpus() >= 2 \
+                and "fork" in multiprocessing.get_all_start_methods():
             self._start()
-        if len(self._pending) >= BATCH:
+
+    def add(self, view: FeatureView) -> None:
+        self._pending.append(view)
+        if self._process is not None and len(self._pending) >= BATCH:
             self._send()
 
     def finish(self, manifest: Manifest) -> dict[str, Lowered]:
         """view name → target → SQL text or diagnostic, for every view of `manifest`, in
         manifest order (as `featql.dialects.parallel.lower_views`)."""
         done: dict[str, Lowered] = {}
-        if self._process is not None:
-            self._send()
-            done = self._collect()
-        out: dict[str, Lowered] = {}
         with _fewer_gc_pauses():
-            for view in manifest.views:
-                got = done.get(view.name)
-                if got is None or self._sent.get(view.name) is not view:
-                    got = _lower_one(manifest, view.name, self.targets)
-                out[view.name] = got
-        return out
+            if self._process is not None:
+                self._send()
+                self._inbox.put(None)
+                done = self._lower_tail(manifest)
+                done.update(self._collect())
+            sent = {v.name: v for batch in self._batches for v in batch}
+            return {v.name: done[v.name] if v.name in done and sent.get(v.name) is v
+                    else _lower_one(manifest, v.name, self.targets) for v in manifest.views}
 
     def close(self) -> None:
         """Stop the worker if it still runs (a failed compile never calls `finish`)."""
@@ -98,13 +103,16 @@ class StreamingLowerer:
     def _start(self) -> None:
         ctx = multiprocessing.get_context("fork")
         self._inbox = ctx.Queue()
+        self._lock = ctx.Lock()
+        self._claims = ctx.RawArray("i", [0, 2**31 - 1])
         receive, send = ctx.Pipe(duplex=False)
         # objects alive now are never collected in the worker: no copy-on-write of the heap
         gc.freeze()
         try:
             self._process = ctx.Process(
-                target=_work, args=(self._inbox, send, self._sources, self.targets),
-                name="featql-lower", daemon=True)
+                target=_work, name="featql-lower", daemon=True,
+                args=(self._inbox, send, self._claims, self._lock, self._sources,
+                      self.targets))
             self._process.start()
         finally:
             gc.unfreeze()
@@ -114,45 +122,62 @@ class StreamingLowerer:
     def _send(self) -> None:
         if self._pending:
             self._inbox.put(self._pending)
-            self._sent.update((v.name, v) for v in self._pending)
+            self._batches.append(self._pending)
             self._pending = []
+
+    def _lower_tail(self, manifest: Manifest) -> dict[str, Lowered]:
+        """Take batches back from the end while the worker has not claimed them."""
+        out: dict[str, Lowered] = {}
+        claims = self._claims
+        while True:
+            with self._lock:
+                last = min(claims[1], len(self._batches)) - 1
+                if last < claims[0]:
+                    break
+                claims[1] = last
+            for view in self._batches[last]:
+                out[view.name] = _lower_one(manifest, view.name, self.targets)
+        return out
 
     def _collect(self) -> dict[str, Lowered]:
         assert self._results is not None
-        self._inbox.put(None)
         try:
             done: dict[str, Lowered] = self._results.recv()
-        except (EOFError, OSError):  # the worker died: lower everything here
+        except (EOFError, OSError):  # the worker died: its views are lowered here
             done = {}
         self.close()
         return done
 
 
-def _work(inbox: Any, results: multiprocessing.connection.Connection,
+def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: Any, lock: Any,
           sources: tuple[Source, ...], targets: tuple[Target, ...]) -> None:
-    """Worker: lower each batch against the views received so far; send all results at the
-    end. A view whose lowering fails unexpectedly is left out (the parent lowers it again and
-    reports the error as it would without a worker)."""
+    """Worker: claim each batch in turn and lower it against the views received so far;
+    send all results at the end. A view whose lowering fails unexpectedly is left out (the
+    parent lowers it again and reports the error as it would without a worker)."""
     views: list[FeatureView] = []
     out: dict[str, Lowered] = {}
-    broken = False
+    index = 0
     with _fewer_gc_pauses():
         while True:
             try:
                 batch = inbox.get()
-            except (EOFError, OSError, queue.Empty):
+            except (EOFError, OSError):
                 break
             if batch is None:
                 break
             views.extend(batch)
-            if broken:
+            with lock:
+                mine = index < claims[1]
+                if mine:
+                    claims[0] = index + 1
+            index += 1
+            if not mine:
                 continue
             manifest = Manifest("", sources, (), tuple(views), (), ())
             for view in batch:
                 try:
                     out[view.name] = _lower_one(manifest, view.name, targets)
                 except Exception:  # the parent lowers it again and reports the error
-                    broken = True
-                    break
+                    continue
     results.send(out)
     results.close()

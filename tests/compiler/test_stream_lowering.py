@@ -34,14 +34,14 @@ needs_fork = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_meth
 def test_streamed_lowering_equals_lowering_afterwards(tmp_path: Path, monkeypatch):
     _generate(tmp_path, 120, 4)
     monkeypatch.setattr(stream, "_cpus", lambda: 2)
-    with stream.StreamingLowerer(TARGETS, start_after=15) as lowerer:
-        result = compile_project(tmp_path, on_view=lowerer.add)
+    with stream.StreamingLowerer(TARGETS, min_views=15) as lowerer:
+        result = compile_project(tmp_path, sink=lowerer)
         assert result.ok, [d.headline() for d in result.diagnostics.errors][:3]
         manifest = result.manifest
         assert lowerer._process is not None, "the worker started"
         streamed = lowerer.finish(manifest)
-    # the worker lowered views in DAG order against the views compiled so far
-    assert len(lowerer._sent) == len(manifest.views)
+    # every view went to the worker, in DAG order, to be lowered there or taken back
+    assert sum(len(b) for b in lowerer._batches) == len(manifest.views)
     afterwards = {v.name: lower_targets(manifest, v.name, TARGETS) for v in manifest.views}
     assert list(streamed) == [v.name for v in manifest.views]
     assert streamed == {n: {t: getattr(s, "diagnostic", s) for t, s in by.items()}
@@ -62,9 +62,10 @@ def test_a_view_the_manifest_holds_differently_is_lowered_again(tmp_path: Path, 
     from dataclasses import replace
 
     stale = replace(first, fingerprint="0" * 16)  # as if the compiler had built it twice
-    with stream.StreamingLowerer(TARGETS, start_after=1) as lowerer:
+    with stream.StreamingLowerer(TARGETS, min_views=1) as lowerer:
+        lowerer.begin(sources, len(manifest.views))
         for v in (stale, *rest):
-            lowerer.add(v, sources)
+            lowerer.add(v)
         streamed = lowerer.finish(manifest)
     assert f"-- fingerprint: {first.fingerprint}" in streamed[first.name]["duckdb"]
     assert "0" * 16 not in streamed[first.name]["spark"]
@@ -77,9 +78,10 @@ def test_close_stops_the_worker_of_a_failed_compile(tmp_path: Path, monkeypatch)
     manifest = compile_project(tmp_path).manifest
     assert manifest is not None
     sources = {s.name: s for s in manifest.sources}
-    lowerer = stream.StreamingLowerer(TARGETS, start_after=1)
+    lowerer = stream.StreamingLowerer(TARGETS, min_views=1)
+    lowerer.begin(sources, len(manifest.views))
     for v in manifest.views:
-        lowerer.add(v, sources)
+        lowerer.add(v)
     process = lowerer._process
     assert process is not None and process.is_alive()
     lowerer.close()  # what `with` does when the compile reports errors: finish is never called
@@ -89,7 +91,7 @@ def test_close_stops_the_worker_of_a_failed_compile(tmp_path: Path, monkeypatch)
 def test_small_projects_lower_in_process(tmp_path: Path):
     _generate(tmp_path, 40, 2)
     with stream.StreamingLowerer(TARGETS) as lowerer:
-        result = compile_project(tmp_path, on_view=lowerer.add)
+        result = compile_project(tmp_path, sink=lowerer)
         assert result.manifest is not None
         streamed = lowerer.finish(result.manifest)
         assert lowerer._process is None
