@@ -1,21 +1,33 @@
 """The offline store: Parquet per workspace, view and view fingerprint, by event date (and hour).
 
-Layout: `<path>/<workspace>/<view>/<fingerprint>/date=YYYY-MM-DD/[hour=HH/]part-<interval>.parquet`
-where `<interval>` is the start of the materialization interval that wrote the file
-(`20240101T000000`), `hour=` appears for views scheduled more often than daily, and the time
-column is the view's timestamp (row-level views) or `_tile_start` (aggregate views, which store
-tiles). A changed definition has a new fingerprint, so its data never mixes with the old.
-`_featql_view.json` in the fingerprint folder describes the columns.
+Layout of a view folder `<path>/<workspace>/<view>/<fingerprint>/`:
+
+    _featql_view.json                        the stored columns, keys, time column
+    date=YYYY-MM-DD/[hour=HH/]<file>.parquet    the data, partitioned by event time
+    _snapshot.json                           s3:// only: the live files (the commit point)
+
+`hour=` appears for views scheduled more often than daily; the time column is the view's
+timestamp (row-level views) or `_tile_start` (aggregate views, which store tiles). A changed
+definition has a new fingerprint, so its data never mixes with the old. `<file>` is
+`part-<interval>` locally and `part-<interval>-<content hash>` on S3, where `<interval>` is the
+start of the materialization interval that wrote it (`20240101T000000`).
 
 Files are deterministic: rows sorted by (time, keys, every other column), fixed Parquet writer
-options, names derived from the data's intervals, so rewriting the same data gives the same bytes.
+options, names derived from the data's intervals (and, on S3, bytes), so rewriting the same data
+gives the same bytes under the same names.
 
-Local writes are atomic per run: new partitions are built in `_staging-<token>/`, then a journal
-`_swap-<token>.json` is written (the commit point) and partitions are swapped by renames. A run
-killed before the journal leaves the old data untouched (its staging folder is removed by the
-next run); after it, readers already see the new partitions and the next run finishes the swap.
-On `s3://` files are written in place (S3 has no rename), so an interrupted overwrite there can
-leave a partition half rewritten until the next run.
+Every write is one transaction (`begin` / `add` / `commit`): a failure at any point leaves the
+previous data readable and whole, never a mix. Two protocols, one per kind of storage:
+
+- Local folders: new partitions are built in `_staging-<token>/`, then a journal
+  `_swap-<token>.json` is written (the commit point) and partitions are swapped by renames. A
+  run killed before the journal leaves the old data untouched (its staging folder is removed by
+  the next writer); after it, readers already see the new partitions and the next writer
+  finishes the swap. Every `.parquet` file under `date=` is live once no swap is pending, so
+  the folder stays a plain partitioned Parquet dataset any tool can read.
+- `s3://` (no rename): content-named files that never overwrite a live one, and the snapshot
+  object written last in one PUT; readers list files from the snapshot, and files it does not
+  list are garbage deleted by the next writer after its own commit (see `offline_s3`).
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +50,9 @@ from featql.compiler.ir import FeatureView, Manifest
 from featql.console import UserError
 from featql.runtime.sources import is_s3, s3_filesystem, s3_key
 from featql.runtime.types import arrow_type
+
+if TYPE_CHECKING:
+    from featql.runtime.offline_s3 import S3WriteTxn
 
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd", "compression_level": 3, "row_group_size": 131_072,
@@ -97,6 +112,7 @@ class OfflineStore:
         self.path = path.rstrip("/")
         self.workspace = workspace
         self.manifest = manifest
+        self._swept: set[str] = set()  # S3 view folders this store's writers swept
 
     @staticmethod
     def at(path: str | Path, workspace: str = "dev",
@@ -135,6 +151,12 @@ class OfflineStore:
         """The Parquet files holding [start, end) of a view, after partition pruning."""
         lay = self.layout(view, fingerprint)
         vdir = self.view_dir(view, lay.fingerprint)
+        if is_s3(vdir):  # the committed snapshot, never a listing
+            from featql.runtime.offline_s3 import live_files
+
+            snap = live_files(self, vdir, lay.hourly)
+            return [f"{vdir}/{p}/{f}" for p in sorted(snap)
+                    if _partition_overlaps(p, start, end) for f in snap[p]]
         live = {p: f"{vdir}/{p}" for p in self._partitions(vdir, lay.hourly)}
         for journal in self._journals(vdir):  # a swap in progress: read its new partitions
             for p in journal["replace"]:
@@ -188,8 +210,12 @@ class OfflineStore:
         raise AssertionError("unreachable")
 
     # -- writing -----------------------------------------------------------------------------
-    def begin(self, lay: ViewLayout) -> WriteTxn:
+    def begin(self, lay: ViewLayout) -> WriteTxn | S3WriteTxn:
         """Start replacing intervals of a view; nothing is visible before `commit()`."""
+        if is_s3(self.path):
+            from featql.runtime.offline_s3 import S3WriteTxn
+
+            return S3WriteTxn(self, lay)
         return WriteTxn(self, lay)
 
     def write(self, lay: ViewLayout, table: pa.Table,
@@ -202,9 +228,17 @@ class OfflineStore:
         return stats
 
     def recover(self, view: str, fingerprint: str) -> None:
-        """Finish swaps that were committed and drop staging left by killed runs (writers only)."""
+        """Finish swaps that were committed and drop staging left by killed runs; on S3, delete
+        the files the committed snapshot does not list (writers only)."""
         vdir = self.view_dir(view, fingerprint)
-        if is_s3(self.path) or not os.path.isdir(vdir):
+        if is_s3(self.path):
+            from featql.runtime.offline_s3 import live_files, sweep
+
+            if self._exists(f"{vdir}/{META}"):
+                sweep(s3_filesystem(), vdir,
+                      live_files(self, vdir, self.layout(view, fingerprint).hourly))
+            return
+        if not os.path.isdir(vdir):
             return
         for name in sorted(os.listdir(vdir)):
             if name.startswith("_swap-") and name.endswith(".json"):
@@ -263,7 +297,8 @@ class OfflineStore:
 
 
 class WriteTxn:
-    """New files go to `_staging-<token>/`; `commit()` swaps the touched partitions in."""
+    """Local folders: new files go to `_staging-<token>/`; `commit()` swaps the touched
+    partitions in (S3: `offline_s3.S3WriteTxn`, same methods)."""
 
     def __init__(self, store: OfflineStore, lay: ViewLayout) -> None:
         self.store, self.lay = store, lay
@@ -272,29 +307,15 @@ class WriteTxn:
         self.stage = f"_staging-{self.token}"
         self.new_parts: set[str] = set()
         self.tokens: set[str] = set()
-        self.s3 = is_s3(store.path)
-        if not self.s3:
-            store.recover(lay.view, lay.fingerprint)
-            os.makedirs(f"{self.vdir}/{self.stage}", exist_ok=True)
+        store.recover(lay.view, lay.fingerprint)
+        os.makedirs(f"{self.vdir}/{self.stage}", exist_ok=True)
 
     def add(self, table: pa.Table, intervals: list[tuple[datetime, datetime]],
             open_below: datetime | None = None) -> dict[datetime, tuple[int, int]]:
         """Stage `table`'s rows as the data of `intervals` (the interval starting at
         `open_below`, a view's first, also takes every earlier row); {start: (rows, files)}."""
-        files, stats = _split(self.lay, table, intervals, open_below)
-        tokens = {interval_token(a) for a, _ in intervals}
-        self.tokens |= tokens
-        if self.s3:
-            fs = s3_filesystem()
-            for p in self.store._partitions(self.vdir, self.lay.hourly):
-                for f in self.store._listdir(f"{self.vdir}/{p}"):
-                    if _file_interval(f) in tokens:
-                        fs.delete_file(s3_key(f"{self.vdir}/{p}/{f}"))
-            for p, parts in sorted(files.items()):
-                for name, part in parts.items():
-                    pq.write_table(part, s3_key(f"{self.vdir}/{p}/{name}"), filesystem=fs,
-                                   **PARQUET_OPTIONS)
-            return stats
+        files, stats = split_rows(self.lay, table, intervals, open_below)
+        self.tokens |= {interval_token(a) for a, _ in intervals}
         for p, parts in sorted(files.items()):
             os.makedirs(f"{self.vdir}/{self.stage}/{p}", exist_ok=True)
             self.new_parts.add(p)
@@ -303,22 +324,17 @@ class WriteTxn:
         return stats
 
     def commit(self) -> None:
-        if self.s3:
-            fs = s3_filesystem()
-            with fs.open_output_stream(s3_key(f"{self.vdir}/{META}")) as out:
-                out.write(_meta_json(self.lay).encode())
-            return
         vdir, store = self.vdir, self.store
-        _write_text(f"{vdir}/{META}", _meta_json(self.lay))
+        _write_text(f"{vdir}/{META}", meta_json(self.lay))
         touched = set(self.new_parts)
         for p in store._partitions(vdir, self.lay.hourly):
-            if any(_file_interval(f) in self.tokens for f in store._listdir(f"{vdir}/{p}")):
+            if any(file_interval(f) in self.tokens for f in store._listdir(f"{vdir}/{p}")):
                 touched.add(p)
         replace, delete = [], []
         for p in sorted(touched):
             staged = f"{vdir}/{self.stage}/{p}"
             kept = [f for f in store._listdir(f"{vdir}/{p}")
-                    if f.endswith(".parquet") and _file_interval(f) not in self.tokens]
+                    if f.endswith(".parquet") and file_interval(f) not in self.tokens]
             if not kept and p not in self.new_parts:
                 delete.append(p)
                 continue
@@ -333,8 +349,7 @@ class WriteTxn:
         _finish_swap(vdir, journal, self.token)
 
     def abort(self) -> None:
-        if not self.s3:
-            shutil.rmtree(f"{self.vdir}/{self.stage}", ignore_errors=True)
+        shutil.rmtree(f"{self.vdir}/{self.stage}", ignore_errors=True)
 
 
 def _finish_swap(vdir: str, journal: dict[str, list[str] | str], token: str) -> None:
@@ -361,7 +376,7 @@ def _finish_swap(vdir: str, journal: dict[str, list[str] | str], token: str) -> 
             os.rmdir(parent)
 
 
-def _split(lay: ViewLayout, table: pa.Table, intervals: list[tuple[datetime, datetime]],
+def split_rows(lay: ViewLayout, table: pa.Table, intervals: list[tuple[datetime, datetime]],
            open_below: datetime | None = None,
            ) -> tuple[dict[str, dict[str, pa.Table]], dict[datetime, tuple[int, int]]]:
     """Sort the rows; cut them per (partition, interval): files to write, and stats."""
@@ -394,8 +409,10 @@ def _split(lay: ViewLayout, table: pa.Table, intervals: list[tuple[datetime, dat
     return files, stats
 
 
-def _file_interval(name: str) -> str:
-    return name[len("part-"):-len(".parquet")] if name.startswith("part-") else ""
+def file_interval(name: str) -> str:
+    """The interval token of a data file's name (`part-<interval>[-<hash>].parquet`)."""
+    ok = name.startswith("part-") and name.endswith(".parquet")
+    return name[len("part-"):len("part-") + len("20240101T000000")] if ok else ""
 
 
 def _partition_overlaps(p: str, lo: datetime | None, hi: datetime | None) -> bool:
@@ -414,7 +431,7 @@ def _time(t: datetime | str | None) -> datetime | None:
     return datetime.fromisoformat(t)
 
 
-def _meta_json(lay: ViewLayout) -> str:
+def meta_json(lay: ViewLayout) -> str:
     return json.dumps({"view": lay.view, "fingerprint": lay.fingerprint, "kind": lay.kind,
                        "time_column": lay.time_column, "keys": list(lay.keys),
                        "hourly": lay.hourly, "columns": [list(c) for c in lay.columns]},
