@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import itertools
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,11 +69,11 @@ class ServicePlan:
     request_fields: tuple[Column, ...]
     groups: tuple[tuple[str, tuple[int, ...]], ...]  # (entity, key positions in the request)
     cells: tuple[str, ...]
-    order: Callable[[list[Any]], tuple[Any, ...]] | None  # views' outputs + transforms' ->
+    order: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None  # views' outputs + transforms' ->
     # `columns` order (None: already in order)
 
 
-def _getter(positions: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
+def _getter(positions: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     """values -> tuple(values[p] for p in positions), at C speed."""
     if not positions:
         return lambda _values: ()
@@ -281,37 +282,52 @@ class OnlineService:
             all_items.update(dict.fromkeys(items))
         cells = self.store.read(list(all_items), plan.cells)
         n = len(rows)
-        values: list[list[Any]] = [[] for _ in range(n)]
-        event_times: list[dict[str, str | None]] = [{} for _ in range(n)]
+        out_cols: list[list[tuple[Any, ...]]] = []  # per view (then transform): per row
+        ts_names: list[str] = []
+        ts_cols: list[list[str | None]] = []
         with_env = bool(plan.transforms)
+        cells_get = cells.get
         for vp in plan.views:
-            # each distinct item is decoded (TTL, tile merge) once, whatever its repeats
-            decoded: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], str | None]] = {}
+            items = items_by_group[vp.group]
             decode, cell, pick, pick_env = vp.decode, vp.cell, vp.pick, vp.pick_env
-            env_names = [name for _, name in vp.env] if with_env else []
-            times = vp.view.name if vp.view.kind == "row" and vp.outputs else None
-            for i, item in enumerate(items_by_group[vp.group]):
-                got = decoded.get(item)
-                if got is None:
-                    vals, ts = decode(cells.get(item, _EMPTY).get(cell), now)
-                    got = decoded[item] = (pick(vals), pick_env(vals), ts)
-                values[i].extend(got[0])
-                if env_names:
-                    envs[i].update(zip(env_names, got[1], strict=True))
-                if times is not None:
-                    event_times[i][times] = got[2]
+            # each distinct item is decoded (TTL, tile merge) once, whatever its repeats
+            decoded = {}
+            for item in dict.fromkeys(items):
+                vals, ts = decode(cells_get(item, _EMPTY).get(cell), now)
+                decoded[item] = (pick(vals), pick_env(vals), ts)
+            per_row = [decoded[item] for item in items]
+            if vp.outputs:
+                out_cols.append([got[0] for got in per_row])
+            if with_env and vp.env:
+                env_names = [name for _, name in vp.env]
+                for env, got in zip(envs, per_row, strict=True):
+                    env.update(zip(env_names, got[1], strict=True))
+            if vp.view.kind == "row" and vp.outputs:
+                ts_names.append(vp.view.name)
+                ts_cols.append([got[2] for got in per_row])
         for ct in plan.transforms:
             names = [c.name for c in ct.outputs]
+            results = []
             for i, env in enumerate(envs):
                 try:
                     res = ct(env)
                 except TransformError as e:
                     raise RequestError(422, "transform_failed", f"{e} (entities[{i}])",
                                        f"entities[{i}]") from e
-                values[i].extend([res.get(key) for key in names])
+                results.append(tuple([res.get(key) for key in names]))
+            out_cols.append(results)
         columns, order = plan.columns, plan.order
-        ordered = [dict(zip(columns, vals if order is None else order(vals), strict=True))
-                   for vals in values]
+        chain = itertools.chain.from_iterable
+        if order is None:
+            ordered = [dict(zip(columns, chain(parts), strict=True))
+                       for parts in zip(*out_cols, strict=True)]
+        else:
+            ordered = [dict(zip(columns, order(tuple(chain(parts))), strict=True))
+                       for parts in zip(*out_cols, strict=True)]
+        if not out_cols:
+            ordered = [{} for _ in range(n)]
+        event_times = ([dict(zip(ts_names, ts, strict=True)) for ts in zip(*ts_cols, strict=True)]
+                       if ts_cols else [{} for _ in range(n)])
         meta = {"service": service, "at": codec.from_micros(now).isoformat(),
                 "event_times": event_times}
         return ordered, meta
