@@ -6,13 +6,16 @@ S3 has no rename, so a view folder there is never changed in place:
   `part-<interval>-<first 16 hex of sha256(bytes)>.parquet`: new content is a new key, so a
   write never replaces a file a reader may be reading, and writing the same data again writes
   the same key with the same bytes (an upload is skipped when the snapshot already lists it);
-- `_snapshot.json` lists the live files of every partition. It is written last, in one PUT
-  (atomic on S3: readers see the old object or the new one, never a part), and is the commit
-  point. Readers take their file list from it, never from a listing;
+- `_snapshot.json` lists the live files of every partition,
+  `{"format": 1, "partitions": {"date=2024-01-01[/hour=05]": ["part-...parquet", ...]}}`.
+  It is written last, in one PUT (atomic on S3: readers see the old object or the new one,
+  never a part), and is the commit point. Readers take their file list from it, never from a
+  listing;
 - objects under `date=` that the snapshot does not list are garbage: the files of a run killed
   before its snapshot, or the files a commit replaced. A writer deletes them after its own
   snapshot is committed, never before (the first commit of a run sweeps the whole view; later
-  commits in the same run delete what they replaced). A reader still holding the previous
+  commits in the same run delete what they replaced), in DeleteObjects batches of 1000 through
+  boto3 when it is installed, else one pyarrow delete per file. A reader still holding the previous
   snapshot meets a missing file and re-reads the snapshot (`OfflineStore.scan` retries).
 - `_featql_view.json` is written after the snapshot, so a new fingerprint becomes the "latest"
   (for readers without a manifest) only once it has committed data.

@@ -181,6 +181,13 @@ def test_s3_overwrite_killed_half_way_leaves_old_data(small_example: Path, bucke
     assert len(garbage) >= 9 and all(k.endswith(".parquet") for k in garbage)
     assert {k: mid[k] for k in old} == old, "a live object was changed or deleted"
     assert store.scan(view).equals(before)
+    from featql.serve.online_load import default_scan
+
+    online_scan, close = default_scan(c.manifest, small_example, c.config, "dev")
+    try:  # online loading reads the store (the old tiles), not the changed sources
+        assert online_scan(c.manifest.view(view), None, None).equals(before)
+    finally:
+        close()
     report = TrainingReport()
     assert same_tables(training_set(small_example, c.manifest, c.config, "fraud_detection",
                                     spine, report=report).select(ours), trained) == []
