@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,29 @@ def fresh_manifest(root: Path) -> Path | None:
     return path
 
 
+def _balanced_worker() -> type:
+    """gunicorn's gthread worker, but a worker already holding connections lets an idler one
+    take a new connection first.
+
+    Every worker waits on the same listening socket and all wake when a client connects; the
+    one that is scheduled first wins, often the worker that just accepted the previous
+    connection. Keep-alive clients then stay on one worker: with 2 workers and 2 clients,
+    both clients' requests share one process (one GIL) while the other idles. Waiting
+    0.25 ms per connection held (at most 1 ms) before `accept()` lets the least loaded
+    worker win; the losers get EAGAIN, as any herd does. Only connection set-up is delayed,
+    once per kept-alive connection.
+    """
+    from gunicorn.workers.gthread import ThreadWorker
+
+    class BalancedThreadWorker(ThreadWorker):
+        def accept(self, listener: Any) -> None:
+            if self.nr_conns:
+                time.sleep(min(0.001, 0.00025 * self.nr_conns))
+            super().accept(listener)
+
+    return BalancedThreadWorker
+
+
 def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: int,
           reload: bool = False) -> None:
     if reload:
@@ -41,7 +65,7 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", _balanced_worker())
             self.cfg.set("threads", threads)
             self.cfg.set("keepalive", 30)
             self.cfg.set("backlog", 2048)
