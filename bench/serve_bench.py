@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import http.client
 import json
 import os
@@ -164,6 +165,41 @@ class Result:
     errors_5xx: int
     errors_other: int
     response_bytes: int
+    server_cpu_ms: float = float("nan")  # CPU (user+sys) of the server's workers per request
+    store_cpu_ms: float = float("nan")  # CPU of the store process (dynalite) per request
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """user+sys CPU seconds of processes and their children (gunicorn workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    seen: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def measured(run: Any, server: list[int], store: list[int]) -> Result:
+    """`run()` with the CPU its server and store processes spent per request."""
+    s0, d0 = cpu_seconds(server), cpu_seconds(store)
+    r: Result = run()
+    n = max(1, r.requests)
+    r.server_cpu_ms = round((cpu_seconds(server) - s0) / n * 1000, 2)
+    if store:
+        r.store_cpu_ms = round((cpu_seconds(store) - d0) / n * 1000, 2)
+    return r
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -309,11 +345,12 @@ def main() -> int:
         print(f"SQLite online load: {rep.written:,} cells in {time.perf_counter() - t0:.1f}s")
         n_users = max(50, args.transactions // 50)  # what the generator creates
         n_merchants = max(10, args.transactions // 500)
-        servers: list[tuple[str, int, int, int]] = []  # label, port, users, merchants
+        # label, port, users, merchants, server pid, store pids
+        servers: list[tuple[str, int, int, int, int, list[int]]] = []
 
         proc, port = start_featql(root, workers, threads)
         procs.append(proc)
-        servers.append(("sqlite", port, n_users, n_merchants))
+        servers.append(("sqlite", port, n_users, n_merchants, proc.pid, []))
         c = http.client.HTTPConnection("127.0.0.1", port)
         c.request("POST", f"/v1/features/{SERVICE}",
                   body=request_bodies(1, n_users, n_merchants, 1)[0])
@@ -331,7 +368,7 @@ def main() -> int:
                                             "many": many_body.decode()}))
         proc, port = start_bare(body_file, workers, threads)
         procs.append(proc)
-        servers.append(("bare-flask", port, n_users, n_merchants))
+        servers.append(("bare-flask", port, n_users, n_merchants, proc.pid, []))
 
         if not args.skip_dynamodb:
             dyn_proc, url = start_dynalite()
@@ -359,24 +396,22 @@ def main() -> int:
                   f"and {dm:,} merchants in {time.perf_counter() - t0:.1f}s")
             proc, port = start_featql(droot, workers, threads)
             procs.append(proc)
-            servers.append(("dynamodb", port, du, dm))
+            servers.append(("dynamodb", port, du, dm, proc.pid, [dyn_proc.pid]))
 
         path = f"/v1/features/{SERVICE}"
         for rnd in range(args.rounds):
-            for label, port, users, merchants in servers:
+            for label, port, users, merchants, pid, store_pids in servers:
                 one = request_bodies(1, users, merchants)
                 many = request_bodies(100, users, merchants, 60)
                 drive(port, one, path, connections=4, total=300, max_seconds=5, rate=None,
                       scenario="warm-up")  # not reported: connections, caches, lazy imports
-                results.append(drive(port, one, path, connections=8, total=int(5000 * scale),
-                                     max_seconds=8 * scale + 2, rate=1000,
-                                     scenario=f"{label} 1 entity"))
-                results.append(drive(port, one, path, connections=4, total=int(5000 * scale),
-                                     max_seconds=5 * scale + 2, rate=None,
-                                     scenario=f"{label} 1 entity"))
-                results.append(drive(port, many, path, connections=2, total=int(500 * scale),
-                                     max_seconds=6 * scale + 2, rate=None,
-                                     scenario=f"{label} 100 entities"))
+                runs = [(one, 8, 5000, 8, 1000, "1 entity"), (one, 4, 5000, 5, None, "1 entity"),
+                        (many, 2, 500, 6, None, "100 entities")]
+                for bodies, conns, total, secs, rate, name in runs:
+                    results.append(measured(functools.partial(
+                        drive, port, bodies, path, connections=conns, total=int(total * scale),
+                        max_seconds=secs * scale + 2, rate=rate, scenario=f"{label} {name}"),
+                        [pid], store_pids))
             print(f"round {rnd + 1}/{args.rounds} done (load average "
                   f"{os.getloadavg()[0]:.1f})")
     finally:
@@ -397,7 +432,9 @@ def report(results: list[Result], workers: int, threads: int) -> None:
                      round(statistics.median(r.p50_ms for r in rs), 2),
                      round(statistics.median(r.p99_ms for r in rs), 2),
                      sum(r.errors_5xx for r in rs), sum(r.errors_other for r in rs),
-                     max(r.response_bytes for r in rs))
+                     max(r.response_bytes for r in rs),
+                     round(statistics.median(r.server_cpu_ms for r in rs), 2),
+                     round(statistics.median(r.store_cpu_ms for r in rs), 2))
            for k, rs in groups.items()}
     n_rounds = max(len(rs) for rs in groups.values())
     print(f"\nfeatql serve: gunicorn {workers} workers x {threads} threads (gthread); bare "
@@ -405,14 +442,16 @@ def report(results: list[Result], workers: int, threads: int) -> None:
           "interleaved rounds (reqs and 5xx summed); open-loop latency from each request's "
           "scheduled send time; cpus: " + str(os.cpu_count()))
     head = (f"{'scenario':24} {'mode':22} {'reqs':>6} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'best p99':>8} {'5xx':>4} {'4xx':>4} {'bytes':>7}")
+            f"{'best p99':>8} {'5xx':>4} {'4xx':>4} {'bytes':>7} {'cpu/req':>8} {'store':>6}")
     print(head)
     print("-" * len(head))
     for k, r in med.items():
         best = min(x.p99_ms for x in groups[k])
         print(f"{r.scenario:24} {r.mode:22} {r.requests:6d} {r.rps:8.1f} {r.p50_ms:8.2f} "
               f"{r.p99_ms:8.2f} {best:8.2f} {r.errors_5xx:4d} {r.errors_other:4d} "
-              f"{r.response_bytes:7d}")
+              f"{r.response_bytes:7d} {r.server_cpu_ms:8.2f} {r.store_cpu_ms:6.2f}")
+    print("cpu/req: CPU ms (user+sys) of the server's processes per request; store: of dynalite "
+          "(judge changes by these on a shared machine: wall figures follow its load)")
     by = {(r.scenario, r.mode.split()[0]): r for r in med.values()}
     ratios = {}
     for n in ("1 entity", "100 entities"):
