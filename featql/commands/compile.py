@@ -40,22 +40,30 @@ def run(args: argparse.Namespace) -> int:
     from featql.dialects.stream import StreamingLowerer
 
     targets = args.target or list(TARGETS)
-    # each view is planned once for all targets; on large projects a second core lowers the
-    # views already compiled while the compiler works on the rest
-    with StreamingLowerer(targets) as lowerer:
-        result = compile_or_report(args.project, sink=lowerer)
-        if result is None:
-            return 1
-        manifest = result.manifest
-        assert manifest is not None
-        lowered = lowerer.finish(manifest)
-    code = _write(args, result, manifest, targets, lowered)
-    if len(manifest.views) >= PARALLEL_MIN_VIEWS:
-        # The compiled trees are cyclic garbage from here on; in a large project, collecting
-        # them at interpreter exit takes a tenth of the run. The command is the process's last
-        # work, so they are left to the operating system (frozen objects are never collected).
-        gc.freeze()
-    return code
+    # sqlglot trees are cyclic (parent links): copies made to generate SQL from are garbage
+    # only the cyclic collector frees, and collecting costs a tenth of a large compile. A
+    # command is short: it runs without collections (a large project's garbage, some 50 MB
+    # per 1,000 views, is left to process exit; a small one's is collected afterwards).
+    collecting = gc.isenabled()
+    gc.disable()
+    large = False
+    try:
+        # each view is planned once for all targets; on large projects a second core lowers
+        # the views already compiled while the compiler works on the rest
+        with StreamingLowerer(targets) as lowerer:
+            result = compile_or_report(args.project, sink=lowerer)
+            if result is None:
+                return 1
+            manifest = result.manifest
+            assert manifest is not None
+            large = len(manifest.views) >= PARALLEL_MIN_VIEWS
+            lowered = lowerer.finish(manifest)
+        return _write(args, result, manifest, targets, lowered)
+    finally:
+        if large:
+            gc.freeze()  # frozen objects are never collected, not even at interpreter exit
+        if collecting:
+            gc.enable()
 
 
 def _write(args: argparse.Namespace, result: CompileResult, manifest: Manifest,

@@ -20,6 +20,9 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import multiprocessing.connection
+import os
+import queue
+import signal
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -36,6 +39,7 @@ from featql.dialects.parallel import (
 
 BATCH = 10  # views per message to the worker, and per claim of either process
 JOIN_SECONDS = 5.0
+POLL_SECONDS = 1.0  # how often an idle worker checks that its parent still runs
 
 
 class StreamingLowerer:
@@ -154,13 +158,20 @@ def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: An
     """Worker: claim each batch in turn and lower it against the views received so far;
     send all results at the end. A view whose lowering fails unexpectedly is left out (the
     parent lowers it again and reports the error as it would without a worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops this process
+    gc.enable()  # `featql compile` runs without collections; this process collects its own
+    parent = os.getppid()
     views: list[FeatureView] = []
     out: dict[str, Lowered] = {}
     index = 0
     with _fewer_gc_pauses():
         while True:
             try:
-                batch = inbox.get()
+                batch = inbox.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if os.getppid() != parent:  # the parent was killed: nobody wants the results
+                    return
+                continue
             except (EOFError, OSError):
                 break
             if batch is None:
