@@ -210,3 +210,23 @@ def test_lean_reader_signs_like_botocore(token: str | None) -> None:
     ours = reader._headers(body, amz_date=req.headers["X-Amz-Date"])
     assert ours["authorization"] == req.headers["Authorization"]
     assert ours.get("x-amz-security-token") == token
+
+
+def test_lean_reader_reconnects_when_a_kept_alive_connection_died(dynalite: str,
+                                                                  tmp_path: Path) -> None:
+    from featql.serve.online.dynamodb import DynamoStore
+
+    s = make_store("dynamodb", tmp_path, dynalite)
+    assert isinstance(s, DynamoStore)
+    try:
+        items = [f"user#[{i}]" for i in range(150)]  # two chunks: two connections
+        s.write([row_cell(k, "v", 1, None, i) for i, k in enumerate(items)])
+        assert len(s.read(items, ["v"])) == 150
+        conns = s._fast_reader()._local.conns
+        assert len(conns) == 2
+        for conn in conns:
+            conn.sock.close()  # what a server closing an idle keep-alive connection leaves
+        got = s.read(items, ["v"])
+        assert len(got) == 150 and codec.decode_row(got["user#[149]"]["v"])[2] == [149]
+    finally:
+        s.drop()
