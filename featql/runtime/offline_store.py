@@ -198,14 +198,17 @@ class OfflineStore:
             if hi is not None:
                 cond = t < pa.scalar(hi, pa.timestamp("us"))
                 filt = cond if filt is None else (filt & cond)
-            if is_s3(self.path):
-                files = [s3_key(f) for f in files]
+            paths = [s3_key(f) for f in files] if is_s3(self.path) else files
             try:
-                dataset = ds.dataset(files, schema=schema, format="parquet",
+                dataset = ds.dataset(paths, schema=schema, format="parquet",
                                      filesystem=self._fs())
                 return dataset.to_table(columns=cols, filter=filt)
-            except FileNotFoundError:
-                if attempt == 2:
+            except OSError as e:
+                # a writer committed meanwhile and removed a file we listed: list again (S3
+                # reports a key gone between HEAD and GET as a plain OSError)
+                gone = isinstance(e, FileNotFoundError) or (
+                    self.files(view, lay.fingerprint, lo, hi) != files)
+                if attempt == 2 or not gone:
                     raise
         raise AssertionError("unreachable")
 
