@@ -192,9 +192,11 @@ print(n)
 
 
 def timed(cmd: list[str], repeat: int, cwd: Path) -> tuple[list[float], list[float]]:
-    """Wall-clock and CPU (user + sys) seconds of `repeat` fresh runs of cmd (each must
-    succeed). CPU time is the figure to trust on a loaded machine: it is what the wall time
-    is on an idle one for these single-threaded runs."""
+    """Wall-clock and CPU (user + sys, with child processes) seconds of `repeat` fresh runs of
+    cmd (each must succeed). CPU time is the figure to trust on a loaded machine: for the
+    single-process runs it is what the wall time is on an idle one; `featql compile` lowers
+    views on a second core while it compiles, so on an idle machine its wall time is lower
+    than its CPU time."""
     walls, cpus = [], []
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -261,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "within" if check <= TARGET_SECONDS else "OVER"
         print(f"\n  target: featql check <= {TARGET_SECONDS:.0f} s for {args.views} views cold: "
               f"{verdict} ({check:.2f} s CPU, {check_wall:.2f} s wall at this load)")
+        if have_lower:
+            comp_wall = min(runs["featql compile"][0])
+            verdict = "within" if comp_wall <= TARGET_SECONDS else "OVER"
+            print(f"  target: featql compile <= {TARGET_SECONDS:.0f} s wall for {args.views} views "
+                  f"cold (2 cores): {verdict} at this load ({comp_wall:.2f} s wall, "
+                  f"{min(runs['featql compile'][1]):.2f} s CPU on both cores)")
         return 0
     finally:
         if args.keep:
