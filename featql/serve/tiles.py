@@ -24,9 +24,9 @@ on each lookup):
   then each stored column's type and NULL flag. Layouts repeat across entities: parsed once.
 - merged (optional): the view's feature values for `floor(now, S) == merged_at` (the end of the
   loaded tiles), computed at load time by this very merge and stored as orjson (exact for ints
-  and doubles; a set with a non-finite value gets none). A lookup in the slide right after the
-  load, the common case when loads follow the slide, reads them instead of merging; any other
-  time merges the tiles.
+  and doubles; a set with a non-finite value or an int beyond 64 bits gets none). A lookup in
+  the slide right after the load, the common case when loads follow the slide, reads them
+  instead of merging; any other time merges the tiles.
 
 Columns are read zero-copy with `memoryview.cast`. `FQT2` cells (float64 columns, int64 starts,
 a JSON header naming the partials), written by earlier versions, are still read.
@@ -99,6 +99,13 @@ def _column(values: Sequence[Any], zero: bool) -> tuple[str, list[Any], bool]:
     return "d", vals, nulls
 
 
+def _json_exact(v: Any) -> bool:
+    """orjson writes it and reads it back equal (no NaN/inf, ints within 64 bits)."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return not isinstance(v, int) or -(1 << 63) <= v < 1 << 64
+
+
 def encode_tiles(starts: Sequence[int], columns: Mapping[str, Sequence[Any]],
                  merged: tuple[int, Sequence[Any]] | None = None) -> bytes:
     """Pack tiles: starts (epoch seconds, ascending) and partials (None = NULL) by name, in the
@@ -130,8 +137,7 @@ def encode_tiles(starts: Sequence[int], columns: Mapping[str, Sequence[Any]],
     if unit >= 1 << 32:
         raise ValueError(f"tile spacing of {unit} s is too large to pack")
     pre, at = b"", _NO_MERGED
-    if merged is not None and all(not isinstance(v, float) or math.isfinite(v)
-                                  for v in merged[1]):
+    if merged is not None and all(_json_exact(v) for v in merged[1]):
         at, pre = merged[0], orjson.dumps(list(merged[1]))
     return b"".join([_FIXED.pack(_MAGIC, len(starts), base, unit, len(layout), at, len(pre)),
                      layout, pre, struct.pack(f"<{len(offsets)}{scode}", *offsets), *stored])

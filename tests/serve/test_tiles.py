@@ -159,3 +159,14 @@ def test_cells_of_the_previous_format_are_still_read() -> None:
     assert got["s_14400"] == 3 and isinstance(got["s_14400"], int)
     assert got["a_14400"] == 1.5 and got["lo_14400"] == -1.0 and got["hi_3600"] == 4.0
     assert decode_tiles(blob).starts == starts
+
+
+def test_values_orjson_cannot_hold_exactly_are_not_stored_merged() -> None:
+    """NaN/inf or an int beyond 64 bits: no merged values (the lookup merges the tiles)."""
+    names = partial_columns(VIEW)
+    cols: dict[str, list[Any]] = {n: [1] for n in names}
+    plain = encode_tiles([0], cols)
+    n = len(VIEW.features)
+    for bad in (math.inf, math.nan, 1 << 70):
+        assert encode_tiles([0], cols, merged=(3600, [bad] * n)) == plain
+    assert encode_tiles([0], cols, merged=(3600, [1 << 62] * n)) != plain
