@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from featql.commands._common import project_root
+from featql.commands._common import LARGE_PROJECT_VIEWS, project_root, short_lived_heap
 from featql.compiler.project import compile_project
 from featql.console import console, print_diagnostics, summary_line
 
@@ -19,8 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    result = compile_project(project_root(args.project), with_lineage=False,
-                             fingerprints=False)
+    with short_lived_heap() as heap:
+        result = compile_project(project_root(args.project), with_lineage=False,
+                                 fingerprints=False)
+        heap.large = result.manifest is not None and (
+            len(result.manifest.views) >= LARGE_PROJECT_VIEWS)
     diags = result.diagnostics
     if args.json:
         print(json.dumps([d.to_json() for d in diags.sorted()], indent=2))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import gc
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from featql.commands._common import compile_or_report
+from featql.commands._common import LARGE_PROJECT_VIEWS, compile_or_report, short_lived_heap
 from featql.compiler.ir import Manifest
 from featql.compiler.loader import display_path
 from featql.compiler.manifest import write_manifest
@@ -36,18 +35,10 @@ def sql_file_name(view: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from featql.dialects.parallel import PARALLEL_MIN_VIEWS
     from featql.dialects.stream import StreamingLowerer
 
     targets = args.target or list(TARGETS)
-    # sqlglot trees are cyclic (parent links): copies made to generate SQL from are garbage
-    # only the cyclic collector frees, and collecting costs a tenth of a large compile. A
-    # command is short: it runs without collections (a large project's garbage, some 50 MB
-    # per 1,000 views, is left to process exit; a small one's is collected afterwards).
-    collecting = gc.isenabled()
-    gc.disable()
-    large = False
-    try:
+    with short_lived_heap() as heap:
         # each view is planned once for all targets; on large projects a second core lowers
         # the views already compiled while the compiler works on the rest
         with StreamingLowerer(targets) as lowerer:
@@ -56,14 +47,9 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             manifest = result.manifest
             assert manifest is not None
-            large = len(manifest.views) >= PARALLEL_MIN_VIEWS
+            heap.large = len(manifest.views) >= LARGE_PROJECT_VIEWS
             lowered = lowerer.finish(manifest)
         return _write(args, result, manifest, targets, lowered)
-    finally:
-        if large:
-            gc.freeze()  # frozen objects are never collected, not even at interpreter exit
-        if collecting:
-            gc.enable()
 
 
 def _write(args: argparse.Namespace, result: CompileResult, manifest: Manifest,
