@@ -191,17 +191,21 @@ print(n)
 """
 
 
-def timed(cmd: list[str], repeat: int, cwd: Path) -> tuple[list[float], list[float]]:
+def timed(cmd: list[str], repeat: int, cwd: Path,
+          out: Path | None = None) -> tuple[list[float], list[float]]:
     """Wall-clock and CPU (user + sys, with child processes) seconds of `repeat` fresh runs of
     cmd (each must succeed). CPU time is the figure to trust on a loaded machine: for the
     single-process runs it is what the wall time is on an idle one; `featql compile` lowers
     views on a second core while it compiles, so on an idle machine its wall time is lower
-    than its CPU time."""
+    than its CPU time. `out`: each run gets `--out <out>-<run>`, a new folder, so every run
+    writes all its files (a recompile into the same folder skips unchanged files; a folder
+    deleted just before would make ext4 skip over the freshly freed inodes)."""
     walls, cpus = [], []
-    for _ in range(repeat):
+    for run in range(repeat):
+        args = cmd if out is None else [*cmd, "--out", f"{out}-{run}"]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
         walls.append(time.perf_counter() - started)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -235,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
             [sys.executable, "-c", SQLGLOT_BASELINE, str(root)], args.repeat, root)
         runs["featql check"] = timed([str(FEATQL), "check", "--project", "."], args.repeat, root)
         if have_lower:
-            out = root / "target"
+            out = root / "target" / "out"  # target/ is not read as part of the project
             runs["featql compile"] = timed(
-                [str(FEATQL), "compile", "--project", ".", "--out", str(out)], args.repeat, root)
-            n_sql = len(list((out / "sql").rglob("*.sql")))
+                [str(FEATQL), "compile", "--project", "."], args.repeat, root, out=out)
+            n_sql = len(list(Path(f"{out}-0", "sql").rglob("*.sql")))
         print(f"\ncold runs, {args.repeat} fresh interpreters each; load average "
               f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores)")
         print(f"  {'':<30} {'wall best':>9} {'median':>8}   {'CPU best':>8} {'median':>8}")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from featql.commands._common import LARGE_PROJECT_VIEWS, compile_or_report, short_lived_heap
 from featql.compiler.ir import Manifest
 from featql.compiler.loader import display_path
-from featql.compiler.manifest import write_manifest
+from featql.compiler.manifest import unchanged, write_manifest
 from featql.console import console, print_diagnostics
 
 if TYPE_CHECKING:
@@ -80,6 +80,8 @@ def _write(args: argparse.Namespace, result: CompileResult, manifest: Manifest,
     for folder in sorted({file.parent for file in written}):
         folder.mkdir(parents=True, exist_ok=True)
     for file, sql in sorted(written.items()):
+        if unchanged(file, sql):
+            continue  # a recompile leaves identical files alone (and their times)
         # a new file rather than truncating the old one: on ext4, rewriting a truncated file
         # waits for its old blocks to be flushed (seconds for 2,000 files on a recompile)
         file.unlink(missing_ok=True)

@@ -91,10 +91,21 @@ def dumps(manifest: ir.Manifest) -> str:
 def write_manifest(manifest: ir.Manifest, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "manifest.json"
+    text = dumps(manifest)
+    if unchanged(path, text):
+        return path  # no rewrite: replacing a file on ext4 waits for the new data to be flushed
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(dumps(manifest))
+    tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def unchanged(path: Path, text: str) -> bool:
+    """Does the file already hold exactly this text? (Reading costs far less than rewriting.)"""
+    try:
+        return path.read_text() == text
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _build(tp: Any, data: Any) -> Any:
