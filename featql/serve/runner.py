@@ -30,7 +30,7 @@ def fresh_manifest(root: Path) -> Path | None:
     return path
 
 
-def _balanced_worker() -> type:
+def balanced_worker() -> type:
     """gunicorn's gthread worker, but a worker already holding connections lets an idler one
     take a new connection first.
 
@@ -65,7 +65,7 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", _balanced_worker())
+            self.cfg.set("worker_class", balanced_worker())
             self.cfg.set("threads", threads)
             self.cfg.set("keepalive", 30)
             self.cfg.set("backlog", 2048)
