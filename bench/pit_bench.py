@@ -7,9 +7,10 @@ Each measurement runs in a fresh child process; the parent polls the RSS of the 
 process tree (Spark's JVM included) in /proc for the peak. Seconds are the wall time of the
 training-set call with the project compiled (compile time and Spark's session start-up are
 reported apart); DuckDB modes run --repeat times, interleaved, and the best run is reported
-(all runs are listed), Spark once. featql-duckdb first deletes the project's cache of views
-known to hold event-time ties, so every run is a first call on new data (the generated rows
-have no ties on (user_id, ts); featql learns that from the rows the spine got, after the join).
+(all runs are listed), Spark once. featql-duckdb first deletes the project's cache of what it
+learnt about event-time ties, so every run is a first call on new data (the generated rows
+have no ties on (user_id, ts): a large view is checked on the rows the spine got, after the
+join); featql-duckdb-repeat times the third call on the same data (the question settled).
 DuckDB runs with `memory_limit` 1GB (--duckdb-memory), featql and the hand-written query alike.
 Flags scale everything down:
 
@@ -153,6 +154,9 @@ def child(mode: str, root: Path, scenario: int, views: int) -> dict[str, Any]:
         project = Project(root)
         assert project.manifest is not None
         out["compile"] = time.perf_counter() - t
+        if mode.endswith("repeat"):  # two earlier calls on the same data settle the ties check
+            for _ in range(2):
+                project.training_set(service, spine, engine="duckdb")
         t = time.perf_counter()
         table = project.training_set(service, spine, engine="duckdb")
         out["seconds"] = time.perf_counter() - t
@@ -245,7 +249,7 @@ def main() -> None:
         return
     generate(root, args)
     os.environ.setdefault("FEATQL_DUCKDB_MEMORY_LIMIT", args.duckdb_memory)
-    modes = ["hand-duckdb", "featql-duckdb"] + (
+    modes = ["hand-duckdb", "featql-duckdb", "featql-duckdb-repeat"] + (
         [] if args.skip_spark else ["featql-spark"])
     for scenario in ([1, 2] if args.scenario == 0 else [args.scenario]):
         what = (f"{args.rows:,} rows × 8 features" if scenario == 1 else

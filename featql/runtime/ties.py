@@ -5,8 +5,10 @@ window over all of the view's rows. `tie_plan` picks the cheaper way to find out
 - a view with not many more rows than the spine: one aggregate over its (keys, ts), whose
   answer is cached;
 - a view with many more rows than the spine (where that aggregate would cost a third of the
-  join): join without deduplication, then check only the rows the spine got for twins
-  (`DuckDBEngine.point_in_time`), and run the deduplicating join only when one has a twin.
+  join): the first training set joins without deduplication, then checks only the rows the
+  spine got for twins (`DuckDBEngine.point_in_time`), and runs the deduplicating join only when
+  one has a twin; the next one on the same data runs the aggregate, so that later ones skip
+  the question (a first call pays the check on the spine's rows; repeated calls none).
 Answers are cached in `<project>/.featql/cache/ties.json` under the view's fingerprint and the
 identity (path, size, mtime, inode; the bytes of small files) of every local file its sources
 read, so later training sets skip the question; S3 sources are asked each time.
@@ -28,6 +30,10 @@ from featql.runtime.sources import is_s3, local_files
 CACHE = Path(".featql") / "cache" / "ties.json"
 VERIFY_ABOVE = 2.0
 """Verify after the join when the view has more than this many rows per spine row."""
+
+VERIFIED = "verified"
+"""Cached for a large view joined once with verification and no twin found: the next training
+set on the same data runs the aggregate, whose answer lets every later one skip the question."""
 
 TiePlan = Literal["unique", "dedupe", "verify"]
 
@@ -55,7 +61,7 @@ def _signature(manifest: Manifest, view: FeatureView, root: Path) -> str | None:
     return h.hexdigest()
 
 
-def _read_cache(root: Path) -> dict[str, bool]:
+def _read_cache(root: Path) -> dict[str, bool | str]:
     path = root / CACHE
     if not path.exists():
         return {}
@@ -66,14 +72,13 @@ def _read_cache(root: Path) -> dict[str, bool]:
     return data if isinstance(data, dict) else {}
 
 
-def known_ties(manifest: Manifest, view: FeatureView, root: Path) -> bool | None:
-    """The cached answer for the view's current definition and files, or None."""
+def _cached(manifest: Manifest, view: FeatureView, root: Path) -> bool | str | None:
     sig = _signature(manifest, view, root)
-    answer = _read_cache(root).get(sig) if sig is not None else None
-    return None if answer is None else bool(answer)
+    return _read_cache(root).get(sig) if sig is not None else None
 
 
-def record_ties(manifest: Manifest, view: FeatureView, root: Path, found: bool) -> None:
+def record_ties(manifest: Manifest, view: FeatureView, root: Path, found: bool | str) -> None:
+    """Cache an answer (or VERIFIED) for the view's current definition and files."""
     sig = _signature(manifest, view, root)
     if sig is None:
         return
@@ -92,12 +97,13 @@ def record_ties(manifest: Manifest, view: FeatureView, root: Path, found: bool) 
 def tie_plan(engine: Engine, manifest: Manifest, view: FeatureView, root: Path,
              spine_rows: int) -> TiePlan:
     """How a DuckDB training set treats a row-level view read from its sources."""
-    known = known_ties(manifest, view, root)
-    if known is not None:
+    known = _cached(manifest, view, root)
+    if isinstance(known, bool):
         return "dedupe" if known else "unique"
     relation = '"' + relation_name(view.name, "row") + '"'
     rows = engine.query(f"SELECT count(*) AS n FROM {relation}").column(0)[0].as_py()
-    if rows > VERIFY_ABOVE * spine_rows:
+    if rows > VERIFY_ABOVE * spine_rows and known != VERIFIED:
+        record_ties(manifest, view, root, VERIFIED)  # a training set after this one settles it
         return "verify"
     cols = ", ".join(f'"{c}"' for c in [*(k.name for k in view.keys), view.timestamp])
     found = engine.query(f"SELECT count(*) AS n FROM (SELECT 1 AS one FROM {relation} "

@@ -43,7 +43,7 @@ def _x(root: Path, c: Any, spine: list[dict[str, Any]]) -> list[Any]:
     return out.column("last_event__x").to_pylist()
 
 
-def _recorded(root: Path, c: Any) -> bool | None:
+def _recorded(root: Path, c: Any) -> bool | str | None:
     """What the cache says of `last_event` with its current files."""
     path = root / CACHE
     cache = json.loads(path.read_text()) if path.exists() else {}
@@ -79,4 +79,7 @@ def test_tie_no_spine_row_gets(project: tuple[Path, Any]) -> None:
     assert _x(root, c, spine) == [3, 4, None]
     import featql.runtime.ties as ties
 
-    assert _recorded(root, c) is (None if ties.VERIFY_ABOVE == 0 else True)
+    verifying = ties.VERIFY_ABOVE == 0
+    assert _recorded(root, c) == (ties.VERIFIED if verifying else True)
+    assert _x(root, c, spine) == [3, 4, None]  # verified once: now the aggregate settles it
+    assert _recorded(root, c) is True
