@@ -74,6 +74,43 @@ def duckdb_twins_sql(view: ViewJoin, i: int, result: str) -> str:
             f"ON {on}) - (SELECT count(*) FROM (SELECT DISTINCT * FROM {matched} p) q) AS n")
 
 
+def spark_sql(node: PointInTimeJoin) -> str:
+    """Row-level views on the same keys share one window pass; passes are chained, each
+    carrying the spine rows (with the columns found so far) through, so no join back is
+    needed. The result is unordered: the caller sorts by RID."""
+    d = _Dialect("spark")
+    carried = [RID, *node.keys, SPINE_TS]
+    ctes = [f"c0 AS (SELECT {', '.join(d.q(c) for c in carried)} FROM {SPINE})"]
+    t_us = d.epoch_us(SPINE_TS)
+    n = 0
+    selects = [f"s.{RID}"]
+    groups: dict[tuple[str, ...], list[ViewJoin]] = {}
+    for view in node.views:
+        if view.kind == "row":
+            groups.setdefault(view.keys, []).append(view)
+    for group in groups.values():
+        ctes.append(_spark_chain_cte(group, f"c{n}", f"c{n + 1}", carried, d))
+        for view in group:
+            carried = [*carried, *(f.column for f in view.features)]
+            selects.extend(f"s.{d.q(f.column)}" for f in view.features)
+        n += 1
+    joins: list[str] = []
+    for i, view in enumerate(node.views):
+        if view.kind != "aggregate":
+            continue
+        alias = f"v{i}"
+        ctes.extend(_aggregate_ctes(view, alias, d))
+        anchor = _floor(t_us, view.slide_seconds or 1)
+        on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
+                           f"{anchor} = {alias}._featql_anchor"])
+        joins.append(f"LEFT JOIN {alias} ON {on}")
+        selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
+    order = {c: i for i, c in enumerate([RID, *node.columns])}
+    selects.sort(key=lambda e: order[e.rsplit(".", 1)[1].strip("`")])
+    return ("WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(selects)}\nFROM c{n} s\n"
+            + "\n".join(joins))
+
+
 def _spark_chain_cte(views: list[ViewJoin], src: str, dst: str, carried: list[str],
                      d: _Dialect) -> str:
     """One window pass for row-level views sharing their keys. Each view's rows carry a struct
