@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
@@ -23,6 +21,7 @@ from featql.runtime.offline_store import OfflineStore
 from featql.runtime.state import MaterializationState
 from featql.runtime.training import TrainingReport, training_set
 from runtime.conftest import compiled, same_tables
+from runtime.killed_run import kill_overwrite_after
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -93,25 +92,6 @@ def test_training_set_from_store_equals_from_sources(small_example: Path) -> Non
     assert same_tables(fresh, stored) == []
 
 
-_KILLED_RUN = textwrap.dedent("""
-    import sys, time
-    import pyarrow.parquet as pq
-    import featql.runtime.offline_store as store
-    from featql.compiler.project import compile_project
-    from featql.runtime.materialize import materialize
-
-    real = pq.write_table
-    def slow(*args, **kwargs):
-        real(*args, **kwargs)
-        print("wrote", flush=True)
-        time.sleep(0.2)
-    store.pq.write_table = slow
-    c = compile_project(sys.argv[1])
-    materialize(sys.argv[1], c.manifest, views=["user_txn_aggs"], overwrite=True,
-                progress=False, config=c.config)
-""")
-
-
 def test_overwrite_killed_half_way_leaves_old_data(small_example: Path) -> None:
     c = compiled(small_example)
     view = "user_txn_aggs"
@@ -120,16 +100,10 @@ def test_overwrite_killed_half_way_leaves_old_data(small_example: Path) -> None:
     before = store.scan(view)
     vdir = Path(store.view_dir(view, c.manifest.view(view).fingerprint))
     live = {k: v for k, v in _digest(vdir).items() if not k.startswith("_")}
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(small_example)],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        for _ in range(10):  # let it stage 10 files of ~330, then kill it
-            assert proc.stdout.readline().startswith("wrote")
+    def staged() -> None:
         assert any(p.name.startswith("_staging-") for p in vdir.iterdir())
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+
+    kill_overwrite_after(small_example, view, 10, staged)  # 10 files of ~330 staged
     assert store.scan(view).equals(before)
     assert {k: v for k, v in _digest(vdir).items() if not k.startswith("_")} == live
     materialize(small_example, c.manifest, views=[view], progress=False, config=c.config,

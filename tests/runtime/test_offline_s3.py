@@ -9,10 +9,6 @@ import hashlib
 import itertools
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -28,6 +24,7 @@ from featql.runtime.materialize import materialize
 from featql.runtime.offline_store import OfflineStore, ViewLayout
 from featql.runtime.training import TrainingReport, training_set
 from runtime.conftest import compiled, same_tables
+from runtime.killed_run import kill_overwrite_after
 
 _BUCKETS = itertools.count()
 _EMPTY = hashlib.sha256(b"").hexdigest()
@@ -134,24 +131,6 @@ def test_s3_rematerialize_is_byte_identical(small_example: Path, bucket: str,
         assert remote.num_rows > 0 and remote.equals(here), view
 
 
-_KILLED_RUN = textwrap.dedent("""
-    import sys, time
-    import pyarrow.parquet as pq
-    from featql.compiler.project import compile_project
-    from featql.runtime.materialize import materialize
-
-    real = pq.write_table
-    def slow(*args, **kwargs):
-        real(*args, **kwargs)
-        print("wrote", flush=True)
-        time.sleep(0.2)
-    pq.write_table = slow
-    c = compile_project(sys.argv[1])
-    materialize(sys.argv[1], c.manifest, views=["user_txn_aggs"], overwrite=True,
-                progress=False, config=c.config)
-""")
-
-
 def test_s3_overwrite_killed_half_way_leaves_old_data(small_example: Path, bucket: str) -> None:
     c = _on_s3(small_example, bucket)
     view = "user_txn_aggs"
@@ -167,15 +146,7 @@ def test_s3_overwrite_killed_half_way_leaves_old_data(small_example: Path, bucke
     trained = trained.select(ours)  # the other views of the service read the sources
     old = _objects(bucket)
     _double_amounts(small_example)  # so the overwrite writes new files
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(small_example)],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        for _ in range(10):  # let it upload 9 files of ~330, then kill it
-            assert proc.stdout.readline().startswith("wrote")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    kill_overwrite_after(small_example, view, 10)  # killed after 10 of ~330 files
     mid = _objects(bucket)
     garbage = set(mid) - set(old)
     assert len(garbage) >= 9 and all(k.endswith(".parquet") for k in garbage)
