@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from featql.compiler.ir import Manifest, Source
 from featql.compiler.project import compile_project
 from featql.dialects import stream
 from featql.dialects.lower import lower_targets
@@ -24,6 +25,16 @@ def _generate(root: Path, views: int, sources: int) -> None:
     sys.modules["compile_bench_gen"] = module
     spec.loader.exec_module(module)
     module.generate(root, views, sources)
+
+
+def _compiled_for_worker(root: Path, views: int, monkeypatch: pytest.MonkeyPatch
+                        ) -> tuple[Manifest, dict[str, Source]]:
+    """A compiled generated project (2 sources), with the worker allowed on any machine."""
+    _generate(root, views, 2)
+    monkeypatch.setattr(stream, "_cpus", lambda: 2)
+    manifest = compile_project(root).manifest
+    assert manifest is not None
+    return manifest, {s.name: s for s in manifest.sources}
 
 
 needs_fork = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
@@ -53,11 +64,7 @@ def test_streamed_lowering_equals_lowering_afterwards(tmp_path: Path, monkeypatc
 @needs_fork
 def test_a_view_the_manifest_holds_differently_is_lowered_again(tmp_path: Path, monkeypatch):
     """Only a view object identical to the manifest's is taken from the worker."""
-    _generate(tmp_path, 40, 2)
-    monkeypatch.setattr(stream, "_cpus", lambda: 2)
-    manifest = compile_project(tmp_path).manifest
-    assert manifest is not None
-    sources = {s.name: s for s in manifest.sources}
+    manifest, sources = _compiled_for_worker(tmp_path, 40, monkeypatch)
     first, *rest = manifest.views
     from dataclasses import replace
 
@@ -73,11 +80,7 @@ def test_a_view_the_manifest_holds_differently_is_lowered_again(tmp_path: Path, 
 
 @needs_fork
 def test_close_stops_the_worker_of_a_failed_compile(tmp_path: Path, monkeypatch):
-    _generate(tmp_path, 30, 2)
-    monkeypatch.setattr(stream, "_cpus", lambda: 2)
-    manifest = compile_project(tmp_path).manifest
-    assert manifest is not None
-    sources = {s.name: s for s in manifest.sources}
+    manifest, sources = _compiled_for_worker(tmp_path, 30, monkeypatch)
     lowerer = stream.StreamingLowerer(TARGETS, min_views=1)
     lowerer.begin(sources, len(manifest.views))
     for v in manifest.views:
