@@ -8,9 +8,7 @@ earlier stages rejected, so one mistake gives one error, not a cascade.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +30,7 @@ from featql.compiler.fingerprint import (
     source_fingerprint,
     upstream_view_fingerprint,
 )
+from featql.compiler.gcpause import fewer_gc_pauses
 from featql.compiler.ir import (
     Column,
     Entity,
@@ -90,21 +89,8 @@ def compile_project(root: str | Path, *, with_lineage: bool = True,
 
     `sink` gets each feature view as soon as its IR is complete: the very object the manifest
     will hold (unless the compile fails)."""
-    with _fewer_gc_pauses():
+    with fewer_gc_pauses():
         return _compile(Path(root), with_lineage, fingerprints, sink)
-
-
-@contextmanager
-def _fewer_gc_pauses() -> Iterator[None]:
-    """sqlglot trees are many small objects with parent links; at the default threshold the
-    cyclic collector runs thousands of times over a large project (about 15% of the time).
-    A larger first-generation threshold while compiling keeps memory bounded."""
-    old = gc.get_threshold()
-    gc.set_threshold(max(old[0], 50_000), *old[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
 
 
 def _compile(root: Path, with_lineage: bool, fingerprints: bool,

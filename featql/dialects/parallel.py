@@ -11,10 +11,10 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from featql.compiler.diagnostics import Diagnostic
+from featql.compiler.gcpause import fewer_gc_pauses
 from featql.compiler.ir import Manifest
 from featql.dialects.errors import Target
 from featql.dialects.lower import LoweringError, lower_targets
@@ -32,7 +32,7 @@ def lower_views(manifest: Manifest, targets: Sequence[Target]) -> dict[str, Lowe
     """view name → target → SQL text, or the diagnostic of a view that cannot be lowered."""
     names = [v.name for v in manifest.views]
     workers = min(_cpus(), MAX_WORKERS, len(names) // CHUNK)
-    with _fewer_gc_pauses():
+    with fewer_gc_pauses():
         if len(names) < PARALLEL_MIN_VIEWS or workers < 2 \
                 or "fork" not in multiprocessing.get_all_start_methods():
             return {n: _lower_one(manifest, n, targets) for n in names}
@@ -72,13 +72,3 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-@contextmanager
-def _fewer_gc_pauses() -> Iterator[None]:
-    """Lowering builds many small sqlglot trees with parent links; as in `compile_project`, a
-    larger first-generation threshold saves most cyclic collections, memory stays bounded."""
-    old = gc.get_threshold()
-    gc.set_threshold(max(old[0], 50_000), *old[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)

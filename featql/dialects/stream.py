@@ -27,13 +27,13 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from featql.compiler.gcpause import fewer_gc_pauses
 from featql.compiler.ir import FeatureView, Manifest, Source
 from featql.dialects.errors import Target
 from featql.dialects.parallel import (
     PARALLEL_MIN_VIEWS,
     Lowered,
     _cpus,
-    _fewer_gc_pauses,
     _lower_one,
 )
 
@@ -72,7 +72,7 @@ class StreamingLowerer:
         """view name → target → SQL text or diagnostic, for every view of `manifest`, in
         manifest order (as `featql.dialects.parallel.lower_views`)."""
         done: dict[str, Lowered] = {}
-        with _fewer_gc_pauses():
+        with fewer_gc_pauses():
             if self._process is not None:
                 self._send()
                 self._inbox.put(None)
@@ -164,7 +164,7 @@ def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: An
     views: list[FeatureView] = []
     out: dict[str, Lowered] = {}
     index = 0
-    with _fewer_gc_pauses():
+    with fewer_gc_pauses():
         while True:
             try:
                 batch = inbox.get(timeout=POLL_SECONDS)
