@@ -96,15 +96,8 @@ def spark_sql(node: PointInTimeJoin) -> str:
         n += 1
     joins: list[str] = []
     for i, view in enumerate(node.views):
-        if view.kind != "aggregate":
-            continue
-        alias = f"v{i}"
-        ctes.extend(_aggregate_ctes(view, alias, d))
-        anchor = _floor(t_us, view.slide_seconds or 1)
-        on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
-                           f"{anchor} = {alias}._featql_anchor"])
-        joins.append(f"LEFT JOIN {alias} ON {on}")
-        selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
+        if view.kind == "aggregate":
+            _join_aggregate(view, f"v{i}", t_us, d, ctes, joins, selects)
     order = {c: i for i, c in enumerate([RID, *node.columns])}
     selects.sort(key=lambda e: order[e.rsplit(".", 1)[1].strip("`")])
     return ("WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(selects)}\nFROM c{n} s\n"
@@ -157,12 +150,7 @@ def _lower_duckdb(node: PointInTimeJoin, d: _Dialect) -> str:
     for i, view in enumerate(node.views):
         alias = f"v{i}"
         if view.kind == "aggregate":
-            ctes.extend(_aggregate_ctes(view, alias, d))
-            anchor = _floor(t_us, view.slide_seconds or 1)
-            on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
-                               f"{anchor} = {alias}._featql_anchor"])
-            joins.append(f"LEFT JOIN {alias} ON {on}")
-            selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
+            _join_aggregate(view, alias, t_us, d, ctes, joins, selects)
             continue
         ctes.append(_duck_rows_cte(view, alias, d))
         on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
@@ -181,6 +169,18 @@ def _lower_duckdb(node: PointInTimeJoin, d: _Dialect) -> str:
     with_clause = ("WITH " + ",\n".join(ctes) + "\n") if ctes else ""
     return (f"{with_clause}SELECT {', '.join(selects)}\nFROM {SPINE} s\n"
             + "\n".join(joins) + f"\nORDER BY s.{RID}")
+
+
+def _join_aggregate(view: ViewJoin, alias: str, t_us: str, d: _Dialect, ctes: list[str],
+                    joins: list[str], selects: list[str]) -> None:
+    """An aggregate view's merged windows, joined on the spine's keys and tile anchor
+    (the same on both engines; `t_us` is the spine time in microseconds)."""
+    ctes.extend(_aggregate_ctes(view, alias, d))
+    anchor = _floor(t_us, view.slide_seconds or 1)
+    on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
+                       f"{anchor} = {alias}._featql_anchor"])
+    joins.append(f"LEFT JOIN {alias} ON {on}")
+    selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
 
 
 def _floor(us_expr: str, slide_seconds: int) -> str:
