@@ -72,18 +72,16 @@ def _read_cache(root: Path) -> dict[str, bool | str]:
     return data if isinstance(data, dict) else {}
 
 
-def _cached(manifest: Manifest, view: FeatureView, root: Path) -> bool | str | None:
-    sig = _signature(manifest, view, root)
-    return _read_cache(root).get(sig) if sig is not None else None
+def record_ties(manifest: Manifest, view: FeatureView, root: Path, found: bool) -> None:
+    """Cache an answer for the view's current definition and files."""
+    _store(root, _signature(manifest, view, root), found)
 
 
-def record_ties(manifest: Manifest, view: FeatureView, root: Path, found: bool | str) -> None:
-    """Cache an answer (or VERIFIED) for the view's current definition and files."""
-    sig = _signature(manifest, view, root)
+def _store(root: Path, sig: str | None, answer: bool | str) -> None:
     if sig is None:
         return
     cache = _read_cache(root)
-    cache[sig] = found
+    cache[sig] = answer
     path = root / CACHE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,16 +95,17 @@ def record_ties(manifest: Manifest, view: FeatureView, root: Path, found: bool |
 def tie_plan(engine: Engine, manifest: Manifest, view: FeatureView, root: Path,
              spine_rows: int) -> TiePlan:
     """How a DuckDB training set treats a row-level view read from its sources."""
-    known = _cached(manifest, view, root)
+    sig = _signature(manifest, view, root)
+    known = _read_cache(root).get(sig) if sig is not None else None
     if isinstance(known, bool):
         return "dedupe" if known else "unique"
     relation = '"' + relation_name(view.name, "row") + '"'
     rows = engine.query(f"SELECT count(*) AS n FROM {relation}").column(0)[0].as_py()
     if rows > VERIFY_ABOVE * spine_rows and known != VERIFIED:
-        record_ties(manifest, view, root, VERIFIED)  # a training set after this one settles it
+        _store(root, sig, VERIFIED)  # a training set after this one settles it
         return "verify"
     cols = ", ".join(f'"{c}"' for c in [*(k.name for k in view.keys), view.timestamp])
     found = engine.query(f"SELECT count(*) AS n FROM (SELECT 1 AS one FROM {relation} "
                          f"GROUP BY {cols} HAVING count(*) > 1) x").column(0)[0].as_py() > 0
-    record_ties(manifest, view, root, found)
+    _store(root, sig, found)
     return "dedupe" if found else "unique"
