@@ -25,7 +25,7 @@ _RETRYABLE = ("ProvisionedThroughputExceededException", "ThrottlingException",
               "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable")
 
 
-class _OneSendHTTPConnection(http.client.HTTPConnection):
+class OneSendHTTPConnection(http.client.HTTPConnection):
     """Headers and body in one send(): one syscall, no Nagle/delayed-ACK stall."""
 
     def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
@@ -60,7 +60,7 @@ class BatchGetClient:
         self._local = threading.local()
 
     def _connect(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.https else _OneSendHTTPConnection
+        cls = http.client.HTTPSConnection if self.https else OneSendHTTPConnection
         conn = cls(self.host, self.port, timeout=self.timeout)
         conn.connect()
         # http.client may write headers and body in two sends: without NODELAY, Nagle's
