@@ -121,6 +121,27 @@ def serve_project(example_project: Path, tmp_path_factory: pytest.TempPathFactor
     return root
 
 
+# a request-transform hook that raises on a negative amount
+BOOM = '''
+from featql import request_transform
+
+
+@request_transform(request={"amount": "DOUBLE"}, inputs=["user_profile.credit_limit"],
+                   outputs={"ratio": "DOUBLE"})
+def boom(amount, credit_limit):
+    if amount is not None and amount < 0:
+        raise ValueError("negative amount")
+    return {"ratio": None if amount is None or not credit_limit else amount / credit_limit}
+'''
+
+
+def copy_with_boom(serve_project: Path, root: Path) -> Path:
+    """A copy of the serving example project with the raising `boom` hook added."""
+    shutil.copytree(serve_project, root, ignore=shutil.ignore_patterns(".featql", "target"))
+    (root / "hooks" / "boom.py").write_text(BOOM)
+    return root
+
+
 def configure_online(root: Path, kind: str, endpoint: str | None, path: str) -> None:
     """Point `[online]` of the project's featql.toml at a store."""
     text = (root / "featql.toml").read_text()

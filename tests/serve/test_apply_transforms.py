@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,25 +11,12 @@ import pytest
 from featql.compiler.project import compile_project
 from featql.serve.transforms import TransformError, apply_transforms, compile_transforms
 
-BOOM = '''
-from featql import request_transform
-
-
-@request_transform(request={"amount": "DOUBLE"}, inputs=["user_profile.credit_limit"],
-                   outputs={"ratio": "DOUBLE"})
-def boom(amount, credit_limit):
-    if amount is not None and amount < 0:
-        raise ValueError("negative amount")
-    return {"ratio": None if amount is None or not credit_limit else amount / credit_limit}
-'''
+from .conftest import copy_with_boom
 
 
 @pytest.fixture(scope="module")
 def project(serve_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tx") / "features"
-    shutil.copytree(serve_project, root, ignore=shutil.ignore_patterns(".featql", "target"))
-    (root / "hooks" / "boom.py").write_text(BOOM)
-    return root
+    return copy_with_boom(serve_project, tmp_path_factory.mktemp("tx") / "features")
 
 
 def _table(amounts: list[float | None]) -> pa.Table:

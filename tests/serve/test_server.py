@@ -21,20 +21,9 @@ import featql
 from featql.compiler.project import compile_project
 from featql.serve.online_load import load_online
 
-from .conftest import configure_online, free_port, wait_port
+from .conftest import configure_online, copy_with_boom, free_port, wait_port
 
 AT = "2024-01-31T00:00:00"
-BOOM = '''
-from featql import request_transform
-
-
-@request_transform(request={"amount": "DOUBLE"}, inputs=["user_profile.credit_limit"],
-                   outputs={"ratio": "DOUBLE"})
-def boom(amount, credit_limit):
-    if amount is not None and amount < 0:
-        raise ValueError("negative amount")
-    return {"ratio": None if amount is None or not credit_limit else amount / credit_limit}
-'''
 
 
 class Server:
@@ -71,9 +60,7 @@ class Server:
 
 
 def _project(serve_project: Path, tmp: Path, kind: str, endpoint: str | None) -> Path:
-    root = tmp / "project"
-    shutil.copytree(serve_project, root, ignore=shutil.ignore_patterns(".featql", "target"))
-    (root / "hooks" / "boom.py").write_text(BOOM)
+    root = copy_with_boom(serve_project, tmp / "project")
     (root / "services" / "boom_service.sql").write_text(
         "-- @feature_service(name = boom_service, features = [user_profile.country, boom])\n")
     configure_online(root, kind, endpoint, ".featql/online.db" if kind == "sqlite"
