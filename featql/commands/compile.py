@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from featql.console import console, print_diagnostics
 if TYPE_CHECKING:
     from featql.compiler.project import CompileResult
     from featql.dialects.errors import Target
-    from featql.dialects.parallel import Lowered
+    from featql.dialects.stream import Result
 
 ORDER = 30
 
@@ -34,32 +35,40 @@ def sql_file_name(view: str) -> str:
     return view.replace(":", "__") + ".sql"
 
 
+def out_folder(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else Path(args.project) / "target"
+
+
 def run(args: argparse.Namespace) -> int:
-    from featql.dialects.stream import StreamingLowerer
+    from featql.dialects.stream import SqlFiles, StreamingLowerer
 
     targets = args.target or list(TARGETS)
-    with short_lived_heap() as heap:
-        # each view is planned once for all targets; on large projects a second core lowers
-        # the views already compiled while the compiler works on the rest
-        with StreamingLowerer(targets) as lowerer:
-            result = compile_or_report(args.project, sink=lowerer)
-            if result is None:
-                return 1
-            manifest = result.manifest
-            assert manifest is not None
-            heap.large = len(manifest.views) >= LARGE_PROJECT_VIEWS
-            lowered = lowerer.finish(manifest)
+    sql_dir = out_folder(args) / "sql"
+    files = SqlFiles(lambda view, target: sql_dir / target / sql_file_name(view),
+                     sql_dir / f".staging-{os.getpid()}")
+    # each view is planned once for all targets; on large projects a second core lowers (and
+    # writes) the views already compiled while the compiler works on the rest
+    with short_lived_heap() as heap, StreamingLowerer(targets, files=files) as lowerer:
+        result = compile_or_report(args.project, sink=lowerer)
+        if result is None:
+            return 1
+        manifest = result.manifest
+        assert manifest is not None
+        heap.large = len(manifest.views) >= LARGE_PROJECT_VIEWS
+        lowered = lowerer.finish(manifest)
+        # inside `with`: files staged by the worker are moved before it drops the rest
         return _write(args, result, manifest, targets, lowered)
 
 
 def _write(args: argparse.Namespace, result: CompileResult, manifest: Manifest,
-           targets: list[Target], lowered: dict[str, Lowered]) -> int:
+           targets: list[Target], lowered: dict[str, Result]) -> int:
     """Report the views that cannot be lowered, or write the manifest and the SQL files."""
     from featql.compiler.diagnostics import Diagnostic
+    from featql.dialects.stream import Staged
 
-    out_dir = Path(args.out) if args.out else result.root / "target"
+    out_dir = out_folder(args)
     # results are reported target by target, views in manifest order
-    written: dict[Path, str] = {}
+    written: dict[Path, str | Staged] = {}
     failures = []
     for target in targets:
         for view in manifest.views:
@@ -79,7 +88,12 @@ def _write(args: argparse.Namespace, result: CompileResult, manifest: Manifest,
     path = write_manifest(manifest, out_dir)
     for folder in sorted({file.parent for file in written}):
         folder.mkdir(parents=True, exist_ok=True)
-    for file, sql in sorted(written.items()):
+    for file, sql in sorted(written.items(), key=lambda item: item[0]):
+        if isinstance(sql, Staged):  # the lowering worker wrote it already, or found it
+            if sql.path is not None:
+                file.unlink(missing_ok=True)  # not renamed over: see below
+                os.rename(sql.path, file)
+            continue
         if unchanged(file, sql):
             continue  # a recompile leaves identical files alone (and their times)
         # a new file rather than truncating the old one: on ext4, rewriting a truncated file

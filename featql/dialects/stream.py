@@ -22,13 +22,18 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import queue
+import shutil
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from featql.compiler.diagnostics import Diagnostic
 from featql.compiler.gcpause import fewer_gc_pauses
 from featql.compiler.ir import FeatureView, Manifest, Source
+from featql.compiler.manifest import unchanged
 from featql.dialects.errors import Target
 from featql.dialects.parallel import (
     PARALLEL_MIN_VIEWS,
@@ -42,12 +47,34 @@ JOIN_SECONDS = 5.0
 POLL_SECONDS = 1.0  # how often an idle worker checks that its parent still runs
 
 
+@dataclass(frozen=True)
+class Staged:
+    """SQL the worker wrote to `path` in the staging folder; `path=None`: the final file
+    already holds exactly this text."""
+
+    path: Path | None
+
+
+@dataclass(frozen=True)
+class SqlFiles:
+    """Where lowered SQL goes: `place(view, target)` is a view's final file; staged files are
+    written under `staging` (same file system, so moving one is a rename)."""
+
+    place: Callable[[str, Target], Path]
+    staging: Path
+
+
+Result = dict[Target, "str | Diagnostic | Staged"]
+
+
 class StreamingLowerer:
     """A `featql.compiler.project.ViewSink` that lowers the views it is given."""
 
-    def __init__(self, targets: Sequence[Target], *, min_views: int = PARALLEL_MIN_VIEWS):
+    def __init__(self, targets: Sequence[Target], *, min_views: int = PARALLEL_MIN_VIEWS,
+                 files: SqlFiles | None = None):
         self.targets = tuple(targets)
         self.min_views = min_views
+        self.files = files
         self._sources: tuple[Source, ...] = ()
         self._batches: list[list[FeatureView]] = []  # sent to the worker, in order
         self._pending: list[FeatureView] = []
@@ -68,10 +95,11 @@ class StreamingLowerer:
         if self._process is not None and len(self._pending) >= BATCH:
             self._send()
 
-    def finish(self, manifest: Manifest) -> dict[str, Lowered]:
+    def finish(self, manifest: Manifest) -> dict[str, Result]:
         """view name → target → SQL text or diagnostic, for every view of `manifest`, in
-        manifest order (as `featql.dialects.parallel.lower_views`)."""
-        done: dict[str, Lowered] = {}
+        manifest order (as `featql.dialects.parallel.lower_views`); with `files`, `Staged`
+        for the views the worker wrote."""
+        done: dict[str, Result] = {}
         with fewer_gc_pauses():
             if self._process is not None:
                 self._send()
@@ -80,10 +108,17 @@ class StreamingLowerer:
                 done.update(self._collect())
             sent = {v.name: v for batch in self._batches for v in batch}
             return {v.name: done[v.name] if v.name in done and sent.get(v.name) is v
-                    else _lower_one(manifest, v.name, self.targets) for v in manifest.views}
+                    else dict(_lower_one(manifest, v.name, self.targets))
+                    for v in manifest.views}
 
     def close(self) -> None:
-        """Stop the worker if it still runs (a failed compile never calls `finish`)."""
+        """Stop the worker if it still runs (a failed compile never calls `finish`) and drop
+        the staged files not moved into place."""
+        self._stop()
+        if self.files is not None:
+            shutil.rmtree(self.files.staging, ignore_errors=True)
+
+    def _stop(self) -> None:
         if self._process is not None:
             if self._process.is_alive():
                 self._process.terminate()
@@ -116,7 +151,7 @@ class StreamingLowerer:
             self._process = ctx.Process(
                 target=_work, name="featql-lower", daemon=True,
                 args=(self._inbox, send, self._claims, self._lock, self._sources,
-                      self.targets))
+                      self.targets, self.files))
             self._process.start()
         finally:
             gc.unfreeze()
@@ -129,9 +164,9 @@ class StreamingLowerer:
             self._batches.append(self._pending)
             self._pending = []
 
-    def _lower_tail(self, manifest: Manifest) -> dict[str, Lowered]:
+    def _lower_tail(self, manifest: Manifest) -> dict[str, Result]:
         """Take batches back from the end while the worker has not claimed them."""
-        out: dict[str, Lowered] = {}
+        out: dict[str, Result] = {}
         claims = self._claims
         while True:
             with self._lock:
@@ -140,29 +175,31 @@ class StreamingLowerer:
                     break
                 claims[1] = last
             for view in self._batches[last]:
-                out[view.name] = _lower_one(manifest, view.name, self.targets)
+                out[view.name] = dict(_lower_one(manifest, view.name, self.targets))
         return out
 
-    def _collect(self) -> dict[str, Lowered]:
+    def _collect(self) -> dict[str, Result]:
         assert self._results is not None
         try:
-            done: dict[str, Lowered] = self._results.recv()
+            done: dict[str, Result] = self._results.recv()
         except (EOFError, OSError):  # the worker died: its views are lowered here
             done = {}
-        self.close()
+        self._stop()
         return done
 
 
 def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: Any, lock: Any,
-          sources: tuple[Source, ...], targets: tuple[Target, ...]) -> None:
-    """Worker: claim each batch in turn and lower it against the views received so far;
-    send all results at the end. A view whose lowering fails unexpectedly is left out (the
-    parent lowers it again and reports the error as it would without a worker)."""
+          sources: tuple[Source, ...], targets: tuple[Target, ...],
+          files: SqlFiles | None) -> None:
+    """Worker: claim each batch in turn and lower it against the views received so far (and
+    stage its files); send all results at the end. A view whose lowering fails unexpectedly
+    is left out (the parent lowers it again and reports the error as it would without a
+    worker)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops this process
     gc.enable()  # `featql compile` runs without collections; this process collects its own
     parent = os.getppid()
     views: list[FeatureView] = []
-    out: dict[str, Lowered] = {}
+    out: dict[str, Result] = {}
     index = 0
     with fewer_gc_pauses():
         while True:
@@ -187,8 +224,32 @@ def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: An
             manifest = Manifest("", sources, (), tuple(views), (), ())
             for view in batch:
                 try:
-                    out[view.name] = _lower_one(manifest, view.name, targets)
+                    lowered = _lower_one(manifest, view.name, targets)
                 except Exception:  # the parent lowers it again and reports the error
                     continue
+                out[view.name] = _stage(view.name, lowered, files) if files else dict(lowered)
     results.send(out)
     results.close()
+
+
+def _stage(view: str, lowered: Lowered, files: SqlFiles) -> Result:
+    """Write a view's SQL to the staging folder; a view with a diagnostic, or a file that
+    cannot be written, stays as text for the parent (which reports it)."""
+    if any(isinstance(sql, Diagnostic) for sql in lowered.values()):
+        return dict(lowered)
+    out: Result = {}
+    for target, sql in lowered.items():
+        assert isinstance(sql, str)
+        final = files.place(view, target)
+        if unchanged(final, sql):
+            out[target] = Staged(None)
+            continue
+        staged = files.staging / target / final.name
+        try:
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_text(sql)
+        except OSError:
+            out[target] = sql
+            continue
+        out[target] = Staged(staged)
+    return out

@@ -99,3 +99,70 @@ def test_small_projects_lower_in_process(tmp_path: Path):
         streamed = lowerer.finish(result.manifest)
         assert lowerer._process is None
     assert set(streamed) == {v.name for v in result.manifest.views}
+
+
+def _compile_cli(root: Path, out: Path) -> int:
+    from featql.cli import main
+
+    return main(["compile", "--project", str(root), "--out", str(out)])
+
+
+@pytest.fixture
+def staged_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file the forked worker appends to: how many files it staged per view."""
+    log = tmp_path / "staged.log"
+    original = stream._stage
+
+    def counting(view, lowered, files):
+        result = original(view, lowered, files)
+        with open(log, "a") as f:
+            f.write(f"{sum(isinstance(r, stream.Staged) for r in result.values())}\n")
+        return result
+
+    monkeypatch.setattr(stream, "_stage", counting)
+    monkeypatch.setattr(stream, "_cpus", lambda: 2)
+    return log
+
+
+def _staged(log: Path) -> int:
+    return sum(int(n) for n in log.read_text().split()) if log.exists() else 0
+
+
+@needs_fork
+def test_compile_moves_the_worker_s_files_into_place(tmp_path: Path, staged_log: Path,
+                                                     capsys):
+    """`featql compile` on a large project: the worker writes SQL files to a staging folder,
+    the command moves them into place; the files equal lowering afterwards, no staging folder
+    is left, and a recompile rewrites exactly the changed view's files."""
+    root, out = tmp_path / "p", tmp_path / "out"
+    _generate(root, 200, 2)
+    assert _compile_cli(root, out) == 0
+    assert _staged(staged_log) > 0, "the worker staged files"
+    manifest = compile_project(root).manifest
+    assert manifest is not None
+    for v in manifest.views:
+        for target, sql in lower_targets(manifest, v.name, TARGETS).items():
+            assert (out / "sql" / target / f"{v.name}.sql").read_text() == sql
+    assert sorted(p.name for p in (out / "sql").iterdir()) == ["duckdb", "spark"]
+
+    times = {p: p.stat().st_mtime_ns for p in (out / "sql").rglob("*.sql")}
+    view = root / "views" / "g000" / "v0000.sql"
+    view.write_text(view.read_text().replace("amount * 1.0", "amount * 2.0"))
+    assert _compile_cli(root, out) == 0
+    changed = {p.name for p, t in times.items() if p.stat().st_mtime_ns != t}
+    assert "v0000.sql" in changed and len(changed) <= 2 * 6, changed  # the view and its chain
+    assert "2.0" in (out / "sql" / "duckdb" / "v0000.sql").read_text()
+    assert sorted(p.name for p in (out / "sql").iterdir()) == ["duckdb", "spark"]
+
+
+@needs_fork
+def test_a_failed_compile_leaves_no_files(tmp_path: Path, staged_log: Path, capsys):
+    """The worker staged files for the views compiled before the error; none is kept."""
+    root, out = tmp_path / "p", tmp_path / "out"
+    _generate(root, 200, 2)
+    last = sorted((root / "views").rglob("*.sql"))[-1]
+    last.write_text(last.read_text().replace("SELECT ", "SELECT no_such_column, ", 1))
+    assert _compile_cli(root, out) == 1
+    assert "no_such_column" in capsys.readouterr().err
+    assert _staged(staged_log) > 0
+    assert not (out / "sql").exists() or not any((out / "sql").rglob("*"))
