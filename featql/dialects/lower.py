@@ -17,6 +17,7 @@ from featql.compiler.diagnostics import Span
 from featql.compiler.durations import format_duration
 from featql.compiler.ir import FeatureView, Manifest
 from featql.dialects.errors import TARGETS, LoweringError, Target, refuse
+from featql.dialects.refusals import check_all
 from featql.dialects.render import DIALECTS, generate
 from featql.dialects.scope import names
 from featql.dialects.stages import Plan, Stage, plan_view
@@ -59,13 +60,18 @@ def lower_targets(manifest: Manifest, view_name: str,
         plan = plan_view(manifest, view, span)
     except LoweringError as e:
         return dict.fromkeys(targets, e)
-    out: dict[Target, str | LoweringError] = {}
+    # refusals are checked on the plan as built, before any target's generation (the last
+    # one may transform the trees): one walk per stage for all targets
+    out: dict[Target, str | LoweringError] = dict(
+        check_all([s.query for s in plan.stages], targets, span))
     for i, target in enumerate(targets):
+        if target in out:
+            continue
         try:
             out[target] = _render(plan, view, target, span, last=i == len(targets) - 1)
         except LoweringError as e:
             out[target] = e
-    return out
+    return {t: out[t] for t in targets}
 
 
 def _render(plan: Plan, view: FeatureView, target: Target, span: Span, *, last: bool) -> str:
@@ -77,7 +83,7 @@ def _render(plan: Plan, view: FeatureView, target: Target, span: Span, *, last: 
         lines.extend(_cte(stage, target, span, last=i == len(ctes) - 1,
                           copy=not (last and stage.query.parent is None)))
     lines.append(f"-- stage: {final.purpose}")
-    lines.append(generate(final.query, target, span,
+    lines.append(generate(final.query, target, span, checked=True,
                           copy=not (last and final.query.parent is None)))
     return "\n".join(lines) + "\n"
 
@@ -113,7 +119,7 @@ def _header(view: FeatureView, target: Target) -> list[str]:
 def _cte(stage: Stage, target: Target, span: Span, *, last: bool, copy: bool) -> list[str]:
     assert stage.name is not None
     name = exp.to_identifier(stage.name).sql(dialect=DIALECTS[target])
-    body = generate(stage.query, target, span, copy=copy)
+    body = generate(stage.query, target, span, copy=copy, checked=True)
     return [
         f"-- stage: {stage.purpose}",
         f"{name} AS (",

@@ -13,7 +13,7 @@ from typing import TypeVar
 from sqlglot import exp
 
 from featql.compiler.diagnostics import Span
-from featql.dialects.errors import NO_SPAN, Target, refuse
+from featql.dialects.errors import NO_SPAN, LoweringError, Target, refuse
 from featql.dialects.spark import date_diff_unit
 
 Nodes = Sequence[exp.Expr]  # every node of a tree, in `walk()` (breadth-first) order
@@ -142,11 +142,38 @@ CHECKS: dict[Target, tuple[Check, ...]] = {
 }
 
 
+# every node type a rule looks at: the rules see only these nodes (a plain SELECT has none)
+WATCHED: tuple[type[exp.Expr], ...] = (exp.Join, exp.AggFunc, exp.DateDiff, exp.RegexpReplace,
+                                       exp.IgnoreNulls)
+
+
+def _watched(tree: exp.Expr) -> list[exp.Expr]:
+    return [n for n in tree.walk() if isinstance(n, WATCHED)]
+
+
 def check(tree: exp.Expr, target: Target, span: Span = NO_SPAN) -> None:
     """Raise `LoweringError` (E701) for the first construct `target` would get wrong.
 
     The tree is walked once; each rule, in order, looks at the nodes of its type.
     """
-    nodes = list(tree.walk())
+    nodes = _watched(tree)
     for rule in CHECKS[target]:
         rule(nodes, span)
+
+
+def check_all(trees: Sequence[exp.Expr], targets: Sequence[Target],
+              span: Span = NO_SPAN) -> dict[Target, LoweringError]:
+    """`check` of every tree for every target, walking each tree once: target → the error
+    `check` raises first for it (trees in order), for the targets that have one."""
+    failed: dict[Target, LoweringError] = {}
+    for tree in trees:
+        nodes = _watched(tree)
+        for target in targets:
+            if target in failed:
+                continue
+            try:
+                for rule in CHECKS[target]:
+                    rule(nodes, span)
+            except LoweringError as e:
+                failed[target] = e
+    return failed
