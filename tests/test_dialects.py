@@ -487,3 +487,16 @@ def test_every_view_gives_the_same_rows_on_spark_and_duckdb(
                                       "EPOCH_US")).fetchall()
         theirs = spark_rows(spark, comparable(spark_sql, columns, "UNIX_MICROS"))
         assert duck and same_rows(duck, theirs), name
+
+
+def test_a_compiled_sqlglot_is_refused_with_a_clear_error(monkeypatch):
+    """sqlglotc's compiled classes cannot be subclassed: featql says so before crashing."""
+    from sqlglot import tokens
+
+    from featql.console import UserError
+    from featql.dialects import compat
+
+    compat.require_pure_sqlglot()  # the test environment has the pure-Python build
+    monkeypatch.setattr(tokens, "SQLGLOTC_INSTALLED", True)
+    with pytest.raises(UserError, match="pip uninstall sqlglotc"):
+        compat.require_pure_sqlglot()

@@ -3,6 +3,12 @@
 See README.md in this folder for the stage's inputs, outputs and contract.
 """
 
+from featql.dialects.compat import require_pure_sqlglot
+
+require_pure_sqlglot()  # before anything builds a dialect: a clear error, not a crash later
+
+# ruff: noqa: E402
+
 from featql.dialects.contract import CREATED, TILE_START, lowered_columns, tile_partials
 from featql.dialects.duckdb import FeatqlDuckDB
 from featql.dialects.errors import TARGETS, LoweringError, Target
