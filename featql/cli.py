@@ -39,7 +39,8 @@ def commands() -> dict[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="featql", description="featql: a SQL-first feature store")
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="show the program's version number and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in commands().items():
         module = _module(module_name)
@@ -50,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="project folder (default: the current folder)")
         module.add_arguments(p)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked (importlib.metadata costs every command 40 ms)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(_version())
+        parser.exit()
 
 
 def _module(name: str) -> Any:
