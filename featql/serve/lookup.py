@@ -14,7 +14,7 @@ import difflib
 import itertools
 import operator
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ import orjson
 from featql.compiler.diagnostics import did_you_mean
 from featql.compiler.ir import Column, FeatureService, FeatureView, Manifest
 from featql.serve import codec
-from featql.serve.online.base import OnlineStore
-from featql.serve.tiles import TileMerger
+from featql.serve.online.base import OnlineStore, OnlineStoreError
+from featql.serve.tiles import TileMerger, merged_at
 from featql.serve.transforms import CompiledTransform, TransformError, compile_transforms
 
 MAX_ENTITIES = 100
@@ -54,9 +54,17 @@ class ViewPlan:
     env: tuple[tuple[int, str], ...]  # (feature index, "view.feature") transforms read
     cell: str  # the store's name for the view's cells
     group: int  # index into ServicePlan.groups: whose item keys the view reads
-    decode: Callable[[bytes | None, int], tuple[list[Any], str | None]]
+    decode: Callable[[bytes | None, int], tuple[list[Any] | None, str | None]]
     pick: Callable[[list[Any]], tuple[Any, ...]]  # values -> output values, in `outputs` order
     pick_env: Callable[[list[Any]], tuple[Any, ...]]  # values -> transform inputs, `env` order
+    decode_items: DecodeItems  # `decode` + `pick` + `pick_env` over many items, in one loop
+
+
+# (output values, transform inputs, event time served) of one entity item for one view
+Entry = tuple[tuple[Any, ...], tuple[Any, ...], "str | None"]
+# (item -> cells, distinct items, now) -> (item -> Entry, items whose head is for another slide)
+DecodeItems = Callable[[Callable[[str, Any], Any], Iterable[str], int],
+                       tuple[dict[str, Entry], list[str]]]
 
 
 @dataclass(frozen=True)
@@ -141,11 +149,13 @@ def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> Servi
                                   len(groups))
         outs = tuple((index[f], f"{vname}.{f}") for f in feats if (vname, f) in outputs)
         env = tuple((index[f], f"{vname}.{f}") for f in feats if f"{vname}.{f}" in inputs)
+        needed = {index[f] for f in feats}
+        pick, pick_env = _getter([i for i, _ in outs]), _getter([i for i, _ in env])
         plans.append(ViewPlan(
             view=view, entity=view.entity, key_names=tuple(k.name for k in view.keys),
             outputs=outs, env=env, cell=codec.cell_name(view), group=group,
-            decode=_decoder(view, {index[f] for f in feats}),
-            pick=_getter([i for i, _ in outs]), pick_env=_getter([i for i, _ in env])))
+            decode=_decoder(view, needed), pick=pick, pick_env=pick_env,
+            decode_items=_items_decoder(view, needed, codec.cell_name(view), pick, pick_env)))
     columns = [f"{r.view}.{r.feature}" for r in service.features]
     request_fields: dict[str, Column] = {}
     for name in service.transforms:
@@ -173,6 +183,8 @@ class OnlineService:
         self.store = store
         self.max_entities = max_entities
         self.plans = {s.name: build_plan(manifest, s, root) for s in manifest.services}
+        # aggregate cells read with their tiles: their heads were for another slide lately
+        self._tiles_first: set[str] = set()
 
     def unloaded_views(self) -> list[str]:
         """Views of some service never loaded into this store (under their current
@@ -280,22 +292,27 @@ class OnlineService:
                 items = [codec.item_key(entity, [row[p] for p in pos]) for row in rows]
             items_by_group.append(items)
             all_items.update(dict.fromkeys(items))
-        cells = self.store.read(list(all_items), plan.cells)
+        full = self._tiles_first.intersection(plan.cells)
+        cells = self.store.read(list(all_items), plan.cells, full)
         n = len(rows)
+        cells_get = cells.get
+        # each distinct item of a view is decoded (TTL, tile merge) once, whatever its repeats
+        per_view: list[dict[str, tuple[tuple[Any, ...], tuple[Any, ...], str | None]]] = []
+        heads_missed: dict[str, list[str]] = {}  # cell -> items whose head is for another slide
+        distinct = [dict.fromkeys(items) for items in items_by_group]
+        for vp in plan.views:
+            decoded, missed = vp.decode_items(cells_get, distinct[vp.group], now)
+            if missed:
+                heads_missed[vp.cell] = missed
+            per_view.append(decoded)
+        if heads_missed or full:
+            self._read_tiles(plan, per_view, heads_missed, full, cells, now)
         out_cols: list[list[tuple[Any, ...]]] = []  # per view (then transform): per row
         ts_names: list[str] = []
         ts_cols: list[list[str | None]] = []
         with_env = bool(plan.transforms)
-        cells_get = cells.get
-        for vp in plan.views:
-            items = items_by_group[vp.group]
-            decode, cell, pick, pick_env = vp.decode, vp.cell, vp.pick, vp.pick_env
-            # each distinct item is decoded (TTL, tile merge) once, whatever its repeats
-            decoded = {}
-            for item in dict.fromkeys(items):
-                vals, ts = decode(cells_get(item, _EMPTY).get(cell), now)
-                decoded[item] = (pick(vals), pick_env(vals), ts)
-            per_row = [decoded[item] for item in items]
+        for vp, decoded in zip(plan.views, per_view, strict=True):
+            per_row = [decoded[item] for item in items_by_group[vp.group]]
             if vp.outputs:
                 out_cols.append([got[0] for got in per_row])
             if with_env and vp.env:
@@ -332,24 +349,54 @@ class OnlineService:
                 "event_times": event_times}
         return ordered, meta
 
+    def _read_tiles(self, plan: ServicePlan, per_view: list[dict[str, Any]],
+                    heads_missed: dict[str, list[str]], full: set[str],
+                    cells: dict[str, dict[str, bytes]], now: int) -> None:
+        """Aggregate cells whose head (values merged at load) is for another slide than now's:
+        read their tiles (a second round trip) and merge them. Views that needed this are
+        read with their tiles from then on, until a load catches up with the slide again."""
+        if heads_missed:
+            items = list(dict.fromkeys(i for its in heads_missed.values() for i in its))
+            tiles = self.store.read(items, list(heads_missed), heads_missed)
+            for vp, decoded in zip(plan.views, per_view, strict=True):
+                missed = heads_missed.get(vp.cell)
+                if not missed:
+                    continue
+                for item in missed:
+                    vals, ts = vp.decode(tiles.get(item, _EMPTY).get(vp.cell), now)
+                    if vals is None:  # the store answered a head again: never a guess
+                        raise OnlineStoreError(f"the tiles of {vp.cell} for {item} could not "
+                                               "be read")
+                    decoded[item] = (vp.pick(vals), vp.pick_env(vals), ts)
+            self._tiles_first.update(heads_missed)
+        for cell in full:
+            if cell in heads_missed:
+                continue
+            payload = next((c[cell] for c in cells.values() if cell in c), None)
+            view = next(vp.view for vp in plan.views if vp.cell == cell)
+            slide = view.slide_seconds or 1
+            now_s = now // 1_000_000
+            if payload is None or merged_at(payload) == now_s - now_s % slide:
+                self._tiles_first.discard(cell)  # a load caught up: heads serve again
+
 
 _EMPTY: dict[str, bytes] = {}
 
 
 def _decoder(view: FeatureView, needed: set[int] | None = None,
-             ) -> Callable[[bytes | None, int], tuple[list[Any], str | None]]:
+             ) -> Callable[[bytes | None, int], tuple[list[Any] | None, str | None]]:
     """How one view's cell becomes its feature values at a time (compiled once per view);
     an aggregate view computes only the `needed` features (indexes), the others are None."""
     if view.kind == "aggregate":
         merge = TileMerger(view, needed)
 
-        def aggregate(payload: bytes | None, now: int) -> tuple[list[Any], str | None]:
+        def aggregate(payload: bytes | None, now: int) -> tuple[list[Any] | None, str | None]:
             return merge(payload, now), None
         return aggregate
     nulls = [None] * len(view.features)
     ttl = view.ttl_seconds
 
-    def row(payload: bytes | None, now: int) -> tuple[list[Any], str | None]:
+    def row(payload: bytes | None, now: int) -> tuple[list[Any] | None, str | None]:
         if payload is None:
             return nulls, None
         event_us, _created, values = codec.decode_row(payload)
@@ -357,6 +404,70 @@ def _decoder(view: FeatureView, needed: set[int] | None = None,
             return nulls, None
         return values, codec.from_micros(event_us).isoformat()
     return row
+
+
+_ISO: dict[int, str] = {}  # event time (us) -> ISO text: hot entities repeat their times
+
+
+def _items_decoder(view: FeatureView, needed: set[int], cell: str,
+                   pick: Callable[[list[Any]], tuple[Any, ...]],
+                   pick_env: Callable[[list[Any]], tuple[Any, ...]]) -> DecodeItems:
+    """`_decoder` then `pick`/`pick_env` for all distinct items of a request in one loop (the
+    per-cell work of a 100-entity lookup: no call per cell but the payload's parse)."""
+    loads, epoch, delta = orjson.loads, codec.from_micros(0), dt.timedelta
+    if view.kind == "aggregate":
+        merge = TileMerger(view, needed)
+        empty = merge(None, 0) or []
+        absent: Entry = (pick(empty), pick_env(empty), None)
+        slide = merge.slide
+
+        def aggregates(get: Callable[[str, Any], Any], items: Iterable[str], now: int,
+                       ) -> tuple[dict[str, Entry], list[str]]:
+            now_s = now // 1_000_000
+            hi = now_s - now_s % slide
+            out: dict[str, Entry] = {}
+            missed: list[str] = []
+            for item in items:
+                payload = get(item, _EMPTY).get(cell)
+                if payload is None:
+                    out[item] = absent
+                    continue
+                if payload[:1] == b"[":  # a head: values merged at load, for one slide
+                    at, vals = loads(payload)
+                    if at != hi:
+                        missed.append(item)
+                        continue
+                else:
+                    vals = merge(payload, now)
+                out[item] = (pick(vals), pick_env(vals), None)
+            return out, missed
+        return aggregates
+    nulls = [None] * len(view.features)
+    hidden: Entry = (pick(nulls), pick_env(nulls), None)
+    ttl_us = None if view.ttl_seconds is None else view.ttl_seconds * 1_000_000
+    iso_cache = _ISO
+
+    def rows(get: Callable[[str, Any], Any], items: Iterable[str], now: int,
+             ) -> tuple[dict[str, Entry], list[str]]:
+        out: dict[str, Entry] = {}
+        for item in items:
+            payload = get(item, _EMPTY).get(cell)
+            if payload is None:
+                out[item] = hidden
+                continue
+            event_us, _created, values = loads(payload)
+            # PRODUCT §3 (codec.row_visible): strictly before now, no older than the TTL
+            if event_us >= now or (ttl_us is not None and now - event_us > ttl_us):
+                out[item] = hidden
+                continue
+            iso = iso_cache.get(event_us)
+            if iso is None:
+                if len(iso_cache) >= 1 << 16:
+                    iso_cache.clear()
+                iso = iso_cache[event_us] = (epoch + delta(microseconds=event_us)).isoformat()
+            out[item] = (pick(values), pick_env(values), iso)
+        return out, []
+    return rows
 
 
 def describe(plan: ServicePlan) -> dict[str, Any]:

@@ -210,6 +210,34 @@ def unpack(payload: bytes, names: Sequence[str] | None = None,
     return Packed(0, 1, mv[12 + hlen:pos].cast("q"), stored, parsed[0], parsed[1])
 
 
+def split_merged(payload: bytes) -> tuple[bytes, bytes] | None:
+    """(head, tiles) of an FQT3 cell that carries values merged at load, else None.
+
+    head: orjson `[merged_at, [values...]]`, what a lookup in the slide after the load needs
+    (a few dozen bytes where the tiles take hundreds); tiles: the same cell without the values,
+    its header still naming `merged_at` (see `merged_at`). `TileMerger` reads both."""
+    if payload[:4] != _MAGIC:
+        return None
+    magic, n, base, unit, hlen, at, plen = _FIXED.unpack_from(payload)
+    if not plen:
+        return None
+    start = _FIXED.size + hlen
+    head = b"[%d,%s]" % (at, payload[start:start + plen])
+    tiles = b"".join([_FIXED.pack(magic, n, base, unit, hlen, at, 0),
+                      payload[_FIXED.size:start], payload[start + plen:]])
+    return head, tiles
+
+
+def merged_at(payload: bytes) -> int | None:
+    """The slide start whose values were merged at load (head or tile set), if any."""
+    if payload[:1] == b"[":
+        return int(orjson.loads(payload)[0])
+    if payload[:4] == _MAGIC:
+        at = int(_FIXED.unpack_from(payload)[5])
+        return None if at == _NO_MERGED else at
+    return None
+
+
 @dataclass(frozen=True)
 class Tiles:
     starts: list[int]  # epoch seconds
@@ -247,11 +275,16 @@ class TileMerger:
         self.empty = [0 if f.aggregation and aggs[f.aggregation].function == "count" else None
                       for f in view.features]
 
-    def __call__(self, payload: bytes | None, now_us: int) -> list[Any]:
+    def __call__(self, payload: bytes | None, now_us: int) -> list[Any] | None:
+        """The features at `now_us`; None when `payload` is a head (`split_merged`) whose
+        values are for another slide: the caller reads the cell's tiles instead."""
         if payload is None:
             return list(self.empty)  # COUNT of an empty window is 0, others NULL
         now_s = now_us // 1_000_000
         hi = now_s - now_s % self.slide
+        if payload[:1] == b"[":  # a head: [merged_at, values]
+            at, values = orjson.loads(payload)
+            return values if at == hi else None
         if payload[:4] == _MAGIC:
             head = _FIXED.unpack_from(payload)
             if head[6] and head[5] == hi:  # values merged at load time for this very slide

@@ -99,7 +99,8 @@ def test_tiles_hold_the_longest_window(store: OnlineStore, serve_project: Path,
     v = m.view("user_txn_aggs")
     assert v is not None
     hi = codec.to_micros(dt.datetime(2024, 1, 10, 7)) // 1_000_000
-    got = store.read([codec.item_key("user", [k]) for k in range(1, 60)], [codec.cell_name(v)])
+    cell = codec.cell_name(v)
+    got = store.read([codec.item_key("user", [k]) for k in range(1, 60)], [cell], [cell])
     assert got
     for cells in got.values():
         tiles = tiles_mod.decode_tiles(cells[codec.cell_name(v)], tiles_mod.partial_columns(v))
@@ -135,14 +136,14 @@ def test_late_data_for_the_same_end_replaces_tiles(store: OnlineStore, serve_pro
         assert load_online(serve_project, m, "t", **kw).written == 0  # type: ignore[arg-type]
         v = m.view("merchant_txn_aggs")
         assert v is not None
-        names = tiles_mod.partial_columns(v)
-        before = tiles_mod.decode_tiles(store.read(["merchant#[1]"], [codec.cell_name(v)])
-                                        ["merchant#[1]"][codec.cell_name(v)], names)
+        names, cell = tiles_mod.partial_columns(v), codec.cell_name(v)
+        before = tiles_mod.decode_tiles(store.read(["merchant#[1]"], [cell], [cell])
+                                        ["merchant#[1]"][cell], names)
         bump["on"] = True  # the offline tiles changed (late events), same end
         again = load_online(serve_project, m, "t", **kw)  # type: ignore[arg-type]
         assert again.written == first.written
-        after = tiles_mod.decode_tiles(store.read(["merchant#[1]"], [codec.cell_name(v)])
-                                       ["merchant#[1]"][codec.cell_name(v)], names)
+        after = tiles_mod.decode_tiles(store.read(["merchant#[1]"], [cell], [cell])
+                                       ["merchant#[1]"][cell], names)
         assert [x + 1 for x in before.columns["txn_count__count"]] == list(
             after.columns["txn_count__count"])
     finally:

@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featql.compiler.ir import Aggregation, Feature, FeatureView, Location
-from featql.serve.tiles import TileMerger, decode_tiles, encode_tiles, partial_columns
+from featql.serve.tiles import (
+    TileMerger,
+    decode_tiles,
+    encode_tiles,
+    merged_at,
+    partial_columns,
+    split_merged,
+)
 
 SLIDE = 3600
 WINDOWS = (3600, 4 * 3600, 24 * 3600)
@@ -102,6 +109,16 @@ def test_values_merged_at_load_equal_the_merge(tiles: dict[int, list[tuple[Any, 
     # a stored value that is not what the merge gives would show: the merged values are read
     fake = encode_tiles([s * SLIDE for s in slots], raw, merged=(hi, [7] * len(want)))
     assert merge(fake, now_s * 1_000_000) == [7] * len(want)
+    # split for DynamoDB: the head answers its slide only, the tiles every slide
+    split = split_merged(with_merged)
+    assert split is not None and split_merged(plain) is None
+    head, tiles_only = split
+    assert len(head) < len(with_merged) and merged_at(head) == merged_at(tiles_only) == hi
+    got = merge(head, now_s * 1_000_000)
+    assert got == want and [type(x) for x in got] == [type(x) for x in want]
+    assert merge(head, later) is None  # another slide: the caller reads the tiles
+    assert merge(tiles_only, now_s * 1_000_000) == want
+    assert merge(tiles_only, later) == merge(plain, later)
 
 
 def test_columns_are_stored_narrow_and_exact() -> None:

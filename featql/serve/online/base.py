@@ -11,7 +11,7 @@ encode (see `version`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -71,11 +71,15 @@ class OnlineStore(Protocol):
         """Write cells, each kept only if newer than what is stored (atomic per cell)."""
         ...
 
-    def read(self, items: Sequence[str], views: Sequence[str]) -> dict[str, dict[str, bytes]]:
+    def read(self, items: Sequence[str], views: Sequence[str],
+             full: Collection[str] = ()) -> dict[str, dict[str, bytes]]:
         """Payloads of `views` for `items` in one round trip: item -> view -> payload.
 
         Absent items or views are simply missing from the answer; nothing is dropped silently
-        (a store that cannot answer for a key raises OnlineStoreError).
+        (a store that cannot answer for a key raises OnlineStoreError). A store may answer an
+        aggregate cell that carries values merged at load with its head only
+        (`featql.serve.tiles.split_merged`), which serves lookups in the slide after the load;
+        views named in `full` are answered with their tiles.
         """
         ...
 

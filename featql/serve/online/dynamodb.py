@@ -24,7 +24,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -54,6 +54,25 @@ def make_client(region: str | None, endpoint_url: str | None, pool: int = 64) ->
                     connect_timeout=2, read_timeout=10, tcp_keepalive=True)
     return session.client("dynamodb", region_name=region or "us-east-1",
                           endpoint_url=endpoint_url or None, config=config, **kwargs)
+
+
+def stored_values(payload: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A cell's payload as DynamoDB values: (`d:` value, `t:` value or None to remove it).
+
+    An aggregate cell carrying values merged at load is split: `d:` holds the head (the values,
+    JSON text) and `t:` the tiles, so a lookup in the slide after the load reads a few dozen
+    bytes per cell instead of every tile. JSON payloads (row values, heads) are stored as
+    strings: no base64 on the wire, and DynamoDB's size accounting need not decode them.
+    """
+    from featql.serve.tiles import split_merged
+
+    split = split_merged(payload)
+    if split is not None:
+        return {"S": split[0].decode()}, {"B": split[1]}
+    if payload[:1] == b"[":
+        with contextlib.suppress(UnicodeDecodeError):
+            return {"S": payload.decode()}, None
+    return {"B": payload}, None
 
 
 class DynamoStore:
@@ -119,13 +138,20 @@ class DynamoStore:
     # -- writes ------------------------------------------------------------------------------
     def _put(self, cell: Cell) -> bool:
         c = self.client
+        d, t = stored_values(cell.payload)
+        names = {"#d": "d:" + cell.view, "#v": "v:" + cell.view, "#t": "t:" + cell.view}
+        values = {":d": d, ":v": {"S": cell.version}}
+        update = "SET #d = :d, #v = :v"
+        if t is None:
+            update += " REMOVE #t"
+        else:
+            update += ", #t = :t"
+            values[":t"] = t
         try:
             c.update_item(
-                TableName=self.table, Key={"item": {"S": cell.item}},
-                UpdateExpression="SET #d = :d, #v = :v",
+                TableName=self.table, Key={"item": {"S": cell.item}}, UpdateExpression=update,
                 ConditionExpression="attribute_not_exists(#v) OR #v < :v",
-                ExpressionAttributeNames={"#d": "d:" + cell.view, "#v": "v:" + cell.view},
-                ExpressionAttributeValues={":d": {"B": cell.payload}, ":v": {"S": cell.version}})
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         except c.exceptions.ConditionalCheckFailedException:
             return False
         return True
@@ -138,15 +164,23 @@ class DynamoStore:
         c = self.client
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
-        sets, conds = [], []
+        sets, conds, removes = [], [], []
         for i, cell in enumerate(cells):
             names[f"#d{i}"], names[f"#v{i}"] = "d:" + cell.view, "v:" + cell.view
-            values[f":d{i}"], values[f":v{i}"] = {"B": cell.payload}, {"S": cell.version}
+            names[f"#t{i}"] = "t:" + cell.view
+            d, t = stored_values(cell.payload)
+            values[f":d{i}"], values[f":v{i}"] = d, {"S": cell.version}
             sets.append(f"#d{i} = :d{i}, #v{i} = :v{i}")
+            if t is None:
+                removes.append(f"#t{i}")
+            else:
+                values[f":t{i}"] = t
+                sets.append(f"#t{i} = :t{i}")
             conds.append(f"(attribute_not_exists(#v{i}) OR #v{i} < :v{i})")
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
             c.update_item(TableName=self.table, Key={"item": {"S": cells[0].item}},
-                          UpdateExpression="SET " + ", ".join(sets),
+                          UpdateExpression=update,
                           ConditionExpression=" AND ".join(conds),
                           ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         except c.exceptions.ConditionalCheckFailedException:
@@ -178,13 +212,16 @@ class DynamoStore:
         return WriteReport.of(outcomes)
 
     # -- reads -------------------------------------------------------------------------------
-    def read(self, items: Sequence[str], views: Sequence[str]) -> dict[str, dict[str, bytes]]:
+    def read(self, items: Sequence[str], views: Sequence[str],
+             full: Collection[str] = ()) -> dict[str, dict[str, bytes]]:
         uniq = list(dict.fromkeys(items))
         if not uniq or not views:
             return {}
         names = {"#k": "item"}
         for i, v in enumerate(views):
             names[f"#d{i}"] = "d:" + v
+            if v in full:
+                names[f"#t{i}"] = "t:" + v
         projection = ", ".join(names)
         requests = [{self.table: {
             "Keys": [{"item": {"S": k}} for k in uniq[i:i + MAX_BATCH_GET]],
@@ -199,6 +236,7 @@ class DynamoStore:
             found = list(self._executor().map(self._batch_get, requests))
         out: dict[str, dict[str, bytes]] = {}
         attr_view = {"d:" + v: v for v in views}
+        tiles_view = {"t:" + v: v for v in views if v in full}
         a2b = binascii.a2b_base64
         for part in found:
             for item in part:
@@ -207,10 +245,19 @@ class DynamoStore:
                 for attr, value in item.items():
                     view = attr_view.get(attr)
                     if view is not None:
-                        data = value["B"]
-                        cells[view] = a2b(data) if isinstance(data, str) else data
+                        if view in cells:  # the view's tiles, read first
+                            continue
+                        data = value.get("S")
+                        if data is not None:
+                            cells[view] = data.encode()
+                        else:
+                            data = value["B"]
+                            cells[view] = a2b(data) if isinstance(data, str) else data
                     elif attr == "item":
                         key = value["S"]
+                    elif tiles_view and attr in tiles_view:
+                        data = value["B"]
+                        cells[tiles_view[attr]] = a2b(data) if isinstance(data, str) else data
                 out[key] = cells
         return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 from featql.serve.online.base import STATE_PREFIX, Cell, OnlineStoreError, WriteReport
@@ -80,7 +80,9 @@ class SqliteStore:
             flush()
         return WriteReport.of(outcomes)
 
-    def read(self, items: Sequence[str], views: Sequence[str]) -> dict[str, dict[str, bytes]]:
+    def read(self, items: Sequence[str], views: Sequence[str],
+             full: Collection[str] = ()) -> dict[str, dict[str, bytes]]:
+        """Payloads as written (always complete: `full` changes nothing here)."""
         out: dict[str, dict[str, bytes]] = {}
         if not items or not views:
             return out
