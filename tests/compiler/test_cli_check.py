@@ -141,3 +141,18 @@ def test_check_mode_skips_only_fingerprints(example: Path, broken: Path) -> None
                 b, fingerprint="", features=tuple(dataclasses.replace(f, fingerprint="")
                                                   for f in b.features))
             assert a == unprinted
+
+
+def test_version_is_printed_and_check_does_not_import_the_registry(tmp_path: Path) -> None:
+    """`--version` works though it is looked up lazily; a check imports neither the registry
+    nor any engine."""
+    done = run_featql("--version", cwd=tmp_path)
+    assert done.returncode == 0 and re.match(r"featql \S+", done.stdout), done
+    write_project(tmp_path, {"views/v.sql": ROW_VIEW})
+    probe = ("import sys; from featql.cli import main; code = main(['check', '--project', '.']);"
+             "print(sorted(m for m in ('featql.registry', 'duckdb', 'pyarrow', 'pyspark', "
+             "'boto3', 'flask') if m in sys.modules)); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
