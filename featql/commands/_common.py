@@ -18,11 +18,11 @@ def project_root(arg: str) -> Path:
     return root
 
 
-def compile_or_report(project: str, *, quiet_ok: bool = False,
-                      sink: ViewSink | None = None) -> CompileResult | None:
+def compile_or_report(project: str, *, quiet_ok: bool = False, sink: ViewSink | None = None,
+                      lineage: bool = True) -> CompileResult | None:
     """Compile; print diagnostics; None when there were errors. `sink`: see
-    `compile_project`."""
-    result = compile_project(project_root(project), sink=sink)
+    `compile_project`; `lineage=False` leaves the manifest's lineage empty."""
+    result = compile_project(project_root(project), sink=sink, with_lineage=lineage)
     diags = result.diagnostics
     print_diagnostics(diags.sorted(), result.source_text)
     if diags.has_errors():

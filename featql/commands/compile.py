@@ -40,6 +40,7 @@ def out_folder(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from featql.compiler.lineage import build_lineage
     from featql.dialects.stream import SqlFiles, StreamingLowerer
 
     targets = args.target or list(TARGETS)
@@ -48,14 +49,17 @@ def run(args: argparse.Namespace) -> int:
                      sql_dir / f".staging-{os.getpid()}")
     # each view is planned once for all targets; on large projects a second core lowers (and
     # writes) the views already compiled while the compiler works on the rest
-    with short_lived_heap() as heap, StreamingLowerer(targets, files=files) as lowerer:
-        result = compile_or_report(args.project, sink=lowerer)
+    with short_lived_heap() as heap, \
+            StreamingLowerer(targets, files=files, lineage=True) as lowerer:
+        result = compile_or_report(args.project, sink=lowerer, lineage=False)
         if result is None:
             return 1
         manifest = result.manifest
         assert manifest is not None
         heap.large = len(manifest.views) >= LARGE_PROJECT_VIEWS
         lowered = lowerer.finish(manifest)
+        # lineage last: the worker computed it for the views it lowered
+        manifest = build_lineage(manifest, result.typed, lowerer.lineage)
         # inside `with`: files staged by the worker are moved before it drops the rest
         return _write(args, result, manifest, targets, lowered)
 

@@ -154,9 +154,13 @@ def _relabel(deps: Iterable[Dep], kind: EdgeKind) -> set[Dep]:
     return {(d, kind if k == "value" else k) for d, k in deps}
 
 
-def _view_edges(view: FeatureView, typed: TypedView,
-                columns: Mapping[str, list[str]]) -> list[LineageEdge]:
-    root = build_scope(typed.query.qualified)
+def view_edges(view: FeatureView, query: exp.Expr,
+               columns: Mapping[str, list[str]]) -> list[LineageEdge]:
+    """The edges into `view`'s columns, from its qualified query (`TypedView.query.qualified`)
+    or, equally, from its canonical SQL parsed again (`view.sql`: the same query with stable
+    table aliases; `featql compile` computes lineage that way in its lowering worker).
+    `columns`: table name → column names, for the sources and views it reads."""
+    root = build_scope(query)
     if root is None:
         return []
     walk = _QueryWalk()
@@ -219,14 +223,25 @@ def _transform_edges(t: RequestTransform) -> list[LineageEdge]:
     return edges
 
 
-def build_lineage(manifest: Manifest, typed: Mapping[str, TypedView]) -> Manifest:
-    """The manifest with its column-level lineage edges, sorted by (dst, src, kind)."""
+def table_columns(manifest: Manifest) -> dict[str, list[str]]:
+    """Table name → column names, for every source and view (what `view_edges` reads)."""
     columns = {s.name: [c.name for c in s.columns] for s in manifest.sources}
     columns |= {v.name: [c.name for c in v.output_columns] for v in manifest.views}
+    return columns
+
+
+def build_lineage(manifest: Manifest, typed: Mapping[str, TypedView],
+                  computed: Mapping[str, list[LineageEdge]] | None = None) -> Manifest:
+    """The manifest with its column-level lineage edges, sorted by (dst, src, kind).
+    `computed`: view name → its `view_edges`, already computed (elsewhere) for those views."""
+    columns = table_columns(manifest)
+    computed = computed or {}
     edges: list[LineageEdge] = []
     for view in manifest.views:
-        if view.name in typed:  # always, once compilation has no errors
-            edges.extend(_view_edges(view, typed[view.name], columns))
+        if view.name in computed:
+            edges.extend(computed[view.name])
+        elif view.name in typed:  # always, once compilation has no errors
+            edges.extend(view_edges(view, typed[view.name].query.qualified, columns))
     for t in manifest.transforms:
         edges.extend(_transform_edges(t))
     transforms = {t.name: t for t in manifest.transforms}
@@ -368,4 +383,5 @@ def _label(node: LineageNode, *, root: bool) -> str:
     return f"{label}  (see above)" if node.repeated else label
 
 
-__all__ = ["LineageNode", "build_lineage", "render_tree", "trace", "unknown_target"]
+__all__ = ["LineageNode", "build_lineage", "render_tree", "table_columns", "trace",
+           "unknown_target", "view_edges"]

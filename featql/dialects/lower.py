@@ -39,9 +39,10 @@ def lower_view(manifest: Manifest, view_name: str, target: Target) -> str:
     return out
 
 
-def lower_targets(manifest: Manifest, view_name: str,
-                  targets: Sequence[Target]) -> dict[Target, str | LoweringError]:
+def lower_targets(manifest: Manifest, view_name: str, targets: Sequence[Target],
+                  query: exp.Expr | None = None) -> dict[Target, str | LoweringError]:
     """`lower_view` for several targets at once: the view is parsed and planned once.
+    `query`: the view's SQL already parsed (`render.parse(view.sql)`), which this consumes.
 
     The plan's trees are dialect-neutral and generation copies them, except for the last
     target, which may consume them. A target that cannot be lowered maps to its error (a view
@@ -57,7 +58,7 @@ def lower_targets(manifest: Manifest, view_name: str,
     try:
         if view.kind == "aggregate" and not view.aggregations:
             raise refuse(f"aggregate view '{view.name}' has no aggregations", span, code="E702")
-        plan = plan_view(manifest, view, span)
+        plan = plan_view(manifest, view, span, query)
     except LoweringError as e:
         return dict.fromkeys(targets, e)
     # refusals are checked on the plan as built, before any target's generation (the last

@@ -13,6 +13,8 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 
+from sqlglot import exp
+
 from featql.compiler.diagnostics import Diagnostic
 from featql.compiler.gcpause import fewer_gc_pauses
 from featql.compiler.ir import Manifest
@@ -60,9 +62,10 @@ def _lower_in_worker(name: str) -> Lowered:
     return _lower_one(manifest, name, targets)
 
 
-def _lower_one(manifest: Manifest, name: str, targets: Sequence[Target]) -> Lowered:
+def _lower_one(manifest: Manifest, name: str, targets: Sequence[Target],
+               query: exp.Expr | None = None) -> Lowered:
     return {t: sql.diagnostic if isinstance(sql, LoweringError) else sql
-            for t, sql in lower_targets(manifest, name, targets).items()}
+            for t, sql in lower_targets(manifest, name, targets, query).items()}
 
 
 def _cpus() -> int:

@@ -43,8 +43,10 @@ class Plan:
     recursive: bool = False  # the view's own WITH was WITH RECURSIVE
 
 
-def plan_view(manifest: Manifest, view: FeatureView, span: Span) -> Plan:
-    query = parse(view.sql, "duckdb")
+def plan_view(manifest: Manifest, view: FeatureView, span: Span,
+              query: exp.Expr | None = None) -> Plan:
+    """`query`: `parse(view.sql)` if the caller has it already (the plan takes it over)."""
+    query = parse(view.sql, "duckdb") if query is None else query
     if not isinstance(query, exp.Query):
         raise TypeError(f"feature view {view.name!r} compiled to a {type(query).__name__}")
     with_ = query.args.get("with_")

@@ -32,7 +32,7 @@ from typing import Any
 
 from featql.compiler.diagnostics import Diagnostic
 from featql.compiler.gcpause import fewer_gc_pauses
-from featql.compiler.ir import FeatureView, Manifest, Source
+from featql.compiler.ir import FeatureView, LineageEdge, Manifest, Source
 from featql.compiler.manifest import unchanged
 from featql.dialects.errors import Target
 from featql.dialects.parallel import (
@@ -75,10 +75,13 @@ class StreamingLowerer:
     """A `featql.compiler.project.ViewSink` that lowers the views it is given."""
 
     def __init__(self, targets: Sequence[Target], *, min_views: int = PARALLEL_MIN_VIEWS,
-                 files: SqlFiles | None = None):
+                 files: SqlFiles | None = None, lineage: bool = False):
         self.targets = tuple(targets)
         self.min_views = min_views
         self.files = files
+        self.with_lineage = lineage
+        # view name → its lineage edges, for the views the worker lowered (after `finish`)
+        self.lineage: dict[str, list[LineageEdge]] = {}
         self._sources: tuple[Source, ...] = ()
         self._batches: list[list[FeatureView]] = []  # sent to the worker, in order
         self._pending: list[FeatureView] = []
@@ -111,6 +114,8 @@ class StreamingLowerer:
                 done = self._lower_tail(manifest)
                 done.update(self._collect())
             sent = {v.name: v for batch in self._batches for v in batch}
+            self.lineage = {n: e for n, e in self.lineage.items()
+                            if n in done and sent.get(n) is manifest.view(n)}
             return {v.name: done[v.name] if v.name in done and sent.get(v.name) is v
                     else dict(_lower_one(manifest, v.name, self.targets))
                     for v in manifest.views}
@@ -155,7 +160,7 @@ class StreamingLowerer:
             self._process = ctx.Process(
                 target=_work, name="featql-lower", daemon=True,
                 args=(self._inbox, send, self._claims, self._lock, self._sources,
-                      self.targets, self.files))
+                      self.targets, self.files, self.with_lineage))
             self._process.start()
         finally:
             gc.unfreeze()
@@ -185,7 +190,8 @@ class StreamingLowerer:
     def _collect(self) -> dict[str, Result]:
         assert self._results is not None
         try:
-            done: dict[str, Result] = self._results.recv()
+            done: dict[str, Result]
+            done, self.lineage = self._results.recv()
         except (EOFError, OSError):  # the worker died: its views are lowered here
             done = {}
         self._stop()
@@ -194,16 +200,21 @@ class StreamingLowerer:
 
 def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: Any, lock: Any,
           sources: tuple[Source, ...], targets: tuple[Target, ...],
-          files: SqlFiles | None) -> None:
+          files: SqlFiles | None, lineage: bool) -> None:
     """Worker: claim each batch in turn and lower it against the views received so far (and
-    stage its files); send all results at the end. A view whose lowering fails unexpectedly
-    is left out (the parent lowers it again and reports the error as it would without a
-    worker)."""
+    stage its files, and compute its lineage); send all results at the end. A view whose
+    lowering fails unexpectedly is left out (the parent lowers it again and reports the error
+    as it would without a worker)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops this process
     gc.disable()  # as in the parent (`featql compile`); collected every COLLECT_EVERY views
     parent = os.getppid()
+    from featql.compiler.lineage import view_edges
+    from featql.dialects.render import parse
+
     views: list[FeatureView] = []
     out: dict[str, Result] = {}
+    edges: dict[str, list[LineageEdge]] = {}
+    columns = {s.name: [c.name for c in s.columns] for s in sources}
     index = 0
     while True:
         try:
@@ -217,6 +228,8 @@ def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: An
         if batch is None:
             break
         views.extend(batch)
+        for view in batch:
+            columns.setdefault(view.name, [c.name for c in view.output_columns])
         with lock:
             mine = index < claims[1]
             if mine:
@@ -229,11 +242,15 @@ def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: An
             gc.collect()
         for view in batch:
             try:
-                lowered = _lower_one(manifest, view.name, targets)
+                query = parse(view.sql)
+                if lineage:  # reads the tree; lowering then takes it over
+                    edges[view.name] = view_edges(view, query, columns)
+                lowered = _lower_one(manifest, view.name, targets, query)
             except Exception:  # the parent lowers it again and reports the error
+                edges.pop(view.name, None)
                 continue
             out[view.name] = _stage(view.name, lowered, files) if files else dict(lowered)
-    results.send(out)
+    results.send((out, edges))
     results.close()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from featql.compiler.ir import Manifest, Source
+from featql.compiler.manifest import dumps
 from featql.compiler.project import compile_project
 from featql.dialects import stream
 from featql.dialects.lower import lower_targets
@@ -140,6 +141,9 @@ def test_compile_moves_the_worker_s_files_into_place(tmp_path: Path, staged_log:
     assert _staged(staged_log) > 0, "the worker staged files"
     manifest = compile_project(root).manifest
     assert manifest is not None
+    # the lineage the worker computed, the rest compiled here: the in-process manifest
+    assert manifest.lineage
+    assert (out / "manifest.json").read_text() == dumps(manifest)
     for v in manifest.views:
         for target, sql in lower_targets(manifest, v.name, TARGETS).items():
             assert (out / "sql" / target / f"{v.name}.sql").read_text() == sql
