@@ -2,8 +2,9 @@
 
 `OnlineService(manifest, store, root)` precomputes a plan per feature service (which entity
 items and views to read, which features to output, which transforms to run). `lookup()` then
-costs one store round trip for up to `max_entities` entities, decodes each cell once, applies
-TTL (row-level views) or merges tiles (aggregate views) at time `now`, runs the request
+costs one store round trip for up to `max_entities` entities (a second one only when a store
+answered aggregate heads made for another slide: see `_read_tiles`), decodes each cell once,
+applies TTL (row-level views) or merges tiles (aggregate views) at time `now`, runs the request
 transforms, and returns one dict per entity: `"<view>.<feature>"` and `"<transform>.<output>"`.
 """
 

@@ -28,6 +28,11 @@ on each lookup):
   the slide right after the load, the common case when loads follow the slide, reads them
   instead of merging; any other time merges the tiles.
 
+A store that pays per byte read (DynamoDB) keeps the merged values apart from the tiles
+(`split_merged`): the head `[merged_at, [values]]` (orjson text), read alone in the slide after
+the load, and the tiles without the values (their header still names `merged_at`), read in any
+other slide. `TileMerger` takes either; a head for another slide gives None (read the tiles).
+
 Columns are read zero-copy with `memoryview.cast`. `FQT2` cells (float64 columns, int64 starts,
 a JSON header naming the partials), written by earlier versions, are still read.
 """

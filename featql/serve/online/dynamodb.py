@@ -2,18 +2,25 @@
 
 Layout (why): a feature-service request names entities of one or a few entity types and reads
 several views of each. Items are keyed `item = "<entity>#<keys as JSON>"` and hold, per view,
-`d:<view>` (payload, binary) and `v:<view>` (version, string). So a request for N entities of one
-type is N keys, whatever the number of views: 100 entities fit one BatchGetItem (the 100-key
-limit), with a ProjectionExpression fetching only the service's views. A service spanning two
-entity types needs up to 2N distinct keys; those chunks of <= 100 are sent concurrently, so the
-latency stays one round trip. `UnprocessedKeys` are retried with exponential backoff and never
-reported as missing.
+`d:<view>` (payload) and `v:<view>` (version, string), plus `t:<view>` for aggregate views. So
+a request for N entities of one type is N keys, whatever the number of views: 100 entities fit
+one BatchGetItem (the 100-key limit), with a ProjectionExpression fetching only the service's
+`d:` attributes. A service spanning two entity types needs up to 2N distinct keys; those chunks
+of <= 100 are sent concurrently, so the latency stays one round trip. `UnprocessedKeys` are
+retried with exponential backoff and never reported as missing.
+
+Payload bytes are what a 100-entity read costs on both ends (the store parses, sizes and
+checksums them; we parse them), so `d:` holds as little as a lookup needs: JSON payloads (row
+values) as strings, no base64; an aggregate cell carrying values merged at load is split into
+its head (those values, JSON text) in `d:` and its tiles in `t:`. A lookup in the slide right
+after the load reads the head alone; a lookup in another slide reads `t:` (see `read(full=)`).
+Items written by earlier versions (every payload whole and binary in `d:`) read as before.
 
 Writes are conditional UpdateItem calls (BatchWriteItem cannot carry a condition), one per
 (item, view) with `attribute_not_exists(v) OR v < :v`, fanned out over a thread pool: each cell
-is last-writer-wins on its own, so views of one entity loaded by different jobs never conflict.
-Payloads are binary (orjson / packed tiles), which avoids DynamoDB's number limits (38 digits,
-no NaN or 1e308).
+(`d:`, `t:` and `v:` set together) is last-writer-wins on its own, so views of one entity
+loaded by different jobs never conflict. Payloads avoid DynamoDB numbers (38 digits, no NaN or
+1e308): JSON text or binary.
 """
 
 from __future__ import annotations
