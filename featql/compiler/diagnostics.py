@@ -157,9 +157,10 @@ class SourceFile:
         self.path = path
         self.text = text
         self._line_starts = [0]
-        for i, ch in enumerate(text):
-            if ch == "\n":
-                self._line_starts.append(i + 1)
+        at = text.find("\n")
+        while at >= 0:
+            self._line_starts.append(at + 1)
+            at = text.find("\n", at + 1)
 
     def span(self, start: int, end: int | None = None) -> Span:
         import bisect
