@@ -265,14 +265,15 @@ def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total:
                   size[0])
 
 
-def request_bodies(n_entities: int, users: int, merchants: int, count: int = 200) -> list[bytes]:
+def request_bodies(n_entities: int, users: int, merchants: int, count: int = 200,
+                   at: str | None = None) -> list[bytes]:
     rng = random.Random(n_entities)
     out = []
     for _ in range(count):
         ents = [{"user_id": rng.randint(1, users), "merchant_id": rng.randint(1, merchants)}
                 for _ in range(n_entities)]
         req = [{"amount": round(rng.uniform(1, 500), 2)} for _ in range(n_entities)]
-        out.append(orjson.dumps({"entities": ents, "request": req, "at": AT}))
+        out.append(orjson.dumps({"entities": ents, "request": req, "at": at or AT}))
     return out
 
 
@@ -404,6 +405,11 @@ def main() -> int:
                       scenario="warm-up")  # not reported: connections, caches, lazy imports
                 runs = [(one, 8, 5000, 8, 1000, "1 entity"), (one, 4, 5000, 5, None, "1 entity"),
                         (many, 2, 500, 6, None, "100 entities")]
+                if label == "dynamodb":  # a day after the load: the aggregates' tiles are
+                    # read and merged (the values merged at load are for the load's slide)
+                    later = (dt.datetime.fromisoformat(AT) + dt.timedelta(days=1)).isoformat()
+                    runs.append((request_bodies(100, users, merchants, 60, at=later), 2, 300, 5,
+                                 None, "100 ent. +1 day"))
                 for bodies, conns, total, secs, rate, name in runs:
                     results.append(measured(functools.partial(
                         drive, port, bodies, path, connections=conns, total=int(total * scale),
