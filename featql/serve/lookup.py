@@ -434,10 +434,14 @@ def _items_decoder(view: FeatureView, needed: set[int], cell: str,
                     out[item] = absent
                     continue
                 if payload[:1] == b"[":  # a head: values merged at load, for one slide
-                    at, vals = loads(payload)
-                    if at != hi:
-                        missed.append(item)
-                        continue
+                    head = loads(payload)
+                    if head[0] == hi:
+                        vals = head[1]
+                    else:
+                        vals = merge.idle(head, hi)
+                        if vals is None:
+                            missed.append(item)
+                            continue
                 else:
                     vals = merge(payload, now)
                 out[item] = (pick(vals), pick_env(vals), None)

@@ -218,16 +218,24 @@ def unpack(payload: bytes, names: Sequence[str] | None = None,
 def split_merged(payload: bytes) -> tuple[bytes, bytes] | None:
     """(head, tiles) of an FQT3 cell that carries values merged at load, else None.
 
-    head: orjson `[merged_at, [values...]]`, what a lookup in the slide after the load needs
-    (a few dozen bytes where the tiles take hundreds); tiles: the same cell without the values,
-    its header still naming `merged_at` (see `merged_at`). `TileMerger` reads both."""
+    head: orjson `[merged_at, [values...], last tile start]`, what a lookup in the slide after
+    the load needs (a few dozen bytes where the tiles take hundreds); it also answers any slide
+    whose windows all start after the last tile (an entity idle for longer than the longest
+    window: every feature empty). tiles: the same cell without the values, its header still
+    naming `merged_at` (see `merged_at`). `TileMerger` reads both."""
     if payload[:4] != _MAGIC:
         return None
     magic, n, base, unit, hlen, at, plen = _FIXED.unpack_from(payload)
     if not plen:
         return None
     start = _FIXED.size + hlen
-    head = b"[%d,%s]" % (at, payload[start:start + plen])
+    last = b"null"
+    if n:
+        scode = chr(payload[_FIXED.size])
+        (offset,) = struct.unpack_from("<" + scode, payload,
+                                       start + plen + (n - 1) * _SIZES[scode])
+        last = b"%d" % (base + unit * offset)
+    head = b"[%d,%s,%s]" % (at, payload[start:start + plen], last)
     tiles = b"".join([_FIXED.pack(magic, n, base, unit, hlen, at, 0),
                       payload[_FIXED.size:start], payload[start + plen:]])
     return head, tiles
@@ -279,6 +287,13 @@ class TileMerger:
         self.by_window = tuple((w, tuple(specs)) for w, specs in sorted(by_window.items()))
         self.empty = [0 if f.aggregation and aggs[f.aggregation].function == "count" else None
                       for f in view.features]
+        self.reach = max((w for w, _ in self.by_window), default=0)  # the longest window used
+
+    def idle(self, head: list[Any], hi: int) -> list[Any] | None:
+        """The features at slide `hi` from a head made for another slide: empty when every
+        window starts after the head's last tile, else None (the tiles must be merged)."""
+        last = head[2] if len(head) > 2 else None
+        return list(self.empty) if last is not None and last < hi - self.reach else None
 
     def __call__(self, payload: bytes | None, now_us: int) -> list[Any] | None:
         """The features at `now_us`; None when `payload` is a head (`split_merged`) whose
@@ -287,9 +302,11 @@ class TileMerger:
             return list(self.empty)  # COUNT of an empty window is 0, others NULL
         now_s = now_us // 1_000_000
         hi = now_s - now_s % self.slide
-        if payload[:1] == b"[":  # a head: [merged_at, values]
-            at, values = orjson.loads(payload)
-            return values if at == hi else None
+        if payload[:1] == b"[":  # a head: [merged_at, values, last tile start]
+            head = orjson.loads(payload)
+            if head[0] == hi:
+                return head[1]
+            return self.idle(head, hi)
         if payload[:4] == _MAGIC:
             head = _FIXED.unpack_from(payload)
             if head[6] and head[5] == hi:  # values merged at load time for this very slide

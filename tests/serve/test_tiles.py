@@ -116,7 +116,19 @@ def test_values_merged_at_load_equal_the_merge(tiles: dict[int, list[tuple[Any, 
     assert len(head) < len(with_merged) and merged_at(head) == merged_at(tiles_only) == hi
     got = merge(head, now_s * 1_000_000)
     assert got == want and [type(x) for x in got] == [type(x) for x in want]
-    assert merge(head, later) is None  # another slide: the caller reads the tiles
+    # another slide: the caller reads the tiles (unless no window reaches the last tile)
+    later_hi = later // 1_000_000 - later // 1_000_000 % SLIDE
+    if max(slots) * SLIDE < later_hi - max(WINDOWS):
+        assert merge(head, later) == merge(plain, later)
+    else:
+        assert merge(head, later) is None
+    # ... unless every window starts after the last tile: then all features are empty
+    idle = (max(slots) * SLIDE + max(WINDOWS) + SLIDE + SLIDE * (now_s % 7)) * 1_000_000
+    if idle // 1_000_000 - idle // 1_000_000 % SLIDE != hi:
+        assert merge(head, idle) == merge(plain, idle) == merge(None, idle)
+    just = (max(slots) * SLIDE + max(WINDOWS)) * 1_000_000  # the last tile still counts
+    if just // 1_000_000 != hi:
+        assert merge(head, just) is None and merge(plain, just) != merge(None, just)
     assert merge(tiles_only, now_s * 1_000_000) == want
     assert merge(tiles_only, later) == merge(plain, later)
 
