@@ -373,12 +373,15 @@ class OnlineService:
         for cell in full:
             if cell in heads_missed:
                 continue
-            payload = next((c[cell] for c in cells.values() if cell in c), None)
             view = next(vp.view for vp in plan.views if vp.cell == cell)
             slide = view.slide_seconds or 1
             now_s = now // 1_000_000
-            if payload is None or merged_at(payload) == now_s - now_s % slide:
-                self._tiles_first.discard(cell)  # a load caught up: heads serve again
+            hi = now_s - now_s % slide
+            payloads = [c[cell] for c in cells.values() if cell in c]
+            # a load caught up (some cell was merged for this slide; cells of idle entities,
+            # which loads do not rewrite, keep older ones): heads serve again
+            if not payloads or any(merged_at(p) == hi for p in payloads):
+                self._tiles_first.discard(cell)
 
 
 _EMPTY: dict[str, bytes] = {}
