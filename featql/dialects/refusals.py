@@ -156,9 +156,9 @@ def check(tree: exp.Expr, target: Target, span: Span = NO_SPAN) -> None:
 
     The tree is walked once; each rule, in order, looks at the nodes of its type.
     """
-    nodes = _watched(tree)
-    for rule in CHECKS[target]:
-        rule(nodes, span)
+    error = check_all([tree], [target], span).get(target)
+    if error is not None:
+        raise error
 
 
 def check_all(trees: Sequence[exp.Expr], targets: Sequence[Target],

@@ -114,9 +114,10 @@ class StreamingLowerer:
                 done = self._lower_tail(manifest)
                 done.update(self._collect())
             sent = {v.name: v for batch in self._batches for v in batch}
-            self.lineage = {n: e for n, e in self.lineage.items()
-                            if n in done and sent.get(n) is manifest.view(n)}
-            return {v.name: done[v.name] if v.name in done and sent.get(v.name) is v
+            # a result is kept only for the very view object the final manifest holds
+            kept = {v.name for v in manifest.views if v.name in done and sent.get(v.name) is v}
+            self.lineage = {n: e for n, e in self.lineage.items() if n in kept}
+            return {v.name: done[v.name] if v.name in kept
                     else dict(_lower_one(manifest, v.name, self.targets))
                     for v in manifest.views}
 
