@@ -143,32 +143,9 @@ class DynamoStore:
             return self._pool
 
     # -- writes ------------------------------------------------------------------------------
-    def _put(self, cell: Cell) -> bool:
-        c = self.client
-        d, t = stored_values(cell.payload)
-        names = {"#d": "d:" + cell.view, "#v": "v:" + cell.view, "#t": "t:" + cell.view}
-        values = {":d": d, ":v": {"S": cell.version}}
-        update = "SET #d = :d, #v = :v"
-        if t is None:
-            update += " REMOVE #t"
-        else:
-            update += ", #t = :t"
-            values[":t"] = t
-        try:
-            c.update_item(
-                TableName=self.table, Key={"item": {"S": cell.item}}, UpdateExpression=update,
-                ConditionExpression="attribute_not_exists(#v) OR #v < :v",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
-        except c.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    def _put_item(self, cells: list[Cell]) -> list[tuple[str, bool]]:
-        """All cells of one item in one UpdateItem whose condition is every cell's condition;
-        when any cell is not newer, fall back to one conditional write per cell."""
-        if len(cells) == 1:
-            return [(cells[0].view, self._put(cells[0]))]
-        c = self.client
+    def _conditional_update(self, cells: list[Cell]) -> bool:
+        """One UpdateItem setting every cell of one item (`d:`, `v:`, and `t:` or its removal),
+        on the condition that each cell is newer than the stored one; False when it is not."""
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets, conds, removes = [], [], []
@@ -185,14 +162,23 @@ class DynamoStore:
                 sets.append(f"#t{i} = :t{i}")
             conds.append(f"(attribute_not_exists(#v{i}) OR #v{i} < :v{i})")
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        c = self.client
         try:
             c.update_item(TableName=self.table, Key={"item": {"S": cells[0].item}},
-                          UpdateExpression=update,
-                          ConditionExpression=" AND ".join(conds),
+                          UpdateExpression=update, ConditionExpression=" AND ".join(conds),
                           ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         except c.exceptions.ConditionalCheckFailedException:
-            return [(cell.view, self._put(cell)) for cell in cells]
-        return [(cell.view, True) for cell in cells]
+            return False
+        return True
+
+    def _put_item(self, cells: list[Cell]) -> list[tuple[str, bool]]:
+        """All cells of one item in one UpdateItem whose condition is every cell's condition;
+        when any cell is not newer, fall back to one conditional write per cell."""
+        if len(cells) == 1:
+            return [(cells[0].view, self._conditional_update(cells))]
+        if self._conditional_update(cells):
+            return [(cell.view, True) for cell in cells]
+        return [(cell.view, self._conditional_update([cell])) for cell in cells]
 
     def write(self, cells: Iterable[Cell]) -> WriteReport:
         per_item: dict[str, dict[str, Cell]] = {}
