@@ -12,7 +12,6 @@ other than throttling stay on boto3.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import http.client
@@ -229,15 +228,3 @@ class BatchGetClient:
             except Exception as e:
                 out.append(e)
         return out
-
-    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
-        """One call, same shape as boto3's answer (binary attributes decoded to bytes)."""
-        got = self.batch_get_all([RequestItems])[0]
-        if isinstance(got, Exception):
-            raise got
-        for items in got.get("Responses", {}).values():
-            for item in items:
-                for value in item.values():
-                    if "B" in value:
-                        value["B"] = base64.b64decode(value["B"])
-        return got
