@@ -55,10 +55,10 @@ class ViewPlan:
     env: tuple[tuple[int, str], ...]  # (feature index, "view.feature") transforms read
     cell: str  # the store's name for the view's cells
     group: int  # index into ServicePlan.groups: whose item keys the view reads
-    decode: Callable[[bytes | None, int], tuple[list[Any] | None, str | None]]
+    merge: TileMerger | None  # an aggregate view's tiles -> its values at a time
     pick: Callable[[list[Any]], tuple[Any, ...]]  # values -> output values, in `outputs` order
     pick_env: Callable[[list[Any]], tuple[Any, ...]]  # values -> transform inputs, `env` order
-    decode_items: DecodeItems  # `decode` + `pick` + `pick_env` over many items, in one loop
+    decode_items: DecodeItems  # cells -> `pick` + `pick_env` of their values, many items
 
 
 # (output values, transform inputs, event time served) of one entity item for one view
@@ -152,11 +152,13 @@ def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> Servi
         env = tuple((index[f], f"{vname}.{f}") for f in feats if f"{vname}.{f}" in inputs)
         needed = {index[f] for f in feats}
         pick, pick_env = _getter([i for i, _ in outs]), _getter([i for i, _ in env])
+        # an aggregate view computes only the features the service needs
+        merge = TileMerger(view, needed) if view.kind == "aggregate" else None
         plans.append(ViewPlan(
             view=view, entity=view.entity, key_names=tuple(k.name for k in view.keys),
             outputs=outs, env=env, cell=codec.cell_name(view), group=group,
-            decode=_decoder(view, needed), pick=pick, pick_env=pick_env,
-            decode_items=_items_decoder(view, needed, codec.cell_name(view), pick, pick_env)))
+            merge=merge, pick=pick, pick_env=pick_env,
+            decode_items=_items_decoder(view, merge, codec.cell_name(view), pick, pick_env)))
     columns = [f"{r.view}.{r.feature}" for r in service.features]
     request_fields: dict[str, Column] = {}
     for name in service.transforms:
@@ -364,11 +366,12 @@ class OnlineService:
                 if not missed:
                     continue
                 for item in missed:
-                    vals, ts = vp.decode(tiles.get(item, _EMPTY).get(vp.cell), now)
+                    assert vp.merge is not None, "only aggregate cells have heads"
+                    vals = vp.merge(tiles.get(item, _EMPTY).get(vp.cell), now)
                     if vals is None:  # the store answered a head again: never a guess
                         raise OnlineStoreError(f"the tiles of {vp.cell} for {item} could not "
                                                "be read")
-                    decoded[item] = (vp.pick(vals), vp.pick_env(vals), ts)
+                    decoded[item] = (vp.pick(vals), vp.pick_env(vals), None)
             self._tiles_first.update(heads_missed)
         for cell in full:
             if cell in heads_missed:
@@ -387,40 +390,18 @@ class OnlineService:
 _EMPTY: dict[str, bytes] = {}
 
 
-def _decoder(view: FeatureView, needed: set[int] | None = None,
-             ) -> Callable[[bytes | None, int], tuple[list[Any] | None, str | None]]:
-    """How one view's cell becomes its feature values at a time (compiled once per view);
-    an aggregate view computes only the `needed` features (indexes), the others are None."""
-    if view.kind == "aggregate":
-        merge = TileMerger(view, needed)
-
-        def aggregate(payload: bytes | None, now: int) -> tuple[list[Any] | None, str | None]:
-            return merge(payload, now), None
-        return aggregate
-    nulls = [None] * len(view.features)
-    ttl = view.ttl_seconds
-
-    def row(payload: bytes | None, now: int) -> tuple[list[Any] | None, str | None]:
-        if payload is None:
-            return nulls, None
-        event_us, _created, values = codec.decode_row(payload)
-        if not codec.row_visible(event_us, now, ttl):
-            return nulls, None
-        return values, codec.from_micros(event_us).isoformat()
-    return row
-
-
 _ISO: dict[int, str] = {}  # event time (us) -> ISO text: hot entities repeat their times
 
 
-def _items_decoder(view: FeatureView, needed: set[int], cell: str,
+def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
                    pick: Callable[[list[Any]], tuple[Any, ...]],
                    pick_env: Callable[[list[Any]], tuple[Any, ...]]) -> DecodeItems:
-    """`_decoder` then `pick`/`pick_env` for all distinct items of a request in one loop (the
-    per-cell work of a 100-entity lookup: no call per cell but the payload's parse)."""
+    """A view's cells -> its feature values at a time (TTL for row views, tiles merged by
+    `merge` for aggregate views) -> `pick`/`pick_env`, for all distinct items of a request in
+    one loop (the per-cell work of a 100-entity lookup: no call per cell but the payload's
+    parse)."""
     loads, epoch, delta = orjson.loads, codec.from_micros(0), dt.timedelta
-    if view.kind == "aggregate":
-        merge = TileMerger(view, needed)
+    if merge is not None:
         empty = merge(None, 0) or []
         absent: Entry = (pick(empty), pick_env(empty), None)
         slide = merge.slide
