@@ -404,12 +404,9 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
     if merge is not None:
         empty = merge(None, 0) or []
         absent: Entry = (pick(empty), pick_env(empty), None)
-        slide = merge.slide
 
         def aggregates(get: Callable[[str, Any], Any], items: Iterable[str], now: int,
                        ) -> tuple[dict[str, Entry], list[str]]:
-            now_s = now // 1_000_000
-            hi = now_s - now_s % slide
             out: dict[str, Entry] = {}
             missed: list[str] = []
             for item in items:
@@ -417,17 +414,10 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
                 if payload is None:
                     out[item] = absent
                     continue
-                if payload[:1] == b"[":  # a head: values merged at load, for one slide
-                    head = loads(payload)
-                    if head[0] == hi:
-                        vals = head[1]
-                    else:
-                        vals = merge.idle(head, hi)
-                        if vals is None:
-                            missed.append(item)
-                            continue
-                else:
-                    vals = merge(payload, now)
+                vals = merge(payload, now)
+                if vals is None:  # a head made for another slide: the tiles are read next
+                    missed.append(item)
+                    continue
                 out[item] = (pick(vals), pick_env(vals), None)
             return out, missed
         return aggregates
