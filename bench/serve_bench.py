@@ -328,6 +328,7 @@ def main() -> int:
     scale = 0.3 if args.quick else 1.0
     work = Path(tempfile.mkdtemp(prefix="featql-serve-bench-"))
     results: list[Result] = []
+    speeds: list[float] = []
     procs: list[subprocess.Popen[bytes]] = []
     try:
         t0 = time.perf_counter()
@@ -398,6 +399,8 @@ def main() -> int:
 
         path = f"/v1/features/{SERVICE}"
         for rnd in range(args.rounds):
+            speeds.append(machine_speed())
+            print(f"round {rnd + 1}: reference loop {speeds[-1]:.1f} ms (machine speed)")
             for label, port, users, merchants, pid, store_pids in servers:
                 one = request_bodies(1, users, merchants)
                 many = request_bodies(100, users, merchants, 60)
@@ -405,6 +408,8 @@ def main() -> int:
                       scenario="warm-up")  # not reported: connections, caches, lazy imports
                 runs = [(one, 8, 5000, 8, 1000, "1 entity"), (one, 4, 5000, 5, None, "1 entity"),
                         (many, 2, 500, 6, None, "100 entities")]
+                if label != "bare-flask":  # one client at a time: latency without queueing
+                    runs.append((many, 1, 300, 5, None, "100 ent. 1 conn"))
                 if label == "dynamodb":  # a day after the load: the aggregates' tiles are
                     # read and merged (the values merged at load are for the load's slide)
                     later = (dt.datetime.fromisoformat(AT) + dt.timedelta(days=1)).isoformat()
@@ -421,11 +426,24 @@ def main() -> int:
         for proc in reversed(procs):
             stop(proc)
         shutil.rmtree(work, ignore_errors=True)
-    report(results, workers, threads)
+    report(results, workers, threads, speeds)
     return 0
 
 
-def report(results: list[Result], workers: int, threads: int) -> None:
+def machine_speed() -> float:
+    """Milliseconds for a fixed pure-Python loop, best of 5: this shared machine's speed
+    drifts by a third or more within minutes, and every figure above follows it."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        acc = 0
+        for i in range(300_000):
+            acc += i * i % 7
+        best = min(best, time.perf_counter() - t0)
+    return round(best * 1000, 2)
+
+
+def report(results: list[Result], workers: int, threads: int, speeds: list[float]) -> None:
     groups: dict[tuple[str, str], list[Result]] = {}
     for r in results:
         groups.setdefault((r.scenario, r.mode), []).append(r)
@@ -478,13 +496,17 @@ def report(results: list[Result], workers: int, threads: int) -> None:
     checks["dynamodb 100-entity p99 <= 30 ms (closed loop, 2 conns)"] = (
         d100.p99_ms <= 30 if d100 else None)
     checks["zero 5xx"] = all(r.errors_5xx == 0 for r in results)
-    for k, ok in checks.items():
-        print(f"  [{'x' if ok else ' ' if ok is not None else '-'}] {k}")
+    for name, ok in checks.items():
+        print(f"  [{'x' if ok else ' ' if ok is not None else '-'}] {name}")
+    if speeds:
+        print(f"reference loop per round (ms, lower = faster machine): "
+              f"{', '.join(f'{x:.1f}' for x in speeds)}")
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "serve_bench.json").write_text(json.dumps(
         {"median": [asdict(r) for r in med.values()], "runs": [asdict(r) for r in results],
          "throughput_ratio_vs_bare": ratios, "targets": checks, "cpus": os.cpu_count(),
+         "reference_loop_ms": speeds,
          "load_average": os.getloadavg()}, indent=2))
 
 
