@@ -57,6 +57,7 @@ def test_training_row_equals_online_row(store: OnlineStore, serve_project: Path,
     plan = online.plan("fraud_detection")
     compared = non_null = 0
     for i, (trow, srow) in enumerate(zip(train, served, strict=True)):
+        assert list(srow) == list(plan.columns)  # the service's order, whatever the views'
         for col in plan.columns:
             obj, name = col.split(".", 1)
             tcol = f"{obj.replace(':', '_')}__{name}"
