@@ -86,11 +86,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def start_featql(root: Path, workers: int, threads: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_featql(root: Path, workers: int, threads: int | None,
+                 ) -> tuple[subprocess.Popen[bytes], int]:
+    """`featql serve`; threads None: its default for the project's store."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "featql.cli", "serve", "--project", str(root), "--port", str(port),
-         "--workers", str(workers), "--threads", str(threads)],
+         "--workers", str(workers), *(["--threads", str(threads)] if threads else [])],
         env={**os.environ, "FEATQL_LOG_LEVEL": "error"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(port, proc)
@@ -305,7 +307,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved rounds over the servers; medians are reported")
     ap.add_argument("--quick", action="store_true", help="shorter runs (smoke test)")
-    ap.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="gunicorn threads per worker (default: featql serve's default for each "
+                         "store, and the SQLite one's for bare Flask)")
     ap.add_argument("--skip-dynamodb", action="store_true")
     ap.add_argument("--bare-server", nargs=4, metavar=("PORT", "BODY", "WORKERS", "THREADS"),
                     help=argparse.SUPPRESS)
@@ -324,7 +328,10 @@ def main() -> int:
     sys.path.insert(0, str(REPO / "tests"))
     from serve.conftest import start_dynalite  # the tests' dynalite launcher
 
+    from featql.commands.serve import default_threads
+
     workers, threads = 2, args.threads
+    bare_threads = threads or default_threads("sqlite")  # the server it is the ceiling of
     scale = 0.3 if args.quick else 1.0
     work = Path(tempfile.mkdtemp(prefix="featql-serve-bench-"))
     results: list[Result] = []
@@ -365,7 +372,7 @@ def main() -> int:
         body_file = work / "bare_bodies.json"
         body_file.write_bytes(orjson.dumps({"one": one_body.decode(),
                                             "many": many_body.decode()}))
-        proc, port = start_bare(body_file, workers, threads)
+        proc, port = start_bare(body_file, workers, bare_threads)
         procs.append(proc)
         servers.append(("bare-flask", port, n_users, n_merchants, proc.pid, []))
 
@@ -430,7 +437,9 @@ def main() -> int:
         for proc in reversed(procs):
             stop(proc)
         shutil.rmtree(work, ignore_errors=True)
-    report(results, workers, threads, speeds)
+    report(results, workers, f"{threads} threads" if threads else
+           f"default threads (SQLite {default_threads('sqlite')}, DynamoDB "
+           f"{default_threads('dynamodb')}; bare Flask {bare_threads})", speeds)
     return 0
 
 
@@ -447,7 +456,7 @@ def machine_speed() -> float:
     return round(best * 1000, 2)
 
 
-def report(results: list[Result], workers: int, threads: int, speeds: list[float]) -> None:
+def report(results: list[Result], workers: int, threads: str, speeds: list[float]) -> None:
     groups: dict[tuple[str, str], list[Result]] = {}
     for r in results:
         groups.setdefault((r.scenario, r.mode), []).append(r)
@@ -462,7 +471,7 @@ def report(results: list[Result], workers: int, threads: int, speeds: list[float
                      round(statistics.median(r.store_cpu_ms for r in rs), 2))
            for k, rs in groups.items()}
     n_rounds = max(len(rs) for rs in groups.values())
-    print(f"\nfeatql serve: gunicorn {workers} workers x {threads} threads (gthread); bare "
+    print(f"\nfeatql serve: gunicorn {workers} workers x {threads} (gthread); bare "
           f"Flask under the same settings; load generator on loopback; median of {n_rounds} "
           "interleaved rounds (reqs and 5xx summed); open-loop latency from each request's "
           "scheduled send time; cpus: " + str(os.cpu_count()))

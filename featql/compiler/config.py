@@ -18,7 +18,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "offline": ("engine", "path"),
     "online": ("store", "path", "region", "endpoint_url", "table_prefix"),
     "spark": ("master", "conf"),
-    "serve": ("host", "port", "workers", "max_entities", "max_body_bytes"),
+    "serve": ("host", "port", "workers", "threads", "max_entities", "max_body_bytes"),
 }
 
 
