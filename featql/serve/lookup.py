@@ -320,7 +320,7 @@ class OnlineService:
         n = len(rows)
         cells_get = cells.get
         # each distinct item of a view is decoded (TTL, tile merge) once, whatever its repeats
-        per_view: list[dict[str, tuple[tuple[Any, ...], tuple[Any, ...], str | None]]] = []
+        per_view: list[dict[str, Entry]] = []
         heads_missed: dict[str, list[str]] = {}  # cell -> items whose head is for another slide
         distinct = [dict.fromkeys(items) for items in items_by_group]
         for vp in plan.views:
@@ -384,13 +384,11 @@ class OnlineService:
                                                "be read")
                     decoded[item] = (vp.pick(vals), vp.pick_env(vals), None)
             self._tiles_first.update(heads_missed)
-        for cell in full:
-            if cell in heads_missed:
+        for vp in plan.views:
+            if vp.cell not in full or vp.cell in heads_missed:
                 continue
-            view = next(vp.view for vp in plan.views if vp.cell == cell)
-            slide = view.slide_seconds or 1
-            now_s = now // 1_000_000
-            hi = now_s - now_s % slide
+            assert vp.merge is not None, "only aggregate cells are read with their tiles"
+            cell, hi = vp.cell, vp.merge.slide_start(now)
             payloads = [c[cell] for c in cells.values() if cell in c]
             # a load caught up (some cell was merged for this slide; cells of idle entities,
             # which loads do not rewrite, keep older ones): heads serve again
@@ -411,7 +409,6 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
     `merge` for aggregate views) -> `pick`/`pick_env`, for all distinct items of a request in
     one loop (the per-cell work of a 100-entity lookup: no call per cell but the payload's
     parse)."""
-    loads, epoch, delta = orjson.loads, codec.from_micros(0), dt.timedelta
     if merge is not None:
         empty = merge(None, 0) or []
         absent: Entry = (pick(empty), pick_env(empty), None)
@@ -434,8 +431,9 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
         return aggregates
     nulls = [None] * len(view.features)
     hidden: Entry = (pick(nulls), pick_env(nulls), None)
-    ttl_us = None if view.ttl_seconds is None else view.ttl_seconds * 1_000_000
-    iso_cache = _ISO
+    ttl = view.ttl_seconds
+    decode_row, visible, from_micros, iso_cache = (codec.decode_row, codec.row_visible,
+                                                   codec.from_micros, _ISO)
 
     def rows(get: Callable[[str, Any], Any], items: Iterable[str], now: int,
              ) -> tuple[dict[str, Entry], list[str]]:
@@ -445,16 +443,15 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
             if payload is None:
                 out[item] = hidden
                 continue
-            event_us, _created, values = loads(payload)
-            # PRODUCT §3 (codec.row_visible): strictly before now, no older than the TTL
-            if event_us >= now or (ttl_us is not None and now - event_us > ttl_us):
+            event_us, _created, values = decode_row(payload)
+            if not visible(event_us, now, ttl):
                 out[item] = hidden
                 continue
             iso = iso_cache.get(event_us)
             if iso is None:
                 if len(iso_cache) >= 1 << 16:
                     iso_cache.clear()
-                iso = iso_cache[event_us] = (epoch + delta(microseconds=event_us)).isoformat()
+                iso = iso_cache[event_us] = from_micros(event_us).isoformat()
             out[item] = (pick(values), pick_env(values), iso)
         return out, []
     return rows

@@ -295,13 +295,17 @@ class TileMerger:
         last = head[2] if len(head) > 2 else None
         return list(self.empty) if last is not None and last < hi - self.reach else None
 
+    def slide_start(self, now_us: int) -> int:
+        """floor(now, S) in epoch seconds: where the windows of a lookup at `now_us` end."""
+        now_s = now_us // 1_000_000
+        return now_s - now_s % self.slide
+
     def __call__(self, payload: bytes | None, now_us: int) -> list[Any] | None:
         """The features at `now_us`; None when `payload` is a head (`split_merged`) whose
         values are for another slide: the caller reads the cell's tiles instead."""
         if payload is None:
             return list(self.empty)  # COUNT of an empty window is 0, others NULL
-        now_s = now_us // 1_000_000
-        hi = now_s - now_s % self.slide
+        hi = self.slide_start(now_us)
         if payload[:1] == b"[":  # a head: [merged_at, values, last tile start]
             head = orjson.loads(payload)
             if head[0] == hi:
