@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import socket
 import ssl
 import threading
@@ -26,18 +25,6 @@ import orjson
 
 _RETRYABLE = ("ProvisionedThroughputExceededException", "ThrottlingException",
               "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable")
-
-
-class OneSendHTTPConnection(http.client.HTTPConnection):
-    """Headers and body in one send(): one syscall, no Nagle/delayed-ACK stall."""
-
-    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
-        if isinstance(message_body, bytes):
-            self._buffer.extend((b"", message_body))  # type: ignore[attr-defined]
-            self.send(b"\r\n".join(self._buffer))  # type: ignore[attr-defined]
-            del self._buffer[:]  # type: ignore[attr-defined]
-            return
-        super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
 
 
 class _Wire:
