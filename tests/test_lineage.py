@@ -363,7 +363,7 @@ def test_lineage_from_the_canonical_sql_equals_lineage_from_the_typed_query(
             (root / rel).write_text(body)
     result = compile_project(root)
     assert result.manifest is not None and result.ok
-    columns = table_columns(result.manifest)
+    columns = table_columns(result.manifest.sources, result.manifest.views)
     for view in result.manifest.views:
         typed = view_edges(view, result.typed[view.name].query.qualified, columns)
         assert typed, view.name

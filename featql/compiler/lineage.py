@@ -38,7 +38,7 @@ from sqlglot.optimizer.scope import Scope, build_scope
 
 from featql.compiler.body import READ_DIALECT
 from featql.compiler.diagnostics import did_you_mean
-from featql.compiler.ir import FeatureView, LineageEdge, Manifest, RequestTransform
+from featql.compiler.ir import FeatureView, LineageEdge, Manifest, RequestTransform, Source
 
 if TYPE_CHECKING:
     from featql.compiler.typecheck import TypedView
@@ -223,10 +223,11 @@ def _transform_edges(t: RequestTransform) -> list[LineageEdge]:
     return edges
 
 
-def table_columns(manifest: Manifest) -> dict[str, list[str]]:
-    """Table name → column names, for every source and view (what `view_edges` reads)."""
-    columns = {s.name: [c.name for c in s.columns] for s in manifest.sources}
-    columns |= {v.name: [c.name for c in v.output_columns] for v in manifest.views}
+def table_columns(sources: Iterable[Source],
+                  views: Iterable[FeatureView]) -> dict[str, list[str]]:
+    """Table name → column names, for these sources and views (what `view_edges` reads)."""
+    columns = {s.name: [c.name for c in s.columns] for s in sources}
+    columns |= {v.name: [c.name for c in v.output_columns] for v in views}
     return columns
 
 
@@ -234,7 +235,7 @@ def build_lineage(manifest: Manifest, typed: Mapping[str, TypedView],
                   computed: Mapping[str, list[LineageEdge]] | None = None) -> Manifest:
     """The manifest with its column-level lineage edges, sorted by (dst, src, kind).
     `computed`: view name → its `view_edges`, already computed (elsewhere) for those views."""
-    columns = table_columns(manifest)
+    columns = table_columns(manifest.sources, manifest.views)
     computed = computed or {}
     edges: list[LineageEdge] = []
     for view in manifest.views:

@@ -209,13 +209,13 @@ def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: An
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops this process
     gc.disable()  # as in the parent (`featql compile`); collected every COLLECT_EVERY views
     parent = os.getppid()
-    from featql.compiler.lineage import view_edges
+    from featql.compiler.lineage import table_columns, view_edges
     from featql.dialects.render import parse
 
     views: list[FeatureView] = []
     out: dict[str, Result] = {}
     edges: dict[str, list[LineageEdge]] = {}
-    columns = {s.name: [c.name for c in s.columns] for s in sources}
+    columns = table_columns(sources, ())  # and each view's, as it arrives
     index = 0
     while True:
         try:
@@ -229,8 +229,7 @@ def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: An
         if batch is None:
             break
         views.extend(batch)
-        for view in batch:
-            columns.setdefault(view.name, [c.name for c in view.output_columns])
+        columns |= table_columns((), batch)
         with lock:
             mine = index < claims[1]
             if mine:
