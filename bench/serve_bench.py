@@ -108,12 +108,12 @@ def start_bare(body_file: Path, workers: int, threads: int) -> tuple[subprocess.
 
 
 def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> None:
-    """The ceiling: Flask + orjson + gunicorn gthread, same settings (featql's connection-
-    balancing worker class included), a constant body."""
+    """The ceiling: Flask + orjson + gunicorn, same settings and worker class as `featql
+    serve` with as many threads, a constant body."""
     from flask import Flask, Response, request
     from gunicorn.app.base import BaseApplication
 
-    from featql.serve.runner import balanced_worker
+    from featql.serve.runner import worker_class
 
     bodies = orjson.loads(body_file.read_bytes())
     one, many = bodies["one"].encode(), bodies["many"].encode()
@@ -132,8 +132,9 @@ def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> N
     class _App(BaseApplication):
         def load_config(self) -> None:
             for k, v in {"bind": f"127.0.0.1:{port}", "workers": workers,
-                         "worker_class": balanced_worker(), "threads": threads, "keepalive": 30,
-                         "backlog": 2048, "accesslog": None, "loglevel": "error"}.items():
+                         "worker_class": worker_class(threads, 1 << 20), "threads": threads,
+                         "keepalive": 30, "backlog": 2048, "accesslog": None,
+                         "loglevel": "error"}.items():
                 self.cfg.set(k, v)
 
         def load(self) -> Any:

@@ -47,6 +47,100 @@ def _json(data: Any, status: int = 200) -> Response:
 def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
     return _json(RequestError(status, code, message, field).to_json(), status)
 
+PREFIX = "/v1/features/"
+JSON_HEADERS = [("Content-Type", "application/json")]
+STATUS_LINES = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found",
+                405: "405 Method Not Allowed", 413: "413 Content Too Large",
+                422: "422 Unprocessable Content", 500: "500 Internal Server Error",
+                503: "503 Service Unavailable"}
+
+
+class FeatureRoute:
+    """`POST /v1/features/<service>` as plain WSGI in front of the Flask app, which answers
+    every other route. The hot path builds no Flask request context, Request or Response
+    object: measured at a third of the CPU of a 1-entity request served through Flask."""
+
+    def __init__(self, service: OnlineService, metrics: Metrics, max_body: int, flask: Any):
+        self.service, self.metrics, self.max_body, self.flask = service, metrics, max_body, flask
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(PREFIX) or "/" in path[len(PREFIX):]:
+            return self.flask(environ, start_response)
+        name = path[len(PREFIX):]
+        started = time.perf_counter()
+        method = environ.get("REQUEST_METHOD")
+        status, n = 500, 0
+        try:
+            if method != "POST":
+                status, body = 405, _error_body(405, "method_not_allowed", f"{method} is not "
+                                                f"allowed on {path}", "method")
+            else:
+                status, body, n = self.answer(name, environ)
+            start_response(STATUS_LINES.get(status, f"{status} Error"),
+                           [*JSON_HEADERS, ("Content-Length", str(len(body)))])
+            return [body]
+        finally:
+            self.metrics.observe(name if name in self.service.plans else OTHER, status,
+                                 time.perf_counter() - started, n)
+
+    def answer(self, name: str, environ: dict[str, Any]) -> tuple[int, bytes, int]:
+        """(status, JSON body, entities answered)."""
+        try:
+            self.service.plan(name)  # unknown service first: 404 with a hint
+            raw = self._body(environ)
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                raise RequestError(400, "invalid_json", f"body is not valid JSON: {e}",
+                                   "body") from None
+            if not isinstance(body, dict):
+                raise RequestError(400, "invalid_json", "body must be a JSON object with "
+                                   "'entities'", "body")
+            for key in body:
+                if key not in BODY_FIELDS:
+                    hint = did_you_mean(key, BODY_FIELDS)
+                    raise RequestError(400, "unknown_field", f"unknown field '{key}'"
+                                       + (f": {hint}" if hint else
+                                          f" (expected {', '.join(BODY_FIELDS)})"), key)
+            if "entities" not in body:
+                raise RequestError(400, "missing_field", "body lacks 'entities'", "entities")
+            at = parse_time(body["at"]) if body.get("at") is not None else None
+            rows, meta = self.service.lookup(name, body["entities"], body.get("request"), at)
+        except RequestError as e:
+            return e.status, orjson.dumps(e.to_json()), 0
+        except OnlineStoreError as e:
+            log.error("online store: %s", e)
+            return 503, _error_body(503, "store_unavailable", str(e)), 0
+        except Exception as e:
+            log.exception("internal error")
+            return 500, _error_body(500, "internal", f"internal error: {type(e).__name__}"), 0
+        return 200, orjson.dumps({"features": rows, "metadata": meta}), len(rows)
+
+    def _body(self, environ: dict[str, Any]) -> bytes:
+        limit = self.max_body
+        length = environ.get("CONTENT_LENGTH")
+        stream = environ["wsgi.input"]
+        if length:
+            if not length.isdigit():
+                raise RequestError(400, "bad_request", "invalid Content-Length", "body")
+            if int(length) > limit:
+                raise RequestError(413, "body_too_large", f"request body of {length} bytes "
+                                   f"exceeds the limit of {limit}", "body")
+            raw = stream.read(int(length))
+        elif environ.get("wsgi.input_terminated") or environ.get("HTTP_TRANSFER_ENCODING"):
+            raw = stream.read(limit + 1)  # chunked: the server ends the stream
+        else:
+            raw = b""
+        if len(raw) > limit:
+            raise RequestError(413, "body_too_large", "request body exceeds the limit of "
+                               f"{limit} bytes", "body")
+        return bytes(raw)
+
+
+def _error_body(status: int, code: str, message: str, field: str | None = None) -> bytes:
+    return orjson.dumps(RequestError(status, code, message, field).to_json())
+
 
 def create_app(settings: ServeSettings, manifest: Manifest | None = None,
                store: OnlineStore | None = None) -> Flask:
@@ -68,62 +162,10 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
                     "features are NULL): %s", store.kind, settings.workspace,
                     ", ".join(unloaded))
     app = Flask("featql.serve")
+    features = FeatureRoute(service, metrics, settings.max_body_bytes, app.wsgi_app)
+    app.wsgi_app = features  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-
-    @app.post("/v1/features/<name>")
-    def features(name: str) -> Response:
-        started = time.perf_counter()
-        label = name if name in service.plans else OTHER
-        n = 0
-        status = 500
-        try:
-            resp = _features(name)
-            status = resp.status_code
-            if status == 200:
-                n = resp.headers.get("X-Featql-Entities", 0, type=int)
-            return resp
-        finally:
-            metrics.observe(label, status, time.perf_counter() - started, n)
-
-    def _features(name: str) -> Response:
-        try:
-            plan_exists = service.plan(name)  # unknown service first: 404 with a hint
-            del plan_exists
-            length = request.content_length
-            if length is not None and length > settings.max_body_bytes:
-                raise RequestError(413, "body_too_large", f"request body of {length} bytes "
-                                   f"exceeds the limit of {settings.max_body_bytes}", "body")
-            raw = request.get_data(cache=False)
-            if len(raw) > settings.max_body_bytes:
-                raise RequestError(413, "body_too_large", "request body exceeds the limit of "
-                                   f"{settings.max_body_bytes} bytes", "body")
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                raise RequestError(400, "invalid_json", f"body is not valid JSON: {e}",
-                                   "body") from None
-            if not isinstance(body, dict):
-                raise RequestError(400, "invalid_json", "body must be a JSON object with "
-                                   "'entities'", "body")
-            for key in body:
-                if key not in BODY_FIELDS:
-                    hint = did_you_mean(key, BODY_FIELDS)
-                    raise RequestError(400, "unknown_field", f"unknown field '{key}'"
-                                       + (f": {hint}" if hint else
-                                          f" (expected {', '.join(BODY_FIELDS)})"), key)
-            if "entities" not in body:
-                raise RequestError(400, "missing_field", "body lacks 'entities'", "entities")
-            at = parse_time(body["at"]) if body.get("at") is not None else None
-            rows, meta = service.lookup(name, body["entities"], body.get("request"), at)
-        except RequestError as e:
-            return _json(e.to_json(), e.status)
-        except OnlineStoreError as e:
-            log.error("online store: %s", e)
-            return _error(503, "store_unavailable", str(e))
-        resp = _json({"features": rows, "metadata": meta})
-        resp.headers["X-Featql-Entities"] = str(len(rows))
-        return resp
 
     @app.get("/v1/services")
     def services() -> Response:

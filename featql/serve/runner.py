@@ -1,6 +1,7 @@
-"""Run the feature server: gunicorn (gthread workers) in production, Flask's dev server with
-`--reload`. The master process compiles the project once (or reuses a fresh
-target/manifest.json); each worker builds its app from that manifest after the fork."""
+"""Run the feature server: gunicorn in production (with featql.serve.worker's worker
+classes), Flask's dev server with `--reload`. The master process compiles the project once (or
+reuses a fresh target/manifest.json); each worker builds its app from that manifest after the
+fork."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +30,12 @@ def fresh_manifest(root: Path) -> Path | None:
     return path
 
 
-def balanced_worker() -> type:
-    """gunicorn's gthread worker, but a worker already holding connections lets an idler one
-    take a new connection first.
+def worker_class(threads: int, max_body: int) -> type:
+    """The event-loop worker for one thread per worker, gthread for more (featql.serve.worker
+    says why)."""
+    from featql.serve.worker import balanced_thread_worker, loop_worker
 
-    Every worker waits on the same listening socket and all wake when a client connects; the
-    one that is scheduled first wins, often the worker that just accepted the previous
-    connection. Keep-alive clients then stay on one worker: with 2 workers and 2 clients,
-    both clients' requests share one process (one GIL) while the other idles. Waiting
-    0.25 ms per connection held (at most 1 ms) before `accept()` lets the least loaded
-    worker win; the losers get EAGAIN, as any herd does. Only connection set-up is delayed,
-    once per kept-alive connection.
-    """
-    from gunicorn.workers.gthread import ThreadWorker
-
-    class BalancedThreadWorker(ThreadWorker):
-        def accept(self, listener: Any) -> None:
-            if self.nr_conns:
-                time.sleep(min(0.001, 0.00025 * self.nr_conns))
-            super().accept(listener)
-
-    return BalancedThreadWorker
+    return loop_worker(max_body) if threads == 1 else balanced_thread_worker()
 
 
 def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: int,
@@ -65,7 +50,7 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", balanced_worker())
+            self.cfg.set("worker_class", worker_class(threads, settings.max_body_bytes))
             self.cfg.set("threads", threads)
             self.cfg.set("keepalive", 30)
             self.cfg.set("backlog", 2048)

@@ -37,11 +37,16 @@ class Server:
         wait_port(self.port, timeout=60, proc=self.proc)
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
 
+    def connect(self) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.connect()
+        return conn
+
     def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-             fresh: bool = False) -> tuple[int, Any]:
+             fresh: bool = False, conn: http.client.HTTPConnection | None = None,
+             ) -> tuple[int, Any]:
         data = raw if raw is not None else (None if body is None else orjson.dumps(body))
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10) if fresh \
-            else self.conn
+        conn = conn or (self.connect() if fresh else self.conn)
         conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
         payload = resp.read()
@@ -193,18 +198,24 @@ def test_metrics_add_up_across_workers(sqlite_server: tuple[Server, Path]) -> No
     _, before = server.call("GET", "/metrics")
     ok0 = _metric(before, "featql_requests_total", 'service="merchant_risk",code="2xx"')
     bad0 = _metric(before, "featql_requests_total", 'service="merchant_risk",code="4xx"')
-    pids = set()
     n_ok, n_bad = 40, 7
-    for i in range(n_ok):
-        status, _ = server.call("POST", "/v1/features/merchant_risk",
-                                {"entities": [{"merchant_id": i + 1}] * 2}, fresh=True)
-        assert status == 200
-    for _ in range(n_bad):
-        status, _ = server.call("POST", "/v1/features/merchant_risk", {"entities": [{}]},
-                                fresh=True)
-        assert status == 400
-    for _ in range(30):
-        pids.add(server.call("GET", "/healthz", fresh=True)[1]["pid"])
+    # kept-alive connections opened one after another while the earlier ones stay open: a
+    # worker holding connections lets the idler one accept first, so they spread over both
+    held = [server.connect() for _ in range(4)]
+    try:
+        pids = {server.call("GET", "/healthz", conn=c)[1]["pid"] for c in held}
+        for i in range(n_ok):
+            status, _ = server.call("POST", "/v1/features/merchant_risk",
+                                    {"entities": [{"merchant_id": i + 1}] * 2},
+                                    conn=held[i % len(held)])
+            assert status == 200
+        for i in range(n_bad):
+            status, _ = server.call("POST", "/v1/features/merchant_risk", {"entities": [{}]},
+                                    conn=held[i % len(held)])
+            assert status == 400
+    finally:
+        for c in held:
+            c.close()
     assert len(pids) == 2, "both workers should have answered"
     for _ in range(4):  # whichever worker answers, the totals are the same
         _, text = server.call("GET", "/metrics", fresh=True)
