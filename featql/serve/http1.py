@@ -104,13 +104,15 @@ def parse_head(raw: bytes, limits: Limits) -> Head:
             raise HTTPError(505, f"{version.decode('latin-1')} is not supported; use HTTP/1.1",
                             "request_line")
         raise HTTPError(400, "malformed request line", "request_line")
-    if CONTROL.search(target) or not (target.startswith(b"/") or target == b"*"):
+    if (CONTROL.search(target) or b"\t" in target
+            or not (target.startswith(b"/") or target == b"*")):
         raise HTTPError(400, "request target must be a path starting with /", "path")
     if len(lines) - 1 > limits.header_fields:
         raise HTTPError(431, f"more than {limits.header_fields} header fields")
     headers: list[tuple[str, str]] = []
     lengths: set[bytes] = set()
     codings: list[bytes] = []
+    te = False  # a Transfer-Encoding field arrived, even one listing no coding
     connection = b""
     expect = b""
     for line in lines[1:]:
@@ -129,6 +131,7 @@ def parse_head(raw: bytes, limits: Limits) -> Head:
         if lname == b"content-length":
             lengths.update(v.strip(b" \t") for v in value.split(b","))
         elif lname == b"transfer-encoding":
+            te = True
             codings.extend(c.strip(b" \t").lower() for c in value.split(b",") if c.strip())
         elif lname == b"connection":
             connection += b"," + value.lower()
@@ -141,7 +144,7 @@ def parse_head(raw: bytes, limits: Limits) -> Head:
             raise HTTPError(400, "invalid Content-Length")
         length = int(next(iter(lengths)))
     chunked = False
-    if codings:
+    if te:
         if length is not None:
             raise HTTPError(400, "both Content-Length and Transfer-Encoding")
         if codings != [b"chunked"]:
@@ -159,7 +162,8 @@ def parse_head(raw: bytes, limits: Limits) -> Head:
         raise HTTPError(417, "only 'Expect: 100-continue' is supported")
     path, _, query = target.partition(b"?")
     return Head(method.decode("ascii"), path, query, version.decode("ascii"), tuple(headers),
-                length, chunked, keep_alive, expect == b"100-continue", len(raw))
+                length, chunked, keep_alive,
+                expect == b"100-continue" and version == b"HTTP/1.1", len(raw))
 
 
 def read_chunked(buf: bytes | bytearray, start: int, limit: int) -> tuple[bytes, int] | None:
@@ -167,6 +171,7 @@ def read_chunked(buf: bytes | bytearray, start: int, limit: int) -> tuple[bytes,
     included), or None when it has not all arrived."""
     out = bytearray()
     pos = start
+    excess = 0  # framing beyond 16 bytes a chunk plus twice its data, as Go's net/http allows
     while True:
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
@@ -177,6 +182,9 @@ def read_chunked(buf: bytes | bytearray, start: int, limit: int) -> tuple[bytes,
         if not HEX.match(size_field):
             raise HTTPError(400, "invalid chunk size", "body")
         size = int(size_field, 16)
+        excess = max(0, excess + eol + 2 - pos - 16 - 2 * size)
+        if excess > 16384:
+            raise HTTPError(400, "too much chunk framing (extensions) for the data", "body")
         pos = eol + 2
         if size == 0:
             break
@@ -188,11 +196,12 @@ def read_chunked(buf: bytes | bytearray, start: int, limit: int) -> tuple[bytes,
             raise HTTPError(400, "chunk not terminated by CRLF", "body")
         out += buf[pos:pos + size]
         pos += size + 2
+    trailer = pos
     while True:  # trailer fields, ignored, up to the blank line
         eol = buf.find(b"\r\n", pos)
+        if (len(buf) if eol < 0 else eol) - trailer > 8192:
+            raise HTTPError(431, "chunked trailer too long")
         if eol < 0:
-            if len(buf) - pos > 8192:
-                raise HTTPError(431, "chunked trailer too long")
             return None
         if eol == pos:
             return bytes(out), eol + 2

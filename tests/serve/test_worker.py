@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.serve.conftest import free_port, wait_port
+from serve.conftest import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 APP = """
