@@ -132,10 +132,14 @@ class LoopWorker(base.Worker):
                 if data is None:
                     self._drain_pipe()
                 elif isinstance(data, _Conn):
-                    if mask & selectors.EVENT_WRITE:
-                        self._flush(data)
-                    if mask & selectors.EVENT_READ and data.sock.fileno() >= 0:
-                        self._read(data)
+                    try:
+                        if mask & selectors.EVENT_WRITE:
+                            self._flush(data)
+                        if mask & selectors.EVENT_READ and data.sock.fileno() >= 0:
+                            self._read(data)
+                    except Exception:  # a bug here must cost one connection, not all
+                        self.log.exception("closing a connection after an internal error")
+                        self._close(data)
                 else:
                     self._accept(data)
             if self.ppid != os.getppid():
