@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -166,13 +166,25 @@ def parse_head(raw: bytes, limits: Limits) -> Head:
                 expect == b"100-continue" and version == b"HTTP/1.1", len(raw))
 
 
-def read_chunked(buf: bytes | bytearray, start: int, limit: int) -> tuple[bytes, int] | None:
+@dataclass(slots=True)
+class Chunked:
+    """Progress through a chunked body whose end has not arrived: the next read resumes here
+    instead of parsing every chunk again (which a body of tiny chunks would make quadratic)."""
+
+    pos: int  # offset in the buffer of the next chunk-size line (or trailer line)
+    out: bytearray = field(default_factory=bytearray)
+    excess: int = 0  # framing beyond 16 bytes a chunk plus twice its data (Go's allowance)
+    trailer: int = -1  # offset where the trailer section starts, once the last chunk is read
+
+
+def read_chunked(buf: bytes | bytearray, start: int, limit: int,
+                 state: Chunked | None = None) -> tuple[bytes, int] | None:
     """A chunked body starting at buf[start]: (the body, the offset after it, trailers
-    included), or None when it has not all arrived."""
-    out = bytearray()
-    pos = start
-    excess = 0  # framing beyond 16 bytes a chunk plus twice its data, as Go's net/http allows
-    while True:
+    included), or None when it has not all arrived. Pass the same `state` again with the
+    grown buffer to resume."""
+    st = state if state is not None else Chunked(start)
+    while st.trailer < 0:
+        pos = st.pos
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
             if len(buf) - pos > 1024:
@@ -182,30 +194,30 @@ def read_chunked(buf: bytes | bytearray, start: int, limit: int) -> tuple[bytes,
         if not HEX.match(size_field):
             raise HTTPError(400, "invalid chunk size", "body")
         size = int(size_field, 16)
-        excess = max(0, excess + eol + 2 - pos - 16 - 2 * size)
+        excess = max(0, st.excess + eol + 2 - pos - 16 - 2 * size)
         if excess > 16384:
             raise HTTPError(400, "too much chunk framing (extensions) for the data", "body")
-        pos = eol + 2
+        data = eol + 2
         if size == 0:
+            st.excess, st.pos, st.trailer = excess, data, data
             break
-        if len(out) + size > limit:
+        if len(st.out) + size > limit:
             raise HTTPError(413, f"request body exceeds the limit of {limit} bytes", "body")
-        if len(buf) < pos + size + 2:
-            return None
-        if buf[pos + size:pos + size + 2] != b"\r\n":
+        if len(buf) < data + size + 2:
+            return None  # the size line is read again next time
+        if buf[data + size:data + size + 2] != b"\r\n":
             raise HTTPError(400, "chunk not terminated by CRLF", "body")
-        out += buf[pos:pos + size]
-        pos += size + 2
-    trailer = pos
+        st.out += buf[data:data + size]
+        st.excess, st.pos = excess, data + size + 2
     while True:  # trailer fields, ignored, up to the blank line
-        eol = buf.find(b"\r\n", pos)
-        if (len(buf) if eol < 0 else eol) - trailer > 8192:
+        eol = buf.find(b"\r\n", st.pos)
+        if (len(buf) if eol < 0 else eol) - st.trailer > 8192:
             raise HTTPError(431, "chunked trailer too long")
         if eol < 0:
             return None
-        if eol == pos:
-            return bytes(out), eol + 2
-        pos = eol + 2
+        if eol == st.pos:
+            return bytes(st.out), eol + 2
+        st.pos = eol + 2
 
 
 def environ(head: Head, body: bytes, server: tuple[str, str], client: tuple[str, str],

@@ -33,6 +33,7 @@ from typing import Any
 from gunicorn.workers import base
 
 from featql.serve.http1 import (
+    Chunked,
     Head,
     HTTPError,
     Limits,
@@ -66,8 +67,8 @@ def balanced_thread_worker() -> type:
 
 
 class _Conn:
-    __slots__ = ("buf", "client", "close_after", "continued", "drain_until", "out", "seen",
-                 "server", "sock")
+    __slots__ = ("buf", "chunks", "client", "close_after", "continued", "drain_until", "out",
+                 "seen", "server", "sock")
 
     def __init__(self, sock: socket.socket, client: tuple[str, str], server: tuple[str, str]):
         self.sock, self.client, self.server = sock, client, server
@@ -76,6 +77,7 @@ class _Conn:
         self.close_after = False
         self.seen = time.monotonic()
         self.continued = False  # 100 Continue sent for the request being read
+        self.chunks: Chunked | None = None  # progress through its chunked body
         self.drain_until = 0.0  # > 0: an error was sent; discarding input until then
 
 
@@ -241,7 +243,9 @@ class LoopWorker(base.Worker):
                     return
                 head = parse_head(bytes(conn.buf[:end]), self.limits)
                 if head.chunked:
-                    got = read_chunked(conn.buf, end, self.limits.body)
+                    if conn.chunks is None:
+                        conn.chunks = Chunked(end)
+                    got = read_chunked(conn.buf, end, self.limits.body, conn.chunks)
                 else:
                     stop = end + (head.length or 0)
                     got = (bytes(conn.buf[end:stop]), stop) if len(conn.buf) >= stop else None
@@ -255,7 +259,7 @@ class LoopWorker(base.Worker):
                 return
             body, stop = got
             del conn.buf[:stop]
-            conn.continued = False
+            conn.continued, conn.chunks = False, None
             self._answer(conn, head, body)
             if conn.sock.fileno() < 0:
                 return
@@ -263,6 +267,7 @@ class LoopWorker(base.Worker):
     def _refuse(self, conn: _Conn, e: HTTPError) -> None:
         self.log.debug("refused a request from %s: %s", conn.client[0], e.message)
         conn.buf.clear()
+        conn.chunks = None
         self._send(conn, error_response(e.status, e.message, e.field, time.time()), close=True)
 
     def _answer(self, conn: _Conn, head: Head, body: bytes) -> None:
