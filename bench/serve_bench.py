@@ -447,8 +447,9 @@ def main() -> int:
             stop(proc)
         shutil.rmtree(work, ignore_errors=True)
     report(results, workers, f"{threads} threads" if threads else
-           f"default threads (SQLite {default_threads('sqlite')}, DynamoDB "
-           f"{default_threads('dynamodb')}; bare Flask {bare_threads})", speeds)
+           f"default threads (SQLite {default_threads('sqlite')}, DynamoDB at dynalite's "
+           f"loopback endpoint {default_threads('dynamodb', 'http://127.0.0.1')}; bare Flask "
+           f"{bare_threads})", speeds)
     return 0
 
 
@@ -480,7 +481,8 @@ def report(results: list[Result], workers: int, threads: str, speeds: list[float
                      round(statistics.median(r.store_cpu_ms for r in rs), 2))
            for k, rs in groups.items()}
     n_rounds = max(len(rs) for rs in groups.values())
-    print(f"\nfeatql serve: gunicorn {workers} workers x {threads} (gthread); bare "
+    print(f"\nfeatql serve: gunicorn {workers} workers x {threads} (1 thread: featql's "
+          "event-loop worker, more: gthread); bare "
           f"Flask under the same settings; load generator on loopback; median of {n_rounds} "
           "interleaved rounds (reqs and 5xx summed); open-loop latency from each request's "
           "scheduled send time; cpus: " + str(os.cpu_count()))

@@ -15,6 +15,12 @@ from featql.commands.serve import default_threads
 def test_threads_default_by_store() -> None:
     assert default_threads("sqlite") == 1  # reads are CPU work under the GIL
     assert default_threads("dynamodb") == 2  # reads wait on the network
+    assert default_threads("dynamodb", "https://dynamodb.eu-west-1.amazonaws.com") == 2
+    assert default_threads("dynamodb", "http://10.0.0.7:8000") == 2
+    # a store on this machine (DynamoDB Local, dynalite) answers in well under a millisecond
+    for url in ("http://127.0.0.1:8000", "http://localhost:4567", "http://[::1]:8000",
+                "http://127.0.0.53"):
+        assert default_threads("dynamodb", url) == 1, url
 
 
 @pytest.mark.parametrize("line", ['threads = "two"', "workers = 1.5", "port = true"])

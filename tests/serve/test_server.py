@@ -27,12 +27,13 @@ AT = "2024-01-31T00:00:00"
 
 
 class Server:
-    def __init__(self, root: Path, workers: int = 2):
+    def __init__(self, root: Path, workers: int = 2, threads: int | None = None):
         self.port = free_port()
         env = {**os.environ, "FEATQL_LOG_LEVEL": "error"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "featql.cli", "serve", "--project", str(root), "--port",
-             str(self.port), "--workers", str(workers)],
+             str(self.port), "--workers", str(workers),
+             *(["--threads", str(threads)] if threads else [])],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_port(self.port, timeout=60, proc=self.proc)
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -230,11 +231,14 @@ def test_metrics_add_up_across_workers(sqlite_server: tuple[Server, Path]) -> No
         assert _metric(text, "featql_entities_total", 'service="merchant_risk"') >= 2 * n_ok
 
 
+@pytest.mark.parametrize("threads", [None, 2], ids=["event-loop worker", "gthread worker"])
 def test_dynamodb_server_answers_like_sqlite(serve_project: Path, dynalite: str,
                                              sqlite_server: tuple[Server, Path],
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path, threads: int | None) -> None:
+    """Both worker classes (dynalite's loopback endpoint defaults to the event loop), with the
+    body framed by Content-Length and by chunked transfer coding."""
     root = _project(serve_project, tmp_path, "dynamodb", dynalite)
-    server = Server(root, workers=1)
+    server = Server(root, workers=1, threads=threads)
     try:
         body = {"entities": ENT, "request": REQ, "at": AT}
         status, dyn = server.call("POST", "/v1/features/fraud_detection", body)
@@ -242,6 +246,15 @@ def test_dynamodb_server_answers_like_sqlite(serve_project: Path, dynalite: str,
         assert server.call("GET", "/healthz")[1]["store"] == "dynamodb"
         _, lite = sqlite_server[0].call("POST", "/v1/features/fraud_detection", body)
         assert dyn["features"] == lite["features"]
+        raw = orjson.dumps(body)
+        server.conn.request("POST", "/v1/features/fraud_detection", encode_chunked=True,
+                            body=iter([raw[:10], raw[10:]]),
+                            headers={"Content-Type": "application/json"})
+        resp = server.conn.getresponse()
+        assert resp.status == 200
+        assert orjson.loads(resp.read())["features"] == lite["features"]
+        status, err = server.call("POST", "/v1/features/fraud_detection", {"entities": [{}]})
+        assert status == 400 and err["error"]["field"], err
     finally:
         server.stop()
 
