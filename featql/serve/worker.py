@@ -179,7 +179,10 @@ class LoopWorker(base.Worker):
             sock, addr = listener.accept()
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                raise
+                # out of descriptors or memory: stop accepting until the next sweep rather
+                # than spin on a listener that stays readable, or die with every connection
+                self.log.error("accept failed, pausing new connections for 1 s: %s", e)
+                self._listen(False)
             return
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -203,6 +206,8 @@ class LoopWorker(base.Worker):
     def _sweep(self, now: float) -> None:
         """Close connections idle past keepalive, stalled mid-request or mid-response past
         the timeout, and drained error connections."""
+        if self.alive and len(self.conns) < self.cfg.worker_connections:
+            self._listen(True)  # after an accept failure
         keepalive = self.cfg.keepalive
         for conn in list(self.conns.values()):
             idle = now - conn.seen
