@@ -32,18 +32,8 @@ from typing import Any
 
 from gunicorn.workers import base
 
-from featql.serve.http1 import (
-    Chunked,
-    Head,
-    HTTPError,
-    Limits,
-    environ,
-    error_response,
-    find_head_end,
-    parse_head,
-    read_chunked,
-    response,
-)
+from featql.serve import http1
+from featql.serve.http1 import Chunked, Head, HTTPError, Limits
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 DRAIN_SECONDS = 2.0  # after an error response: read and discard, so the client sees the error
@@ -243,14 +233,14 @@ class LoopWorker(base.Worker):
         whole; the rest waits until the pending response is flushed."""
         while conn.buf and conn.out is None and not conn.drain_until:
             try:
-                end = find_head_end(conn.buf, self.limits)
+                end = http1.find_head_end(conn.buf, self.limits)
                 if end < 0:
                     return
-                head = parse_head(bytes(conn.buf[:end]), self.limits)
+                head = http1.parse_head(bytes(conn.buf[:end]), self.limits)
                 if head.chunked:
                     if conn.chunks is None:
                         conn.chunks = Chunked(end)
-                    got = read_chunked(conn.buf, end, self.limits.body, conn.chunks)
+                    got = http1.read_chunked(conn.buf, end, self.limits.body, conn.chunks)
                 else:
                     stop = end + (head.length or 0)
                     got = (bytes(conn.buf[end:stop]), stop) if len(conn.buf) >= stop else None
@@ -273,7 +263,8 @@ class LoopWorker(base.Worker):
         self.log.debug("refused a request from %s: %s", conn.client[0], e.message)
         conn.buf.clear()
         conn.chunks = None
-        self._send(conn, error_response(e.status, e.message, e.field, time.time()), close=True)
+        refusal = http1.error_response(e.status, e.message, e.field, time.time())
+        self._send(conn, refusal, close=True)
 
     def _answer(self, conn: _Conn, head: Head, body: bytes) -> None:
         keep = head.keep_alive and self.alive
@@ -283,7 +274,7 @@ class LoopWorker(base.Worker):
                 self.log.info("Autorestarting worker after current request.")
                 self.alive = False
             keep = False
-        env = environ(head, body, conn.server, conn.client)
+        env = http1.environ(head, body, conn.server, conn.client)
         state: list[Any] = []
         pieces: list[bytes] = []
 
@@ -301,11 +292,11 @@ class LoopWorker(base.Worker):
             finally:
                 if hasattr(result, "close"):
                     result.close()
-            data = response(state[0], state[1], b"".join(pieces), keep_alive=keep,
+            data = http1.response(state[0], state[1], b"".join(pieces), keep_alive=keep,
                             head_only=head.method == "HEAD", now=time.time())
         except Exception:
             self.log.exception("Error handling request %s", env.get("RAW_URI"))
-            data = error_response(500, "internal error", "server", time.time())
+            data = http1.error_response(500, "internal error", "server", time.time())
             keep = False
         self._send(conn, data, close=not keep)
 
