@@ -202,9 +202,13 @@ def test_metrics_add_up_across_workers(sqlite_server: tuple[Server, Path]) -> No
     n_ok, n_bad = 40, 7
     # kept-alive connections opened one after another while the earlier ones stay open: a
     # worker holding connections lets the idler one accept first, so they spread over both
-    held = [server.connect() for _ in range(4)]
+    # (on a busy machine the idler one may not be scheduled in time: open more until it is)
+    held: list[http.client.HTTPConnection] = []
+    pids: set[int] = set()
     try:
-        pids = {server.call("GET", "/healthz", conn=c)[1]["pid"] for c in held}
+        while len(pids) < 2 and len(held) < 60:
+            held.append(server.connect())
+            pids.add(server.call("GET", "/healthz", conn=held[-1])[1]["pid"])
         for i in range(n_ok):
             status, _ = server.call("POST", "/v1/features/merchant_risk",
                                     {"entities": [{"merchant_id": i + 1}] * 2},
