@@ -6,13 +6,18 @@ fork."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from featql.serve.app import ServeSettings, create_app
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def fresh_manifest(root: Path) -> Path | None:
@@ -38,9 +43,31 @@ def worker_class(threads: int, max_body: int) -> type:
     return loop_worker(max_body) if threads == 1 else balanced_thread_worker()
 
 
+class _PlainFormatter(logging.Formatter):
+    """Log lines without ANSI colour codes: werkzeug colours its dev-server banner and 4xx/5xx
+    request lines even when stderr is a file or a pipe."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _ANSI.sub("", super().format(record))
+
+
+def _plain_dev_server_log() -> None:
+    """Give the dev server's `werkzeug` logger a handler of our own (werkzeug then adds none)
+    that writes plain text, when stderr is not a terminal."""
+    if sys.stderr.isatty():
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PlainFormatter("%(message)s"))
+    log = logging.getLogger("werkzeug")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: int,
           reload: bool = False) -> None:
     if reload:
+        _plain_dev_server_log()
         app = create_app(settings)
         app.run(host=host, port=port, use_reloader=True, threaded=True)
         return

@@ -292,3 +292,27 @@ def test_dynamodb_table_missing_is_a_503_not_nulls(serve_project: Path, dynalite
         assert status == 503 and "materialize --online" in err["error"]["message"]
     finally:
         server.stop()
+
+
+def test_reload_dev_server_logs_without_ansi_codes(sqlite_server: tuple[Server, Path]) -> None:
+    """`--reload` runs Flask's dev server; with stderr not a terminal its request log must be
+    plain text (werkzeug colours 4xx lines with ANSI codes by default)."""
+    _, root = sqlite_server
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "featql.cli", "serve", "--project", str(root), "--port",
+         str(port), "--reload"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True)  # the reloader runs the server in a child: stop the group
+    try:
+        wait_port(port, timeout=60, proc=proc)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/v1/features/fraud_detection")
+        resp = conn.getresponse()
+        assert resp.status == 405 and orjson.loads(resp.read())["error"]["field"] == "method"
+        conn.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    log = err.decode()
+    assert '"GET /v1/features/fraud_detection HTTP/1.1" 405' in log, log
+    assert "\x1b[" not in log
