@@ -21,6 +21,7 @@ from flask import Flask, Response, request
 
 from featql.compiler.diagnostics import did_you_mean
 from featql.compiler.ir import Manifest
+from featql.serve.http1 import status_line
 from featql.serve.lookup import MAX_ENTITIES, OnlineService, RequestError, describe, parse_time
 from featql.serve.metrics import OTHER, Metrics
 from featql.serve.online.base import OnlineStore, OnlineStoreError
@@ -45,14 +46,11 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
-    return _json(RequestError(status, code, message, field).to_json(), status)
+    return Response(_error_body(status, code, message, field), status=status,
+                    mimetype="application/json")
 
 PREFIX = "/v1/features/"
 JSON_HEADERS = [("Content-Type", "application/json")]
-STATUS_LINES = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found",
-                405: "405 Method Not Allowed", 413: "413 Content Too Large",
-                422: "422 Unprocessable Content", 500: "500 Internal Server Error",
-                503: "503 Service Unavailable"}
 
 
 class FeatureRoute:
@@ -77,7 +75,7 @@ class FeatureRoute:
                                                 f"allowed on {path}", "method")
             else:
                 status, body, n = self.answer(name, environ)
-            start_response(STATUS_LINES.get(status, f"{status} Error"),
+            start_response(status_line(status),
                            [*JSON_HEADERS, ("Content-Length", str(len(body)))])
             return [body]
         finally:

@@ -23,6 +23,8 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import orjson
+
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 HEX = re.compile(rb"[0-9A-Fa-f]{1,16}\Z")
@@ -290,12 +292,15 @@ def response(status: str, headers: list[tuple[str, str]], body: bytes, *, keep_a
     return b"".join(out)
 
 
+def status_line(status: int) -> str:
+    """`"413 Content Too Large"`: the code and its reason phrase (`Error` when unknown)."""
+    return f"{status} {REASONS.get(status, 'Error')}"
+
+
 def error_response(status: int, message: str, field: str, now: float) -> bytes:
     """The server's own refusal, in featql's JSON error shape; the connection closes after."""
-    import orjson
-
     code = {413: "body_too_large", 500: "internal"}.get(status, "bad_http")
     body = orjson.dumps({"error": {"code": code, "message": message, "field": field}})
-    return response(f"{status} {REASONS.get(status, 'Error')}",
+    return response(status_line(status),
                     [("Content-Type", "application/json")], body, keep_alive=False,
                     head_only=False, now=now)

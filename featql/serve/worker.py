@@ -40,6 +40,7 @@ DRAIN_SECONDS = 2.0  # after an error response: read and discard, so the client 
 
 
 def accept_delay(held: int) -> float:
+    """Seconds to wait before accepting while holding `held` connections (the rule above)."""
     return min(0.001, 0.00025 * held) if held else 0.0
 
 
@@ -293,7 +294,7 @@ class LoopWorker(base.Worker):
                 if hasattr(result, "close"):
                     result.close()
             data = http1.response(state[0], state[1], b"".join(pieces), keep_alive=keep,
-                            head_only=head.method == "HEAD", now=time.time())
+                                  head_only=head.method == "HEAD", now=time.time())
         except Exception:
             self.log.exception("Error handling request %s", env.get("RAW_URI"))
             data = http1.error_response(500, "internal error", "server", time.time())
