@@ -49,6 +49,7 @@ test-fast: install-dev
 lint: install-dev
 	$(VENV)/bin/ruff check featql tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 golden: install-dev
 	$(VENV)/bin/pytest -q tests/test_golden.py --snapshot-update

@@ -147,7 +147,7 @@ def child(mode: str, root: Path, scenario: int, views: int) -> dict[str, Any]:
 
         from featql.api import Project
 
-        for module in ("featql.runtime.training", "featql.runtime.duckdb_engine"):
+        for module in ("featql.jobs.training", "featql.engines.duckdb"):
             importlib.import_module(module)  # up front, as the hand-written run imports duckdb
         (root / ".featql" / "cache" / "ties.json").unlink(missing_ok=True)  # a first call
         t = time.perf_counter()
@@ -162,7 +162,7 @@ def child(mode: str, root: Path, scenario: int, views: int) -> dict[str, Any]:
         out["seconds"] = time.perf_counter() - t
     else:
         from featql.api import Project
-        from featql.runtime.spark_engine import spark_session
+        from featql.engines.spark import spark_session
 
         project = Project(root)
         config = project.compiled.config

@@ -113,7 +113,7 @@ def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> N
     from flask import Flask, Response, request
     from gunicorn.app.base import BaseApplication
 
-    from featql.serve.runner import worker_class
+    from featql.server.runner import worker_class
 
     bodies = orjson.loads(body_file.read_bytes())
     one, many = bodies["one"].encode(), bodies["many"].encode()
@@ -331,13 +331,13 @@ def main() -> int:
     import pyarrow.compute as pc
 
     from featql.compiler.project import compile_project
-    from featql.serve.online.dynamodb import DynamoStore
-    from featql.serve.online_load import default_scan, load_online
+    from featql.jobs.online_load import default_scan, load_online
+    from featql.online.dynamodb import DynamoStore
 
     sys.path.insert(0, str(REPO / "tests"))
     from serve.conftest import start_dynalite  # the tests' dynalite launcher
 
-    from featql.commands.serve import default_threads
+    from featql.cli.commands.serve import default_threads
 
     workers, threads = 2, args.threads
     bare_threads = threads or default_threads("sqlite")  # the server it is the ceiling of
@@ -356,7 +356,7 @@ def main() -> int:
         AT = end.isoformat()
         print(f"data: {args.transactions:,} transactions ({time.perf_counter() - t0:.1f}s)")
         t0 = time.perf_counter()
-        rep = load_online(root, m, "dev", progress=False, end=end)
+        rep = load_online(root, m, "dev", end=end)
         print(f"SQLite online load: {rep.written:,} cells in {time.perf_counter() - t0:.1f}s")
         n_users = max(50, args.transactions // 50)  # what the generator creates
         n_merchants = max(10, args.transactions // 500)
@@ -403,7 +403,7 @@ def main() -> int:
 
             t0 = time.perf_counter()
             store = DynamoStore("dev", endpoint_url=url, table_prefix="bench_", writers=16)
-            rep = load_online(droot, m, "dev", progress=False, end=end, store=store,
+            rep = load_online(droot, m, "dev", end=end, store=store,
                               scan=subset)
             close()
             store.close()

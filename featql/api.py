@@ -6,17 +6,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featql.compiler.diagnostics import FeatqlError
-from featql.compiler.ir import Manifest
 from featql.compiler.project import CompileResult, compile_project
+from featql.core.diagnostics import FeatqlError
+from featql.core.ir import Manifest
 
 if TYPE_CHECKING:
     import datetime as dt
 
     import pyarrow as pa
 
-    from featql.runtime.materialize import MaterializeReport
-    from featql.serve.lookup import OnlineService
+    from featql.jobs.materialize import MaterializeReport
+    from featql.online.lookup import OnlineService
 
 
 class Project:
@@ -40,8 +40,8 @@ class Project:
 
     @cached_property
     def _online(self) -> OnlineService:
-        from featql.serve.lookup import OnlineService
-        from featql.serve.online import open_store
+        from featql.online.lookup import OnlineService
+        from featql.online.stores import open_store
 
         config = self.compiled.config
         store = open_store(config, self.root, self.workspace, create=False)
@@ -53,9 +53,9 @@ class Project:
         """Feature vectors from the online store, exactly as `POST /v1/features/<service>`
         returns them (same code path): one dict per entity, `"<view>.<feature>"` and
         `"<transform>.<output>"` keys. `at` (naive UTC) replays a lookup at another time.
-        Raises `featql.serve.lookup.RequestError` (a ValueError) for bad input."""
-        from featql.serve.codec import to_micros
-        from featql.serve.lookup import parse_time
+        Raises `featql.online.lookup.RequestError` (a ValueError) for bad input."""
+        from featql.online.codec import to_micros
+        from featql.online.lookup import parse_time
 
         now = parse_time(at) if isinstance(at, str) else None if at is None else to_micros(at)
         rows, _meta = self._online.lookup(service, entities, request, now)
@@ -68,7 +68,7 @@ class Project:
         and `<transform>__<output>` columns. `spine` is a pyarrow Table, a pandas DataFrame or a
         path (Parquet, CSV, JSON lines); `timestamp` names its time column when it has several;
         `engine` is "duckdb" or "spark" (default: `[offline] engine`)."""
-        from featql.runtime.training import training_set
+        from featql.jobs.training import training_set
 
         return training_set(self.root, self.manifest, self.compiled.config, service, spine,
                             engine=engine, timestamp=timestamp, workspace=self.workspace)
@@ -77,7 +77,7 @@ class Project:
                     end: str | None = None, overwrite: bool = False,
                     engine: str | None = None) -> MaterializeReport:
         """Batch materialization into this workspace's offline store (`featql materialize`)."""
-        from featql.runtime.materialize import materialize
+        from featql.jobs.materialize import materialize
 
         return materialize(self.root, self.manifest, self.workspace, views, start, end,
-                           overwrite, engine, progress=False, config=self.compiled.config)
+                           overwrite, engine, config=self.compiled.config)

@@ -21,9 +21,9 @@ import pytest
 import sqlglot
 from sqlglot.errors import ErrorLevel
 
-from featql.compiler.diagnostics import Span
-from featql.compiler.ir import Manifest
 from featql.compiler.project import CompileResult, compile_project
+from featql.core.diagnostics import Span
+from featql.core.ir import Manifest
 from featql.dialects import (
     TARGETS,
     FeatqlDuckDB,
@@ -493,7 +493,7 @@ def test_a_compiled_sqlglot_is_refused_with_a_clear_error(monkeypatch):
     """sqlglotc's compiled classes cannot be subclassed: featql says so before crashing."""
     from sqlglot import tokens
 
-    from featql.console import UserError
+    from featql.cli.console import UserError
     from featql.dialects import compat
 
     compat.require_pure_sqlglot()  # the test environment has the pure-Python build

@@ -21,11 +21,11 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 from syrupy.location import PyTestLocation
 from syrupy.types import SnapshotIndex
 
-from featql.compiler.config import CONFIG_FILE, load_config
-from featql.compiler.diagnostics import Diagnostics
 from featql.compiler.loader import load
 from featql.compiler.project import CompileResult
 from featql.compiler.resolve import resolve
+from featql.core.config import CONFIG_FILE, load_config
+from featql.core.diagnostics import Diagnostics
 from featql.dialects import TARGETS, Target, lower_view
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,7 +10,6 @@ import sqlglot
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import build_scope
 
-from featql.compiler.ir import LineageEdge, Manifest
 from featql.compiler.lineage import (
     Direction,
     LineageNode,
@@ -23,6 +22,7 @@ from featql.compiler.lineage import (
 )
 from featql.compiler.project import compile_project
 from featql.compiler.typecheck import make_schema
+from featql.core.ir import LineageEdge, Manifest
 from featql.examples.generate import generate
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "features"

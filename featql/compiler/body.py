@@ -17,7 +17,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
+from featql.core.diagnostics import Diagnostics, SourceFile, Span
 
 READ_DIALECT = "duckdb"
 MAX_SQL_NESTING = 32  # sqlglot's parser and optimizer recurse about 20 frames per level

@@ -12,10 +12,10 @@ from sqlglot import exp
 
 from featql.compiler.body import node_span
 from featql.compiler.decorators import Decl
-from featql.compiler.diagnostics import Diagnostics, SourceFile, Span, did_you_mean
-from featql.compiler.ir import BatchSpec, Column, Location, Source, StreamSpec
 from featql.compiler.loader import ParsedFile
-from featql.compiler.types import ALL_TYPES, UNKNOWN, from_arrow, from_sqlglot
+from featql.core.diagnostics import Diagnostics, SourceFile, Span, did_you_mean
+from featql.core.ir import BatchSpec, Column, Location, Source, StreamSpec
+from featql.core.types import ALL_TYPES, UNKNOWN, from_arrow, from_sqlglot
 
 
 def build_sources(files: list[ParsedFile], root: Path, diags: Diagnostics) -> list[Source]:

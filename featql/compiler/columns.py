@@ -10,7 +10,7 @@ from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from featql.compiler.body import node_span
-from featql.compiler.diagnostics import Diagnostics, SourceFile, did_you_mean
+from featql.core.diagnostics import Diagnostics, SourceFile, did_you_mean
 
 TableColumns = dict[str, dict[str, str]]  # table name -> column -> featql type
 

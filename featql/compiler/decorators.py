@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from featql.compiler.diagnostics import Diagnostics, Span, did_you_mean
-from featql.compiler.durations import parse_duration, parse_start
 from featql.compiler.header import (
     Bool,
     Call,
@@ -25,7 +23,9 @@ from featql.compiler.header import (
     Value,
     describe,
 )
-from featql.compiler.ir import Meta
+from featql.core.diagnostics import Diagnostics, Span, did_you_mean
+from featql.core.durations import parse_duration, parse_start
+from featql.core.ir import Meta
 
 KINDS = ("source", "entity", "feature_view", "request_transform", "feature_service")
 METADATA = ("owner", "tags", "description", "pii")

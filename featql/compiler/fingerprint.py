@@ -19,8 +19,8 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from featql.compiler.body import READ_DIALECT
-from featql.compiler.ir import FeatureView, Source
-from featql.compiler.treecopy import light_copy
+from featql.core.ir import FeatureView, Source
+from featql.core.treecopy import light_copy
 
 _DIALECT = Dialect.get_or_raise(READ_DIALECT)  # one instance (a name builds one per call)
 

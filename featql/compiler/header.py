@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
+from featql.core.diagnostics import Diagnostics, SourceFile, Span
 
 MAX_HEADER_CHARS = 64_000
 MAX_NESTING = 16

@@ -14,7 +14,7 @@ import bisect
 import re
 from typing import Any
 
-from featql.compiler.diagnostics import Span
+from featql.core.diagnostics import Span
 
 _TOKEN = re.compile(r"""
     (?P<WS>[ \t\f\r\n]+)

@@ -7,7 +7,7 @@ import re
 from sqlglot import exp
 
 from featql.compiler.body import node_span
-from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
+from featql.core.diagnostics import Diagnostics, SourceFile, Span
 
 _CLASSES: dict[type, str] = {
     exp.CurrentTimestamp: "CURRENT_TIMESTAMP",

@@ -37,8 +37,8 @@ from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.scope import Scope, build_scope
 
 from featql.compiler.body import READ_DIALECT
-from featql.compiler.diagnostics import did_you_mean
-from featql.compiler.ir import FeatureView, LineageEdge, Manifest, RequestTransform, Source
+from featql.core.diagnostics import did_you_mean
+from featql.core.ir import FeatureView, LineageEdge, Manifest, RequestTransform, Source
 
 if TYPE_CHECKING:
     from featql.compiler.typecheck import TypedView

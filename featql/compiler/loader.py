@@ -17,11 +17,11 @@ from pathlib import Path
 from sqlglot import exp
 
 from featql.compiler.body import parse_body
-from featql.compiler.config import ProjectConfig
 from featql.compiler.decorators import Decl, build_decl
-from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
 from featql.compiler.header import parse_header
 from featql.compiler.pyhooks import PyHook, scan_hooks
+from featql.core.config import ProjectConfig
+from featql.core.diagnostics import Diagnostics, SourceFile, Span
 
 MAX_FILE_BYTES = 1_000_000
 PARALLEL_MIN_FILES = 200

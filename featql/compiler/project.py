@@ -19,8 +19,6 @@ from sqlglot.errors import ErrorLevel, UnsupportedError
 from featql.compiler.body import node_span
 from featql.compiler.catalog import build_sources, location_of
 from featql.compiler.columns import TableColumns
-from featql.compiler.config import CONFIG_FILE, ProjectConfig, load_config
-from featql.compiler.diagnostics import Diagnostics, did_you_mean
 from featql.compiler.fingerprint import (
     canonicalize,
     columns_read,
@@ -30,8 +28,15 @@ from featql.compiler.fingerprint import (
     source_fingerprint,
     upstream_view_fingerprint,
 )
-from featql.compiler.gcpause import fewer_gc_pauses
-from featql.compiler.ir import (
+from featql.compiler.leakage import lint_leakage
+from featql.compiler.loader import ParsedFile, display_path, load
+from featql.compiler.resolve import Resolved, resolve
+from featql.compiler.services import build_py_transform, build_service, build_sql_transform
+from featql.compiler.typecheck import TypedView, type_view, window_feature
+from featql.core.config import CONFIG_FILE, ProjectConfig, load_config
+from featql.core.diagnostics import Diagnostics, did_you_mean
+from featql.core.gcpause import fewer_gc_pauses
+from featql.core.ir import (
     Column,
     Entity,
     Feature,
@@ -41,12 +46,7 @@ from featql.compiler.ir import (
     RequestTransform,
     Source,
 )
-from featql.compiler.leakage import lint_leakage
-from featql.compiler.loader import ParsedFile, display_path, load
-from featql.compiler.resolve import Resolved, resolve
-from featql.compiler.services import build_py_transform, build_service, build_sql_transform
-from featql.compiler.typecheck import TypedView, type_view, window_feature
-from featql.compiler.types import KEY_TYPES, UNKNOWN, from_sql_text
+from featql.core.types import KEY_TYPES, UNKNOWN, from_sql_text
 
 
 @dataclass

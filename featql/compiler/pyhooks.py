@@ -11,7 +11,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 
-from featql.compiler.diagnostics import Diagnostics, SourceFile, Span, did_you_mean
+from featql.core.diagnostics import Diagnostics, SourceFile, Span, did_you_mean
 
 _KEYS = ("request", "inputs", "outputs", "name")
 

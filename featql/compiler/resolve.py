@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from featql.compiler.body import node_span
-from featql.compiler.diagnostics import Diagnostics, Span, did_you_mean
 from featql.compiler.loader import ParsedFile
+from featql.core.diagnostics import Diagnostics, Span, did_you_mean
 
 
 def view_name(f: ParsedFile) -> str:

@@ -14,9 +14,13 @@ from featql.compiler.body import node_span
 from featql.compiler.catalog import location_of
 from featql.compiler.columns import TableColumns
 from featql.compiler.decorators import Decl
-from featql.compiler.diagnostics import Diagnostics, Span, did_you_mean
 from featql.compiler.fingerprint import canonical_sql, digest
-from featql.compiler.ir import (
+from featql.compiler.leakage import lint_leakage
+from featql.compiler.loader import ParsedFile
+from featql.compiler.pyhooks import PyHook
+from featql.compiler.typecheck import type_query
+from featql.core.diagnostics import Diagnostics, Span, did_you_mean
+from featql.core.ir import (
     Column,
     FeatureRef,
     FeatureService,
@@ -24,11 +28,7 @@ from featql.compiler.ir import (
     Location,
     RequestTransform,
 )
-from featql.compiler.leakage import lint_leakage
-from featql.compiler.loader import ParsedFile
-from featql.compiler.pyhooks import PyHook
-from featql.compiler.typecheck import type_query
-from featql.compiler.types import ALL_TYPES, UNKNOWN, from_sql_text
+from featql.core.types import ALL_TYPES, UNKNOWN, from_sql_text
 
 
 def _request_fields(fields: list[tuple[str, str | None, Span]],

@@ -21,11 +21,11 @@ from sqlglot.schema import MappingSchema
 from featql.compiler.body import READ_DIALECT, deep_stack, node_span, statement_span
 from featql.compiler.columns import TableColumns, check_columns
 from featql.compiler.decorators import Decl
-from featql.compiler.diagnostics import Diagnostics, SourceFile, Span
-from featql.compiler.durations import format_duration as _fmt
-from featql.compiler.ir import Aggregation, Column
 from featql.compiler.leakage import is_nondeterministic
-from featql.compiler.types import KEY_TYPES, NUMERIC, UNKNOWN, compatible, from_sqlglot, to_sqlglot
+from featql.core.diagnostics import Diagnostics, SourceFile, Span
+from featql.core.durations import format_duration as _fmt
+from featql.core.ir import Aggregation, Column
+from featql.core.types import KEY_TYPES, NUMERIC, UNKNOWN, compatible, from_sqlglot, to_sqlglot
 
 AGG_FUNCTIONS: dict[type, str] = {
     exp.Count: "count",

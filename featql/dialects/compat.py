@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlglot import tokens
 
-from featql.console import UserError
+from featql.core.errors import UserError
 
 MESSAGE = ("featql needs the pure-Python build of sqlglot, but the compiled build (the "
            "'sqlglotc' package, which sqlglot's 'c' extra installs) is in this environment: its "

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from featql.compiler.ir import Aggregation, Column, FeatureView
+from featql.core.ir import Aggregation, Column, FeatureView
 
 CREATED = "_featql_created"
 TILE_START = "_tile_start"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from featql.compiler.diagnostics import Diagnostic, Span
+from featql.core.diagnostics import Diagnostic, Span
+from featql.core.errors import UserError
 
 Target = Literal["duckdb", "spark"]
 TARGETS: tuple[Target, ...] = ("duckdb", "spark")
@@ -18,7 +19,7 @@ ENGINE_NAMES: dict[Target, str] = {"duckdb": "DuckDB", "spark": "Spark"}
 NO_SPAN = Span("<sql>", 1, 1)
 
 
-class LoweringError(Exception):
+class LoweringError(UserError):
     def __init__(self, diagnostic: Diagnostic):
         self.diagnostic = diagnostic
         super().__init__(diagnostic.headline())

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
-from featql.compiler.diagnostics import Span
-from featql.compiler.durations import format_duration
-from featql.compiler.ir import FeatureView, Manifest
+from featql.core.diagnostics import Span
+from featql.core.durations import format_duration
+from featql.core.ir import FeatureView, Manifest
 from featql.dialects.errors import TARGETS, LoweringError, Target, refuse
 from featql.dialects.refusals import check_all
 from featql.dialects.render import DIALECTS, generate

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
-from featql.compiler.diagnostics import Diagnostic
-from featql.compiler.gcpause import fewer_gc_pauses
-from featql.compiler.ir import Manifest
+from featql.core.diagnostics import Diagnostic
+from featql.core.gcpause import fewer_gc_pauses
+from featql.core.ir import Manifest
 from featql.dialects.errors import Target
 from featql.dialects.lower import LoweringError, lower_targets
 

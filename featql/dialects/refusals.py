@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from sqlglot import exp
 
-from featql.compiler.diagnostics import Span
+from featql.core.diagnostics import Span
 from featql.dialects.errors import NO_SPAN, LoweringError, Target, refuse
 from featql.dialects.spark import date_diff_unit
 

@@ -12,8 +12,8 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
-from featql.compiler.diagnostics import Span
-from featql.compiler.treecopy import light_copy
+from featql.core.diagnostics import Span
+from featql.core.treecopy import light_copy
 from featql.dialects.duckdb import FeatqlDuckDB
 from featql.dialects.errors import ENGINE_NAMES, NO_SPAN, Target, refuse
 from featql.dialects.refusals import check

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from featql.compiler.diagnostics import Span
-from featql.compiler.ir import FeatureView, Manifest, Source
+from featql.core.diagnostics import Span
+from featql.core.ir import FeatureView, Manifest, Source
 from featql.dialects.contract import CREATED
 from featql.dialects.errors import refuse
 

@@ -15,11 +15,11 @@ from functools import cache
 
 from sqlglot import exp
 
-from featql.compiler.diagnostics import Span
-from featql.compiler.durations import format_duration
-from featql.compiler.ir import Aggregation, FeatureView, Manifest
-from featql.compiler.treecopy import light_copy
-from featql.compiler.types import to_sqlglot
+from featql.core.diagnostics import Span
+from featql.core.durations import format_duration
+from featql.core.ir import Aggregation, FeatureView, Manifest
+from featql.core.treecopy import light_copy
+from featql.core.types import to_sqlglot
 from featql.dialects.contract import CREATED, TILE_START, partial_column, tile_partials
 from featql.dialects.errors import refuse
 from featql.dialects.expressions import TimeFloor

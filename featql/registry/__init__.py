@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featql.compiler.ir import Manifest
+from featql.core.ir import Manifest
 from featql.registry.sqlite import SqliteRegistry, registry_path
 from featql.registry.store import (
     DEFAULT_WORKSPACE,

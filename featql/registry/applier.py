@@ -1,7 +1,7 @@
 """Plan against a workspace, record an apply atomically, then run (or queue) its backfills.
 
 The registry write is one transaction (see sqlite.py); backfills run after it, outside the
-lock, through the offline engine's `featql.runtime.materialize.materialize` when it is
+lock, through the offline engine's `featql.jobs.materialize.materialize` when it is
 installed. Each backfill's status (pending / done / failed) is kept in the registry.
 """
 
@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from featql.compiler.ir import Manifest
-from featql.compiler.manifest import dumps
+from featql.core.ir import Manifest
+from featql.core.manifest import dumps
 from featql.registry.planner import Plan, make_plan
 from featql.registry.render import change_json, short_summary
 from featql.registry.store import NewApply, Registry
 
-MATERIALIZE_MODULE = "featql.runtime.materialize"
+MATERIALIZE_MODULE = "featql.jobs.materialize"
 
 
 def build_plan(root: Path, manifest: Manifest, registry: Registry, workspace: str,
@@ -83,7 +83,7 @@ Engine = Callable[..., object]
 
 def load_engine() -> Engine | None:
     """The offline engine's `materialize(project_root, manifest, workspace, views=[...])`, or
-    None while featql.runtime.materialize is not installed."""
+    None while featql.jobs.materialize is not installed."""
     try:
         if importlib.util.find_spec(MATERIALIZE_MODULE) is None:
             return None

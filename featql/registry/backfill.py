@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from featql.compiler.ir import FeatureView, Manifest, Source
+from featql.core.ir import FeatureView, Manifest, Source
 from featql.registry.store import Interval
 
 _EPOCH = datetime(1970, 1, 1)

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from featql.compiler.durations import format_duration
-from featql.compiler.ir import (
+from featql.core.durations import format_duration
+from featql.core.ir import (
     Entity,
     FeatureService,
     FeatureView,

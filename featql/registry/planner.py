@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from featql.compiler.ir import LineageEdge, Manifest
+from featql.core.ir import LineageEdge, Manifest
 from featql.registry.backfill import BackfillEstimate, SourceStats, estimate
 from featql.registry.diff import Action, Detail, Level, ObjectDiff, diff_manifests
 from featql.registry.store import ApplyRecord, Interval

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from featql.compiler.durations import format_duration
+from featql.core.durations import format_duration
 from featql.registry.backfill import BackfillEstimate
 from featql.registry.planner import Change, Plan
 

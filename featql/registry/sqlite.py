@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from featql.compiler.ir import Manifest
-from featql.compiler.manifest import ManifestError, from_data
+from featql.core.ir import Manifest
+from featql.core.manifest import ManifestError, from_data
 from featql.registry.store import (
     AppliedState,
     ApplyRecord,

@@ -2,7 +2,7 @@
 
 `Registry` is a Protocol so a shared server database can back it for teams; `SqliteRegistry`
 (sqlite.py) is the embedded default at `<project>/.featql/registry.db`. Everything stored is
-data (manifest JSON from `featql.compiler.manifest.dumps`), never pickled code.
+data (manifest JSON from `featql.core.manifest.dumps`), never pickled code.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from featql.compiler.ir import Manifest
+from featql.core.errors import UserError
+from featql.core.ir import Manifest
 
 DEFAULT_WORKSPACE = "dev"
 
 
-class RegistryError(Exception):
+class RegistryError(UserError):
     """A registry operation the user must act on (missing workspace, stale plan, lock held)."""
 
 

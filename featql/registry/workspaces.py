@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from featql.compiler.diagnostics import did_you_mean
+from featql.core.diagnostics import did_you_mean
 from featql.registry.store import DEFAULT_WORKSPACE, Registry, RegistryError
 
 SELECTED_FILE = "workspace"

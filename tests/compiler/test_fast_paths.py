@@ -9,10 +9,10 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from featql.compiler import manifest as manifest_module
-from featql.compiler.ir import Meta
-from featql.compiler.manifest import dumps, from_data, manifest_data
-from featql.compiler.treecopy import light_copy
+from featql.core import manifest as manifest_module
+from featql.core.ir import Meta
+from featql.core.manifest import dumps, from_data, manifest_data
+from featql.core.treecopy import light_copy
 
 from .projects import ROW_VIEW
 

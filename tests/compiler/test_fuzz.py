@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 from featql.compiler.body import MAX_SQL_NESTING
 from featql.compiler.decorators import SCHEMAS
-from featql.compiler.diagnostics import Diagnostic, Diagnostics, SourceFile
 from featql.compiler.header import MAX_HEADER_CHARS, MAX_NESTING, extract_header, parse_header
 from featql.compiler.header_fast import parse_fast
 from featql.compiler.loader import MAX_FILE_BYTES, parse_file
 from featql.compiler.project import compile_project
+from featql.core.diagnostics import Diagnostic, Diagnostics, SourceFile
 from featql.examples.scaffold import example_dir
 
 from .projects import AGG_VIEW, ROW_VIEW, SOURCES, write_project

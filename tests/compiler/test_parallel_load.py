@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from featql.compiler import loader
-from featql.compiler.manifest import dumps
 from featql.compiler.project import CompileResult, compile_project
+from featql.core.manifest import dumps
 
 from .projects import ROW_VIEW, write_project
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from featql.compiler.ir import Manifest, Source
-from featql.compiler.manifest import dumps
 from featql.compiler.project import compile_project
-from featql.dialects import stream
+from featql.core.ir import Manifest, Source
+from featql.core.manifest import dumps
+from featql.dialects import lowering_worker as stream
 from featql.dialects.lower import lower_targets
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "compile_bench.py"
@@ -103,7 +103,7 @@ def test_small_projects_lower_in_process(tmp_path: Path):
 
 
 def _compile_cli(root: Path, out: Path) -> int:
-    from featql.cli import main
+    from featql.cli.main import main
 
     return main(["compile", "--project", str(root), "--out", str(out)])
 

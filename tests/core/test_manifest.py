@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from featql.compiler.manifest import ManifestError, dumps, from_data, load_manifest, write_manifest
 from featql.compiler.project import compile_project
+from featql.core.manifest import ManifestError, dumps, from_data, load_manifest, write_manifest
 
 
 def test_round_trip_is_lossless(write_project):

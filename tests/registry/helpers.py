@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from featql.compiler.ir import Manifest
 from featql.compiler.project import compile_project
+from featql.core.ir import Manifest
 from featql.registry import SqliteRegistry, open_registry
 from featql.registry.applier import build_plan, record
 from featql.registry.planner import Plan

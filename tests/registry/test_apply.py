@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from featql.cli import main
+from featql.cli.main import main
 from featql.registry import StalePlanError, applier
 from featql.registry.planner import make_plan
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from featql.compiler.manifest import dumps
+from featql.core.manifest import dumps
 from featql.registry.diff import diff_manifests
 
 from .helpers import Proj

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from featql.cli import main
+from featql.cli.main import main
 from featql.examples.generate import generate
 from featql.examples.scaffold import copy_example
 from featql.registry import applied_manifest, open_registry
 
-pytest.importorskip("featql.runtime.materialize")
+pytest.importorskip("featql.jobs.materialize")
 pytest.importorskip("duckdb")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 from hypothesis import strategies as st
 
-from featql.runtime.pit import (
+from featql.dialects.pit import (
     TILE_START,
     OutputFeature,
     PointInTimeJoin,

@@ -15,7 +15,7 @@ import pytest
 def spark_engine() -> Iterator[Any]:
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    from featql.runtime.spark_engine import SparkEngine
+    from featql.engines.spark import SparkEngine
 
     engine = SparkEngine("local[2]", {"spark.sql.shuffle.partitions": "4"})
     yield engine

@@ -15,7 +15,7 @@ _CHILD = textwrap.dedent("""
     import sys, time
     import pyarrow.parquet as pq
     from featql.compiler.project import compile_project
-    from featql.runtime.materialize import materialize
+    from featql.jobs.materialize import materialize
 
     real = pq.write_table
     def slow(*args, **kwargs):
@@ -25,7 +25,7 @@ _CHILD = textwrap.dedent("""
     pq.write_table = slow
     c = compile_project(sys.argv[1])
     materialize(sys.argv[1], c.manifest, views=[sys.argv[2]], overwrite=True,
-                progress=False, config=c.config)
+                config=c.config)
 """)
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from featql.runtime.materialize import materialize
-from featql.runtime.offline_store import OfflineStore
-from featql.runtime.state import MaterializationState
-from featql.runtime.training import TrainingReport, training_set
+from featql.jobs.materialize import materialize
+from featql.jobs.training import TrainingReport, training_set
+from featql.offline.store import OfflineStore
+from featql.registry.materializations import MaterializationState
 from runtime.conftest import compiled, same_tables
 from runtime.killed_run import kill_overwrite_after
 
@@ -31,7 +31,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 def test_materialize_records_state_and_is_idempotent(small_example: Path) -> None:
     c = compiled(small_example)
-    first = materialize(small_example, c.manifest, progress=False, config=c.config)
+    first = materialize(small_example, c.manifest, config=c.config)
     assert first.written > 0 and all(v.written == v.intervals for v in first.views)
     store_dir = small_example / "data" / "offline" / "dev"
     files = _digest(store_dir)
@@ -44,10 +44,10 @@ def test_materialize_records_state_and_is_idempotent(small_example: Path) -> Non
     assert recorded[0] == first.written
     assert recorded[1] == sum(v.rows for v in first.views)
     con.close()
-    again = materialize(small_example, c.manifest, progress=False, config=c.config)
+    again = materialize(small_example, c.manifest, config=c.config)
     assert again.written == 0
     assert _digest(store_dir) == files
-    over = materialize(small_example, c.manifest, progress=False, config=c.config,
+    over = materialize(small_example, c.manifest, config=c.config,
                        overwrite=True)
     assert over.written == first.written
     assert _digest(store_dir) == files, "an overwrite of the same data changed bytes"
@@ -57,9 +57,9 @@ def test_incremental_runs_only_new_intervals(small_example: Path) -> None:
     c = compiled(small_example)
     view = "user_last_txn"
     part = materialize(small_example, c.manifest, views=[view], end="2024-01-06",
-                       progress=False, config=c.config)
+                       config=c.config)
     assert part.views[0].written == 5
-    rest = materialize(small_example, c.manifest, views=[view], progress=False, config=c.config)
+    rest = materialize(small_example, c.manifest, views=[view], config=c.config)
     fp = c.manifest.view(view).fingerprint
     done = MaterializationState(small_example).done("dev", view, fp)
     assert rest.views[0].written == len(done) - 5
@@ -84,7 +84,7 @@ def test_training_set_from_store_equals_from_sources(small_example: Path) -> Non
     fresh = training_set(small_example, c.manifest, c.config, "fraud_detection", spine,
                          report=fresh_report)
     assert set(fresh_report.reads.values()) == {"sources"}
-    materialize(small_example, c.manifest, progress=False, config=c.config)
+    materialize(small_example, c.manifest, config=c.config)
     report = TrainingReport()
     stored = training_set(small_example, c.manifest, c.config, "fraud_detection", spine,
                           report=report)
@@ -95,7 +95,7 @@ def test_training_set_from_store_equals_from_sources(small_example: Path) -> Non
 def test_overwrite_killed_half_way_leaves_old_data(small_example: Path) -> None:
     c = compiled(small_example)
     view = "user_txn_aggs"
-    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config)
+    materialize(small_example, c.manifest, views=[view], config=c.config)
     store = OfflineStore(small_example, c.config, "dev", c.manifest)
     before = store.scan(view)
     vdir = Path(store.view_dir(view, c.manifest.view(view).fingerprint))
@@ -106,7 +106,7 @@ def test_overwrite_killed_half_way_leaves_old_data(small_example: Path) -> None:
     kill_overwrite_after(small_example, view, 10, staged)  # 10 files of ~330 staged
     assert store.scan(view).equals(before)
     assert {k: v for k, v in _digest(vdir).items() if not k.startswith("_")} == live
-    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config,
+    materialize(small_example, c.manifest, views=[view], config=c.config,
                 overwrite=True)  # the next run clears the staging and completes
     assert not [p for p in vdir.iterdir() if p.name.startswith("_staging-")]
     assert {k: v for k, v in _digest(vdir).items() if not k.startswith("_")} == live
@@ -116,11 +116,11 @@ def test_committed_swap_is_read_whole_and_finished_later(small_example: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A run dying between the journal (commit point) and the last rename: readers see all the
     new partitions, never a mix; the next writer finishes the swap."""
-    import featql.runtime.offline_store as offline
+    import featql.offline.store as offline
 
     c = compiled(small_example)
     view = "user_last_txn"
-    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config)
+    materialize(small_example, c.manifest, views=[view], config=c.config)
     store = OfflineStore(small_example, c.config, "dev", c.manifest)
     before = store.scan(view)
     lay = offline.ViewLayout.of(c.manifest.view(view))
@@ -189,8 +189,8 @@ def test_spark_materializes_the_same_data(small_example: Path, spark_engine: Any
     c = compiled(small_example)
     views = ["user_last_txn", "user_txn_aggs", "user_risk_flags"]
     materialize(small_example, c.manifest, "spark_ws", views, engine=spark_engine,
-                progress=False, config=c.config)
-    materialize(small_example, c.manifest, "dev", views, progress=False, config=c.config)
+                config=c.config)
+    materialize(small_example, c.manifest, "dev", views, config=c.config)
     for view in views:
         duck = OfflineStore(small_example, c.config, "dev", c.manifest).scan(view)
         spark = OfflineStore(small_example, c.config, "spark_ws", c.manifest).scan(view)

@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from featql.runtime.materialize import materialize
-from featql.runtime.offline_store import OfflineStore, ViewLayout
-from featql.runtime.training import TrainingReport, training_set
+from featql.jobs.materialize import materialize
+from featql.jobs.training import TrainingReport, training_set
+from featql.offline.store import OfflineStore, ViewLayout
 from runtime.conftest import compiled, same_tables
 from runtime.killed_run import kill_overwrite_after
 
@@ -109,22 +109,22 @@ def test_s3_rematerialize_is_byte_identical(small_example: Path, bucket: str,
                                             tmp_path: Path) -> None:
     c = _on_s3(small_example, bucket)
     views = ["user_last_txn", "user_txn_aggs"]  # daily and hourly partitions
-    first = materialize(small_example, c.manifest, views=views, progress=False, config=c.config)
+    first = materialize(small_example, c.manifest, views=views, config=c.config)
     assert all(v.written == v.intervals > 0 for v in first.views)
     objects = _objects(bucket)
     assert any("/hour=" in k for k in objects)
     assert set(objects) == _committed(bucket, objects), "only committed files are stored"
     assert sum(k.endswith(".parquet") for k in objects) == sum(v.files for v in first.views)
-    again = materialize(small_example, c.manifest, views=views, progress=False, config=c.config)
+    again = materialize(small_example, c.manifest, views=views, config=c.config)
     assert again.written == 0
     assert _objects(bucket) == objects
-    over = materialize(small_example, c.manifest, views=views, progress=False, config=c.config,
+    over = materialize(small_example, c.manifest, views=views, config=c.config,
                        overwrite=True)
     assert over.written == first.written
     assert _objects(bucket) == objects, "an overwrite of the same data changed keys or bytes"
     # the S3 store holds what a local store holds
     local = replace(c.config, offline_path=str(tmp_path / "local"))
-    materialize(small_example, c.manifest, "local", views, progress=False, config=local)
+    materialize(small_example, c.manifest, "local", views, config=local)
     for view in views:
         remote = OfflineStore(small_example, c.config, "dev", c.manifest).scan(view)
         here = OfflineStore(small_example, local, "local", c.manifest).scan(view)
@@ -135,7 +135,7 @@ def test_s3_overwrite_killed_half_way_leaves_old_data(small_example: Path, bucke
     c = _on_s3(small_example, bucket)
     view = "user_txn_aggs"
     spine = small_example / "data" / "spine.parquet"
-    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config)
+    materialize(small_example, c.manifest, views=[view], config=c.config)
     store = OfflineStore(small_example, c.config, "dev", c.manifest)
     before = store.scan(view)
     report = TrainingReport()
@@ -152,7 +152,7 @@ def test_s3_overwrite_killed_half_way_leaves_old_data(small_example: Path, bucke
     assert len(garbage) >= 9 and all(k.endswith(".parquet") for k in garbage)
     assert {k: mid[k] for k in old} == old, "a live object was changed or deleted"
     assert store.scan(view).equals(before)
-    from featql.serve.online_load import default_scan
+    from featql.jobs.online_load import default_scan
 
     online_scan, close = default_scan(c.manifest, small_example, c.config, "dev")
     try:  # online loading reads the store (the old tiles), not the changed sources
@@ -164,7 +164,7 @@ def test_s3_overwrite_killed_half_way_leaves_old_data(small_example: Path, bucke
                                     spine, report=report).select(ours), trained) == []
     assert report.reads[view] == "store"
     # the next run completes the overwrite and removes the garbage
-    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config,
+    materialize(small_example, c.manifest, views=[view], config=c.config,
                 overwrite=True)
     done = _objects(bucket)
     assert set(done) == _committed(bucket, done)
@@ -187,14 +187,14 @@ def test_s3_failure_before_commit_then_recover(small_example: Path, bucket: str,
     """A run failing after its files are uploaded but before the snapshot: readers see the old
     data; `recover` (any later writer) deletes the uploaded files. Deletes go through boto3's
     batches, or pyarrow when boto3 is not installed."""
-    import featql.runtime.offline_s3 as offline_s3
+    import featql.offline.s3 as offline_s3
 
     if deletes == "pyarrow":
         monkeypatch.setattr(offline_s3, "_client", lambda: None)
 
     c = _on_s3(small_example, bucket)
     view = "user_last_txn"
-    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config)
+    materialize(small_example, c.manifest, views=[view], config=c.config)
     store = OfflineStore(small_example, c.config, "dev", c.manifest)
     before = store.scan(view)
     old = _objects(bucket)
@@ -234,16 +234,16 @@ def test_s3_overwrite_replaces_exactly_the_range(small_example: Path, bucket: st
                                                  tmp_path: Path) -> None:
     c = _on_s3(small_example, bucket)
     views = ["user_last_txn", "user_txn_aggs"]
-    materialize(small_example, c.manifest, views=views, progress=False, config=c.config)
+    materialize(small_example, c.manifest, views=views, config=c.config)
     store = OfflineStore(small_example, c.config, "dev", c.manifest)
     old = {v: store.scan(v) for v in views}
     _double_amounts(small_example)
     lo, hi = datetime(2024, 1, 5), datetime(2024, 1, 8)
     run = materialize(small_example, c.manifest, views=views, start=lo, end=hi,
-                      progress=False, config=c.config, overwrite=True)
+                      config=c.config, overwrite=True)
     assert [v.written for v in run.views] == [3, 72]  # 3 days; 72 hours
     local = replace(c.config, offline_path=str(tmp_path / "local"))
-    materialize(small_example, c.manifest, "fresh", views, progress=False, config=local)
+    materialize(small_example, c.manifest, "fresh", views, config=local)
     fresh = OfflineStore(small_example, local, "fresh", c.manifest)
     for view in views:
         inside = store.scan(view, lo, hi)
@@ -269,12 +269,12 @@ def test_s3_store_without_snapshot_is_read_and_adopted(small_example: Path,
                                                        bucket: str) -> None:
     """A view folder written before the snapshot protocol (files `part-<interval>.parquet`,
     no `_snapshot.json`) reads as before; the first commit adopts its files."""
-    from featql.runtime.offline_s3 import SNAPSHOT
-    from featql.runtime.sources import s3_filesystem
+    from featql.engines.sources import s3_filesystem
+    from featql.offline.s3 import SNAPSHOT
 
     c = _on_s3(small_example, bucket)
     view = "user_last_txn"
-    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config)
+    materialize(small_example, c.manifest, views=[view], config=c.config)
     store = OfflineStore(small_example, c.config, "dev", c.manifest)
     before = store.scan(view)
     lay = ViewLayout.of(c.manifest.view(view))
@@ -310,7 +310,7 @@ def test_s3_readers_see_one_commit_or_the_next_never_a_mix(small_example: Path,
 
     c = _on_s3(small_example, bucket)
     view = "user_last_txn"
-    materialize(small_example, c.manifest, views=[view], progress=False, config=c.config)
+    materialize(small_example, c.manifest, views=[view], config=c.config)
     reader = OfflineStore(small_example, c.config, "dev", c.manifest)
     a = reader.scan(view)
     b = a.set_column(a.column_names.index("last_amount"), "last_amount",

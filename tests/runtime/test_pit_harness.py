@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featql.runtime.join import join_spine
+from featql.jobs.join import join_spine
 from runtime import oracle
 from runtime.cases import SPINE_SCHEMA, Case, cases, merge, node, tables
 
@@ -43,7 +43,7 @@ def check(engine: Any, case: Case, verify: bool = False) -> None:
 
 @pytest.fixture(scope="module")
 def duck() -> Any:
-    from featql.runtime.duckdb_engine import DuckDBEngine
+    from featql.engines.duckdb import DuckDBEngine
 
     engine = DuckDBEngine()
     yield engine

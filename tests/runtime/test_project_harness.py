@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featql.runtime.training import training_set
+from featql.jobs.training import training_set
 from runtime import oracle
 from runtime.conftest import compiled
 

@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from featql.runtime.ties import CACHE, _signature
-from featql.runtime.training import training_set
+from featql.jobs.ties import CACHE, _signature
+from featql.jobs.training import training_set
 from runtime.conftest import compiled
 from runtime.test_project_harness import HERE, SCHEMAS, write_data
 
@@ -28,7 +28,7 @@ def _event(user: int, ts: datetime, x: int, created: datetime | None) -> dict[st
 @pytest.fixture(params=["verify", "aggregate"])
 def project(request: pytest.FixtureRequest, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Any]:
-    import featql.runtime.ties as ties
+    import featql.jobs.ties as ties
 
     monkeypatch.setattr(ties, "VERIFY_ABOVE", 0.0 if request.param == "verify" else 1e9)
     root = tmp_path / "project"
@@ -77,7 +77,7 @@ def test_tie_no_spine_row_gets(project: tuple[Path, Any]) -> None:
     spine = [{"user_id": 1, "merchant": "a", "t": T}, {"user_id": 2, "merchant": "a", "t": T},
              {"user_id": 1, "merchant": "a", "t": datetime(2024, 1, 1, 0, 5)}]
     assert _x(root, c, spine) == [3, 4, None]
-    import featql.runtime.ties as ties
+    import featql.jobs.ties as ties
 
     verifying = ties.VERIFY_ABOVE == 0
     assert _recorded(root, c) == (ties.VERIFIED if verifying else True)

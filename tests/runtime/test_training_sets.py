@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from featql.api import Project
-from featql.console import UserError
-from featql.runtime.training import TrainingReport, training_set
+from featql.cli.console import UserError
+from featql.jobs.training import TrainingReport, training_set
 from runtime.conftest import compiled, same_tables
 
 
@@ -122,9 +122,9 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_sources_and_offline_store_on_s3(small_example: Path, s3: str) -> None:
-    from featql.runtime.materialize import materialize
-    from featql.runtime.offline_store import OfflineStore
-    from featql.runtime.sources import s3_filesystem
+    from featql.engines.sources import s3_filesystem
+    from featql.jobs.materialize import materialize
+    from featql.offline.store import OfflineStore
 
     c = compiled(small_example)
     spine = pq.read_table(small_example / "data" / "spine.parquet").slice(0, 100)
@@ -143,7 +143,7 @@ def test_sources_and_offline_store_on_s3(small_example: Path, s3: str) -> None:
     assert c.manifest.source("transactions").batch.path.startswith("s3://")
     remote = training_set(small_example, c.manifest, c.config, "fraud_detection", spine)
     assert same_tables(local, remote) == []
-    report = materialize(small_example, c.manifest, views=["user_last_txn"], progress=False,
+    report = materialize(small_example, c.manifest, views=["user_last_txn"],
                          config=c.config)
     assert report.views[0].written > 0
     store = OfflineStore(small_example, c.config, "dev", c.manifest)

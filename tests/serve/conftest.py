@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from featql.serve.online.base import OnlineStore
+from featql.online.base import OnlineStore
 
 REPO = Path(__file__).resolve().parents[2]
 DYNALITE_VERSION = "4.0.0"
@@ -79,10 +79,10 @@ def dynalite() -> Iterator[str]:
 def make_store(kind: str, tmp_path: Path, endpoint: str | None) -> OnlineStore:
     workspace = "t" + uuid.uuid4().hex[:10]
     if kind == "sqlite":
-        from featql.serve.online.sqlite import SqliteStore
+        from featql.online.sqlite import SqliteStore
 
         return SqliteStore(tmp_path / "online.db", workspace)
-    from featql.serve.online.dynamodb import DynamoStore
+    from featql.online.dynamodb import DynamoStore
 
     return DynamoStore(workspace, endpoint_url=endpoint, region="us-east-1",
                        table_prefix="featql_test_")

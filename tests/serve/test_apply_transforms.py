@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from featql.compiler.project import compile_project
-from featql.serve.transforms import TransformError, apply_transforms, compile_transforms
+from featql.transforms import TransformError, apply_transforms, compile_transforms
 
 from .conftest import copy_with_boom
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from featql.serve.online.dynamo_http import BatchGetClient, DynamoHttpError, _Wire
+from featql.online.dynamo_http import BatchGetClient, DynamoHttpError, _Wire
 
 
 class Scripted:

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from featql.compiler.project import compile_project
-from featql.serve import codec
-from featql.serve import tiles as tiles_mod
-from featql.serve.lookup import OnlineService
-from featql.serve.online.base import Cell, version
-from featql.serve.online.dynamodb import DynamoStore
-from featql.serve.online.sqlite import SqliteStore
-from featql.serve.online_load import load_online
+from featql.jobs.online_load import load_online
+from featql.online import codec
+from featql.online import tiles as tiles_mod
+from featql.online.base import Cell, version
+from featql.online.dynamodb import DynamoStore
+from featql.online.lookup import OnlineService
+from featql.online.sqlite import SqliteStore
 
 COLS = ["c__count", "s__sum"]
 
@@ -111,7 +111,7 @@ def test_lookups_outside_the_heads_slide_merge_the_tiles(dstore: DynamoStore,
     lite = SqliteStore(tmp_path / "online.db", "t")
     try:
         for s in (dstore, lite):
-            load_online(serve_project, m, "t", store=s, end=end, progress=False)
+            load_online(serve_project, m, "t", store=s, end=end)
         counting = Counting(dstore)
         online = OnlineService(m, counting, serve_project)  # type: ignore[arg-type]
         reference = OnlineService(m, lite, serve_project)

@@ -1,4 +1,4 @@
-"""featql.serve.http1: the worker's HTTP/1.1 request parsing and response framing, rule by rule
+"""featql.server.http1: the worker's HTTP/1.1 request parsing and response framing, rule by rule
 (every accepted shape and every refusal with its status), chunked bodies split at every byte,
 the WSGI environ and the responses' framing."""
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from featql.serve.http1 import (
+from featql.server.http1 import (
     Chunked,
     Head,
     HTTPError,

@@ -10,10 +10,10 @@ import pytest
 
 from featql.compiler.project import compile_project
 from featql.dialects.lower import lower_view
-from featql.serve import codec
-from featql.serve import tiles as tiles_mod
-from featql.serve.online.base import OnlineStore
-from featql.serve.online_load import load_online
+from featql.jobs.online_load import load_online
+from featql.online import codec
+from featql.online import tiles as tiles_mod
+from featql.online.base import OnlineStore
 
 
 def _independent_latest(root: Path, view: str, end: dt.datetime | None) -> dict[tuple, tuple]:
@@ -51,7 +51,7 @@ def test_load_latest_rows_tiles_incremental_idempotent(store: OnlineStore, serve
     m = compile_project(serve_project).manifest
     assert m is not None
     cut = dt.datetime(2024, 1, 20)
-    first = load_online(serve_project, m, "t", store=store, end=cut, progress=False)
+    first = load_online(serve_project, m, "t", store=store, end=cut)
     by_view = {v.view: v for v in first.views}
     assert by_view["user_profile"].written == by_view["user_profile"].entities > 0
     # row-level: what is stored is the latest row before the cut, per entity
@@ -69,10 +69,10 @@ def test_load_latest_rows_tiles_incremental_idempotent(store: OnlineStore, serve
     # aggregate: tiles end at the cut floored to the slide
     assert by_view["user_txn_aggs"].through == "2024-01-20T00:00:00"
     # idempotent
-    again = load_online(serve_project, m, "t", store=store, end=cut, progress=False)
+    again = load_online(serve_project, m, "t", store=store, end=cut)
     assert again.written == 0
     # incremental: only rows from the previous high-water mark are read, and newer values win
-    later = load_online(serve_project, m, "t", store=store, progress=False)
+    later = load_online(serve_project, m, "t", store=store)
     lv = {v.view: v for v in later.views}
     assert 0 < lv["user_last_txn"].entities < by_view["user_last_txn"].entities * 2
     assert lv["user_last_txn"].written > 0
@@ -84,7 +84,7 @@ def test_load_latest_rows_tiles_incremental_idempotent(store: OnlineStore, serve
         ev, _c, vals = codec.decode_row(got[codec.item_key("user", key)][codec.cell_name(v)])
         assert (ev, vals) == (event, values)
     # an older materialization re-run afterwards cannot roll values back
-    stale = load_online(serve_project, m, "t", store=store, end=cut, progress=False, full=True,
+    stale = load_online(serve_project, m, "t", store=store, end=cut, full=True,
                         views=["user_last_txn"])
     assert {x.view: x.written for x in stale.views}["user_last_txn"] == 0
 
@@ -94,8 +94,7 @@ def test_tiles_hold_the_longest_window(store: OnlineStore, serve_project: Path,
                                        end: dt.datetime) -> None:
     m = compile_project(serve_project).manifest
     assert m is not None
-    load_online(serve_project, m, "t", store=store, end=end, views=["user_txn_aggs"],
-                progress=False)
+    load_online(serve_project, m, "t", store=store, end=end, views=["user_txn_aggs"])
     v = m.view("user_txn_aggs")
     assert v is not None
     hi = codec.to_micros(dt.datetime(2024, 1, 10, 7)) // 1_000_000
@@ -113,7 +112,7 @@ def test_late_data_for_the_same_end_replaces_tiles(store: OnlineStore, serve_pro
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from featql.serve.online_load import source_scan
+    from featql.jobs.online_load import source_scan
 
     m = compile_project(serve_project).manifest
     assert m is not None
@@ -130,7 +129,7 @@ def test_late_data_for_the_same_end_replaces_tiles(store: OnlineStore, serve_pro
                                 pc.add(table.column(i), pa.scalar(1, table.schema[i].type)))
 
     try:
-        kw = dict(store=store, scan=late, end=end, views=["merchant_txn_aggs"], progress=False)
+        kw = dict(store=store, scan=late, end=end, views=["merchant_txn_aggs"])
         first = load_online(serve_project, m, "t", **kw)  # type: ignore[arg-type]
         assert first.written > 0
         assert load_online(serve_project, m, "t", **kw).written == 0  # type: ignore[arg-type]

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from featql.serve import codec
-from featql.serve import tiles as tiles_mod
-from featql.serve.online.base import Cell, OnlineStore, OnlineStoreError, version
+from featql.online import codec
+from featql.online import tiles as tiles_mod
+from featql.online.base import Cell, OnlineStore, OnlineStoreError, version
 
 from .conftest import make_store
 
@@ -159,8 +159,8 @@ class _Throttling:
 @pytest.mark.parametrize("fast", [True, False], ids=["signed-http", "boto3"])
 def test_unprocessed_keys_are_retried_not_missing(dynalite: str, tmp_path: Path, fast: bool,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from featql.serve.online import dynamodb
-    from featql.serve.online.dynamodb import DynamoStore
+    from featql.online import dynamodb
+    from featql.online.dynamodb import DynamoStore
 
     monkeypatch.setattr(dynamodb, "_BACKOFF_CAP_S", 0.02)  # keep the give-up path short
 
@@ -194,7 +194,7 @@ def test_lean_reader_signs_like_botocore(token: str | None) -> None:
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
-    from featql.serve.online.dynamo_http import BatchGetClient
+    from featql.online.dynamo_http import BatchGetClient
 
     client = boto3.session.Session().client(
         "dynamodb", region_name="eu-west-3", aws_access_key_id="AKIDEXAMPLE",
@@ -214,7 +214,7 @@ def test_lean_reader_signs_like_botocore(token: str | None) -> None:
 
 def test_lean_reader_reconnects_when_a_kept_alive_connection_died(dynalite: str,
                                                                   tmp_path: Path) -> None:
-    from featql.serve.online.dynamodb import DynamoStore
+    from featql.online.dynamodb import DynamoStore
 
     s = make_store("dynamodb", tmp_path, dynalite)
     assert isinstance(s, DynamoStore)

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 
 from featql.compiler.project import compile_project
-from featql.runtime.training import training_set
-from featql.serve.codec import to_micros
-from featql.serve.lookup import OnlineService
-from featql.serve.online.base import OnlineStore
-from featql.serve.online_load import load_online
+from featql.jobs.online_load import load_online
+from featql.jobs.training import training_set
+from featql.online.base import OnlineStore
+from featql.online.codec import to_micros
+from featql.online.lookup import OnlineService
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -38,7 +38,7 @@ def test_training_row_equals_online_row(store: OnlineStore, serve_project: Path,
     result = compile_project(serve_project)
     m = result.manifest
     assert m is not None
-    load_online(serve_project, m, "parity", store=store, end=t, progress=False)
+    load_online(serve_project, m, "parity", store=store, end=t)
     rng = random.Random(7)
     users = [*rng.sample(range(1, 400), 30), 10**9]
     merchants = [rng.choice([*range(1, 40), 10**6]) for _ in users]

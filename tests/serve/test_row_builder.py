@@ -8,10 +8,10 @@ import datetime as dt
 from pathlib import Path
 
 from featql.compiler.project import compile_project
-from featql.serve.codec import to_micros
-from featql.serve.lookup import OnlineService, _dict_builder, build_plan
-from featql.serve.online.sqlite import SqliteStore
-from featql.serve.online_load import load_online
+from featql.jobs.online_load import load_online
+from featql.online.codec import to_micros
+from featql.online.lookup import OnlineService, _dict_builder, build_plan
+from featql.online.sqlite import SqliteStore
 
 
 def test_keys_follow_the_given_order_and_values_their_sources() -> None:
@@ -44,8 +44,7 @@ def test_a_service_interleaving_views_answers_in_its_own_order(serve_project: Pa
     assert [r.view for r in mixed] != sorted(r.view for r in mixed)
     service = dataclasses.replace(base, name="mixed", features=tuple(mixed))
     store = SqliteStore(tmp_path / "online.db", "mixed")
-    load_online(serve_project, m, "mixed", store=store, end=dt.datetime(2024, 1, 31),
-                progress=False)
+    load_online(serve_project, m, "mixed", store=store, end=dt.datetime(2024, 1, 31))
     online = OnlineService(m, store, serve_project)
     online.plans["mixed"] = build_plan(m, service, serve_project)
     entities = [{"user_id": u, "merchant_id": 3} for u in (1, 2, 10**9)]

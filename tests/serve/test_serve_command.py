@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from featql.cli import main
-from featql.commands.serve import default_threads
+from featql.cli.commands.serve import default_threads
+from featql.cli.main import main
 
 
 def test_threads_default_by_store() -> None:

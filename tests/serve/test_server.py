@@ -19,7 +19,7 @@ import pytest
 
 import featql
 from featql.compiler.project import compile_project
-from featql.serve.online_load import load_online
+from featql.jobs.online_load import load_online
 
 from .conftest import configure_online, copy_with_boom, free_port, wait_port
 
@@ -73,7 +73,7 @@ def _project(serve_project: Path, tmp: Path, kind: str, endpoint: str | None) ->
                      else "featql_srv_")
     result = compile_project(root)
     assert result.ok and result.manifest is not None, result.diagnostics
-    load_online(root, result.manifest, "dev", progress=False,
+    load_online(root, result.manifest, "dev",
                 end=dt.datetime.fromisoformat(AT))
     return root
 
@@ -264,7 +264,7 @@ def test_dynamodb_server_answers_like_sqlite(serve_project: Path, dynalite: str,
 
 
 def test_demo_step(sqlite_server: tuple[Server, Path]) -> None:
-    from featql.serve.demo import serve_demo
+    from featql.cli.serve_demo import serve_demo
 
     _server, root = sqlite_server
     lines: list[str] = []

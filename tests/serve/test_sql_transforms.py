@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featql.serve.transforms.sql_eval import (
+from featql.transforms.sql_eval import (
     EvalError,
     TransformCompileError,
     compile_sql_transform,

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from featql.compiler.ir import Aggregation, Feature, FeatureView, Location
-from featql.serve.tiles import (
+from featql.core.ir import Aggregation, Feature, FeatureView, Location
+from featql.online.tiles import (
     TileMerger,
     decode_tiles,
     encode_tiles,

@@ -1,4 +1,4 @@
-"""The event-loop gunicorn worker (featql.serve.worker.LoopWorker) as a real gunicorn process on
+"""The event-loop gunicorn worker (featql.server.worker.LoopWorker) as a real gunicorn process on
 127.0.0.1, driven over raw sockets: keep-alive, pipelining, requests split at every byte,
 chunked bodies, 100-continue, large responses read slowly, refusals that close the connection
 but still reach the client, app errors, idle timeouts, max_requests restarts, graceful stop."""
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 APP = """
 import hashlib, os, sys, orjson
 from gunicorn.app.base import BaseApplication
-from featql.serve.worker import loop_worker
+from featql.server.worker import loop_worker
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]

@@ -1,0 +1,109 @@
+"""`featql compile`: write target/manifest.json and the generated SQL per view and target."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from featql.cli.commands._common import LARGE_PROJECT_VIEWS, compile_or_report, short_lived_heap
+from featql.cli.console import console, print_diagnostics
+from featql.compiler.loader import display_path
+from featql.core.ir import Manifest
+from featql.core.manifest import unchanged, write_manifest
+
+if TYPE_CHECKING:
+    from featql.compiler.project import CompileResult
+    from featql.dialects.errors import Target
+    from featql.dialects.lowering_worker import Result
+
+ORDER = 30
+
+TARGETS = ("duckdb", "spark")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", choices=TARGETS, action="append",
+                   help="engine to generate SQL for (repeatable; default: all)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: <project>/target)")
+
+
+def sql_file_name(view: str) -> str:
+    return view.replace(":", "__") + ".sql"
+
+
+def out_folder(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else Path(args.project) / "target"
+
+
+def run(args: argparse.Namespace) -> int:
+    from featql.compiler.lineage import build_lineage
+    from featql.dialects.lowering_worker import SqlFiles, StreamingLowerer
+
+    targets = args.target or list(TARGETS)
+    sql_dir = out_folder(args) / "sql"
+    files = SqlFiles(lambda view, target: sql_dir / target / sql_file_name(view),
+                     sql_dir / f".staging-{os.getpid()}")
+    # each view is planned once for all targets; on large projects a second core lowers (and
+    # writes) the views already compiled while the compiler works on the rest
+    with short_lived_heap() as heap, \
+            StreamingLowerer(targets, files=files, lineage=True) as lowerer:
+        result = compile_or_report(args.project, sink=lowerer, lineage=False)
+        if result is None:
+            return 1
+        manifest = result.manifest
+        assert manifest is not None
+        heap.large = len(manifest.views) >= LARGE_PROJECT_VIEWS
+        lowered = lowerer.finish(manifest)
+        # lineage last: the worker computed it for the views it lowered
+        manifest = build_lineage(manifest, result.typed, lowerer.lineage)
+        # inside `with`: files staged by the worker are moved before it drops the rest
+        return _write(args, result, manifest, targets, lowered)
+
+
+def _write(args: argparse.Namespace, result: CompileResult, manifest: Manifest,
+           targets: list[Target], lowered: dict[str, Result]) -> int:
+    """Report the views that cannot be lowered, or write the manifest and the SQL files."""
+    from featql.core.diagnostics import Diagnostic
+    from featql.dialects.lowering_worker import Staged
+
+    out_dir = out_folder(args)
+    # results are reported target by target, views in manifest order
+    written: dict[Path, str | Staged] = {}
+    failures = []
+    for target in targets:
+        for view in manifest.views:
+            sql = lowered[view.name][target]
+            if isinstance(sql, Diagnostic):
+                # lowering reports at the view's project-relative location: show it as a path
+                shown = display_path(result.root / sql.span.path)
+                failures.append(replace(sql, span=replace(sql.span, path=shown)))
+                continue
+            written[out_dir / "sql" / target / sql_file_name(view.name)] = sql
+    if failures:
+        # a view the planner refuses gives the same diagnostic for every target: show it once
+        failures = list(dict.fromkeys(failures))
+        print_diagnostics(failures, result.source_text)
+        console(stderr=True).print(f"[bold red]✗[/] {len(failures)} view(s) cannot be lowered")
+        return 1
+    path = write_manifest(manifest, out_dir)
+    for folder in sorted({file.parent for file in written}):
+        folder.mkdir(parents=True, exist_ok=True)
+    for file, sql in sorted(written.items(), key=lambda item: item[0]):
+        if isinstance(sql, Staged):  # the lowering worker wrote it already, or found it
+            if sql.path is not None:
+                file.unlink(missing_ok=True)  # not renamed over: see below
+                os.rename(sql.path, file)
+            continue
+        if unchanged(file, sql):
+            continue  # a recompile leaves identical files alone (and their times)
+        # a new file rather than truncating the old one: on ext4, rewriting a truncated file
+        # waits for its old blocks to be flushed (seconds for 2,000 files on a recompile)
+        file.unlink(missing_ok=True)
+        file.write_text(sql)
+    console().print(f"[bold green]✓[/] wrote {path} and {len(written)} SQL files "
+                    f"({', '.join(targets)}) under {out_dir / 'sql'}")
+    return 0

@@ -1,0 +1,270 @@
+"""Lowering of a `PointInTimeJoin` to SQL, per engine.
+
+- DuckDB: one `ASOF LEFT JOIN` per row-level view (the LEFT form, so no spine row is dropped),
+  over the view's rows deduplicated on (keys, ts) by the tie-break order.
+- Spark (no ASOF): per row-level view, the spine rows and the view's rows are unioned, ordered
+  by (keys, time, spine-before-rows, created, features) and `last(row, ignoreNulls)` over the
+  running window gives each spine row the latest earlier row (one pass for all views on the
+  same keys); the spine rows, with the columns found so far, feed the next pass.
+- Aggregate views, both engines: the spine's (keys, floor(t, S)) anchors are inserted among the
+  tiles as empty rows at position anchor - S, and a RANGE window of W - S before each anchor row
+  merges exactly the tiles in [anchor - W, anchor).
+
+The spine relation `_featql_spine` holds RID, the join keys and SPINE_TS; the output is RID then
+one column per feature, ordered by RID.
+"""
+
+from __future__ import annotations
+
+from featql.dialects.pit import RID, SPINE_TS, PointInTimeJoin, ViewJoin
+
+SPINE = "_featql_spine"
+_US = 1_000_000
+
+_DUCK_TYPES = {"STRING": "VARCHAR", "INT": "INTEGER", "FLOAT": "FLOAT"}
+_SPARK_TYPES = {"INT": "INT", "FLOAT": "FLOAT"}
+
+
+class _Dialect:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def q(self, ident: str) -> str:
+        if self.name == "duckdb":
+            return '"' + ident.replace('"', '""') + '"'
+        return "`" + ident.replace("`", "``") + "`"
+
+    def epoch_us(self, expr: str) -> str:
+        if self.name == "duckdb":
+            return f"epoch_us({expr})"
+        return f"unix_micros(CAST({expr} AS TIMESTAMP))"
+
+    def type(self, featql_type: str) -> str:
+        table = _DUCK_TYPES if self.name == "duckdb" else _SPARK_TYPES
+        return table.get(featql_type, featql_type)
+
+
+def duckdb_sql(node: PointInTimeJoin) -> str:
+    """Views joined with `verify` also return the event time of the row each spine row got,
+    as `_featql_m<i>` (i: the view's position), and the spine's keys, for `duckdb_twins_sql`."""
+    return _lower_duckdb(node, _Dialect("duckdb"))
+
+
+def matched_column(i: int) -> str:
+    return f"_featql_m{i}"
+
+
+def _key_column(key: str) -> str:
+    return f"_featql_key_{key}"
+
+
+def duckdb_twins_sql(view: ViewJoin, i: int, result: str) -> str:
+    """Does a row that some spine row got (from a join without deduplication) share its
+    (keys, ts) with another row of the view? If not, no tie mattered and the join stands.
+    The view's rows whose (keys, ts) some spine row got, minus the distinct such pairs: above
+    0 exactly when one has a twin. Costs a semi-join of the view's rows against the matched
+    pairs, not an aggregate over all of the view's rows."""
+    d = _Dialect("duckdb")
+    keys = [d.q(k) for k in view.keys]
+    ts, m = d.q(view.timestamp), matched_column(i)
+    on = " AND ".join([*(f"r.{k} = m.{k}" for k in keys), f"r.{ts} = m._featql_ts"])
+    matched = (f"(SELECT {', '.join(f'{d.q(_key_column(k))} AS {d.q(k)}' for k in view.keys)}, "
+               f"{m} AS _featql_ts FROM {result} WHERE {m} IS NOT NULL)")
+    return (f"SELECT (SELECT count(*) FROM {d.q(view.relation)} r SEMI JOIN {matched} m "
+            f"ON {on}) - (SELECT count(*) FROM (SELECT DISTINCT * FROM {matched} p) q) AS n")
+
+
+def spark_sql(node: PointInTimeJoin) -> str:
+    """Row-level views on the same keys share one window pass; passes are chained, each
+    carrying the spine rows (with the columns found so far) through, so no join back is
+    needed. The result is unordered: the caller sorts by RID."""
+    d = _Dialect("spark")
+    carried = [RID, *node.keys, SPINE_TS]
+    ctes = [f"c0 AS (SELECT {', '.join(d.q(c) for c in carried)} FROM {SPINE})"]
+    t_us = d.epoch_us(SPINE_TS)
+    n = 0
+    selects = [f"s.{RID}"]
+    groups: dict[tuple[str, ...], list[ViewJoin]] = {}
+    for view in node.views:
+        if view.kind == "row":
+            groups.setdefault(view.keys, []).append(view)
+    for group in groups.values():
+        ctes.append(_spark_chain_cte(group, f"c{n}", f"c{n + 1}", carried, d))
+        for view in group:
+            carried = [*carried, *(f.column for f in view.features)]
+            selects.extend(f"s.{d.q(f.column)}" for f in view.features)
+        n += 1
+    joins: list[str] = []
+    for i, view in enumerate(node.views):
+        if view.kind == "aggregate":
+            _join_aggregate(view, f"v{i}", t_us, d, ctes, joins, selects)
+    order = {c: i for i, c in enumerate([RID, *node.columns])}
+    selects.sort(key=lambda e: order[e.rsplit(".", 1)[1].strip("`")])
+    return ("WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(selects)}\nFROM c{n} s\n"
+            + "\n".join(joins))
+
+
+def _spark_chain_cte(views: list[ViewJoin], src: str, dst: str, carried: list[str],
+                     d: _Dialect) -> str:
+    """One window pass for row-level views sharing their keys. Each view's rows carry a struct
+    (ts, created, every feature) in a column of their own; ordering by those structs breaks ties
+    (Spark orders struct fields with NULL first; other views' columns are NULL), and one
+    `last(..., ignoreNulls)` per view picks its latest earlier row."""
+    keys = [d.q(k) for k in views[0].keys]
+    spine_cols = ", ".join(d.q(c) for c in carried)
+    n = len(views)
+    nulls = ", ".join(f"NULL AS _featql_r{i}" for i in range(n))
+    sides = [f"SELECT {spine_cols}, {d.epoch_us(SPINE_TS)} AS _featql_o, 0 AS _featql_kind, "
+             f"{nulls} FROM {src}"]
+    outs: list[str] = []
+    for i, view in enumerate(views):
+        ts = d.q(view.timestamp)
+        names = list(view.tiebreak) or [f.feature for f in view.features]
+        struct = ", ".join(["'ts', " + d.epoch_us(ts), "'c', _featql_created",
+                            *(f"'t{j}', {d.q(f)}" for j, f in enumerate(names))])
+        row_cols = ", ".join(d.q(c) if c in view.keys else f"NULL AS {d.q(c)}" for c in carried)
+        structs = ", ".join(f"named_struct({struct}) AS _featql_r{j}" if j == i
+                            else f"NULL AS _featql_r{j}" for j in range(n))
+        sides.append(f"SELECT {row_cols}, {d.epoch_us(ts)} AS _featql_o, 1 AS _featql_kind, "
+                     f"{structs} FROM {d.q(view.relation)} WHERE {_not_null([*keys, ts])}")
+        fresh = _ttl_test(d.epoch_us(SPINE_TS), f"_featql_r{i}.ts", view.ttl_seconds)
+        for f in view.features:
+            value = f"_featql_r{i}.t{names.index(f.feature)}"
+            outs.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}" if fresh
+                        else f"{value} AS {d.q(f.column)}")
+    order = ", ".join(["_featql_o ASC NULLS FIRST", "_featql_kind",
+                       *(f"_featql_r{i} ASC NULLS FIRST" for i, v in enumerate(views)
+                         if not v.unique)])
+    lasts = ", ".join(f"last(_featql_r{i}, true) OVER w AS _featql_r{i}" for i in range(n))
+    return (f"{dst} AS (SELECT {spine_cols}, {', '.join(outs)} FROM (SELECT {spine_cols}, "
+            f"_featql_kind, {lasts} FROM ({' UNION ALL '.join(sides)}) u "
+            f"WINDOW w AS (PARTITION BY {', '.join(keys)} ORDER BY {order} "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) w WHERE _featql_kind = 0)")
+
+
+def _lower_duckdb(node: PointInTimeJoin, d: _Dialect) -> str:
+    ctes: list[str] = []
+    joins: list[str] = []
+    selects: list[str] = [f"s.{RID}"]
+    t_us = d.epoch_us(f"s.{SPINE_TS}")
+    for i, view in enumerate(node.views):
+        alias = f"v{i}"
+        if view.kind == "aggregate":
+            _join_aggregate(view, alias, t_us, d, ctes, joins, selects)
+            continue
+        ctes.append(_duck_rows_cte(view, alias, d))
+        on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
+                           f"s.{SPINE_TS} > {alias}._featql_ts"])
+        joins.append(f"ASOF LEFT JOIN {alias} ON {on}")
+        if view.verify:
+            for k in view.keys:
+                if (key := f"s.{d.q(k)} AS {d.q(_key_column(k))}") not in selects:
+                    selects.append(key)
+            selects.append(f"{alias}._featql_ts AS {matched_column(i)}")
+        fresh = _ttl_test(t_us, d.epoch_us(f"{alias}._featql_ts"), view.ttl_seconds)
+        for f in view.features:
+            value = f"{alias}.{d.q(f.column)}"
+            selects.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}"
+                           if fresh else f"{value} AS {d.q(f.column)}")
+    with_clause = ("WITH " + ",\n".join(ctes) + "\n") if ctes else ""
+    return (f"{with_clause}SELECT {', '.join(selects)}\nFROM {SPINE} s\n"
+            + "\n".join(joins) + f"\nORDER BY s.{RID}")
+
+
+def _join_aggregate(view: ViewJoin, alias: str, t_us: str, d: _Dialect, ctes: list[str],
+                    joins: list[str], selects: list[str]) -> None:
+    """An aggregate view's merged windows, joined on the spine's keys and tile anchor
+    (the same on both engines; `t_us` is the spine time in microseconds)."""
+    ctes.extend(_aggregate_ctes(view, alias, d))
+    anchor = _floor(t_us, view.slide_seconds or 1)
+    on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
+                       f"{anchor} = {alias}._featql_anchor"])
+    joins.append(f"LEFT JOIN {alias} ON {on}")
+    selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
+
+
+def _floor(us_expr: str, slide_seconds: int) -> str:
+    s = slide_seconds * _US
+    return f"({us_expr} - ((({us_expr}) % {s}) + {s}) % {s})"
+
+
+def _ttl_test(t_us: str, ts_us: str, ttl: int | None) -> str:
+    return f"{t_us} - {ts_us} <= {ttl * _US}" if ttl is not None else ""
+
+
+def _not_null(cols: list[str], prefix: str = "") -> str:
+    return " AND ".join(f"{prefix}{c} IS NOT NULL" for c in cols)
+
+
+def _duck_rows_cte(view: ViewJoin, alias: str, d: _Dialect) -> str:
+    keys = [d.q(k) for k in view.keys]
+    ts = d.q(view.timestamp)
+    order = ", ".join(["_featql_created DESC NULLS LAST",
+                       *(f"{d.q(f)} DESC NULLS LAST" for f in view.tiebreak)])
+    feats = ", ".join(f"{d.q(f.feature)} AS {d.q(f.column)}" for f in view.features)
+    dedup = "" if view.unique else (f" QUALIFY row_number() OVER (PARTITION BY "
+                                    f"{', '.join(keys)}, {ts} ORDER BY {order}) = 1")
+    return (f"{alias} AS (SELECT {', '.join(keys)}, {ts} AS _featql_ts, {feats} "
+            f"FROM {d.q(view.relation)} WHERE {_not_null([*keys, ts])}{dedup})")
+
+
+def dedup_rows_sql(engine: str, sql: str, columns: list[str], keys: list[str], ts: str,
+                   tiebreak: list[str]) -> str:
+    """A row-level view's rows with only the tie winner per (keys, ts) kept: what the offline
+    store holds, so training sets from the store need no deduplication."""
+    d = _Dialect(engine)
+    order = ", ".join(["_featql_created DESC NULLS LAST",
+                       *(f"{d.q(f)} DESC NULLS LAST" for f in tiebreak)])
+    cols = ", ".join(d.q(c) for c in columns)
+    return (f"SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY "
+            f"{', '.join(d.q(k) for k in keys)}, {d.q(ts)} ORDER BY {order}) AS _featql_rn "
+            f"FROM ({sql}) x) y WHERE _featql_rn = 1")
+
+
+def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
+    keys = [d.q(k) for k in view.keys]
+    slide_us = (view.slide_seconds or 1) * _US
+    partials: list[str] = []
+    for f in view.features:
+        for p in _partials(f.function or "count"):
+            col = f"{f.aggregation}__{p}"
+            if col not in partials:
+                partials.append(col)
+    anchor = _floor(d.epoch_us(SPINE_TS), view.slide_seconds or 1)
+    anchors = (f"{alias}_a AS (SELECT DISTINCT {', '.join(keys)}, {anchor} AS _featql_anchor "
+               f"FROM {SPINE} WHERE {_not_null([*keys, SPINE_TS])})")
+    tiles_side = (f"SELECT {', '.join(keys)}, {d.epoch_us(d.q(view.timestamp))} AS _featql_p, "
+                  f"0 AS _featql_is_anchor, {', '.join(d.q(p) for p in partials)} "
+                  f"FROM {d.q(view.relation)} WHERE {_not_null([*keys, d.q(view.timestamp)])}")
+    anchor_side = (f"SELECT {', '.join(keys)}, _featql_anchor - {slide_us} AS _featql_p, "
+                   f"1 AS _featql_is_anchor, {', '.join('NULL' for _ in partials)} "
+                   f"FROM {alias}_a")
+    exprs: list[str] = []
+    for f in view.features:
+        frame = (f"OVER (PARTITION BY {', '.join(keys)} ORDER BY _featql_p RANGE BETWEEN "
+                 f"{(f.window_seconds or 0) * _US - slide_us} PRECEDING AND CURRENT ROW)")
+        exprs.append(f"CAST({_merge(f.function or 'count', f.aggregation or '', frame, d)} "
+                     f"AS {d.type(f.type)}) AS {d.q(f.column)}")
+    cols = ", ".join(d.q(f.column) for f in view.features)
+    merged = (f"{alias} AS (SELECT {', '.join(keys)}, _featql_p + {slide_us} AS _featql_anchor, "
+              f"{cols} FROM (SELECT {', '.join(keys)}, _featql_p, _featql_is_anchor, "
+              f"{', '.join(exprs)} FROM ({tiles_side} UNION ALL {anchor_side}) u) w "
+              "WHERE _featql_is_anchor = 1)")
+    return [anchors, merged]
+
+
+def _partials(function: str) -> tuple[str, ...]:
+    return {"count": ("count",), "sum": ("sum", "count"), "avg": ("sum", "count"),
+            "min": ("min",), "max": ("max",)}[function]
+
+
+def _merge(function: str, agg: str, frame: str, d: _Dialect) -> str:
+    count = f"SUM({d.q(agg + '__count')}) {frame}"
+    if function == "count":
+        return f"COALESCE({count}, 0)"
+    if function == "sum":
+        return f"CASE WHEN COALESCE({count}, 0) > 0 THEN SUM({d.q(agg + '__sum')}) {frame} END"
+    if function == "avg":
+        return (f"CAST(SUM({d.q(agg + '__sum')}) {frame} AS DOUBLE) / "
+                f"CAST(NULLIF({count}, 0) AS DOUBLE)")
+    return f"{function.upper()}({d.q(agg + '__' + function)}) {frame}"

@@ -1,0 +1,306 @@
+"""Online materialization: the latest value per entity and the recent tiles, into the online store.
+
+`load_online(project_root, manifest, workspace, views=None, progress=SILENT)`:
+- row-level view → per entity the offline row with the greatest (event time, created, features)
+  — the same order the training set uses — written as a cell versioned (event time, created).
+- aggregate view → per entity the tiles of the longest window before `hi` (the end of the
+  materialized data, floored to the slide), packed in one cell versioned by (hi, load time).
+
+Incremental: the store remembers per view how far it was loaded (`get_state`); the next run reads
+only rows at or after that event time (row-level) or skips an aggregate view whose tiles did not
+change (same `hi`, same content digest). Tiles re-materialized offline for the same `hi` (late
+data) replace the online ones. Idempotent: a re-run writes nothing (row cells: versions are not
+newer; tiles: same digest). Cells are named `<view>@<fingerprint>`, so a redefined view never
+mixes with values of its old definition.
+
+Rows come from the offline store when the view is materialized there, else they are computed
+from the sources with the dialect SQL on DuckDB; callers may pass `scan` themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from featql.core.ir import FeatureView, Manifest
+from featql.core.progress import SILENT, Advance, Progress
+from featql.online import codec
+from featql.online.base import Cell, OnlineStore, version
+from featql.online.codec import cell_name
+from featql.online.tiles import TileMerger, encode_tiles, partial_columns, unpack
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from featql.core.config import ProjectConfig
+
+CREATED = "_featql_created"
+TILE_START = "_tile_start"
+Scan = Callable[[FeatureView, "dt.datetime | None", "dt.datetime | None"], "pa.Table"]
+
+
+@dataclass(frozen=True)
+class ViewLoad:
+    view: str
+    kind: str
+    entities: int
+    written: int
+    skipped: int
+    through: str | None  # row-level: latest event time loaded; aggregate: end of the tiles
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    workspace: str
+    store: str
+    views: tuple[ViewLoad, ...]
+
+    @property
+    def written(self) -> int:
+        return sum(v.written for v in self.views)
+
+
+# -- where rows come from ----------------------------------------------------------------------
+def source_scan(manifest: Manifest, root: Path) -> tuple[Scan, Callable[[], None]]:
+    """Compute a view's offline rows from the sources (dialect SQL on an embedded DuckDB)."""
+    from featql.dialects.lower import lower_view
+    from featql.engines.duckdb import DuckDBEngine
+
+    engine = DuckDBEngine()
+    registered: set[str] = set()
+
+    def register(name: str) -> None:
+        if name in registered:
+            return
+        source = manifest.source(name)
+        if source is not None:
+            engine.register_source(source, root)
+        else:
+            view = manifest.view(name)
+            assert view is not None, name
+            for dep in view.depends_on:
+                register(dep)
+            engine.register_sql(name, lower_view(manifest, name, "duckdb"))
+        registered.add(name)
+
+    def scan(view: FeatureView, start: dt.datetime | None, end: dt.datetime | None) -> pa.Table:
+        register(view.name)
+        col = TILE_START if view.kind == "aggregate" else view.timestamp
+        where = []
+        if start is not None:
+            where.append(f"\"{col}\" >= TIMESTAMP '{start.isoformat(sep=' ')}'")
+        if end is not None:
+            where.append(f"\"{col}\" < TIMESTAMP '{end.isoformat(sep=' ')}'")
+        cond = (" WHERE " + " AND ".join(where)) if where else ""
+        return engine.query(f'SELECT * FROM "{view.name}"{cond}')
+
+    return scan, engine.close
+
+
+def default_scan(manifest: Manifest, root: Path, config: ProjectConfig, workspace: str,
+                 ) -> tuple[Scan, Callable[[], None]]:
+    """The offline store's rows of a view when it holds them, else rows computed from sources."""
+    try:
+        from featql.offline.store import OfflineStore
+    except ImportError:  # pragma: no cover - the runtime ships with featql
+        return source_scan(manifest, root)
+    from featql.core.errors import UserError
+
+    offline = OfflineStore(root, config, workspace, manifest)
+    fallback: list[tuple[Scan, Callable[[], None]]] = []
+
+    def scan(view: FeatureView, start: dt.datetime | None, end: dt.datetime | None) -> pa.Table:
+        try:
+            offline.layout(view.name)  # raises when nothing is materialized
+            if offline.files(view.name, view.fingerprint):
+                return offline.scan(view.name, start, end)
+        except (UserError, FileNotFoundError, KeyError):
+            pass
+        if not fallback:
+            fallback.append(source_scan(manifest, root))
+        return fallback[0][0](view, start, end)
+
+    def close() -> None:
+        for _scan, closer in fallback:
+            closer()
+
+    return scan, close
+
+
+# -- latest rows and tile sets -----------------------------------------------------------------
+def _us(v: Any) -> int | None:
+    return None if v is None else codec.to_micros(v)
+
+
+def latest_rows(view: FeatureView, table: pa.Table) -> Iterator[Cell]:
+    """Per entity, the row the training set would pick last: greatest event time, then
+    created, then feature tuple (NULL lowest), computed by DuckDB over the Arrow rows."""
+    import duckdb
+
+    keys = [k.name for k in view.keys]
+    feats = [f.name for f in view.features]
+    q = _quote
+    has_created = CREATED in table.column_names
+    order = ", ".join([f"{q(view.timestamp)} DESC",
+                       *([f"{q(CREATED)} DESC NULLS LAST"] if has_created else []),
+                       *(f"{q(f)} DESC NULLS LAST" for f in feats)])
+    not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in [*keys, view.timestamp])
+    con = duckdb.connect()
+    try:
+        con.register("rows_in", table)
+        created = q(CREATED) if has_created else "CAST(NULL AS TIMESTAMP)"
+        cols = ", ".join([*(q(k) for k in keys), q(view.timestamp), created,
+                          *(q(f) for f in feats)])
+        best = con.execute(
+            f"SELECT {cols} FROM rows_in WHERE {not_null} QUALIFY row_number() OVER "
+            f"(PARTITION BY {', '.join(q(k) for k in keys)} ORDER BY {order}) = 1").fetchall()
+    finally:
+        con.close()
+    name = cell_name(view)
+    n = len(keys)
+    for row in best:
+        event, created_us = codec.to_micros(row[n]), _us(row[n + 1])
+        payload = codec.encode_row(event, created_us, list(row[n + 2:]))
+        yield Cell(codec.item_key(view.entity, row[:n]), name,
+                   version(event, created_us, payload), payload)
+
+
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def tile_cells(view: FeatureView, table: pa.Table, hi_us: int,
+               loaded_us: int | None = None) -> Iterator[Cell]:
+    keys = [k.name for k in view.keys]
+    cols = partial_columns(view)
+    table = table.sort_by([(k, "ascending") for k in keys] + [(TILE_START, "ascending")])
+    key_cols = [table.column(k).to_pylist() for k in keys]
+    starts_us = [codec.to_micros(t) // 1_000_000 for t in table.column(TILE_START).to_pylist()]
+    data = {c: table.column(c).to_pylist() for c in cols}
+    name = cell_name(view)
+    merger = TileMerger(view)
+    hi_s = hi_us // 1_000_000
+    i, n = 0, table.num_rows
+    while i < n:
+        key = tuple(kc[i] for kc in key_cols)
+        j = i + 1
+        while j < n and tuple(kc[j] for kc in key_cols) == key:
+            j += 1
+        if not any(k is None for k in key):
+            columns = {c: data[c][i:j] for c in cols}
+            packed = encode_tiles(starts_us[i:j], columns)
+            # the features a lookup in the slide right after hi reads without merging
+            merged = merger.merge(unpack(packed, merger.names, merger.layouts), hi_s)
+            payload = encode_tiles(starts_us[i:j], columns, merged=(hi_s, merged))
+            yield Cell(codec.item_key(view.entity, key), name,
+                       version(hi_us, loaded_us, payload), payload)
+        i = j
+
+
+# -- the load ------------------------------------------------------------------------------------
+def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
+                views: Sequence[str] | None = None, progress: Progress = SILENT, *,
+                end: dt.datetime | None = None, store: OnlineStore | None = None,
+                scan: Scan | None = None, full: bool = False) -> LoadReport:
+    """Load the online store of `workspace` from the offline data (see module doc).
+
+    `end` (naive UTC) bounds the data loaded (rows before it, tiles ending by it); `full`
+    ignores the incremental state.
+    """
+    from featql.compiler.project import compile_project
+    from featql.online.stores import open_store
+
+    root = Path(project_root)
+    config = compile_project(root).config if store is None or scan is None else None
+    own_store = store is None
+    if store is None:
+        assert config is not None
+        store = open_store(config, root, workspace)
+    close_scan: Callable[[], None] = lambda: None  # noqa: E731
+    if scan is None:
+        assert config is not None
+        scan, close_scan = default_scan(manifest, root, config, workspace)
+    chosen = [v for v in manifest.views if v.online and (views is None or v.name in views)]
+    try:
+        plans = [_plan_view(view, store, scan, end, full) for view in chosen]
+        cells = [c for p in plans for c in p.cells]
+        with progress.task(f"online ← {len(chosen)} views", len(cells)) as advance:
+            rep = store.write(_tracked(cells, advance))
+        results = []
+        for p in plans:
+            if p.state is not None:
+                store.put_state(p.state_key, orjson.dumps(p.state))
+            w, sk = rep.by_view.get(cell_name(p.view), (0, 0))
+            results.append(ViewLoad(p.view.name, p.view.kind, len(p.cells), w, sk, p.through,
+                                    p.note))
+    finally:
+        close_scan()
+        if own_store:
+            store.close()
+    return LoadReport(workspace, store.kind, tuple(results))
+
+
+@dataclass(frozen=True)
+class _ViewPlan:
+    view: FeatureView
+    cells: list[Cell]
+    state_key: str
+    state: dict[str, Any] | None  # recorded after the cells are written
+    through: str | None
+    note: str = ""
+
+
+def _plan_view(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.datetime | None,
+               full: bool) -> _ViewPlan:
+    import pyarrow.compute as pc
+
+    state_key = "loaded:" + cell_name(view)
+    raw = None if full else store.get_state(state_key)
+    state = orjson.loads(raw) if raw else {}
+    if view.kind == "aggregate":
+        slide = view.slide_seconds or 1
+        longest = max(view.windows) if view.windows else slide
+        if end is not None:
+            hi_s = codec.to_micros(end) // 1_000_000
+            hi_s -= hi_s % slide
+        else:
+            probe = scan(view, None, None)
+            if probe.num_rows == 0:
+                return _ViewPlan(view, [], state_key, None, None, "no tiles")
+            last = pc.max(probe.column(TILE_START)).as_py()
+            hi_s = codec.to_micros(last) // 1_000_000 + slide
+        hi_iso = codec.from_micros(hi_s * 1_000_000).isoformat()
+        table = scan(view, codec.from_micros((hi_s - longest) * 1_000_000),
+                     codec.from_micros(hi_s * 1_000_000))
+        # versions: (end of the tiles, load time): a later end always wins; for the same end
+        # (late data re-materialized offline) the later load wins
+        cells = list(tile_cells(view, table, hi_s * 1_000_000, time.time_ns() // 1000))
+        digest = hashlib.blake2b(b"".join(c.item.encode() + c.payload for c in cells),
+                                 digest_size=12).hexdigest()
+        if state.get("hi") == hi_s and state.get("digest") == digest:
+            return _ViewPlan(view, [], state_key, None, hi_iso, "up to date")
+        return _ViewPlan(view, cells, state_key, {"hi": hi_s, "digest": digest}, hi_iso)
+    since = state.get("through")
+    table = scan(view, None if since is None else codec.from_micros(since), end)
+    cells = list(latest_rows(view, table))
+    new_state = None
+    if table.num_rows:
+        top = codec.to_micros(pc.max(table.column(view.timestamp)).as_py())
+        since = top if since is None else max(since, top)
+        new_state = {"through": since}
+    return _ViewPlan(view, cells, state_key, new_state,
+                     None if since is None else codec.from_micros(since).isoformat())
+
+
+def _tracked(cells: list[Cell], advance: Advance) -> Iterator[Cell]:
+    for c in cells:
+        yield c
+        advance(1)

@@ -1,0 +1,89 @@
+"""Expose a project's data to an engine: sources, views (the dialect's SQL) and, per view, the
+relation a training set or a materialization reads (from the sources or the offline store).
+
+A view's schedule starts at its `start`; its first interval also holds everything before it
+(a profile written before `start` is still a profile), so the offline store holds the same rows
+as the sources and both give the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from featql.core.ir import FeatureView, Manifest
+from featql.dialects.pit import relation_name
+from featql.engines.engine import Engine
+from featql.engines.sources import is_s3
+from featql.offline.store import TILE_START, OfflineStore, ViewLayout
+
+
+def view_start(view: FeatureView) -> datetime:
+    return datetime.fromisoformat(str(view.start))
+
+
+def time_column(view: FeatureView) -> str:
+    return TILE_START if view.kind == "aggregate" else view.timestamp
+
+
+def _q(engine: Engine, ident: str) -> str:
+    if engine.name == "spark":
+        return "`" + ident.replace("`", "``") + "`"
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def ts_literal(engine: Engine, t: datetime) -> str:
+    return f"TIMESTAMP '{t.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+class ProjectData:
+    """Registers what views need, once per engine."""
+
+    def __init__(self, engine: Engine, manifest: Manifest, root: Path) -> None:
+        self.engine, self.manifest, self.root = engine, manifest, Path(root)
+        self._done: set[str] = set()
+
+    def require(self, names: Iterable[str]) -> None:
+        """Register the views (and, transitively, their sources and upstream views)."""
+        from featql.dialects.lower import lower_view
+
+        for name in names:
+            if name in self._done:
+                continue
+            view = self.manifest.view(name)
+            if view is None:
+                source = self.manifest.source(name)
+                if source is not None:
+                    self.engine.register_source(source, self.root)
+                    self._done.add(name)
+                continue
+            self.require(view.depends_on)
+            self.engine.register_sql(name, lower_view(self.manifest, name, self.engine.name))
+            self._done.add(name)
+
+    def fresh_sql(self, view: FeatureView, lo: datetime | None = None,
+                  hi: datetime | None = None) -> str:
+        """The view's rows (tiles) from the sources with lo <= time < hi (None: unbounded)."""
+        self.require([view.name])
+        col = _q(self.engine, time_column(view))
+        cond = []
+        if lo is not None:
+            cond.append(f"{col} >= {ts_literal(self.engine, lo)}")
+        if hi is not None:
+            cond.append(f"{col} < {ts_literal(self.engine, hi)}")
+        where = f" WHERE {' AND '.join(cond)}" if cond else ""
+        return f"SELECT * FROM {_q(self.engine, view.name)}{where}"
+
+    def register_fresh(self, view: FeatureView) -> None:
+        self.engine.register_sql(relation_name(view.name, view.kind), self.fresh_sql(view))
+
+    def register_stored(self, view: FeatureView, store: OfflineStore, lo: datetime | None,
+                        hi: datetime | None) -> None:
+        lay = ViewLayout.of(view)
+        if is_s3(store.path):  # engines read S3 through pyarrow here (see sources.py)
+            self.engine.register_arrow(relation_name(view.name, view.kind),
+                                       store.scan(view.name, lo, hi, None, view.fingerprint))
+            return
+        files = store.files(view.name, view.fingerprint, lo, hi)
+        self.engine.register_parquet(relation_name(view.name, view.kind), files, lay.schema)

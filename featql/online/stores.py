@@ -1,0 +1,37 @@
+"""Online stores behind one interface (`OnlineStore`): SQLite (default) and DynamoDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from featql.online.base import Cell, OnlineStore, OnlineStoreError, WriteReport, version
+
+if TYPE_CHECKING:
+    from featql.core.config import ProjectConfig
+
+__all__ = ["Cell", "OnlineStore", "OnlineStoreError", "WriteReport", "open_store", "version"]
+
+STORES = ("sqlite", "dynamodb")
+
+
+def open_store(config: ProjectConfig, root: Path, workspace: str, *,
+               create: bool = True) -> OnlineStore:
+    """The store `[online]` of featql.toml names, for one workspace."""
+    kind = config.online_store.lower()
+    if kind == "sqlite":
+        from featql.online.sqlite import SqliteStore
+
+        path = Path(config.online_path)
+        return SqliteStore(path if path.is_absolute() else root / path, workspace)
+    if kind == "dynamodb":
+        from featql.online.dynamodb import DynamoStore
+
+        opts = config.online
+        return DynamoStore(workspace, region=opts.get("region"),
+                           endpoint_url=opts.get("endpoint_url"),
+                           table_prefix=str(opts.get("table_prefix", "featql_")), create=create)
+    from featql.core.diagnostics import did_you_mean
+
+    hint = did_you_mean(kind, STORES) or f"choose one of {', '.join(STORES)}"
+    raise OnlineStoreError(f"unknown online store '{kind}' in [online] store: {hint}")

@@ -1,0 +1,364 @@
+"""Aggregate views online: packed tile sets and their read-time merge (Chronon-style).
+
+A cell holds, for one entity, the tiles (partials per slide) of the view's longest window
+ending at the end of the materialized data. `TileMerger(view)(payload, now)` returns the view's
+features exactly as the training set computes them at t = now: window
+`[floor(now, S) - W, floor(now, S))`, COUNT over an empty window 0, SUM/AVG/MIN/MAX NULL,
+avg = sum / count.
+
+Packing (`FQT3`, little-endian), sized for the wire (every byte is read, base64'd and parsed
+on each lookup):
+
+    "FQT3" | n u32 | base i64 | unit u32 | layout length u16 | merged_at i64 | merged length u32
+           | layout | merged | starts | columns
+
+- starts: tile start = base + unit * offset (epoch seconds; `unit` is the gcd of the gaps,
+  i.e. the slide), offsets in the narrowest unsigned type;
+- columns: one per *distinct* partial (sum and avg of the same input share theirs), each in the
+  narrowest type that holds it exactly: integers (counts, sums of integers or of 0/1 flags) as
+  int8..int64, anything else float64. NULLs: a `__sum`/`__count` partial is stored as 0 (the
+  count says whether the sum is NULL); min/max NULLs are NaN (float64), flagged per column so
+  windows without NULLs merge at C speed;
+- layout: offsets' type, then per partial of the view (in `partial_columns` order: names are
+  implied by the cell, whose name carries the view's fingerprint) the stored column it reads,
+  then each stored column's type and NULL flag. Layouts repeat across entities: parsed once.
+- merged (optional): the view's feature values for `floor(now, S) == merged_at` (the end of the
+  loaded tiles), computed at load time by this very merge and stored as orjson (exact for ints
+  and doubles; a set with a non-finite value or an int beyond 64 bits gets none). A lookup in
+  the slide right after the load, the common case when loads follow the slide, reads them
+  instead of merging; any other time merges the tiles.
+
+A store that pays per byte read (DynamoDB) keeps the merged values apart from the tiles
+(`split_merged`): the head `[merged_at, [values]]` (orjson text), read alone in the slide after
+the load, and the tiles without the values (their header still names `merged_at`), read in any
+other slide. `TileMerger` takes either; a head for another slide gives None (read the tiles).
+
+Columns are read zero-copy with `memoryview.cast`. `FQT2` cells (float64 columns, int64 starts,
+a JSON header naming the partials), written by earlier versions, are still read.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import orjson
+
+from featql.core.ir import FeatureView
+
+_MAGIC = b"FQT3"
+_MAGIC_V2 = b"FQT2"
+_FIXED = struct.Struct("<4sIqIHqI")
+_NO_MERGED = -(1 << 63)
+_INT_TYPES = frozenset({"BIGINT", "INT", "INTEGER", "SMALLINT", "TINYINT"})
+_SIZES = {"B": 1, "H": 2, "I": 4, "Q": 8, "b": 1, "h": 2, "i": 4, "q": 8, "d": 8}
+_UNSIGNED = (("B", 1 << 8), ("H", 1 << 16), ("I", 1 << 32), ("Q", 1 << 64))
+_SIGNED = (("b", 1 << 7), ("h", 1 << 15), ("i", 1 << 31), ("q", 1 << 63))
+_CACHE_MAX = 4096
+
+# (offset type, {partial name: stored column}, per stored column (type, byte size), NULL flags)
+Layout = tuple[str, dict[str, int], tuple[tuple[str, int], ...], tuple[bool, ...]]
+_LAYOUTS: dict[tuple[str, ...], dict[bytes, Layout]] = {}
+_V2_HEADERS: dict[bytes, tuple[dict[str, int], tuple[bool, ...]]] = {}
+
+
+def partial_columns(view: FeatureView) -> tuple[str, ...]:
+    """The tile columns of an aggregate view, in the dialects' column contract."""
+    cols: list[str] = []
+    for a in view.aggregations:
+        parts = {"count": ("count",), "sum": ("sum", "count"), "avg": ("sum", "count"),
+                 "min": ("min",), "max": ("max",)}[a.function]
+        cols.extend(f"{a.name}__{p}" for p in parts)
+    return tuple(cols)
+
+
+def _int_type(lo: int, hi: int) -> str | None:
+    for code, bound in _SIGNED if lo < 0 else _UNSIGNED:
+        if -bound <= lo and hi < bound:
+            return code
+    return None
+
+
+def _column(values: Sequence[Any], zero: bool) -> tuple[str, list[Any], bool]:
+    """(type, values, has NULLs): integers exactly representable in a narrow type, else doubles."""
+    nulls = not zero and any(v is None for v in values)
+    if not nulls:
+        ints: list[int] = []
+        for v in values:
+            if v is None or isinstance(v, int):
+                ints.append(v or 0)
+            elif (isinstance(v, float) and v.is_integer()
+                  and not (v == 0 and math.copysign(1.0, v) < 0)):
+                ints.append(int(v))
+            else:
+                break
+        else:
+            code = _int_type(min(ints, default=0), max(ints, default=0))
+            if code is not None:
+                return code, ints, False
+    vals = [(0.0 if zero else math.nan) if v is None else float(v) for v in values]
+    return "d", vals, nulls
+
+
+def _json_exact(v: Any) -> bool:
+    """orjson writes it and reads it back equal (no NaN/inf, ints within 64 bits)."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return not isinstance(v, int) or -(1 << 63) <= v < 1 << 64
+
+
+def encode_tiles(starts: Sequence[int], columns: Mapping[str, Sequence[Any]],
+                 merged: tuple[int, Sequence[Any]] | None = None) -> bytes:
+    """Pack tiles: starts (epoch seconds, ascending) and partials (None = NULL) by name, in the
+    view's `partial_columns` order (the reader maps columns by position). `merged`:
+    (slide start t, the view's feature values at floor(now, S) = t), see `with_merged`."""
+    base = starts[0] if starts else 0
+    unit = 0
+    for s in starts:
+        unit = math.gcd(unit, s - base)
+    unit = unit or 1
+    offsets = [(s - base) // unit for s in starts]
+    scode = _int_type(0, max(offsets, default=0)) or "Q"
+    stored: list[bytes] = []
+    kinds: list[tuple[str, bool]] = []
+    index: list[int] = []
+    seen: dict[tuple[str, bytes], int] = {}
+    for name, values in columns.items():
+        code, vals, nulls = _column(values, name.endswith(("__sum", "__count")))
+        blob = struct.pack(f"<{len(vals)}{code}", *vals)
+        k = seen.get((code, blob))
+        if k is None:
+            k = seen[(code, blob)] = len(stored)
+            stored.append(blob)
+            kinds.append((code, nulls))
+        index.append(k)
+    layout = b"".join([scode.encode(), struct.pack(f"<HH{len(index)}H", len(stored), len(index),
+                                                   *index),
+                       "".join(c for c, _ in kinds).encode(), bytes(n for _, n in kinds)])
+    if unit >= 1 << 32:
+        raise ValueError(f"tile spacing of {unit} s is too large to pack")
+    pre, at = b"", _NO_MERGED
+    if merged is not None and all(_json_exact(v) for v in merged[1]):
+        at, pre = merged[0], orjson.dumps(list(merged[1]))
+    return b"".join([_FIXED.pack(_MAGIC, len(starts), base, unit, len(layout), at, len(pre)),
+                     layout, pre, struct.pack(f"<{len(offsets)}{scode}", *offsets), *stored])
+
+
+def _layout(raw: bytes, names: Sequence[str]) -> Layout:
+    scode = chr(raw[0])
+    k, p = struct.unpack_from("<HH", raw, 1)
+    if p != len(names):
+        raise ValueError(f"tile set has {p} partial columns, the view {len(names)}")
+    index = struct.unpack_from(f"<{p}H", raw, 5)
+    pos = 5 + 2 * p
+    codes = raw[pos:pos + k].decode()
+    nulls = raw[pos + k:pos + 2 * k]
+    return (scode, {n: index[i] for i, n in enumerate(names)},
+            tuple((c, _SIZES[c]) for c in codes), tuple(bool(x) for x in nulls))
+
+
+class Packed(NamedTuple):
+    """A tile set as read: starts = base + unit * offsets; stored columns by partial name."""
+
+    base: int
+    unit: int
+    offsets: Any  # memoryview of unsigned ints (FQT2: int64 seconds, base 0, unit 1)
+    stored: list[Any]  # memoryviews
+    columns: dict[str, int]  # partial name -> stored column
+    nulls: tuple[bool, ...]  # per stored column
+
+
+def unpack(payload: bytes, names: Sequence[str] | None = None,
+           layouts: dict[bytes, Layout] | None = None) -> Packed:
+    """Read a tile set; `names` (the view's `partial_columns`) are needed for FQT3, `layouts`
+    caches parsed layouts for those names."""
+    mv = memoryview(payload)
+    if payload[:4] == _MAGIC:
+        if names is None:
+            raise ValueError("FQT3 tile sets are read with the view's partial columns")
+        _m, n, base, unit, hlen, _at, plen = _FIXED.unpack_from(payload)
+        raw = payload[_FIXED.size:_FIXED.size + hlen]
+        if layouts is None:
+            layouts = _LAYOUTS.setdefault(tuple(names), {})
+        lay = layouts.get(raw)
+        if lay is None:
+            lay = _layout(raw, names)
+            if len(layouts) < _CACHE_MAX:
+                layouts[raw] = lay
+        scode, index, kinds, nulls = lay
+        start = _FIXED.size + hlen + plen
+        pos = start + n * _SIZES[scode]
+        cast: Any = memoryview.cast  # the formats are computed: typeshed wants literals
+        offsets = cast(mv[start:pos], scode)
+        stored = []
+        for code, size in kinds:
+            stored.append(cast(mv[pos:pos + n * size], code))
+            pos += n * size
+        return Packed(base, unit, offsets, stored, index, nulls)
+    if payload[:4] != _MAGIC_V2:
+        raise ValueError("not a featql tile set")
+    n, hlen = struct.unpack_from("<II", payload, 4)
+    header = payload[12:12 + hlen]
+    parsed = _V2_HEADERS.get(header)
+    if parsed is None:
+        data = orjson.loads(header)
+        parsed = (data["index"], tuple(data["nulls"]))
+        if len(_V2_HEADERS) < _CACHE_MAX:
+            _V2_HEADERS[header] = parsed
+    pos = 12 + hlen + 8 * n
+    stored = [mv[pos + 8 * n * k:pos + 8 * n * (k + 1)].cast("d")
+              for k in range(len(parsed[1]))]
+    return Packed(0, 1, mv[12 + hlen:pos].cast("q"), stored, parsed[0], parsed[1])
+
+
+def split_merged(payload: bytes) -> tuple[bytes, bytes] | None:
+    """(head, tiles) of an FQT3 cell that carries values merged at load, else None.
+
+    head: orjson `[merged_at, [values...], last tile start]`, what a lookup in the slide after
+    the load needs (a few dozen bytes where the tiles take hundreds); it also answers any slide
+    whose windows all start after the last tile (an entity idle for longer than the longest
+    window: every feature empty). tiles: the same cell without the values, its header still
+    naming `merged_at` (see `merged_at`). `TileMerger` reads both."""
+    if payload[:4] != _MAGIC:
+        return None
+    magic, n, base, unit, hlen, at, plen = _FIXED.unpack_from(payload)
+    if not plen:
+        return None
+    start = _FIXED.size + hlen
+    last = b"null"
+    if n:
+        scode = chr(payload[_FIXED.size])
+        (offset,) = struct.unpack_from("<" + scode, payload,
+                                       start + plen + (n - 1) * _SIZES[scode])
+        last = b"%d" % (base + unit * offset)
+    head = b"[%d,%s,%s]" % (at, payload[start:start + plen], last)
+    tiles = b"".join([_FIXED.pack(magic, n, base, unit, hlen, at, 0),
+                      payload[_FIXED.size:start], payload[start + plen:]])
+    return head, tiles
+
+
+def merged_at(payload: bytes) -> int | None:
+    """The slide start whose values were merged at load (head or tile set), if any."""
+    if payload[:1] == b"[":
+        return int(orjson.loads(payload)[0])
+    if payload[:4] == _MAGIC:
+        at = int(_FIXED.unpack_from(payload)[5])
+        return None if at == _NO_MERGED else at
+    return None
+
+
+@dataclass(frozen=True)
+class Tiles:
+    starts: list[int]  # epoch seconds
+    columns: dict[str, Any]  # name -> values (memoryview)
+    nulls: dict[str, bool]
+
+
+def decode_tiles(payload: bytes, names: Sequence[str] | None = None) -> Tiles:
+    """A tile set by partial name (tools and tests; the lookup merges `Packed` directly)."""
+    p = unpack(payload, names)
+    return Tiles([p.base + p.unit * o for o in p.offsets],
+                 {name: p.stored[k] for name, k in p.columns.items()},
+                 {name: p.nulls[k] for name, k in p.columns.items()})
+
+
+class TileMerger:
+    """The features of one aggregate view from its tiles at a time; compiled once per view."""
+
+    def __init__(self, view: FeatureView, needed: set[int] | None = None):
+        """`needed`: the indexes of the features to compute (default all; others stay None)."""
+        self.slide = view.slide_seconds or 1
+        self.names = partial_columns(view)
+        self.layouts: dict[bytes, Layout] = {}
+        aggs = {a.name: a for a in view.aggregations}
+        by_window: dict[int, list[tuple[str, str, str, bool, int]]] = {}
+        for k, f in enumerate(view.features):
+            if needed is not None and k not in needed:
+                continue
+            a = aggs[f.aggregation or ""]
+            part = {"count": "count", "sum": "sum", "avg": "sum"}.get(a.function, a.function)
+            by_window.setdefault(f.window_seconds or 0, []).append(
+                (a.function, f"{a.name}__{part}", f"{a.name}__count",
+                 f.type.upper() in _INT_TYPES, k))
+        self.by_window = tuple((w, tuple(specs)) for w, specs in sorted(by_window.items()))
+        self.empty = [0 if f.aggregation and aggs[f.aggregation].function == "count" else None
+                      for f in view.features]
+        self.reach = max((w for w, _ in self.by_window), default=0)  # the longest window used
+
+    def idle(self, head: list[Any], hi: int) -> list[Any] | None:
+        """The features at slide `hi` from a head made for another slide: empty when every
+        window starts after the head's last tile, else None (the tiles must be merged)."""
+        last = head[2] if len(head) > 2 else None
+        return list(self.empty) if last is not None and last < hi - self.reach else None
+
+    def slide_start(self, now_us: int) -> int:
+        """floor(now, S) in epoch seconds: where the windows of a lookup at `now_us` end."""
+        now_s = now_us // 1_000_000
+        return now_s - now_s % self.slide
+
+    def __call__(self, payload: bytes | None, now_us: int) -> list[Any] | None:
+        """The features at `now_us`; None when `payload` is a head (`split_merged`) whose
+        values are for another slide: the caller reads the cell's tiles instead."""
+        if payload is None:
+            return list(self.empty)  # COUNT of an empty window is 0, others NULL
+        hi = self.slide_start(now_us)
+        if payload[:1] == b"[":  # a head: [merged_at, values, last tile start]
+            head = orjson.loads(payload)
+            if head[0] == hi:
+                return head[1]
+            return self.idle(head, hi)
+        if payload[:4] == _MAGIC:
+            head = _FIXED.unpack_from(payload)
+            if head[6] and head[5] == hi:  # values merged at load time for this very slide
+                start = _FIXED.size + head[4]
+                merged: list[Any] = orjson.loads(payload[start:start + head[6]])
+                return merged
+        return self.merge(unpack(payload, self.names, self.layouts), hi)
+
+    def merge(self, p: Packed, hi: int) -> list[Any]:
+        """The features over the tiles of `p` for windows ending at `hi` (a slide start)."""
+        out: list[Any] = list(self.empty)
+        base, unit, offsets = p.base, p.unit, p.offsets
+        # first tile starting at or after x: offset >= ceil((x - base) / unit)
+        j = bisect_left(offsets, -((base - hi) // unit))
+        cols, index, nulls = p.stored, p.columns, p.nulls
+        for w, specs in self.by_window:
+            i = bisect_left(offsets, -((base - hi + w) // unit), 0, j)
+            if i == j:
+                continue
+            sums: dict[int, Any] = {}  # per stored column: sum and avg share theirs
+            for fn, col, count_col, is_int, k in specs:
+                if fn == "count" or fn == "sum" or fn == "avg":
+                    c = index[count_col if fn != "count" else col]
+                    n = sums.get(c)
+                    if n is None:
+                        n = sums[c] = sum(cols[c][i:j])
+                    if fn == "count":
+                        out[k] = int(n)
+                        continue
+                    if n == 0:
+                        continue
+                    s = index[col]
+                    total = sums.get(-1 - s)
+                    if total is None:
+                        vals = cols[s][i:j]
+                        total = sums[-1 - s] = (math.fsum(vals) if vals.format == "d"
+                                                else sum(vals))
+                    if fn == "avg":
+                        out[k] = total / n
+                    else:
+                        out[k] = int(total) if is_int else float(total)
+                else:
+                    c = index[col]
+                    vals = cols[c][i:j]
+                    if nulls[c]:
+                        vals = [x for x in vals if x == x]
+                        if not vals:
+                            continue
+                    v = max(vals) if fn == "max" else min(vals)
+                    out[k] = int(v) if is_int else float(v)
+        return out

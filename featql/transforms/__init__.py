@@ -1,0 +1,178 @@
+"""Request transforms, identical online and in training sets.
+
+`compile_transforms(manifest, root, names)` compiles each transform once: SQL transforms into
+Python closures (`sql_eval`), Python hooks by importing their file. A compiled transform maps an
+environment `{"request.<field>": v, "<view>.<feature>": v}` to its outputs. The server calls it
+per entity; `apply_transforms` calls the very same closures over the rows of an Arrow table for
+training sets (columns `<transform>__<output>`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featql.core.errors import UserError
+from featql.core.ir import Column, Manifest, RequestTransform
+from featql.transforms.sql_eval import (
+    DBL,
+    EvalError,
+    TransformCompileError,
+    compile_sql_transform,
+    sql_type,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["CompiledTransform", "TransformCompileError", "TransformError", "apply_transforms",
+           "compile_transforms"]
+
+
+class TransformError(UserError):
+    """A transform raised (or returned something unusable) for one row."""
+
+    def __init__(self, transform: str, message: str):
+        super().__init__(f"transform {transform} failed: {message}")
+        self.transform = transform
+
+
+@dataclass(frozen=True)
+class CompiledTransform:
+    name: str
+    request: tuple[Column, ...]
+    inputs: tuple[str, ...]  # "view.feature"
+    outputs: tuple[Column, ...]
+    fn: Callable[[Mapping[str, Any]], dict[str, Any]]
+
+    def __call__(self, env: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            out = self.fn(env)
+        except TransformError:
+            raise
+        except EvalError as e:
+            raise TransformError(self.name, str(e)) from e
+        except Exception as e:
+            raise TransformError(self.name, f"{type(e).__name__}: {e}") from e
+        return out
+
+
+def _coerce_outputs(t: RequestTransform) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    doubles = {c.name for c in t.outputs if sql_type(c.type) == DBL}
+
+    def coerce(values: dict[str, Any]) -> dict[str, Any]:
+        for k in doubles:
+            v = values.get(k)
+            if isinstance(v, int) and not isinstance(v, bool):
+                values[k] = float(v)
+        return values
+    return coerce
+
+
+def _compile_sql(manifest: Manifest, t: RequestTransform) -> CompiledTransform:
+    types = {f"request.{c.name}": c.type for c in t.request}
+    for ref in t.inputs:
+        view, feat = ref.split(".", 1)
+        v = manifest.view(view)
+        f = v.feature(feat) if v else None
+        if f is None:
+            raise TransformCompileError(f"transform {t.name}: unknown input {ref}")
+        types[ref] = f.type
+    try:
+        compiled = compile_sql_transform(t.sql or "", types)
+    except TransformCompileError as e:
+        raise TransformCompileError(f"transform {t.name} ({t.location.path}): {e}") from e
+    coerce = _coerce_outputs(t)
+    fns = compiled.outputs
+
+    def run(env: Mapping[str, Any]) -> dict[str, Any]:
+        return coerce({name: fn(env) for name, fn, _t in fns})
+    return CompiledTransform(t.name, t.request, t.inputs, t.outputs, run)
+
+
+def _compile_python(root: Path, t: RequestTransform) -> CompiledTransform:
+    from featql.transforms.python_hooks import argument_keys, load_hook
+
+    fn = load_hook(root, t)
+    pairs = argument_keys(t, fn)
+    names = [c.name for c in t.outputs]
+    coerce = _coerce_outputs(t)
+
+    def run(env: Mapping[str, Any]) -> dict[str, Any]:
+        result = fn(**{p: env.get(k) for p, k in pairs})
+        if len(names) == 1 and not isinstance(result, dict):
+            result = {names[0]: result}
+        if not isinstance(result, dict):
+            raise TransformError(t.name, f"returned {type(result).__name__}, expected a dict "
+                                         f"with keys {', '.join(names)}")
+        missing = [n for n in names if n not in result]
+        if missing:
+            raise TransformError(t.name, f"result lacks output(s) {', '.join(missing)}")
+        return coerce({n: result[n] for n in names})
+    return CompiledTransform(t.name, t.request, t.inputs, t.outputs, run)
+
+
+def compile_transforms(manifest: Manifest, root: Path,
+                       names: Iterable[str] | None = None) -> dict[str, CompiledTransform]:
+    wanted = list(names) if names is not None else [t.name for t in manifest.transforms]
+    out: dict[str, CompiledTransform] = {}
+    for name in wanted:
+        t = manifest.transform(name)
+        if t is None:
+            raise TransformCompileError(f"unknown transform {name}")
+        out[name] = _compile_sql(manifest, t) if t.language == "sql" else _compile_python(root, t)
+    return out
+
+
+def _arrow_type(t: str) -> pa.DataType:
+    import pyarrow as pa
+
+    return {"BIGINT": pa.int64(), "INT": pa.int32(), "DOUBLE": pa.float64(),
+            "FLOAT": pa.float32(), "STRING": pa.string(), "BOOLEAN": pa.bool_(),
+            "TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32()}.get(t.upper(), pa.string())
+
+
+def _feature_column(ref: str) -> str:
+    view, feat = ref.split(".", 1)
+    return f"{view.replace(':', '_')}__{feat}"
+
+
+def apply_transforms(manifest: Manifest, project_root: Path | str, table: pa.Table,
+                     transforms: Iterable[str] | None = None) -> pa.Table:
+    """Append `<transform>__<output>` columns computed row-wise with the serving code.
+
+    `table` holds the request fields as columns named like the field (`amount`) and the input
+    features as `<view>__<feature>`; `transforms` defaults to every transform whose inputs the
+    table holds. Raises TransformError (with the row number) when a transform raises.
+    """
+    import pyarrow as pa
+
+    have = set(table.column_names)
+    compiled = compile_transforms(manifest, Path(project_root), transforms)
+    for name, ct in compiled.items():
+        needed = {f"request.{c.name}": c.name for c in ct.request}
+        needed.update({ref: _feature_column(ref) for ref in ct.inputs})
+        absent = [col for col in needed.values() if col not in have]
+        if absent:
+            if transforms is None:
+                continue
+            raise TransformError(name, f"the table lacks input column(s) {', '.join(absent)}")
+        results: dict[str, list[Any]] = {c.name: [] for c in ct.outputs}
+        row_no = 0
+        for batch in table.select(list(dict.fromkeys(needed.values()))).to_batches():
+            cols = {key: batch.column(col).to_pylist() for key, col in needed.items()}
+            keys = list(cols)
+            for values in zip(*cols.values(), strict=True):
+                try:
+                    out = ct(dict(zip(keys, values, strict=True)))
+                except TransformError as e:
+                    raise TransformError(name, f"row {row_no}: {e}") from e
+                for c in ct.outputs:
+                    results[c.name].append(out.get(c.name))
+                row_no += 1
+        for c in ct.outputs:
+            table = table.append_column(
+                f"{name}__{c.name}", pa.array(results[c.name], type=_arrow_type(c.type)))
+    return table
