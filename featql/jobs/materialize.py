@@ -25,6 +25,7 @@ from featql.core.progress import SILENT, Advance, Progress
 from featql.dialects.pit_sql import dedup_rows_sql
 from featql.engines.engine import Engine, open_engine
 from featql.jobs.relations import ProjectData, time_column, view_start
+from featql.offline.locks import WriterLock
 from featql.offline.store import OfflineStore, ViewLayout
 from featql.registry.materializations import Done, MaterializationState
 
@@ -169,9 +170,23 @@ def _run_view(view: FeatureView, todo: list[tuple[datetime, datetime]], n_planne
         return ViewRun(view.name, view.fingerprint, n_planned, 0, 0, 0,
                        "up to date" if n_planned else "no data in range")
     lay = ViewLayout.of(view)
+    # one writer per view at a time: wait for another run's lock, hold it until the last commit
+    lock = store.writer_lock(view.name).acquire(
+        lambda holder: advance(0, f"waiting for another materialize of {view.name}..."))
+    try:
+        return _write_view(view, todo, n_planned, lay, lock, data, store, state, workspace,
+                           overwrite, advance)
+    finally:
+        lock.release()
+
+
+def _write_view(view: FeatureView, todo: list[tuple[datetime, datetime]], n_planned: int,
+                lay: ViewLayout, lock: WriterLock, data: ProjectData, store: OfflineStore,
+                state: MaterializationState, workspace: str, overwrite: bool,
+                advance: Advance) -> ViewRun:
     first = view_start(view)
     rows = files = 0
-    txn = store.begin(lay) if overwrite else None
+    txn = store.begin(lay, lock) if overwrite else None
     recorded: list[Done] = []
     for chunk in _chunks(todo, view.schedule_seconds):
         a, b = chunk[0][0], chunk[-1][1]
@@ -181,7 +196,7 @@ def _run_view(view: FeatureView, todo: list[tuple[datetime, datetime]], n_planne
                                  [k.name for k in view.keys], view.timestamp,
                                  [f.name for f in view.features])
         table = data.engine.query(sql)
-        current = txn or store.begin(lay)
+        current = txn or store.begin(lay, lock)
         stats = current.add(table, chunk, open_below=first)
         done = [Done(s, e, *stats[s]) for s, e in chunk]
         if txn is None:

@@ -21,8 +21,12 @@ S3 has no rename, so a view folder there is never changed in place:
   (for readers without a manifest) only once it has committed data.
 
 The snapshot is deterministic (partitions and names sorted, no times, no run ids), so a re-run
-over the same data leaves every key and byte unchanged. One writer per view at a time (as for
-local stores); S3 offers no compare-and-swap through pyarrow to detect a second one.
+over the same data leaves every key and byte unchanged. One writer per view at a time: a
+transaction holds the view's writer lock (`featql.offline.locks`: a lease object taken with a
+conditional PUT, through boto3) from before it reads the snapshot until its sweep is done, so
+a sweep never deletes the uploads of a writer that has not committed yet, and a snapshot never
+drops what another writer committed meanwhile. The lease is checked right before the snapshot
+PUT; a writer that lost it commits nothing.
 A view folder without a snapshot (written before this protocol) is read by listing its
 `part-<interval>.parquet` files, and the first commit adopts them.
 """
@@ -32,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import warnings
 from datetime import datetime
@@ -42,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featql.engines.sources import s3_filesystem, s3_key
+from featql.offline.locks import WriterLock, s3_client
 from featql.offline.store import (
     META,
     PARQUET_OPTIONS,
@@ -100,8 +104,10 @@ def snapshot_json(live: Live) -> str:
 class S3WriteTxn:
     """Upload new files under content names; `commit()` PUTs the snapshot, then sweeps."""
 
-    def __init__(self, store: OfflineStore, lay: ViewLayout) -> None:
+    def __init__(self, store: OfflineStore, lay: ViewLayout, lock: WriterLock,
+                 own_lock: bool = True) -> None:
         self.store, self.lay = store, lay
+        self.lock, self.own_lock = lock, own_lock
         self.vdir = store.view_dir(lay.view, lay.fingerprint)
         self.fs = s3_filesystem()
         self.base = live_files(store, self.vdir, lay.hourly)
@@ -137,6 +143,7 @@ class S3WriteTxn:
         for (p, _), name in self.new.items():
             snap.setdefault(p, []).append(name)
         live: Live = {p: tuple(sorted(v)) for p, v in snap.items() if v}
+        self.lock.check()  # a writer that lost its lease must not commit
         _put(self.fs, f"{self.vdir}/{SNAPSHOT}", snapshot_json(live))  # the commit point
         _put(self.fs, f"{self.vdir}/{META}", meta_json(self.lay))
         if self.vdir in self.store._swept:
@@ -147,11 +154,19 @@ class S3WriteTxn:
             sweep(self.fs, self.vdir, live)
             self.store._swept.add(self.vdir)
         self.base, self.tokens, self.new, self.uploaded = live, set(), {}, set()
+        self.close()
 
     def abort(self) -> None:
         """Delete what this transaction uploaded (nothing committed lists it)."""
         delete(self.fs, self.vdir, sorted(self.uploaded))
         self.uploaded = set()
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock if this transaction took it (idempotent; uploads not committed are
+        left for the next writer's sweep)."""
+        if self.own_lock:
+            self.lock.release()
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -197,15 +212,7 @@ def delete(fs: pafs.S3FileSystem, vdir: str, rels: list[str]) -> None:
 
 
 def _client() -> Any:
-    try:
-        import boto3
-    except ImportError:
-        return None
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint and "://" not in endpoint:
-        endpoint = f"http://{endpoint}"
-    return boto3.client("s3", endpoint_url=endpoint or None,
-                        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    return s3_client()
 
 
 def _delete_with_pyarrow(fs: pafs.S3FileSystem, root: str, rels: list[str]) -> None:

@@ -17,14 +17,21 @@ options, names derived from the data's intervals (and, on S3, bytes), so rewriti
 gives the same bytes under the same names.
 
 Every write is one transaction (`begin` / `add` / `commit`): a failure at any point leaves the
-previous data readable and whole, never a mix. Two protocols, one per kind of storage:
+previous data readable and whole, never a mix. A transaction holds its view's writer lock
+(`featql.offline.locks`: an flock locally, a conditional-PUT lease on S3) from `begin` until
+its commit is finished, so concurrent writers of a view run one after the other: a second
+writer waits for the first, never removes or overwrites what the first is staging. Two
+protocols, one per kind of storage:
 
 - Local folders: new partitions are built in `_staging-<token>/`, then a journal
   `_swap-<token>.json` is written (the commit point) and partitions are swapped by renames. A
   run killed before the journal leaves the old data untouched (its staging folder is removed by
   the next writer); after it, readers already see the new partitions and the next writer
-  finishes the swap. Every `.parquet` file under `date=` is live once no swap is pending, so
-  the folder stays a plain partitioned Parquet dataset any tool can read.
+  finishes the swap. A staging folder holds `_writer.json`, its writer's pid, host and start
+  time: `recover` removes a staging folder only when its writer is dead (its pid is gone, or
+  the view's lock is free), never one a live writer is filling. Every `.parquet` file under
+  `date=` is live once no swap is pending, so the folder stays a plain partitioned Parquet
+  dataset any tool can read.
 - `s3://` (no rename): content-named files that never overwrite a live one, and the snapshot
   object written last in one PUT; readers list files from the snapshot, and files it does not
   list are garbage deleted by the next writer after its own commit (see `offline_s3`).
@@ -36,6 +43,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -49,6 +57,7 @@ from featql.core.config import ProjectConfig
 from featql.core.errors import UserError
 from featql.core.ir import FeatureView, Manifest
 from featql.engines.sources import is_s3, s3_filesystem, s3_key
+from featql.offline.locks import Writer, WriterLock, view_lock
 from featql.semantics.arrow_types import arrow_type
 
 if TYPE_CHECKING:
@@ -61,6 +70,8 @@ PARQUET_OPTIONS: dict[str, Any] = {
 }
 META = "_featql_view.json"
 TILE_START = "_tile_start"
+WRITER = "_writer.json"  # in a staging folder: its writer (`locks.Writer`)
+_OPEN_STAGES: set[str] = set()  # staging folders of this process's open transactions
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,7 @@ class OfflineStore:
         if not is_s3(path) and not Path(path).is_absolute():
             path = str((Path(project_root) / path).resolve())
         self.path = path.rstrip("/")
+        self.project_root: str | None = str(Path(project_root).resolve())
         self.workspace = workspace
         self.manifest = manifest
         self._swept: set[str] = set()  # S3 view folders this store's writers swept
@@ -118,6 +130,7 @@ class OfflineStore:
     def at(path: str | Path, workspace: str = "dev",
            manifest: Manifest | None = None) -> OfflineStore:
         store = OfflineStore(".", None, workspace, manifest)
+        store.project_root = None
         store.path = str(path).rstrip("/") if is_s3(str(path)) else str(Path(path).resolve())
         return store
 
@@ -213,42 +226,92 @@ class OfflineStore:
         raise AssertionError("unreachable")
 
     # -- writing -----------------------------------------------------------------------------
-    def begin(self, lay: ViewLayout) -> WriteTxn | S3WriteTxn:
-        """Start replacing intervals of a view; nothing is visible before `commit()`."""
-        if is_s3(self.path):
-            from featql.offline.s3 import S3WriteTxn
+    def writer_lock(self, view: str) -> WriterLock:
+        """The writer lock of a view (not yet acquired): `lock.acquire(on_wait)` waits for
+        other writers (up to FEATQL_LOCK_TIMEOUT seconds), `lock.release()`."""
+        return view_lock(self.path, self.project_root, self.workspace, view)
 
-            return S3WriteTxn(self, lay)
-        return WriteTxn(self, lay)
+    def begin(self, lay: ViewLayout, lock: WriterLock | None = None,
+              on_wait: Callable[[Writer | None], None] | None = None,
+              ) -> WriteTxn | S3WriteTxn:
+        """Start replacing intervals of a view; nothing is visible before `commit()`.
+
+        The transaction holds the view's writer lock until `commit()` or `close()`: `lock`, one
+        the caller acquired and keeps (released by the caller, for several transactions in a
+        row), or else its own, acquired here (waiting for other writers, `on_wait` told once)."""
+        own = lock is None
+        held = self.writer_lock(lay.view).acquire(on_wait) if lock is None else lock
+        held.check()
+        try:
+            if is_s3(self.path):
+                from featql.offline.s3 import S3WriteTxn
+
+                return S3WriteTxn(self, lay, held, own)
+            return WriteTxn(self, lay, held, own)
+        except BaseException:
+            if own:
+                held.release()
+            raise
 
     def write(self, lay: ViewLayout, table: pa.Table,
               intervals: list[tuple[datetime, datetime]], *, open_below: datetime | None = None,
               ) -> dict[datetime, tuple[int, int]]:
         """Replace the data of `intervals` by `table`'s rows in one transaction."""
         txn = self.begin(lay)
-        stats = txn.add(table, intervals, open_below)
-        txn.commit()
+        try:
+            stats = txn.add(table, intervals, open_below)
+            txn.commit()
+        finally:
+            txn.close()  # the lock is free again; what a failure staged is left for recover
         return stats
 
     def recover(self, view: str, fingerprint: str) -> None:
-        """Finish swaps that were committed and drop staging left by killed runs; on S3, delete
-        the files the committed snapshot does not list (writers only)."""
+        """Clean up after dead writers: finish swaps that were committed and drop the staging
+        of killed runs; on S3, delete the files the committed snapshot does not list.
+
+        Only what dead writers left is touched. When the view's writer lock is free (taken
+        here for the clean-up), every writer is dead and all of it goes. When another process
+        holds it, only staging folders whose writer's pid is gone (on this host) are removed;
+        swaps and, on S3, uncommitted files are left to the holder."""
+        vdir = self.view_dir(view, fingerprint)
+        if is_s3(self.path):
+            if not self._exists(f"{vdir}/{META}"):
+                return
+        elif not os.path.isdir(vdir):
+            return
+        lock = self.writer_lock(view)
+        if lock.try_acquire():
+            try:
+                self._recover(view, fingerprint, locked=True)
+            finally:
+                lock.release()
+        else:
+            self._recover(view, fingerprint, locked=False)
+
+    def _recover(self, view: str, fingerprint: str, locked: bool) -> None:
+        """`recover`; `locked`: this process holds the view's writer lock."""
         vdir = self.view_dir(view, fingerprint)
         if is_s3(self.path):
             from featql.offline.s3 import live_files, sweep
 
-            if self._exists(f"{vdir}/{META}"):
+            if locked and self._exists(f"{vdir}/{META}"):
                 sweep(s3_filesystem(), vdir,
                       live_files(self, vdir, self.layout(view, fingerprint).hourly))
             return
         if not os.path.isdir(vdir):
             return
+        if locked:
+            for name in sorted(os.listdir(vdir)):
+                if name.startswith("_swap-") and name.endswith(".json"):
+                    journal = json.loads(Path(vdir, name).read_text())
+                    _finish_swap(vdir, journal, name[len("_swap-"):-len(".json")])
         for name in sorted(os.listdir(vdir)):
-            if name.startswith("_swap-") and name.endswith(".json"):
-                journal = json.loads(Path(vdir, name).read_text())
-                _finish_swap(vdir, journal, name[len("_swap-"):-len(".json")])
-        for name in sorted(os.listdir(vdir)):
-            if name.startswith(("_staging-", "_trash-")):
+            if not name.startswith(("_staging-", "_trash-")):
+                continue
+            stage = f"{vdir}/_staging-{name.split('-', 1)[1]}"
+            if stage in _OPEN_STAGES:  # a transaction of this process
+                continue
+            if locked or (name.startswith("_staging-") and _writer_gone(stage)):
                 shutil.rmtree(f"{vdir}/{name}", ignore_errors=True)
 
     # -- file system helpers (local paths or s3://) -----------------------------------------
@@ -303,15 +366,19 @@ class WriteTxn:
     """Local folders: new files go to `_staging-<token>/`; `commit()` swaps the touched
     partitions in (S3: `offline_s3.S3WriteTxn`, same methods)."""
 
-    def __init__(self, store: OfflineStore, lay: ViewLayout) -> None:
+    def __init__(self, store: OfflineStore, lay: ViewLayout, lock: WriterLock,
+                 own_lock: bool = True) -> None:
         self.store, self.lay = store, lay
+        self.lock, self.own_lock = lock, own_lock
         self.vdir = store.view_dir(lay.view, lay.fingerprint)
         self.token = uuid.uuid4().hex[:12]
         self.stage = f"_staging-{self.token}"
         self.new_parts: set[str] = set()
         self.tokens: set[str] = set()
-        store.recover(lay.view, lay.fingerprint)
+        store._recover(lay.view, lay.fingerprint, locked=True)
         os.makedirs(f"{self.vdir}/{self.stage}", exist_ok=True)
+        _OPEN_STAGES.add(f"{self.vdir}/{self.stage}")
+        _write_text(f"{self.vdir}/{self.stage}/{WRITER}", lock.me.to_json())
 
     def add(self, table: pa.Table, intervals: list[tuple[datetime, datetime]],
             open_below: datetime | None = None) -> dict[datetime, tuple[int, int]]:
@@ -328,6 +395,7 @@ class WriteTxn:
 
     def commit(self) -> None:
         vdir, store = self.vdir, self.store
+        self.lock.check()
         _write_text(f"{vdir}/{META}", meta_json(self.lay))
         touched = set(self.new_parts)
         for p in store._partitions(vdir, self.lay.hourly):
@@ -350,9 +418,27 @@ class WriteTxn:
                                                "replace": replace, "delete": delete}
         _write_text(f"{vdir}/_swap-{self.token}.json", json.dumps(journal, sort_keys=True))
         _finish_swap(vdir, journal, self.token)
+        self.close()
 
     def abort(self) -> None:
         shutil.rmtree(f"{self.vdir}/{self.stage}", ignore_errors=True)
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock (if this transaction took it); what is staged stays for `recover`
+        (idempotent; `commit` and `abort` close)."""
+        _OPEN_STAGES.discard(f"{self.vdir}/{self.stage}")
+        if self.own_lock:
+            self.lock.release()
+
+
+def _writer_gone(stage: str) -> bool:
+    """Whether the writer recorded in a staging folder is known to be dead."""
+    try:
+        writer = Writer.parse(Path(stage, WRITER).read_text())
+    except OSError:
+        return False  # no record (or not yet written): it may be alive
+    return writer is not None and writer.gone()
 
 
 def _finish_swap(vdir: str, journal: dict[str, list[str] | str], token: str) -> None:
