@@ -16,7 +16,7 @@ DEFAULT_EXCLUDE = ("target", ".featql", "data", ".venv", "node_modules", "__pyca
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "project": ("name", "exclude"),
     "offline": ("engine", "path"),
-    "online": ("store", "path", "region", "endpoint_url", "table_prefix"),
+    "online": ("store", "path", "region", "endpoint_url", "table_prefix", "read_deadline_ms"),
     "spark": ("master", "conf"),
     "serve": ("host", "port", "workers", "threads", "max_entities", "max_body_bytes"),
 }
@@ -103,6 +103,8 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, Any], ...] = (
     ("offline", "path", "a string", lambda v: isinstance(v, str)),
     ("online", "store", "\"sqlite\" or \"dynamodb\"", lambda v: v in ("sqlite", "dynamodb")),
     ("online", "path", "a string", lambda v: isinstance(v, str)),
+    ("online", "read_deadline_ms", "a number of milliseconds (0 < ms <= 600000)",
+     lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 600_000),
     ("spark", "master", "a string", lambda v: isinstance(v, str)),
     ("spark", "conf", "a table of settings", lambda v: isinstance(v, dict)),
 )

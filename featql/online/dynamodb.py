@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import os
 import random
 import re
 import threading
@@ -34,13 +35,14 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 from featql.online.base import STATE_PREFIX, Cell, OnlineStoreError, WriteReport
 
 MAX_BATCH_GET = 100
-_RETRIES = 12
+DEFAULT_READ_DEADLINE_MS = 200
 _BACKOFF_S = 0.004
-_BACKOFF_CAP_S = 0.5
+_BACKOFF_CAP_S = 0.1
 
 
 def table_name(prefix: str, workspace: str) -> str:
@@ -48,19 +50,53 @@ def table_name(prefix: str, workspace: str) -> str:
     return name if len(name) >= 3 else name + "_ws"
 
 
-def make_client(region: str | None, endpoint_url: str | None, pool: int = 64) -> Any:
+def make_session(endpoint_url: str | None) -> Any:
+    """A botocore session; a local DynamoDB-compatible endpoint (dynalite, DynamoDB Local)
+    accepts any key, so one is set when nothing else provides credentials."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    if endpoint_url and session.get_credentials() is None:
+        session.set_credentials("featql", "featql")
+    return session
+
+
+def make_client(session: Any, region: str | None, endpoint_url: str | None, *, pool: int = 64,
+                attempts: int = 4, verify: bool | str | None = None,
+                proxies: dict[str, str] | None = None) -> Any:
+    """A DynamoDB client of `session`. `attempts`: botocore's own tries per call (1 for the
+    read client: the store retries reads itself, within the read deadline)."""
     import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session()
-    kwargs: dict[str, Any] = {}
-    if endpoint_url and session.get_credentials() is None:
-        # A local DynamoDB-compatible endpoint (dynalite, DynamoDB Local) accepts any key.
-        kwargs.update(aws_access_key_id="featql", aws_secret_access_key="featql")
-    config = Config(max_pool_connections=pool, retries={"mode": "standard", "max_attempts": 4},
-                    connect_timeout=2, read_timeout=10, tcp_keepalive=True)
-    return session.client("dynamodb", region_name=region or "us-east-1",
-                          endpoint_url=endpoint_url or None, config=config, **kwargs)
+    config = Config(max_pool_connections=pool,
+                    retries={"mode": "standard", "max_attempts": attempts},
+                    connect_timeout=2, read_timeout=10, tcp_keepalive=True, proxies=proxies)
+    return boto3.session.Session(botocore_session=session).client(
+        "dynamodb", region_name=region or "us-east-1", endpoint_url=endpoint_url or None,
+        config=config, verify=verify)
+
+
+def effective_verify(session: Any, verify: bool | str | None) -> bool | str:
+    """The TLS verification botocore applies to a client created with `verify`: that value,
+    else the session's `ca_bundle` (AWS_CA_BUNDLE or the config file), else
+    REQUESTS_CA_BUNDLE, else True (botocore's default bundle)."""
+    if verify is None:
+        verify = session.get_config_variable("ca_bundle")
+    if verify is None:
+        verify = os.environ.get("REQUESTS_CA_BUNDLE", True)
+    return verify
+
+
+def proxy_for(endpoint_url: str, proxies: dict[str, str] | None) -> str | None:
+    """The proxy botocore sends requests to `endpoint_url` through, if any: `proxies` of the
+    client's Config when given, else HTTP(S)_PROXY from the environment unless NO_PROXY
+    exempts the host."""
+    from botocore.utils import get_environ_proxies
+
+    scheme = urlsplit(endpoint_url).scheme
+    chosen = proxies if proxies is not None else get_environ_proxies(endpoint_url)
+    return chosen.get(scheme) or None
 
 
 def stored_values(payload: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -88,28 +124,70 @@ class DynamoStore:
     def __init__(self, workspace: str, *, region: str | None = None,
                  endpoint_url: str | None = None, table_prefix: str = "featql_",
                  create: bool = True, client: Any = None, writers: int = 16,
-                 fast_reads: bool = True):
+                 fast_reads: bool = True, read_deadline_ms: float = DEFAULT_READ_DEADLINE_MS,
+                 verify: bool | str | None = None, proxies: dict[str, str] | None = None,
+                 session: Any = None):
+        """`verify` and `proxies` mean what they mean to botocore (`client(verify=)`,
+        `Config(proxies=)`); `session`: a botocore session (its credentials and config) to
+        use instead of a new one. A `client` given here serves every call, reads too."""
         self.table = table_name(table_prefix, workspace)
-        self.client = client if client is not None else make_client(region, endpoint_url)
+        self.read_deadline_ms = float(read_deadline_ms)
         self._writers = writers
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self.fast_reads = fast_reads
         self._reader: Any = None
+        self._read_client: Any = client
+        self._lean: tuple[str, str, Any, bool | str] | None = None
+        if client is not None:
+            self.client = client
+            self.read_path = "boto3 (a client was given)"
+        else:
+            self._session = make_session(endpoint_url) if session is None else session
+            self._client_args = (region, endpoint_url, verify, proxies)
+            self.client = make_client(self._session, region, endpoint_url, verify=verify,
+                                      proxies=proxies)
+            url = self.client.meta.endpoint_url
+            proxy = proxy_for(url, proxies)
+            if proxy is not None:  # botocore speaks proxies; the lean reader does not
+                self.read_path = f"boto3 (through the proxy {proxy})"
+            else:
+                self._lean = (url, self.client.meta.region_name, self._session,
+                              effective_verify(self._session, verify))
+                self.read_path = "lean"
+        self.fast_reads = fast_reads and self._lean is not None
         if create:
             self._ensure_table()
 
     def _fast_reader(self) -> Any:
         if self._reader is None:
-            from featql.online.dynamo_http import BatchGetClient
+            from featql.online.dynamo_http import BatchGetClient, CredentialsError
 
-            self._reader = BatchGetClient(self.client)
+            if self._lean is None:
+                raise OnlineStoreError(f"DynamoDB: no lean reader here: reads go through "
+                                       f"{self.read_path}")
+            url, region, session, verify = self._lean
+            try:
+                credentials = session.get_credentials()
+            except Exception as e:  # a credential provider that failed to load
+                raise CredentialsError(f"DynamoDB: the AWS credentials could not be loaded: "
+                                       f"{type(e).__name__}: {e}") from e
+            self._reader = BatchGetClient(url, region, credentials, verify=verify)
         return self._reader
+
+    def _boto3_reads(self) -> Any:
+        """The client reads go through when they do not go through the lean reader: the same
+        session and settings with botocore's own retries off (the read deadline governs)."""
+        if self._read_client is None:
+            region, endpoint_url, verify, proxies = self._client_args
+            self._read_client = make_client(self._session, region, endpoint_url, attempts=1,
+                                            verify=verify, proxies=proxies)
+        return self._read_client
 
     def _batch_get_call(self, request: dict[str, Any]) -> dict[str, Any]:
         """One BatchGetItem: the lean signed-HTTP client, or boto3 (`fast_reads=False`)."""
         if not self.fast_reads:
-            return self.client.batch_get_item(RequestItems=request)
+            resp: dict[str, Any] = self._boto3_reads().batch_get_item(RequestItems=request)
+            return resp
         got = self._fast_reader().batch_get_all([request])[0]
         if isinstance(got, Exception):
             raise got
@@ -220,13 +298,16 @@ class DynamoStore:
             "Keys": [{"item": {"S": k}} for k in uniq[i:i + MAX_BATCH_GET]],
             "ProjectionExpression": projection, "ExpressionAttributeNames": names}}
             for i in range(0, len(uniq), MAX_BATCH_GET)]
+        deadline = time.monotonic() + self.read_deadline_ms / 1000
         if self.fast_reads:  # all chunks in flight at once: one round trip of latency
             firsts: list[Any] = self._fast_reader().batch_get_all(requests)
-            found = [self._batch_get(r, first) for r, first in zip(requests, firsts, strict=True)]
+            found = [self._batch_get(r, deadline, first)
+                     for r, first in zip(requests, firsts, strict=True)]
         elif len(requests) == 1:
-            found = [self._batch_get(requests[0])]
+            found = [self._batch_get(requests[0], deadline)]
         else:  # concurrent: still one round trip of latency
-            found = list(self._executor().map(self._batch_get, requests))
+            found = list(self._executor().map(lambda r: self._batch_get(r, deadline),
+                                              requests))
         out: dict[str, dict[str, bytes]] = {}
         attr_view = {"d:" + v: v for v in views}
         tiles_view = {"t:" + v: v for v in views if v in full}
@@ -254,15 +335,19 @@ class DynamoStore:
                 out[key] = cells
         return out
 
-    def _batch_get(self, request: dict[str, Any], first: Any = None) -> list[dict[str, Any]]:
-        """Items of one BatchGetItem, retrying errors that can be retried and UnprocessedKeys
-        with exponential backoff. `first`: the answer (or exception) of a first attempt made
+    def _batch_get(self, request: dict[str, Any], deadline: float,
+                   first: Any = None) -> list[dict[str, Any]]:
+        """Items of one BatchGetItem, retrying throttling, errors that can be retried and
+        UnprocessedKeys with jittered exponential backoff until `deadline` (monotonic time),
+        then an OnlineStoreError. `first`: the answer (or exception) of a first attempt made
         by the caller. Binary values may be bytes (boto3) or base64 text (the lean reader)."""
-        c = self.client
-        got: list[dict[str, Any]] = []
-        from featql.online.dynamo_http import DynamoHttpError
+        from botocore.exceptions import ClientError
 
-        for attempt in range(_RETRIES):
+        from featql.online.dynamo_http import _RETRYABLE, DynamoHttpError
+
+        got: list[dict[str, Any]] = []
+        attempt = 0
+        while True:
             try:
                 if first is None:
                     resp = self._batch_get_call(request)
@@ -270,25 +355,44 @@ class DynamoStore:
                     resp, first = first, None
                     if isinstance(resp, Exception):
                         raise resp
-            except (c.exceptions.ResourceNotFoundException, DynamoHttpError) as e:
-                if isinstance(e, DynamoHttpError) and e.retryable:
-                    time.sleep(min(_BACKOFF_CAP_S, _BACKOFF_S * 2 ** attempt))
+            except (DynamoHttpError, ClientError) as e:
+                if isinstance(e, DynamoHttpError):
+                    kind, retryable = e.kind, e.retryable
+                else:
+                    kind = str(e.response.get("Error", {}).get("Code", ""))
+                    status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+                    retryable = kind in _RETRYABLE or status >= 500
+                if retryable:
+                    self._backoff(attempt, deadline, f"DynamoDB answered {kind}")
+                    attempt += 1
                     continue
-                if "ResourceNotFound" in type(e).__name__ + str(e):
+                if kind == "ResourceNotFoundException":
                     raise OnlineStoreError(
                         f"DynamoDB table {self.table} does not exist: run "
                         "`featql materialize --online` for this workspace first") from e
                 raise OnlineStoreError(f"DynamoDB read from {self.table} failed: {e}") from e
-            except Exception as e:
-                raise OnlineStoreError(f"DynamoDB read from {self.table} failed: {e}") from e
+            except OnlineStoreError:
+                raise  # credentials that could not be refreshed, a CA bundle that cannot load
+            except Exception as e:  # the endpoint unreachable, credentials missing (boto3) ...
+                raise OnlineStoreError(f"DynamoDB read from {self.table} failed: "
+                                       f"{type(e).__name__}: {e}") from e
             got.extend(resp.get("Responses", {}).get(self.table, []))
             request = resp.get("UnprocessedKeys") or {}
             if not request:
                 return got
-            time.sleep(min(_BACKOFF_CAP_S, _BACKOFF_S * 2 ** attempt) * (0.5 + random.random()))
-        raise OnlineStoreError(
-            f"DynamoDB kept {len(request[self.table]['Keys'])} keys unprocessed after "
-            f"{_RETRIES} attempts (throttled): retry the request")
+            self._backoff(attempt, deadline, f"DynamoDB kept {len(request[self.table]['Keys'])} "
+                          "keys unprocessed (throttled)")
+            attempt += 1
+
+    def _backoff(self, attempt: int, deadline: float, why: str) -> None:
+        """Sleep before retry `attempt + 1` (full jitter: uniform up to 4 ms x 2^attempt,
+        capped), or raise when that retry could not start before the deadline."""
+        pause = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_S * 2 ** attempt))
+        if time.monotonic() + pause >= deadline:
+            raise OnlineStoreError(
+                f"{why}: gave up after {attempt + 1} attempts at the read deadline of "
+                f"{self.read_deadline_ms:g} ms ([online] read_deadline_ms): retry the request")
+        time.sleep(pause)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def get_state(self, name: str) -> bytes | None:

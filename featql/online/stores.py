@@ -30,7 +30,8 @@ def open_store(config: ProjectConfig, root: Path, workspace: str, *,
         opts = config.online
         return DynamoStore(workspace, region=opts.get("region"),
                            endpoint_url=opts.get("endpoint_url"),
-                           table_prefix=str(opts.get("table_prefix", "featql_")), create=create)
+                           table_prefix=str(opts.get("table_prefix", "featql_")), create=create,
+                           read_deadline_ms=float(opts.get("read_deadline_ms", 200)))
     from featql.core.diagnostics import did_you_mean
 
     hint = did_you_mean(kind, STORES) or f"choose one of {', '.join(STORES)}"

@@ -188,27 +188,31 @@ def test_unprocessed_keys_are_retried_not_missing(dynalite: str, tmp_path: Path,
 
 
 @pytest.mark.parametrize("token", [None, "session-token"])
-def test_lean_reader_signs_like_botocore(token: str | None) -> None:
-    """The hot-path SigV4 signature equals botocore's for the same request and time."""
-    import boto3
+def test_lean_reader_signs_like_botocore(token: str | None, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """The hot-path SigV4 signature equals botocore's for the same request and time
+    (tests/serve/test_dynamo_signing.py compares many endpoints with a real client's)."""
+    import datetime as dt
+
+    from botocore import auth
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
 
     from featql.online.dynamo_http import BatchGetClient
 
-    client = boto3.session.Session().client(
-        "dynamodb", region_name="eu-west-3", aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-        aws_session_token=token)
-    reader = BatchGetClient(client)
+    monkeypatch.setattr(auth, "get_current_datetime", lambda *a, **k: dt.datetime(2026, 1, 2))
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    url = "https://dynamodb.eu-west-3.amazonaws.com"
+    reader = BatchGetClient(url, "eu-west-3", creds)
     body = b'{"RequestItems": {"t": {"Keys": [{"item": {"S": "user#[1]"}}]}}}'
-    req = AWSRequest(method="POST", url=client.meta.endpoint_url, data=body, headers={
+    req = AWSRequest(method="POST", url=url + "/", data=body, headers={
         "Content-Type": "application/x-amz-json-1.0",
         "X-Amz-Target": "DynamoDB_20120810.BatchGetItem"})
-    SigV4Auth(client._request_signer._credentials.get_frozen_credentials(), "dynamodb",
-              "eu-west-3").add_auth(req)
-    ours = reader._headers(body, amz_date=req.headers["X-Amz-Date"])
+    SigV4Auth(creds, "dynamodb", "eu-west-3").add_auth(req)
+    ours = reader._headers(body)
     assert ours["authorization"] == req.headers["Authorization"]
+    assert ours["x-amz-date"] == "20260102T000000Z"
     assert ours.get("x-amz-security-token") == token
 
 
