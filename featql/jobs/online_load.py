@@ -209,17 +209,21 @@ def tile_cells(view: FeatureView, table: pa.Table, hi_us: int,
 def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
                 views: Sequence[str] | None = None, progress: Progress = SILENT, *,
                 end: dt.datetime | None = None, store: OnlineStore | None = None,
-                scan: Scan | None = None, full: bool = False) -> LoadReport:
+                scan: Scan | None = None, full: bool = False,
+                config: ProjectConfig | None = None) -> LoadReport:
     """Load the online store of `workspace` from the offline data (see module doc).
 
     `end` (naive UTC) bounds the data loaded (rows before it, tiles ending by it); `full`
-    ignores the incremental state.
+    ignores the incremental state. `config` defaults to the project's featql.toml.
     """
-    from featql.compiler.project import compile_project
     from featql.online.stores import open_store
 
     root = Path(project_root)
-    config = compile_project(root).config if store is None or scan is None else None
+    if config is None and (store is None or scan is None):
+        from featql.core.config import CONFIG_FILE, load_config
+        from featql.core.diagnostics import Diagnostics
+
+        config = load_config(root, CONFIG_FILE, Diagnostics())
     own_store = store is None
     if store is None:
         assert config is not None

@@ -1,7 +1,9 @@
 """The registry: applied definitions per workspace, apply history, plans and backfill state.
 
 `open_registry(root)` opens the embedded SQLite registry of a project; `build_plan` diffs a
-compiled manifest against a workspace; `record` applies a plan atomically. See README.md.
+compiled manifest against a workspace; `record` applies a plan atomically;
+`load_applied(root, workspace)` is what runs (PRODUCT §3): the workspace's applied manifest and
+hook sources. `selected(root)` is the workspace `featql workspace select` chose. See README.md.
 """
 
 from __future__ import annotations
@@ -9,6 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from featql.core.ir import Manifest
+from featql.registry.applied import (
+    Applied,
+    HookPathError,
+    find_applied,
+    load_applied,
+    unapplied_changes,
+    unapplied_warning,
+    workspace_of,
+)
 from featql.registry.sqlite import SqliteRegistry, registry_path
 from featql.registry.store import (
     DEFAULT_WORKSPACE,
@@ -16,26 +27,32 @@ from featql.registry.store import (
     RegistryError,
     StalePlanError,
 )
+from featql.registry.workspaces import selected
 
 
 def open_registry(root: Path, timeout: float | None = None) -> SqliteRegistry:
     return SqliteRegistry(registry_path(root), timeout)
 
 
-def applied_manifest(root: Path, workspace: str = DEFAULT_WORKSPACE) -> Manifest | None:
-    """What is applied to `workspace` (None when nothing is, or the project has no registry):
-    the definitions the runtime and the server of that workspace should use."""
-    from featql.registry.sqlite import registry_path as _path
+def apply_now(root: Path, manifest: Manifest, workspace: str = DEFAULT_WORKSPACE) -> int:
+    """Plan `manifest` against `workspace` and record it, without asking and without running
+    its backfills (they stay pending for `featql materialize`); the apply's id. For scripts and
+    test fixtures; `featql apply` is the command."""
+    from featql.registry import workspaces
+    from featql.registry.applier import build_plan, record
 
-    if not _path(root).exists():
-        return None
     reg = open_registry(root)
     try:
-        state = reg.applied(workspace)
+        ws = workspaces.resolve(root, workspace, reg, create_default=True)
+        plan = build_plan(root, manifest, reg, ws)
+        if not plan.has_changes and plan.base is not None:
+            return plan.base.id
+        return record(root, reg, plan)
     finally:
         reg.close()
-    return state.manifest if state else None
 
 
-__all__ = ["DEFAULT_WORKSPACE", "Registry", "RegistryError", "SqliteRegistry", "StalePlanError",
-           "applied_manifest", "open_registry"]
+__all__ = ["DEFAULT_WORKSPACE", "Applied", "HookPathError", "Registry", "RegistryError",
+           "SqliteRegistry", "StalePlanError", "apply_now", "find_applied", "load_applied",
+           "open_registry", "selected", "unapplied_changes", "unapplied_warning",
+           "workspace_of"]

@@ -1,14 +1,15 @@
 """Plan against a workspace, record an apply atomically, then run (or queue) its backfills.
 
-The registry write is one transaction (see sqlite.py); backfills run after it, outside the
-lock, through the offline engine's `featql.jobs.materialize.materialize` when it is
-installed. Each backfill's status (pending / done / failed) is kept in the registry.
+The registry write is one transaction (see sqlite.py) holding the manifest and the source of
+its Python hooks (applied.py); backfills run after it, outside the lock, through the engine
+function the caller passes (the CLI passes `featql.jobs.materialize.materialize`: the registry
+sits below the jobs and never imports them). Each backfill's status (pending / done / failed)
+is kept in the registry.
 """
 
 from __future__ import annotations
 
 import getpass
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,11 +20,10 @@ from pathlib import Path
 
 from featql.core.ir import Manifest
 from featql.core.manifest import dumps
+from featql.registry.applied import hook_sources
 from featql.registry.planner import Plan, make_plan
 from featql.registry.render import change_json, short_summary
 from featql.registry.store import NewApply, Registry
-
-MATERIALIZE_MODULE = "featql.jobs.materialize"
 
 
 def build_plan(root: Path, manifest: Manifest, registry: Registry, workspace: str,
@@ -60,15 +60,17 @@ def current_user() -> str:
 
 
 def record(root: Path, registry: Registry, plan: Plan) -> int:
-    """Write the plan's manifest as the workspace's new state (raises StalePlanError when the
-    workspace changed since the plan was made)."""
+    """Write the plan's manifest and the source of its Python hooks (read from `root` now) as
+    the workspace's new state (raises StalePlanError when the workspace changed since the plan
+    was made, HookPathError when a hook resolves outside the project)."""
     backfills = tuple((b.view, b.fingerprint) for b in plan.backfills if b.intervals > 0)
+    hooks = hook_sources(root, plan.manifest)
     return registry.record_apply(NewApply(
         workspace=plan.workspace, manifest_json=dumps(plan.manifest),
         base_apply=plan.base.id if plan.base else None, user=current_user(),
         git_commit=git_commit(root), summary=short_summary(plan),
         changes_json=json.dumps([change_json(c) for c in plan.changes], sort_keys=True),
-        backfills=backfills))
+        backfills=backfills, hooks=hooks))
 
 
 @dataclass(frozen=True)
@@ -79,29 +81,17 @@ class BackfillOutcome:
 
 
 Engine = Callable[..., object]
-
-
-def load_engine() -> Engine | None:
-    """The offline engine's `materialize(project_root, manifest, workspace, views=[...])`, or
-    None while featql.jobs.materialize is not installed."""
-    try:
-        if importlib.util.find_spec(MATERIALIZE_MODULE) is None:
-            return None
-    except ModuleNotFoundError:
-        return None
-    module = importlib.import_module(MATERIALIZE_MODULE)
-    engine: Engine = module.materialize
-    return engine
+"""`engine(project_root, manifest, workspace, views=[...])`: materializes the views offline."""
 
 
 def run_backfills(root: Path, registry: Registry, plan: Plan, apply_id: int,
-                  say: Callable[[str], None]) -> BackfillOutcome:
+                  say: Callable[[str], None], engine: Engine | None) -> BackfillOutcome:
+    """Run the apply's pending backfills with `engine` (None: leave them pending)."""
     rows = [b for b in registry.backfills(plan.workspace)
             if b.apply_id == apply_id and b.status == "pending"]
     views = [b.view for b in rows]
     if not views:
         return BackfillOutcome((), (), None)
-    engine = load_engine()
     if engine is None:
         for b in rows:
             registry.set_backfill(b.id, "pending", "offline engine not installed")

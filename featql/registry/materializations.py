@@ -1,6 +1,7 @@
-"""What batch materialization has done: a small SQLite store at `<project>/.featql/registry.db`.
+"""What batch materialization has done, kept in the registry (`<project>/.featql/registry.db`).
 
-Table (shared with the registry, issue 4, which reads it):
+The offline engine (featql.jobs) reads and writes it only through `MaterializationState`; the
+table is created with the registry's others (featql/registry/sqlite.py):
 
     materializations(
         workspace      TEXT NOT NULL,     -- "dev", "prod", ...
@@ -20,26 +21,12 @@ A row means: the interval's data is in the offline store under
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-DB_PATH = Path(".featql") / "registry.db"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS materializations (
-    workspace      TEXT NOT NULL,
-    view           TEXT NOT NULL,
-    fingerprint    TEXT NOT NULL,
-    interval_start TEXT NOT NULL,
-    interval_end   TEXT NOT NULL,
-    rows           INTEGER NOT NULL,
-    files          INTEGER NOT NULL,
-    finished_at    TEXT NOT NULL,
-    PRIMARY KEY (workspace, view, fingerprint, interval_start)
-)
-"""
+from featql.registry.sqlite import SqliteRegistry, registry_path
 
 
 @dataclass(frozen=True)
@@ -56,40 +43,37 @@ def iso(t: datetime) -> str:
 
 class MaterializationState:
     def __init__(self, project_root: str | Path) -> None:
-        self.path = Path(project_root) / DB_PATH
+        self.path = registry_path(Path(project_root))
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=30)
-        con.execute(SCHEMA)
-        return con
+    def _open(self) -> SqliteRegistry:
+        return SqliteRegistry(self.path, 30.0)
 
     def done(self, workspace: str, view: str, fingerprint: str) -> list[Done]:
         if not self.path.exists():
             return []
-        con = self._connect()
+        reg = self._open()
         try:
-            rows = con.execute(
+            rows = reg.db.execute(
                 "SELECT interval_start, interval_end, rows, files FROM materializations "
                 "WHERE workspace = ? AND view = ? AND fingerprint = ? ORDER BY interval_start",
                 (workspace, view, fingerprint)).fetchall()
         finally:
-            con.close()
+            reg.close()
         return [Done(datetime.fromisoformat(a), datetime.fromisoformat(b), r, f)
                 for a, b, r, f in rows]
 
     def record(self, workspace: str, view: str, fingerprint: str,
                intervals: Iterable[Done]) -> None:
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        con = self._connect()
+        reg = self._open()
         try:
-            with con:
-                con.executemany(
+            with reg.write():
+                reg.db.executemany(
                     "INSERT OR REPLACE INTO materializations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [(workspace, view, fingerprint, iso(d.start), iso(d.end), d.rows, d.files,
                       now) for d in intervals])
         finally:
-            con.close()
+            reg.close()
 
 
 def covers(done: list[Done], start: datetime, end: datetime) -> bool:

@@ -5,17 +5,23 @@ the database's write lock, and a second writer waits up to the busy timeout, the
 clear message. Inside the lock the workspace's head is compared with the head the plan was
 computed against, so an apply never overwrites a change it has not shown the user.
 
-The materialization state (`materializations`) is written by the offline engine into the same
-file (featql/runtime/state.py); the registry only reads it, and treats it as empty while the
-table does not exist.
+The file is created whole: the tables are written into a temporary file that is then linked
+into place, so a `registry.db` that exists is either complete or not featql's. An empty
+(zero-length) or unreadable file is an error naming the file, never a new registry.
+
+The materialization state (`materializations`, written by the offline engine through
+`featql.registry.materializations`) lives in the same file; nothing outside this package runs
+SQL on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +39,7 @@ from featql.registry.store import (
     WorkspaceInfo,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: registry_hooks (the Python hook sources of each apply)
 REGISTRY_FILE = "registry.db"
 DEFAULT_TIMEOUT = 30.0
 
@@ -66,6 +72,23 @@ CREATE TABLE IF NOT EXISTS registry_backfills (
   message TEXT NOT NULL DEFAULT '',
   updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS registry_hooks (
+  apply_id INTEGER NOT NULL,
+  module TEXT NOT NULL,
+  source TEXT NOT NULL,
+  PRIMARY KEY (apply_id, module)
+);
+CREATE TABLE IF NOT EXISTS materializations (
+  workspace      TEXT NOT NULL,
+  view           TEXT NOT NULL,
+  fingerprint    TEXT NOT NULL,
+  interval_start TEXT NOT NULL,
+  interval_end   TEXT NOT NULL,
+  rows           INTEGER NOT NULL,
+  files          INTEGER NOT NULL,
+  finished_at    TEXT NOT NULL,
+  PRIMARY KEY (workspace, view, fingerprint, interval_start)
+);
 """
 
 
@@ -77,6 +100,52 @@ def registry_path(project_root: Path) -> Path:
     return project_root / ".featql" / REGISTRY_FILE
 
 
+def _create_tables(db: sqlite3.Connection) -> None:
+    for stmt in _SCHEMA.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
+    db.execute("INSERT OR REPLACE INTO registry_meta VALUES ('schema_version', ?)",
+               (str(SCHEMA_VERSION),))
+
+
+def connect(path: Path, timeout: float = DEFAULT_TIMEOUT) -> sqlite3.Connection:
+    """A connection to the registry file at `path` (autocommit; see the module docstring).
+
+    A missing file is created whole (tables written into a temporary file, then linked into
+    place: a concurrent opener sees no file or a complete one). An existing file that is
+    empty or is not an SQLite database raises RegistryError naming it."""
+    if not path.exists():
+        _create_file(path)
+    elif path.stat().st_size == 0:
+        raise RegistryError(
+            f"{path} is empty (0 bytes), not a featql registry; restore it from a backup, or "
+            "delete it to start a new registry (applies and materialization state are lost)")
+    try:
+        db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as e:
+        raise RegistryError(f"{path} is not a readable featql registry: {e}; restore it from a "
+                            "backup, or delete it to start a new registry") from e
+    return db
+
+
+def _create_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        db = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            db.execute("BEGIN")
+            _create_tables(db)
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class SqliteRegistry:
     """`Registry` over one SQLite file (see module docstring for the locking protocol)."""
 
@@ -85,21 +154,18 @@ class SqliteRegistry:
         if timeout is None:
             timeout = float(os.environ.get("FEATQL_REGISTRY_TIMEOUT", DEFAULT_TIMEOUT))
         self.timeout = timeout
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
+        self._db = connect(path, timeout)
         self._db.row_factory = sqlite3.Row
         try:
             version = self._version()
         except sqlite3.DatabaseError as e:
             self._db.close()
             raise RegistryError(f"{path} is not a readable featql registry: {e}") from e
-        if version is None:  # a new file: create the tables (once, under the write lock)
+        if version is None or int(version["value"]) < SCHEMA_VERSION:
+            # an older registry (or a file holding only the materialization state): add
+            # the missing tables, once, under the write lock
             with self._write():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        self._db.execute(stmt)
-                self._db.execute("INSERT OR IGNORE INTO registry_meta "
-                                 "VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                _create_tables(self._db)
             version = self._version()
         if version is None or int(version["value"]) > SCHEMA_VERSION:
             raise RegistryError(f"{path} was written by a newer featql (registry schema "
@@ -138,6 +204,15 @@ class SqliteRegistry:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for this package's own modules (materializations.py)."""
+        return self._db
+
+    def write(self) -> AbstractContextManager[None]:
+        """A write transaction under the database's write lock (BEGIN IMMEDIATE)."""
+        return self._write()
+
     # -- workspaces -----------------------------------------------------------------------
     def workspaces(self) -> list[WorkspaceInfo]:
         rows = self._db.execute(
@@ -165,6 +240,8 @@ class SqliteRegistry:
         with self._write():
             if not self.has_workspace(name):
                 raise RegistryError(f"workspace '{name}' does not exist")
+            self._db.execute("DELETE FROM registry_hooks WHERE apply_id IN "
+                             "(SELECT id FROM registry_applies WHERE workspace = ?)", (name,))
             for table in ("registry_backfills", "registry_applies"):
                 self._db.execute(f"DELETE FROM {table} WHERE workspace = ?", (name,))
             self._db.execute("DELETE FROM registry_workspaces WHERE name = ?", (name,))
@@ -202,7 +279,14 @@ class SqliteRegistry:
                     "INSERT INTO registry_backfills (apply_id, workspace, view, fingerprint, "
                     "status, updated_at) VALUES (?, ?, ?, ?, 'pending', ?)",
                     (apply_id, new.workspace, view, fingerprint, now_iso()))
+            self._db.executemany("INSERT INTO registry_hooks VALUES (?, ?, ?)",
+                                 [(apply_id, module, text) for module, text in new.hooks])
         return apply_id
+
+    def hooks_of(self, apply_id: int) -> dict[str, str]:
+        rows = self._db.execute("SELECT module, source FROM registry_hooks WHERE apply_id = ? "
+                                "ORDER BY module", (apply_id,)).fetchall()
+        return {r["module"]: r["source"] for r in rows}
 
     def history(self, workspace: str) -> list[ApplyRecord]:
         rows = self._db.execute("SELECT * FROM registry_applies WHERE workspace = ? ORDER BY id",
@@ -230,15 +314,10 @@ class SqliteRegistry:
                              (status, message, now_iso(), backfill_id))
 
     def materialized(self, workspace: str, view: str, fingerprint: str) -> list[Interval]:
-        try:
-            rows = self._db.execute(
-                "SELECT interval_start, interval_end FROM materializations "
-                "WHERE workspace = ? AND view = ? AND fingerprint = ?",
-                (workspace, view, fingerprint)).fetchall()
-        except sqlite3.OperationalError as e:
-            if "no such table" in str(e):
-                return []
-            raise
+        rows = self._db.execute(
+            "SELECT interval_start, interval_end FROM materializations "
+            "WHERE workspace = ? AND view = ? AND fingerprint = ?",
+            (workspace, view, fingerprint)).fetchall()
         out: list[Interval] = []
         for r in rows:
             start, end = _when(r[0]), _when(r[1])

@@ -81,6 +81,7 @@ class NewApply:
     summary: str
     changes_json: str
     backfills: tuple[tuple[str, str], ...]  # (view, fingerprint) to backfill
+    hooks: tuple[tuple[str, str], ...] = ()  # (module path, source text) of Python hooks
 
 
 class Registry(Protocol):
@@ -101,6 +102,8 @@ class Registry(Protocol):
     def history(self, workspace: str) -> list[ApplyRecord]: ...
 
     def manifest_of(self, apply_id: int) -> Manifest: ...
+
+    def hooks_of(self, apply_id: int) -> dict[str, str]: ...
 
     def backfills(self, workspace: str) -> list[BackfillRecord]: ...
 

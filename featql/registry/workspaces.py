@@ -49,7 +49,11 @@ def resolve(root: Path, arg: str | None, registry: Registry, *, create_default: 
         if create_default:
             registry.ensure_workspace(name)
         return name
-    known = [w.name for w in registry.workspaces()]
-    hint = did_you_mean(name, known)
-    raise RegistryError(f"workspace '{name}' does not exist; create it with "
-                        f"`featql workspace create {name}`" + (f" ({hint})" if hint else ""))
+    raise unknown_workspace(name, [w.name for w in registry.workspaces()])
+
+
+def unknown_workspace(name: str, known: list[str]) -> RegistryError:
+    """`workspace 'nope' does not exist; create it with ... (did you mean 'dev'?)`."""
+    hint = did_you_mean(name, [*known, DEFAULT_WORKSPACE])
+    return RegistryError(f"workspace '{name}' does not exist; create it with "
+                         f"`featql workspace create {name}`" + (f" ({hint})" if hint else ""))

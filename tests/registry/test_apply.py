@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import sqlite3
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from featql.cli.commands import apply as apply_command
 from featql.cli.main import main
 from featql.registry import StalePlanError, applier
+from featql.registry.materializations import Done, MaterializationState
 from featql.registry.planner import make_plan
 
 from .helpers import NOW, Proj, write_txns
@@ -36,7 +38,7 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.fixture
 def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(applier, "load_engine", lambda: None)
+    monkeypatch.setattr(apply_command, "offline_engine", lambda: None)
 
 
 def test_plan_exit_codes_text_and_json(proj: Proj, run: Run, no_engine: None) -> None:
@@ -90,15 +92,8 @@ def test_apply_records_history_and_pending_backfills(proj: Proj, run: Run,
     assert [c["name"] for c in entry["changes"]] == ["txns", "user", "user_aggs", "user_last",
                                                      "scoring"]
     # a later `featql materialize` (the engine's state table) shows in the history
-    db = sqlite3.connect(proj.root / ".featql" / "registry.db")
-    db.execute("CREATE TABLE materializations (workspace TEXT, view TEXT, fingerprint TEXT, "
-               "interval_start TEXT, interval_end TEXT, rows INTEGER, files INTEGER, "
-               "finished_at TEXT)")
-    db.execute("INSERT INTO materializations VALUES ('dev', 'user_aggs', ?, "
-               "'2024-01-01T00:00:00', '2024-01-02T00:00:00', 1, 1, '')",
-               (reg.backfills("dev")[0].fingerprint,))
-    db.commit()
-    db.close()
+    MaterializationState(proj.root).record("dev", "user_aggs", reg.backfills("dev")[0].fingerprint,
+                                           [Done(datetime(2024, 1, 1), datetime(2024, 1, 2), 1, 1)])
     assert "backfills: user_aggs: materialized since, user_last: pending" in run(
         "history", "--project", str(proj.root))[1]
 
@@ -107,7 +102,7 @@ def test_apply_runs_the_engine_for_created_and_recreated_views_only(
         proj: Proj, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     write_txns(proj.root)
     calls: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(applier, "load_engine", lambda: lambda root, manifest, ws, views: (
+    monkeypatch.setattr(apply_command, "offline_engine", lambda: lambda root, manifest, ws, views: (
         calls.append((ws, views))))
     assert run("apply", "--project", str(proj.root), "--yes")[0] == 0
     proj.edit("views/user_aggs.sql", "@owner('risk')", "@owner('ops')")  # metadata
@@ -130,18 +125,12 @@ def test_backfill_estimate_from_parquet_and_materialized_state(applied: Proj) ->
     # the offline engine records what it materialized; a rollback to a known fingerprint
     # only computes what is missing
     assert change.backfill is not None
-    db = sqlite3.connect(applied.root / ".featql" / "registry.db")
-    db.execute("CREATE TABLE materializations (workspace TEXT, view TEXT, fingerprint TEXT, "
-               "interval_start TEXT, interval_end TEXT, rows INTEGER, files INTEGER, "
-               "finished_at TEXT)")
-    db.execute("INSERT INTO materializations VALUES ('dev', 'user_last', ?, "
-               "'2024-01-01T00:00:00', '2024-01-08T00:00:00', 21, 1, '2024-03-01T00:00:00')",
-               (change.backfill.fingerprint,))
-    db.execute("INSERT INTO materializations VALUES ('prod', 'user_last', ?, "
-               "'2024-01-01T00:00:00', '2024-01-11T00:00:00', 30, 1, '2024-03-01T00:00:00')",
-               (change.backfill.fingerprint,))
-    db.commit()
-    db.close()
+    state = MaterializationState(applied.root)
+    fingerprint = change.backfill.fingerprint
+    state.record("dev", "user_last", fingerprint,
+                 [Done(datetime(2024, 1, 1), datetime(2024, 1, 8), 21, 1)])
+    state.record("prod", "user_last", fingerprint,
+                 [Done(datetime(2024, 1, 1), datetime(2024, 1, 11), 30, 1)])
     assert ("      backfill: 3 × 1d intervals (7 already materialized), 2024-01-01 00:00 → "
             "2024-01-11 00:00 (end of data), 30 source rows to scan (txns)\n"
             ) in applied.plan_text()

@@ -11,7 +11,7 @@ import pytest
 from featql.cli.main import main
 from featql.examples.generate import generate
 from featql.examples.scaffold import copy_example
-from featql.registry import applied_manifest, open_registry
+from featql.registry import load_applied, open_registry
 
 pytest.importorskip("featql.jobs.materialize")
 pytest.importorskip("duckdb")
@@ -44,6 +44,6 @@ def test_apply_backfills_then_rollback_reuses_materialized_data(
     assert main(["apply", "--project", p, "--yes"]) == 0
     assert [b.apply_id for b in reg.backfills("dev")].count(3) == 0  # nothing to recompute
     assert main(["plan", "--project", p]) == 0
-    manifest = applied_manifest(root, "dev")
-    assert manifest is not None and manifest == reg.manifest_of(1)
+    applied = load_applied(root, "dev")
+    assert applied.apply_id == 3 and applied.manifest == reg.manifest_of(1)
     reg.close()
