@@ -1,16 +1,16 @@
 """Discover a project's definition files and parse each one (header, then body).
 
-A large project (`PARALLEL_MIN_FILES` SQL files or more) is parsed by two processes: a forked
-child parses the second half of the files and sends the parsed files and their diagnostics back
-pickled (unpickling costs a third of parsing), while this process parses the first half. The
-result, diagnostics included, is the same as parsing every file here in order; if the child
-fails for any reason, this process parses its half too.
+With `parallel=True` (the CLI's `check` and `compile` only; never the Python API), a large
+project (`PARALLEL_MIN_FILES` SQL files or more) is parsed by two processes: a worker of a
+`featql.core.pool.ForkPool` parses the second half of the files and sends the parsed files and
+their diagnostics back pickled (unpickling costs a third of parsing), while this process parses
+the first half. The result, diagnostics included, is the same as parsing every file here in
+order; if the worker fails for any reason, this process parses its half too.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,9 @@ from featql.compiler.body import parse_body
 from featql.compiler.decorators import Decl, build_decl
 from featql.compiler.header import parse_header
 from featql.compiler.pyhooks import PyHook, scan_hooks
+from featql.core import pool
 from featql.core.config import ProjectConfig
-from featql.core.diagnostics import Diagnostics, SourceFile, Span
+from featql.core.diagnostics import Diagnostic, Diagnostics, SourceFile, Span
 
 MAX_FILE_BYTES = 1_000_000
 PARALLEL_MIN_FILES = 200
@@ -92,12 +93,13 @@ def parse_file(src: SourceFile, rel: str, diags: Diagnostics) -> ParsedFile:
     return ParsedFile(src, rel, decl, statement, body_failed=len(diags.errors) > before)
 
 
-def load(root: Path, config: ProjectConfig,
-         diags: Diagnostics) -> tuple[list[ParsedFile], list[PyHook]]:
+def load(root: Path, config: ProjectConfig, diags: Diagnostics, *,
+         parallel: bool = False) -> tuple[list[ParsedFile], list[PyHook]]:
+    """Parse every definition file; `parallel`: a large project's second half in a worker."""
     sql_paths, py_paths = discover(root, config)
-    files = _parse_in_two(root, sql_paths, diags) \
-        if len(sql_paths) >= PARALLEL_MIN_FILES and _can_fork() else None
-    if files is None:
+    if parallel and len(sql_paths) >= PARALLEL_MIN_FILES and pool.can_fork():
+        files = _parse_in_two(root, sql_paths, diags)
+    else:
         files = _parse_all(root, sql_paths, diags)
     hooks: list[PyHook] = []
     for path in py_paths:
@@ -116,43 +118,21 @@ def _parse_all(root: Path, paths: list[Path], diags: Diagnostics) -> list[Parsed
     return files
 
 
-def _can_fork() -> bool:
-    """Two cores, and no other thread (forking a threaded process can copy a held lock)."""
-    import threading
-
-    try:
-        return hasattr(os, "fork") and threading.active_count() == 1 \
-            and len(os.sched_getaffinity(0)) >= 2
-    except AttributeError:  # no sched_getaffinity (not Linux)
-        return False
+def _parse_half(root: Path, paths: list[Path]) -> tuple[list[ParsedFile], list[Diagnostic]]:
+    """In the worker: `_parse_all` into diagnostics of its own."""
+    mine = Diagnostics()
+    return _parse_all(root, paths, mine), mine.items
 
 
 def _parse_in_two(root: Path, paths: list[Path], diags: Diagnostics) -> list[ParsedFile]:
-    """`_parse_all`, the second half parsed by a forked child meanwhile."""
+    """`_parse_all`, the second half parsed by a forked worker meanwhile."""
     half = len(paths) // 2
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: parse, send, and leave without running the parent's exit code
-        try:
-            os.close(read_end)
-            mine = Diagnostics()
-            blob = pickle.dumps((_parse_all(root, paths[half:], mine), mine.items),
-                                protocol=pickle.HIGHEST_PROTOCOL)
-            with os.fdopen(write_end, "wb") as out:
-                out.write(blob)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    pipe = os.fdopen(read_end, "rb")
-    try:
+    with pool.ForkPool(1) as workers:
+        theirs = workers.submit(_parse_half, root, paths[half:])
         files = _parse_all(root, paths[:half], diags)
-        blob = pipe.read()
-    finally:
-        pipe.close()  # unread (this process failed): the child's write fails and it exits
-        os.waitpid(pid, 0)
-    try:
-        theirs, found = pickle.loads(blob)
-    except Exception:  # the child died (nothing or a partial message): parse its half here
-        return files + _parse_all(root, paths[half:], diags)
+        try:
+            parsed, found = theirs.result()
+        except Exception:  # the worker failed or died: parse its half here
+            return files + _parse_all(root, paths[half:], diags)
     diags.extend(found)
-    return files + theirs
+    return files + parsed

@@ -35,7 +35,6 @@ from featql.compiler.services import build_py_transform, build_service, build_sq
 from featql.compiler.typecheck import TypedView, type_view, window_feature
 from featql.core.config import CONFIG_FILE, ProjectConfig, load_config
 from featql.core.diagnostics import Diagnostics, did_you_mean
-from featql.core.gcpause import fewer_gc_pauses
 from featql.core.ir import (
     Column,
     Entity,
@@ -46,6 +45,7 @@ from featql.core.ir import (
     RequestTransform,
     Source,
 )
+from featql.core.pool import gc_paused
 from featql.core.types import KEY_TYPES, UNKNOWN, from_sql_text
 
 
@@ -67,8 +67,8 @@ class CompileResult:
         if f is not None:
             return f.src.text
         try:
-            return Path(path).read_text()
-        except OSError:
+            return Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):  # E112 reported it: shown without its source
             return None
 
 
@@ -83,21 +83,24 @@ class ViewSink(Protocol):
 
 
 def compile_project(root: str | Path, *, with_lineage: bool = True,
-                    fingerprints: bool = True, sink: ViewSink | None = None) -> CompileResult:
+                    fingerprints: bool = True, sink: ViewSink | None = None,
+                    parallel: bool = False) -> CompileResult:
     """Compile a project folder. `fingerprints=False` (featql check: diagnostics only) skips the
     per-feature canonical SQL and digests, leaving every fingerprint empty; all checks run.
 
     `sink` gets each feature view as soon as its IR is complete: the very object the manifest
-    will hold (unless the compile fails)."""
-    with fewer_gc_pauses():
-        return _compile(Path(root), with_lineage, fingerprints, sink)
+    will hold (unless the compile fails). `parallel=True` (the CLI's `check` and `compile`
+    only) lets a forked worker parse half of a large project (`featql.core.pool`); otherwise
+    everything runs in this process. Automatic garbage collection is paused meanwhile."""
+    with gc_paused():
+        return _compile(Path(root), with_lineage, fingerprints, sink, parallel)
 
 
 def _compile(root: Path, with_lineage: bool, fingerprints: bool,
-             sink: ViewSink | None = None) -> CompileResult:
+             sink: ViewSink | None = None, parallel: bool = False) -> CompileResult:
     diags = Diagnostics()
     config = load_config(root, display_path(root / CONFIG_FILE), diags)
-    files, hooks = load(root, config, diags)
+    files, hooks = load(root, config, diags, parallel=parallel)
     result = CompileResult(root, config, diags, None, {f.src.path: f for f in files})
     sources = {s.name: s for s in build_sources(files, root, diags)}
     res = resolve(files, diags)

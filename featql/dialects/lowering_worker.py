@@ -4,7 +4,8 @@
 A view can be lowered as soon as its IR exists: lowering reads only the view, the sources and
 the views it reads, and those are compiled before it (views are compiled in DAG order). So the
 compiler hands each finished view to a `StreamingLowerer` (its `ViewSink`), which for a large
-project feeds it, in batches, to one forked worker process on the otherwise idle core. When
+project feeds it, in batches, to the one worker of a `featql.core.pool.ForkPool` on the
+otherwise idle core (the queue, the claims and the lock are inherited by the fork). When
 the compile is done, this process lowers the batches the worker has not started yet, from the
 last one back, while the worker goes on from the front.
 
@@ -17,38 +18,28 @@ final manifest.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
-import multiprocessing.connection
 import os
 import queue
 import shutil
-import signal
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from featql.core import pool
 from featql.core.diagnostics import Diagnostic
-from featql.core.gcpause import fewer_gc_pauses
 from featql.core.ir import FeatureView, LineageEdge, Manifest, Source
 from featql.core.manifest import unchanged
 from featql.dialects.errors import Target
-from featql.dialects.parallel import (
-    PARALLEL_MIN_VIEWS,
-    Lowered,
-    _cpus,
-    _lower_one,
-)
+from featql.dialects.parallel import PARALLEL_MIN_VIEWS, Lowered, _lower_one
 
 BATCH = 10  # views per message to the worker, and per claim of either process
-JOIN_SECONDS = 5.0
 POLL_SECONDS = 1.0  # how often an idle worker checks that its parent still runs
-# The worker runs without automatic cyclic garbage collection: lowering leaves ~0.1 MB of
-# cyclic garbage per view (sqlglot trees have parent links), and collecting it as it goes
-# costs a third of the worker's time. One full collection per this many views bounds memory.
-COLLECT_EVERY = 2000
+# The worker runs under `featql.core.pool`'s garbage-collection policy: lowering leaves ~0.1 MB
+# of cyclic garbage per view, collected once per `pool.COLLECT_EVERY` views.
 
 
 @dataclass(frozen=True)
@@ -85,21 +76,20 @@ class StreamingLowerer:
         self._sources: tuple[Source, ...] = ()
         self._batches: list[list[FeatureView]] = []  # sent to the worker, in order
         self._pending: list[FeatureView] = []
-        self._process: Any = None
+        self._pool: pool.ForkPool | None = None
+        self._future: Future[tuple[dict[str, Result], dict[str, list[LineageEdge]]]] | None = None
         self._inbox: Any = None  # multiprocessing.Queue: view batches to the worker, then None
-        self._results: multiprocessing.connection.Connection | None = None
         self._claims: Any = None  # [batches the worker took, first batch this process took]
         self._lock: Any = None
 
     def begin(self, sources: Mapping[str, Source], views: int) -> None:
         self._sources = tuple(sources.values())
-        if views >= self.min_views and _cpus() >= 2 \
-                and "fork" in multiprocessing.get_all_start_methods():
+        if views >= self.min_views and pool.can_fork():
             self._start()
 
     def add(self, view: FeatureView) -> None:
         self._pending.append(view)
-        if self._process is not None and len(self._pending) >= BATCH:
+        if self._future is not None and len(self._pending) >= BATCH:
             self._send()
 
     def finish(self, manifest: Manifest) -> dict[str, Result]:
@@ -107,8 +97,8 @@ class StreamingLowerer:
         manifest order (as `featql.dialects.parallel.lower_views`); with `files`, `Staged`
         for the views the worker wrote."""
         done: dict[str, Result] = {}
-        with fewer_gc_pauses():
-            if self._process is not None:
+        with pool.gc_paused():
+            if self._future is not None:
                 self._send()
                 self._inbox.put(None)
                 done = self._lower_tail(manifest)
@@ -129,18 +119,18 @@ class StreamingLowerer:
             shutil.rmtree(self.files.staging, ignore_errors=True)
 
     def _stop(self) -> None:
-        if self._process is not None:
-            if self._process.is_alive():
-                self._process.terminate()
-            self._process.join(JOIN_SECONDS)
-            self._process = None
+        """Take back every batch the worker has not begun, end its inbox, join it (it ends the
+        batch it is lowering, at most `BATCH` views)."""
+        if self._pool is not None:
+            with self._lock:
+                self._claims[1] = 0
+            self._inbox.put(None)
+            self._pool.close()
+            self._pool = None
         if self._inbox is not None:
             self._inbox.cancel_join_thread()
             self._inbox.close()
             self._inbox = None
-        if self._results is not None:
-            self._results.close()
-            self._results = None
 
     def __enter__(self) -> StreamingLowerer:
         return self
@@ -154,19 +144,11 @@ class StreamingLowerer:
         self._inbox = ctx.Queue()
         self._lock = ctx.Lock()
         self._claims = ctx.RawArray("i", [0, 2**31 - 1])
-        receive, send = ctx.Pipe(duplex=False)
-        # objects alive now are never collected in the worker: no copy-on-write of the heap
-        gc.freeze()
-        try:
-            self._process = ctx.Process(
-                target=_work, name="featql-lower", daemon=True,
-                args=(self._inbox, send, self._claims, self._lock, self._sources,
-                      self.targets, self.files, self.with_lineage))
-            self._process.start()
-        finally:
-            gc.unfreeze()
-        send.close()
-        self._results = receive
+        # the worker inherits the queue, the claims and the lock: made before it is forked
+        self._pool = pool.ForkPool(1, shared=Work(self._inbox, self._claims, self._lock,
+                                                  self._sources, self.targets, self.files,
+                                                  self.with_lineage))
+        self._future = self._pool.submit(_work)
 
     def _send(self) -> None:
         if self._pending:
@@ -189,25 +171,42 @@ class StreamingLowerer:
         return out
 
     def _collect(self) -> dict[str, Result]:
-        assert self._results is not None
+        assert self._future is not None
         try:
-            done: dict[str, Result]
-            done, self.lineage = self._results.recv()
-        except (EOFError, OSError):  # the worker died: its views are lowered here
+            done, self.lineage = self._future.result()
+        except Exception:  # the worker died or failed: its views are lowered here
             done = {}
         self._stop()
         return done
 
 
-def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: Any, lock: Any,
-          sources: tuple[Source, ...], targets: tuple[Target, ...],
-          files: SqlFiles | None, lineage: bool) -> None:
+@dataclass(frozen=True)
+class Work:
+    """What the worker inherits (`pool.shared()`)."""
+
+    inbox: Any  # multiprocessing.Queue of view batches, then None
+    claims: Any  # RawArray: [batches the worker took, first batch the parent took]
+    lock: Any
+    sources: tuple[Source, ...]
+    targets: tuple[Target, ...]
+    files: SqlFiles | None
+    lineage: bool
+
+
+def _work() -> tuple[dict[str, Result], dict[str, list[LineageEdge]]]:
     """Worker: claim each batch in turn and lower it against the views received so far (and
-    stage its files, and compute its lineage); send all results at the end. A view whose
+    stage its files, and compute its lineage); return all results at the end. A view whose
     lowering fails unexpectedly is left out (the parent lowers it again and reports the error
     as it would without a worker)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops this process
-    gc.disable()  # as in the parent (`featql compile`); collected every COLLECT_EVERY views
+    work: Work = pool.shared()
+    with pool.gc_paused() as pause:
+        return _lower_batches(work, pause)
+
+
+def _lower_batches(work: Work, pause: pool.GcPause
+                   ) -> tuple[dict[str, Result], dict[str, list[LineageEdge]]]:
+    inbox, claims, lock, sources = work.inbox, work.claims, work.lock, work.sources
+    targets, files, lineage = work.targets, work.files, work.lineage
     parent = os.getppid()
     from featql.compiler.lineage import table_columns, view_edges
     from featql.dialects.render import parse
@@ -222,7 +221,7 @@ def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: An
             batch = inbox.get(timeout=POLL_SECONDS)
         except queue.Empty:
             if os.getppid() != parent:  # the parent was killed: nobody wants the results
-                return
+                return {}, {}
             continue
         except (EOFError, OSError):
             break
@@ -238,8 +237,7 @@ def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: An
         if not mine:
             continue
         manifest = Manifest("", sources, (), tuple(views), (), ())
-        if len(out) // COLLECT_EVERY != (len(out) + len(batch)) // COLLECT_EVERY:
-            gc.collect()
+        pause.worked(len(batch))
         for view in batch:
             try:
                 query = parse(view.sql)
@@ -250,8 +248,7 @@ def _work(inbox: Any, results: multiprocessing.connection.Connection, claims: An
                 edges.pop(view.name, None)
                 continue
             out[view.name] = _stage(view.name, lowered, files) if files else dict(lowered)
-    results.send((out, edges))
-    results.close()
+    return out, edges
 
 
 def _stage(view: str, lowered: Lowered, files: SqlFiles) -> Result:

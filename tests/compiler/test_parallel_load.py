@@ -1,5 +1,6 @@
 """Parsing a large project's files in two processes gives what parsing them in one gives:
-the same parsed files, the same diagnostics in the same order, the same manifest."""
+the same parsed files, the same diagnostics in the same order, the same manifest. Only the
+CLI asks for it (`parallel=True`): the Python API never forks."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import featql
 from featql.compiler import loader
 from featql.compiler.project import CompileResult, compile_project
+from featql.core import pool
 from featql.core.manifest import dumps
 
 from .projects import ROW_VIEW, write_project
@@ -45,10 +48,10 @@ def _compile(root: Path, monkeypatch: pytest.MonkeyPatch, *, parallel: bool) -> 
         return real(*args)
 
     with monkeypatch.context() as m:
-        m.setattr(loader, "PARALLEL_MIN_FILES", 1 if parallel else 10**9)
-        m.setattr(loader, "_can_fork", lambda: True)
+        m.setattr(loader, "PARALLEL_MIN_FILES", 1)
+        m.setattr(pool, "cpus", lambda: 2)
         m.setattr(loader, "_parse_in_two", counted)
-        result = compile_project(root)
+        result = compile_project(root, parallel=parallel)
     assert bool(calls) == parallel
     return result
 
@@ -87,3 +90,39 @@ def test_a_failing_second_parser_is_replaced_by_this_process(tmp_path: Path, mon
 
     monkeypatch.setattr(loader, "_parse_all", dies_in_the_child)
     assert _headlines(_compile(root, monkeypatch, parallel=True)) == expected
+
+
+def test_the_python_api_and_library_calls_never_fork(tmp_path: Path, monkeypatch):
+    """`featql.Project` and a plain `compile_project` parse a large project in this process."""
+    root = _project(tmp_path, broken=False)
+    monkeypatch.setattr(loader, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(pool, "cpus", lambda: 2)
+
+    def no_fork(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a library call started a process pool")
+
+    monkeypatch.setattr(pool, "ForkPool", no_fork)
+    project = featql.Project(root)
+    assert [d.headline() for d in project.compiled.diagnostics] == []
+    assert len(project.manifest.views) == 56
+    assert compile_project(root).ok
+
+
+def test_the_cli_check_parses_a_large_project_in_two(tmp_path: Path, monkeypatch, capsys):
+    from featql.cli.main import main
+
+    root = _project(tmp_path, broken=True)
+    calls: list[int] = []
+    real = loader._parse_in_two
+
+    def counted(*args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(loader, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(pool, "cpus", lambda: 2)
+    monkeypatch.setattr(loader, "_parse_in_two", counted)
+    assert main(["check", "--project", str(root)]) == 1
+    assert calls == [1]
+    err = capsys.readouterr().err
+    assert "error[E106]: invalid duration '9x'" in err

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from featql.compiler.project import compile_project
+from featql.core import pool
 from featql.core.ir import Manifest, Source
 from featql.core.manifest import dumps
 from featql.dialects import lowering_worker as stream
@@ -32,7 +33,7 @@ def _compiled_for_worker(root: Path, views: int, monkeypatch: pytest.MonkeyPatch
                         ) -> tuple[Manifest, dict[str, Source]]:
     """A compiled generated project (2 sources), with the worker allowed on any machine."""
     _generate(root, views, 2)
-    monkeypatch.setattr(stream, "_cpus", lambda: 2)
+    monkeypatch.setattr(pool, "cpus", lambda: 2)
     manifest = compile_project(root).manifest
     assert manifest is not None
     return manifest, {s.name: s for s in manifest.sources}
@@ -45,12 +46,12 @@ needs_fork = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_meth
 @needs_fork
 def test_streamed_lowering_equals_lowering_afterwards(tmp_path: Path, monkeypatch):
     _generate(tmp_path, 120, 4)
-    monkeypatch.setattr(stream, "_cpus", lambda: 2)
+    monkeypatch.setattr(pool, "cpus", lambda: 2)
     with stream.StreamingLowerer(TARGETS, min_views=15) as lowerer:
         result = compile_project(tmp_path, sink=lowerer)
         assert result.ok, [d.headline() for d in result.diagnostics.errors][:3]
         manifest = result.manifest
-        assert lowerer._process is not None, "the worker started"
+        assert lowerer._future is not None, "the worker started"
         streamed = lowerer.finish(manifest)
     # every view went to the worker, in DAG order, to be lowered there or taken back
     assert sum(len(b) for b in lowerer._batches) == len(manifest.views)
@@ -86,10 +87,13 @@ def test_close_stops_the_worker_of_a_failed_compile(tmp_path: Path, monkeypatch)
     lowerer.begin(sources, len(manifest.views))
     for v in manifest.views:
         lowerer.add(v)
-    process = lowerer._process
-    assert process is not None and process.is_alive()
+    assert lowerer._future is not None
+    workers = multiprocessing.active_children()
+    assert workers and all(w.is_alive() for w in workers)
     lowerer.close()  # what `with` does when the compile reports errors: finish is never called
-    assert not process.is_alive()
+    assert lowerer._future.done()
+    assert not any(w.is_alive() for w in workers)
+    assert multiprocessing.active_children() == []
 
 
 def test_small_projects_lower_in_process(tmp_path: Path):
@@ -98,7 +102,7 @@ def test_small_projects_lower_in_process(tmp_path: Path):
         result = compile_project(tmp_path, sink=lowerer)
         assert result.manifest is not None
         streamed = lowerer.finish(result.manifest)
-        assert lowerer._process is None
+        assert lowerer._future is None
     assert set(streamed) == {v.name for v in result.manifest.views}
 
 
@@ -121,7 +125,7 @@ def staged_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         return result
 
     monkeypatch.setattr(stream, "_stage", counting)
-    monkeypatch.setattr(stream, "_cpus", lambda: 2)
+    monkeypatch.setattr(pool, "cpus", lambda: 2)
     return log
 
 

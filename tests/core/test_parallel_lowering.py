@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from featql.compiler.project import compile_project
+from featql.core import pool
 from featql.dialects import parallel
 from featql.dialects.lower import lower_targets
 
@@ -31,8 +32,19 @@ def test_forked_lowering_equals_in_process(tmp_path: Path, monkeypatch):
     assert result.ok, [d.headline() for d in result.diagnostics.errors][:3]
     manifest = result.manifest
     assert len(manifest.views) >= parallel.PARALLEL_MIN_VIEWS
-    monkeypatch.setattr(parallel, "_cpus", lambda: 2)
-    forked = parallel.lower_views(manifest, ("duckdb", "spark"))
+    monkeypatch.setattr(pool, "cpus", lambda: 2)
+    pools: list[int] = []
+    real = pool.ForkPool
+
+    def counted(workers, shared=None):  # type: ignore[no-untyped-def]
+        pools.append(workers)
+        return real(workers, shared)
+
+    monkeypatch.setattr(pool, "ForkPool", counted)
+    assert parallel.lower_views(manifest, ("duckdb",)) is not None and pools == [], \
+        "lowering forks only when asked"
+    forked = parallel.lower_views(manifest, ("duckdb", "spark"), parallel=True)
+    assert pools == [2]
     one_by_one = {v.name: lower_targets(manifest, v.name, ("duckdb", "spark"))
                   for v in manifest.views}
     assert list(forked) == [v.name for v in manifest.views]

@@ -6,9 +6,10 @@ import argparse
 import json
 import time
 
-from featql.cli.commands._common import LARGE_PROJECT_VIEWS, project_root, short_lived_heap
+from featql.cli.commands._common import LARGE_PROJECT_VIEWS, project_root
 from featql.cli.console import console, print_diagnostics, summary_line
 from featql.compiler.project import compile_project
+from featql.core.pool import gc_paused
 
 ORDER = 20
 
@@ -19,10 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    with short_lived_heap() as heap:
+    # a short-lived command: a large project's garbage is left to process exit
+    with gc_paused() as pause:
         result = compile_project(project_root(args.project), with_lineage=False,
-                                 fingerprints=False)
-        heap.large = result.manifest is not None and (
+                                 fingerprints=False, parallel=True)
+        pause.leave_to_exit = result.manifest is not None and (
             len(result.manifest.views) >= LARGE_PROJECT_VIEWS)
     diags = result.diagnostics
     if args.json:

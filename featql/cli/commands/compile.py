@@ -8,11 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from featql.cli.commands._common import LARGE_PROJECT_VIEWS, compile_or_report, short_lived_heap
+from featql.cli.commands._common import LARGE_PROJECT_VIEWS, compile_or_report
 from featql.cli.console import console, print_diagnostics
 from featql.compiler.loader import display_path
 from featql.core.ir import Manifest
 from featql.core.manifest import unchanged, write_manifest
+from featql.core.pool import gc_paused
 
 if TYPE_CHECKING:
     from featql.compiler.project import CompileResult
@@ -49,14 +50,15 @@ def run(args: argparse.Namespace) -> int:
                      sql_dir / f".staging-{os.getpid()}")
     # each view is planned once for all targets; on large projects a second core lowers (and
     # writes) the views already compiled while the compiler works on the rest
-    with short_lived_heap() as heap, \
+    # a short-lived command: a large project's garbage is left to process exit
+    with gc_paused() as pause, \
             StreamingLowerer(targets, files=files, lineage=True) as lowerer:
-        result = compile_or_report(args.project, sink=lowerer, lineage=False)
+        result = compile_or_report(args.project, sink=lowerer, lineage=False, parallel=True)
         if result is None:
             return 1
         manifest = result.manifest
         assert manifest is not None
-        heap.large = len(manifest.views) >= LARGE_PROJECT_VIEWS
+        pause.leave_to_exit = len(manifest.views) >= LARGE_PROJECT_VIEWS
         lowered = lowerer.finish(manifest)
         # lineage last: the worker computed it for the views it lowered
         manifest = build_lineage(manifest, result.typed, lowerer.lineage)
