@@ -46,8 +46,17 @@ _BACKOFF_CAP_S = 0.1
 
 
 def table_name(prefix: str, workspace: str) -> str:
-    name = prefix + re.sub(r"[^A-Za-z0-9_.-]", "_", workspace)
-    return name if len(name) >= 3 else name + "_ws"
+    """`<prefix><workspace>` when the workspace name is a valid table-name tail as it is
+    (`[A-Za-z0-9][A-Za-z0-9_.-]*`, 3+ characters with the prefix: existing tables keep their
+    names), else `<prefix>_<sanitised>_<hash of the exact name>`, so that two workspaces never
+    share a table. The two forms cannot meet (only the second has `_` right after the prefix)."""
+    name = prefix + workspace
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", workspace) and len(name) >= 3:
+        return name
+    import hashlib
+
+    digest = hashlib.sha256(workspace.encode()).hexdigest()[:10]
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_.-]', '_', workspace)}_{digest}"
 
 
 def make_session(endpoint_url: str | None) -> Any:

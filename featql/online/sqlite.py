@@ -19,7 +19,16 @@ _BATCH = 500
 
 
 def table_name(workspace: str) -> str:
-    return "online_" + re.sub(r"[^a-z0-9_]", "_", workspace.lower())
+    """The workspace's table: `online_<workspace>` when the name is already a plain identifier
+    (`[a-z][a-z0-9_]*`: the tables of existing stores keep their names), else
+    `online__<sanitised>_<hash>` with a hash of the exact name, so that `team-a` and `team_a`
+    never share a table. The two forms cannot meet (only the second has `_` after `online_`)."""
+    if re.fullmatch(r"[a-z][a-z0-9_]*", workspace):
+        return "online_" + workspace
+    import hashlib
+
+    digest = hashlib.sha256(workspace.encode()).hexdigest()[:10]
+    return f"online__{re.sub(r'[^a-z0-9_]', '_', workspace.lower())}_{digest}"
 
 
 class SqliteStore:

@@ -154,6 +154,9 @@ def test_committed_swap_is_read_whole_and_finished_later(small_example: Path,
 def test_cli_materialize_and_training_set(small_example: Path, tmp_path: Path) -> None:
     featql = [str(Path(sys.executable).parent / "featql")]
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    run = subprocess.run([*featql, "apply", "--project", str(small_example), "--yes"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr  # what runs is what was applied
     run = subprocess.run([*featql, "materialize", "--project", str(small_example), "--view",
                           "user_profile", "--online"], capture_output=True, text=True, env=env,
                          timeout=300)

@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -22,6 +23,7 @@ import pytest
 
 from featql.jobs.materialize import materialize
 from featql.jobs.training import TrainingReport, training_set
+from featql.offline.locks import LEASE_SECONDS
 from featql.offline.store import OfflineStore, ViewLayout
 from runtime.conftest import compiled, same_tables
 from runtime.killed_run import kill_overwrite_after
@@ -149,6 +151,9 @@ def test_s3_overwrite_killed_half_way_leaves_old_data(small_example: Path, bucke
     kill_overwrite_after(small_example, view, 10)  # killed after 10 of ~330 files
     mid = _objects(bucket)
     garbage = set(mid) - set(old)
+    lease = f"offline/dev/{view}/_writer.lease"
+    assert lease in garbage, "the killed writer held the view's lease"
+    garbage.discard(lease)
     assert len(garbage) >= 9 and all(k.endswith(".parquet") for k in garbage)
     assert {k: mid[k] for k in old} == old, "a live object was changed or deleted"
     assert store.scan(view).equals(before)
@@ -163,10 +168,14 @@ def test_s3_overwrite_killed_half_way_leaves_old_data(small_example: Path, bucke
     assert same_tables(training_set(small_example, c.manifest, c.config, "fraud_detection",
                                     spine, report=report).select(ours), trained) == []
     assert report.reads[view] == "store"
-    # the next run completes the overwrite and removes the garbage
+    # the next run takes over the dead writer's lease at once (its pid is gone), completes the
+    # overwrite, removes the garbage and releases the lease
+    started = time.monotonic()
     materialize(small_example, c.manifest, views=[view], config=c.config,
                 overwrite=True)
+    assert time.monotonic() - started < LEASE_SECONDS
     done = _objects(bucket)
+    assert lease not in done
     assert set(done) == _committed(bucket, done)
     assert not {k for k in old if k.endswith(".parquet")} & set(done)  # all replaced
     after = store.scan(view)
