@@ -33,6 +33,7 @@ from featql.compiler.loader import ParsedFile, display_path, load
 from featql.compiler.resolve import Resolved, resolve
 from featql.compiler.services import build_py_transform, build_service, build_sql_transform
 from featql.compiler.typecheck import TypedView, type_view, window_feature
+from featql.compiler.windows import lint_windows
 from featql.core.config import CONFIG_FILE, ProjectConfig, load_config
 from featql.core.diagnostics import Diagnostics, did_you_mean
 from featql.core.ir import (
@@ -209,6 +210,7 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
         if tables is None:
             continue
         lint_leakage(f.src, stmt, "a feature query", diags)
+        lint_windows(f.src, stmt, decl.get("timestamp"), diags)
         typed = type_view(f.src, decl, stmt, tables, list(entity.keys), diags)
         if typed is None:
             continue
