@@ -1,10 +1,11 @@
 """`featql` command line: argument parsing and dispatch to `featql.cli.commands.*`.
 
-Each command lives in its own module under `featql.cli.commands` exposing `add_arguments(parser)`
-and `run(args) -> int` (and optionally `NAME = "cli-name"` and `ORDER = n` for the help
-listing). A command module imports its engine only inside `run`, so `featql check` never loads
-one.
-Exit codes: 0 ok, 1 user error, 2 internal error (PRODUCT §4).
+The commands are listed in `featql.cli.commands.COMMANDS` (name, module, summary, in help
+order). Each module exposes `add_arguments(parser)` and `run(args) -> int`, and imports its
+engine only inside `run`; only the module of the command being run is imported, so
+`featql check` never loads an engine or the registry. A command's `--help` shows its module
+docstring in full.
+Exit codes: 0 ok, 1 user error (usage errors included), 2 internal error (PRODUCT §4).
 """
 
 from __future__ import annotations
@@ -14,43 +15,58 @@ import importlib
 import os
 import re
 import sys
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from featql.cli.commands import BY_NAME, COMMANDS
+
+USAGE_ERROR = 1  # argparse exits 2, which the contract reserves for internal errors
 
 
-def commands() -> dict[str, str]:
-    """CLI name -> module under featql.cli.commands, discovered from the package, in ORDER."""
-    import pkgutil
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors exit 1."""
 
-    import featql.cli.commands as package
-
-    found: list[tuple[int, str, str]] = []
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith("_"):
-            continue
-        text = (Path(package.__path__[0]) / f"{info.name}.py").read_text()
-        order = re.search(r"^ORDER = (\d+)", text, re.M)
-        name = re.search(r"^NAME = \"([a-z-]+)\"", text, re.M)
-        found.append((int(order.group(1)) if order else 99,
-                      name.group(1) if name else info.name.replace("_", "-"), info.name))
-    return {name: module for _, name, module in sorted(found)}
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="featql", description="featql: a SQL-first feature store")
+class _Paragraphs(argparse.HelpFormatter):
+    """Fills each paragraph of a description on its own (argparse joins them all into one)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(super(_Paragraphs, self)._fill_text(p, width, indent)
+                           for p in re.split(r"\n\s*\n", text.strip()))
+
+
+def build_parser(argv: Sequence[str] | None = None) -> Parser:
+    """The parser; only the command named in `argv` (if any) gets its arguments, so only its
+    module is imported (the others are listed with their summaries)."""
+    wanted = _command_named(sys.argv[1:] if argv is None else argv)
+    parser = Parser(prog="featql", description="featql: a SQL-first feature store")
     parser.add_argument("--version", action=_VersionAction, nargs=0,
                         help="show the program's version number and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in commands().items():
-        module = _module(module_name)
-        help_text = (module.__doc__ or "").strip().splitlines()[0]
-        short = help_text.split(": ", 1)[-1].rstrip(".")
-        p = sub.add_parser(name, help=short, description=help_text)
+    for command in COMMANDS:
+        if command.name != wanted:
+            sub.add_parser(command.name, help=command.summary)
+            continue
+        module = _module(command.module)
+        p = sub.add_parser(command.name, help=command.summary,
+                           description=(module.__doc__ or command.summary).strip(),
+                           formatter_class=_Paragraphs)
         p.add_argument("--project", default=".", metavar="DIR",
                        help="project folder (default: the current folder)")
         module.add_arguments(p)
     return parser
+
+
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The command `argv` runs: its first argument that is not an option."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in BY_NAME else None
+    return None
 
 
 class _VersionAction(argparse.Action):
@@ -76,15 +92,18 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser = build_parser(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) or a usage error (1)
+        return e.code if isinstance(e.code, int) else USAGE_ERROR
     if not args.command:
         parser.print_help()
         return 1
     from featql.cli.console import UserError, console
 
     try:
-        code = _module(commands()[args.command]).run(args)
+        code = _module(BY_NAME[args.command].module).run(args)
         return int(code or 0)
     except UserError as e:
         console(stderr=True).print(f"[bold red]error:[/] {e}", markup=True, highlight=False)

@@ -11,8 +11,6 @@ from featql.cli.console import console, print_diagnostics, summary_line
 from featql.compiler.project import compile_project
 from featql.core.pool import gc_paused
 
-ORDER = 20
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="diagnostics as JSON on stdout")

@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from featql.dialects.errors import Target
     from featql.dialects.lowering_worker import Result
 
-ORDER = 30
-
 TARGETS = ("duckdb", "spark")
 
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from featql.cli.console import console
 
-ORDER = 90
-
 # (title, argv, exit codes that count as success)
 Step = tuple[str, list[str], tuple[int, ...]]
 

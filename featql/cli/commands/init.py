@@ -8,8 +8,6 @@ from pathlib import Path
 
 from featql.cli.console import UserError, console
 
-ORDER = 10
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", help="folder to create (must be empty or missing)")

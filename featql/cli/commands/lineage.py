@@ -8,8 +8,6 @@ from typing import Literal
 from featql.cli.commands._common import compile_or_report
 from featql.cli.console import UserError, console
 
-ORDER = 40
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="NAME[.COLUMN]",

@@ -1,0 +1,95 @@
+"""The command line's own contract: the command table, help text, usage-error exit codes."""
+
+from __future__ import annotations
+
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import featql.cli.commands as package
+from featql.cli.commands import BY_NAME, COMMANDS
+from featql.cli.main import USAGE_ERROR, main
+
+FEATQL = Path(sys.executable).with_name("featql")
+
+
+def run_featql(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("FEATQL_DEBUG", "FORCE_COLOR")}
+    env["COLUMNS"] = "100"
+    return subprocess.run([str(FEATQL), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_every_command_module_is_in_the_table_and_every_entry_runs() -> None:
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__)
+               if not m.name.startswith("_")}
+    assert sorted(c.module for c in COMMANDS) == sorted(modules)
+    assert len(BY_NAME) == len(COMMANDS)
+    import importlib
+
+    for command in COMMANDS:
+        module = importlib.import_module(f"featql.cli.commands.{command.module}")
+        assert callable(module.add_arguments) and callable(module.run), command
+        # the summary is the module docstring's own (its first paragraph, after the usage)
+        first = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
+        assert first.split(": ", 1)[-1].rstrip(".") == command.summary, command.name
+
+
+def test_the_table_is_read_without_importing_any_command(tmp_path: Path) -> None:
+    probe = ("import sys; import featql.cli.main; "
+             "print(sorted(m for m in sys.modules if m.startswith('featql.cli.commands.')))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    probe = ("import sys; from featql.cli.main import build_parser; "
+             "build_parser(['check', '--project', '.']); "
+             "print(sorted(m for m in sys.modules if m.startswith('featql.cli.commands.')))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "['featql.cli.commands._common', 'featql.cli.commands.check']"
+
+
+def test_top_level_help_lists_the_commands_in_table_order(tmp_path: Path) -> None:
+    done = run_featql("--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    at = [done.stdout.index(f"    {c.name}") for c in COMMANDS]
+    assert at == sorted(at)
+    assert "the online feature server (gunicorn + Flask; Flask's dev server with" in done.stdout
+
+
+def test_serve_help_shows_its_whole_description(tmp_path: Path) -> None:
+    done = run_featql("serve", "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "the online feature server (gunicorn + Flask; Flask's dev server with --reload)." \
+        in text
+    # the second paragraph too, kept as its own paragraph
+    assert "Serves the definitions applied to the workspace (`featql apply`)" in text
+    assert "\n\nServes the definitions" in done.stdout
+    assert "every worker builds its app from that very file." in text
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "--no-such-option"],
+    ["no-such-command"],
+    ["serve", "--port", "eighty"],
+    ["lineage"],  # a required argument missing
+])
+def test_usage_errors_exit_1_not_2(argv: list[str], tmp_path: Path) -> None:
+    done = run_featql(*argv, cwd=tmp_path)
+    assert done.returncode == USAGE_ERROR == 1, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("usage: featql")
+    assert lines[-1].startswith("featql") and ": error: " in lines[-1]
+    assert "Traceback" not in done.stderr
+
+
+def test_usage_errors_through_main_return_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--no-such-option"]) == 1
+    assert "error: unrecognized arguments: --no-such-option" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert "COMMAND" in capsys.readouterr().out
