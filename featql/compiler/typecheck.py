@@ -25,16 +25,13 @@ from featql.compiler.leakage import is_nondeterministic
 from featql.core.diagnostics import Diagnostics, SourceFile, Span
 from featql.core.durations import format_duration as _fmt
 from featql.core.ir import Aggregation, Column
-from featql.core.types import KEY_TYPES, NUMERIC, UNKNOWN, compatible, from_sqlglot, to_sqlglot
+from featql.core.types import KEY_TYPES, UNKNOWN, compatible, from_sqlglot
+from featql.semantics.aggregates import FUNCTIONS, supported
+from featql.semantics.types import sqlglot_type as to_sqlglot
 
-AGG_FUNCTIONS: dict[type, str] = {
-    exp.Count: "count",
-    exp.Sum: "sum",
-    exp.Avg: "avg",
-    exp.Min: "min",
-    exp.Max: "max",
-}
-SUPPORTED_AGGS = "COUNT, SUM, AVG, MIN, MAX"
+# the aggregate functions featql accepts (mergeable across tiles): featql.semantics.aggregates
+AGG_FUNCTIONS: dict[type, str] = {f.sqlglot_class(): name for name, f in FUNCTIONS.items()}
+SUPPORTED_AGGS = supported()
 
 
 @dataclass
@@ -397,15 +394,11 @@ def _aggregation(src: SourceFile, name: str, node: exp.Expression, stmt: exp.Sel
     if isinstance(arg, exp.Star) or arg is None:
         return Aggregation(name, "count", None, None, "BIGINT")
     in_type = from_sqlglot(arg.type)
-    if func in ("sum", "avg") and in_type not in NUMERIC and in_type != "BOOLEAN":
+    if not FUNCTIONS[func].accepts(in_type):
         diags.error("E418", f"{func.upper()}() needs a numeric input; '{name}' aggregates "
                     f"{in_type}", _projection_span(src, stmt, name, Span(src.path, 1, 1)))
         return None
-    out_type = {
-        "count": "BIGINT",
-        "avg": "DOUBLE",
-        "sum": "BIGINT" if in_type in ("BIGINT", "INT", "BOOLEAN") else "DOUBLE",
-    }.get(func, in_type)
+    out_type = FUNCTIONS[func].result_type(in_type)
     if out_type == UNKNOWN:
         diags.error("E403", f"cannot infer a featql type for '{name}'",
                     _projection_span(src, stmt, name, Span(src.path, 1, 1)),

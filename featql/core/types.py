@@ -1,4 +1,6 @@
-"""featql's type set (PRODUCT §2) and the mapping from sqlglot and Arrow types onto it."""
+"""featql's type set (PRODUCT §2) and how foreign types (sqlglot, Arrow, a user's spelling) are
+recognized as featql types. Writing a featql type anywhere (Arrow, DuckDB/Spark SQL, sqlglot,
+Python) is `featql.semantics.types`, the one type map."""
 
 from __future__ import annotations
 
@@ -61,10 +63,6 @@ def from_sql_text(text: str) -> str:
         return from_sqlglot(exp.DataType.build(text, dialect="duckdb"))
     except Exception:
         return UNKNOWN
-
-
-def to_sqlglot(t: str) -> exp.DataType:
-    return exp.DataType.build(t.replace("STRING", "VARCHAR"), dialect="duckdb")
 
 
 def from_arrow(arrow_type: Any) -> str:

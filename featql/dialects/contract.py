@@ -3,32 +3,21 @@
 - Row-level view: entity keys, the view's timestamp column (its own name), `_featql_created`
   (the source's `created` column, or a NULL TIMESTAMP), then the features in declaration order.
 - Aggregate view: entity keys, `_tile_start` (the event time floored to the slide), then per
-  aggregation, in declaration order, its mergeable partials: count → `<agg>__count`;
-  sum → `<agg>__sum`, `<agg>__count` (non-NULL inputs, so an all-NULL window sums to NULL);
-  avg → `<agg>__sum` (DOUBLE), `<agg>__count`; min → `<agg>__min`; max → `<agg>__max`.
+  aggregation, in declaration order, its mergeable partials `<agg>__<partial>`, as
+  `featql.semantics.aggregates` defines them (count → `count`; sum → `sum`, `count` (non-NULL
+  inputs, so an all-NULL window sums to NULL); avg → `sum` (DOUBLE), `count`; min → `min`;
+  max → `max`).
 """
 
 from __future__ import annotations
 
-from featql.core.ir import Aggregation, Column, FeatureView
+from featql.core.ir import Column, FeatureView
+from featql.semantics.aggregates import tile_columns, tile_partials
 
 CREATED = "_featql_created"
 TILE_START = "_tile_start"
 
-
-def tile_partials(agg: Aggregation) -> tuple[tuple[str, str], ...]:
-    """(partial, featql type) pairs of one aggregation, in output order."""
-    if agg.function == "count":
-        return (("count", "BIGINT"),)
-    if agg.function == "sum":
-        return (("sum", agg.type), ("count", "BIGINT"))
-    if agg.function == "avg":
-        return (("sum", "DOUBLE"), ("count", "BIGINT"))
-    return ((agg.function, agg.type),)
-
-
-def partial_column(agg: Aggregation, partial: str) -> str:
-    return f"{agg.name}__{partial}"
+__all__ = ["CREATED", "TILE_START", "lowered_columns", "tile_partials"]
 
 
 def lowered_columns(view: FeatureView) -> tuple[Column, ...]:
@@ -36,6 +25,5 @@ def lowered_columns(view: FeatureView) -> tuple[Column, ...]:
     if view.kind == "row":
         return (*view.keys, Column(view.timestamp, "TIMESTAMP"), Column(CREATED, "TIMESTAMP"),
                 *(Column(f.name, f.type) for f in view.features))
-    tiles = [Column(partial_column(a, p), t) for a in view.aggregations
-             for p, t in tile_partials(a)]
+    tiles = [Column(c, t) for c, t in tile_columns(view)]
     return (*view.keys, Column(TILE_START, "TIMESTAMP"), *tiles)

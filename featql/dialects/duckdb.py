@@ -13,6 +13,7 @@ from sqlglot.generators.duckdb import DuckDBGenerator
 from sqlglot.parsers.duckdb import DuckDBParser
 
 from featql.dialects.expressions import TimeFloor, wrap_call
+from featql.semantics.time import floor_offset_sql
 
 
 def time_floor_sql(gen: DuckDBGenerator, e: TimeFloor) -> str:
@@ -24,7 +25,7 @@ def time_floor_sql(gen: DuckDBGenerator, e: TimeFloor) -> str:
     """
     us = f"EPOCH_US({gen.sql(e, 'this')})"
     step = e.micros
-    return wrap_call(gen, "MAKE_TIMESTAMP", us, f"- ({us} % {step} + {step}) % {step}")
+    return wrap_call(gen, "MAKE_TIMESTAMP", us, floor_offset_sql("duckdb", us, step))
 
 
 class FeatqlDuckDB(DuckDB):

@@ -2,8 +2,9 @@
 
 `TimeFloor(this=ts, seconds=3600)` is `ts` rounded down to a multiple of `seconds` counted from
 the Unix epoch (1970-01-01 00:00:00): floor, not truncation, so 1969-12-31 23:30 floors to
-1969-12-31 23:00 for a one-hour slide. Each featql dialect renders it with integer microsecond
-arithmetic (see `duckdb.py` and `spark.py`), so both engines agree on every boundary.
+1969-12-31 23:00 for a one-hour slide: `featql.semantics.time.floor`. Each featql dialect renders
+it with integer microsecond arithmetic (`duckdb.py` and `spark.py`, with the modulo of
+`featql.semantics.time.floor_offset_sql`), so both engines agree on every boundary.
 """
 
 from __future__ import annotations

@@ -17,31 +17,29 @@ one column per feature, ordered by RID.
 from __future__ import annotations
 
 from featql.dialects.pit import RID, SPINE_TS, PointInTimeJoin, ViewJoin
+from featql.semantics import rows, sql
+from featql.semantics.aggregates import FUNCTIONS, partial_column
+from featql.semantics.time import floor_us_sql
+from featql.semantics.types import sql_type
 
 SPINE = "_featql_spine"
-_US = 1_000_000
-
-_DUCK_TYPES = {"STRING": "VARCHAR", "INT": "INTEGER", "FLOAT": "FLOAT"}
-_SPARK_TYPES = {"INT": "INT", "FLOAT": "FLOAT"}
+_US = sql.US
 
 
 class _Dialect:
+    """featql.semantics' SQL helpers bound to one dialect."""
+
     def __init__(self, name: str) -> None:
         self.name = name
 
     def q(self, ident: str) -> str:
-        if self.name == "duckdb":
-            return '"' + ident.replace('"', '""') + '"'
-        return "`" + ident.replace("`", "``") + "`"
+        return sql.quote(self.name, ident)
 
     def epoch_us(self, expr: str) -> str:
-        if self.name == "duckdb":
-            return f"epoch_us({expr})"
-        return f"unix_micros(CAST({expr} AS TIMESTAMP))"
+        return sql.epoch_us(self.name, expr)
 
     def type(self, featql_type: str) -> str:
-        table = _DUCK_TYPES if self.name == "duckdb" else _SPARK_TYPES
-        return table.get(featql_type, featql_type)
+        return sql_type(self.name, featql_type)
 
 
 def duckdb_sql(node: PointInTimeJoin) -> str:
@@ -120,14 +118,14 @@ def _spark_chain_cte(views: list[ViewJoin], src: str, dst: str, carried: list[st
     for i, view in enumerate(views):
         ts = d.q(view.timestamp)
         names = list(view.tiebreak) or [f.feature for f in view.features]
-        struct = ", ".join(["'ts', " + d.epoch_us(ts), "'c', _featql_created",
-                            *(f"'t{j}', {d.q(f)}" for j, f in enumerate(names))])
+        struct = rows.tiebreak_struct_sql(d.epoch_us(ts), "_featql_created",
+                                          [d.q(f) for f in names])
         row_cols = ", ".join(d.q(c) if c in view.keys else f"NULL AS {d.q(c)}" for c in carried)
-        structs = ", ".join(f"named_struct({struct}) AS _featql_r{j}" if j == i
+        structs = ", ".join(f"{struct} AS _featql_r{j}" if j == i
                             else f"NULL AS _featql_r{j}" for j in range(n))
         sides.append(f"SELECT {row_cols}, {d.epoch_us(ts)} AS _featql_o, 1 AS _featql_kind, "
                      f"{structs} FROM {d.q(view.relation)} WHERE {_not_null([*keys, ts])}")
-        fresh = _ttl_test(d.epoch_us(SPINE_TS), f"_featql_r{i}.ts", view.ttl_seconds)
+        fresh = rows.ttl_sql(d.epoch_us(SPINE_TS), f"_featql_r{i}.ts", view.ttl_seconds)
         for f in view.features:
             value = f"_featql_r{i}.t{names.index(f.feature)}"
             outs.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}" if fresh
@@ -154,14 +152,14 @@ def _lower_duckdb(node: PointInTimeJoin, d: _Dialect) -> str:
             continue
         ctes.append(_duck_rows_cte(view, alias, d))
         on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
-                           f"s.{SPINE_TS} > {alias}._featql_ts"])
+                           rows.before_sql(f"s.{SPINE_TS}", f"{alias}._featql_ts")])
         joins.append(f"ASOF LEFT JOIN {alias} ON {on}")
         if view.verify:
             for k in view.keys:
                 if (key := f"s.{d.q(k)} AS {d.q(_key_column(k))}") not in selects:
                     selects.append(key)
             selects.append(f"{alias}._featql_ts AS {matched_column(i)}")
-        fresh = _ttl_test(t_us, d.epoch_us(f"{alias}._featql_ts"), view.ttl_seconds)
+        fresh = rows.ttl_sql(t_us, d.epoch_us(f"{alias}._featql_ts"), view.ttl_seconds)
         for f in view.features:
             value = f"{alias}.{d.q(f.column)}"
             selects.append(f"CASE WHEN {fresh} THEN {value} END AS {d.q(f.column)}"
@@ -176,20 +174,11 @@ def _join_aggregate(view: ViewJoin, alias: str, t_us: str, d: _Dialect, ctes: li
     """An aggregate view's merged windows, joined on the spine's keys and tile anchor
     (the same on both engines; `t_us` is the spine time in microseconds)."""
     ctes.extend(_aggregate_ctes(view, alias, d))
-    anchor = _floor(t_us, view.slide_seconds or 1)
+    anchor = floor_us_sql(d.name, t_us, view.slide_seconds or 1)
     on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
                        f"{anchor} = {alias}._featql_anchor"])
     joins.append(f"LEFT JOIN {alias} ON {on}")
     selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
-
-
-def _floor(us_expr: str, slide_seconds: int) -> str:
-    s = slide_seconds * _US
-    return f"({us_expr} - ((({us_expr}) % {s}) + {s}) % {s})"
-
-
-def _ttl_test(t_us: str, ts_us: str, ttl: int | None) -> str:
-    return f"{t_us} - {ts_us} <= {ttl * _US}" if ttl is not None else ""
 
 
 def _not_null(cols: list[str], prefix: str = "") -> str:
@@ -199,8 +188,7 @@ def _not_null(cols: list[str], prefix: str = "") -> str:
 def _duck_rows_cte(view: ViewJoin, alias: str, d: _Dialect) -> str:
     keys = [d.q(k) for k in view.keys]
     ts = d.q(view.timestamp)
-    order = ", ".join(["_featql_created DESC NULLS LAST",
-                       *(f"{d.q(f)} DESC NULLS LAST" for f in view.tiebreak)])
+    order = rows.tiebreak_order_sql(d.name, "_featql_created", view.tiebreak)
     feats = ", ".join(f"{d.q(f.feature)} AS {d.q(f.column)}" for f in view.features)
     dedup = "" if view.unique else (f" QUALIFY row_number() OVER (PARTITION BY "
                                     f"{', '.join(keys)}, {ts} ORDER BY {order}) = 1")
@@ -213,8 +201,7 @@ def dedup_rows_sql(engine: str, sql: str, columns: list[str], keys: list[str], t
     """A row-level view's rows with only the tie winner per (keys, ts) kept: what the offline
     store holds, so training sets from the store need no deduplication."""
     d = _Dialect(engine)
-    order = ", ".join(["_featql_created DESC NULLS LAST",
-                       *(f"{d.q(f)} DESC NULLS LAST" for f in tiebreak)])
+    order = rows.tiebreak_order_sql(engine, "_featql_created", tiebreak)
     cols = ", ".join(d.q(c) for c in columns)
     return (f"SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY "
             f"{', '.join(d.q(k) for k in keys)}, {d.q(ts)} ORDER BY {order}) AS _featql_rn "
@@ -226,11 +213,11 @@ def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
     slide_us = (view.slide_seconds or 1) * _US
     partials: list[str] = []
     for f in view.features:
-        for p in _partials(f.function or "count"):
-            col = f"{f.aggregation}__{p}"
+        for p in FUNCTIONS[f.function or "count"].merge_ops():
+            col = partial_column(f.aggregation or "", p)
             if col not in partials:
                 partials.append(col)
-    anchor = _floor(d.epoch_us(SPINE_TS), view.slide_seconds or 1)
+    anchor = floor_us_sql(d.name, d.epoch_us(SPINE_TS), view.slide_seconds or 1)
     anchors = (f"{alias}_a AS (SELECT DISTINCT {', '.join(keys)}, {anchor} AS _featql_anchor "
                f"FROM {SPINE} WHERE {_not_null([*keys, SPINE_TS])})")
     tiles_side = (f"SELECT {', '.join(keys)}, {d.epoch_us(d.q(view.timestamp))} AS _featql_p, "
@@ -243,7 +230,9 @@ def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
     for f in view.features:
         frame = (f"OVER (PARTITION BY {', '.join(keys)} ORDER BY _featql_p RANGE BETWEEN "
                  f"{(f.window_seconds or 0) * _US - slide_us} PRECEDING AND CURRENT ROW)")
-        exprs.append(f"CAST({_merge(f.function or 'count', f.aggregation or '', frame, d)} "
+        fn = FUNCTIONS[f.function or "count"]
+        columns = {p: d.q(partial_column(f.aggregation or "", p)) for p in fn.merge_ops()}
+        exprs.append(f"CAST({fn.merge_sql(d.name, columns, frame)} "
                      f"AS {d.type(f.type)}) AS {d.q(f.column)}")
     cols = ", ".join(d.q(f.column) for f in view.features)
     merged = (f"{alias} AS (SELECT {', '.join(keys)}, _featql_p + {slide_us} AS _featql_anchor, "
@@ -252,19 +241,3 @@ def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
               "WHERE _featql_is_anchor = 1)")
     return [anchors, merged]
 
-
-def _partials(function: str) -> tuple[str, ...]:
-    return {"count": ("count",), "sum": ("sum", "count"), "avg": ("sum", "count"),
-            "min": ("min",), "max": ("max",)}[function]
-
-
-def _merge(function: str, agg: str, frame: str, d: _Dialect) -> str:
-    count = f"SUM({d.q(agg + '__count')}) {frame}"
-    if function == "count":
-        return f"COALESCE({count}, 0)"
-    if function == "sum":
-        return f"CASE WHEN COALESCE({count}, 0) > 0 THEN SUM({d.q(agg + '__sum')}) {frame} END"
-    if function == "avg":
-        return (f"CAST(SUM({d.q(agg + '__sum')}) {frame} AS DOUBLE) / "
-                f"CAST(NULLIF({count}, 0) AS DOUBLE)")
-    return f"{function.upper()}({d.q(agg + '__' + function)}) {frame}"

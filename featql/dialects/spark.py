@@ -13,6 +13,7 @@ from sqlglot.generators.spark import SparkGenerator
 from sqlglot.parsers.spark import SparkParser
 
 from featql.dialects.expressions import TimeFloor, wrap_call
+from featql.semantics.time import floor_offset_sql
 
 # DuckDB unit spellings (https://duckdb.org/docs/sql/functions/datepart) -> Spark's TIMESTAMPDIFF
 # units. Anything else (decade, century, dow, ...) has no Spark counterpart and is refused.
@@ -45,7 +46,7 @@ def time_floor_sql(gen: SparkGenerator, e: TimeFloor) -> str:
     `spark.sql.session.timeZone=UTC`, where both are exact.
     """
     us = f"UNIX_MICROS({gen.sql(e, 'this')})"
-    micros = wrap_call(gen, "TIMESTAMP_MICROS", us, f"- PMOD({us}, {e.micros})")
+    micros = wrap_call(gen, "TIMESTAMP_MICROS", us, floor_offset_sql("spark", us, e.micros))
     return f"CAST({micros} AS TIMESTAMP_NTZ)"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache
 
 from sqlglot import exp
 
@@ -19,15 +18,15 @@ from featql.core.diagnostics import Span
 from featql.core.durations import format_duration
 from featql.core.ir import Aggregation, FeatureView, Manifest
 from featql.core.treecopy import light_copy
-from featql.core.types import to_sqlglot
-from featql.dialects.contract import CREATED, TILE_START, partial_column, tile_partials
+from featql.dialects.contract import CREATED, TILE_START
 from featql.dialects.errors import refuse
 from featql.dialects.expressions import TimeFloor
 from featql.dialects.render import parse
 from featql.dialects.scope import Scope, names
+from featql.semantics.aggregates import FUNCTIONS, built_type, partial_column
+from featql.semantics.types import sqlglot_type
 
 RESERVED_CTES = ("feature_rows", "filtered_events", "tiles")
-_AGG_SQL = {"count": exp.Count, "sum": exp.Sum, "min": exp.Min, "max": exp.Max}
 
 
 @dataclass(frozen=True)
@@ -138,11 +137,9 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
             event_columns.append(_alias(_input(agg, arg), f"{agg.name}__input"))
         tile_columns.extend(_partials(agg, has_input))
         input_type = scope.known_type(arg, query) if has_input else None
-        for partial, ptype in tile_partials(agg):
-            name = partial_column(agg, partial)
-            trusted = "BIGINT" if partial == "count" else (
-                input_type if partial != "sum" or input_type == "DOUBLE" else None)
-            col, cast = _output(name, ptype, trusted)
+        for partial in FUNCTIONS[agg.function].partials(agg.type):
+            name = partial_column(agg.name, partial.name)
+            col, cast = _output(name, partial.type, built_type(partial.build, input_type))
             final_columns.append(col)
             casts |= cast
     events.set("expressions", event_columns)
@@ -168,19 +165,18 @@ def _from(table: str) -> exp.From:
 
 
 def _input(agg: Aggregation, arg: exp.Expr) -> exp.Expr:
-    """The aggregated expression; booleans become 0/1 for SUM and AVG (Spark cannot SUM them)."""
-    if agg.input_type == "BOOLEAN" and agg.function in ("sum", "avg"):
-        return _cast(light_copy(arg), "INT")
-    return light_copy(arg)
+    """The aggregated expression, cast when the function asks (booleans become 0/1 for SUM
+    and AVG: Spark cannot SUM them)."""
+    cast = FUNCTIONS[agg.function].input_cast(agg.input_type)
+    return _cast(light_copy(arg), cast) if cast is not None else light_copy(arg)
 
 
 def _partials(agg: Aggregation, has_input: bool) -> list[exp.Expr]:
+    """The tile stage's aggregates of one aggregation, as its function builds them."""
+    fn = FUNCTIONS[agg.function]
     col = exp.column(f"{agg.name}__input") if has_input else exp.Star()
-    out: list[exp.Expr] = []
-    for partial, _ in tile_partials(agg):
-        func = _AGG_SQL["sum" if agg.function == "avg" and partial == "sum" else partial]
-        out.append(_alias(func(this=col.copy()), partial_column(agg, partial)))
-    return out
+    return [_alias(fn.build(partial, col.copy()), partial_column(agg.name, partial.name))
+            for partial in fn.partials(agg.type)]
 
 
 def _known(select: exp.Select | None, name: str, scope: Scope) -> str | None:
@@ -210,10 +206,9 @@ def _cast(e: exp.Expr, ftype: str) -> exp.Cast:
     return exp.cast(e, light_copy(_sqlglot_type(ftype)), copy=False)
 
 
-@cache
 def _sqlglot_type(ftype: str) -> exp.DataType:
-    """`to_sqlglot`, parsed once per type and shared: `_cast` copies it into each tree."""
-    return to_sqlglot(ftype)
+    """The shared parsed type (`sqlglot_type` caches it): `_cast` copies it into each tree."""
+    return sqlglot_type(ftype)
 
 
 def _check_unique(select: exp.Query, view: FeatureView, span: Span) -> None:

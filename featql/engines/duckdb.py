@@ -13,9 +13,7 @@ from featql.dialects.pit import RID, PointInTimeJoin
 from featql.dialects.pit_sql import SPINE, duckdb_sql, duckdb_twins_sql
 from featql.engines.engine import EngineName
 from featql.engines.sources import source_input
-from featql.semantics.arrow_types import conform
-
-_DUCK_TYPES = {"STRING": "VARCHAR", "INT": "INTEGER"}
+from featql.semantics.types import conform, duckdb_type
 
 
 def _q(ident: str) -> str:
@@ -59,7 +57,7 @@ class DuckDBEngine:
         else:
             reader = f"read_json({listing}, format = 'auto', union_by_name = true)"
         if source.schema_from == "ddl" and fmt != "parquet":
-            cols = ", ".join(f"CAST({_q(c.name)} AS {_duck_type(c.type)}) AS {_q(c.name)}"
+            cols = ", ".join(f"CAST({_q(c.name)} AS {duckdb_type(c.type)}) AS {_q(c.name)}"
                              for c in source.columns)
             sql = f"SELECT {cols} FROM {reader}"
         else:
@@ -114,12 +112,6 @@ class DuckDBEngine:
     def close(self) -> None:
         self.con.close()
         self._keep.clear()
-
-
-def _duck_type(t: str) -> str:
-    if t.upper().startswith("ARRAY<"):
-        return _duck_type(t[6:-1]) + "[]"
-    return _DUCK_TYPES.get(t.upper(), t)
 
 
 def _strip(sql: str) -> str:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from featql.core.errors import UserError
 from featql.core.ir import Source
-from featql.semantics.arrow_types import arrow_type
+from featql.semantics.types import arrow_type
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs

@@ -22,7 +22,7 @@ from featql.dialects.pit import RID, PointInTimeJoin
 from featql.dialects.pit_sql import SPINE, spark_sql
 from featql.engines.engine import EngineName
 from featql.engines.sources import source_input
-from featql.semantics.arrow_types import conform
+from featql.semantics.types import conform, spark_type
 
 _LOCK = threading.Lock()
 _SESSION: Any = None
@@ -81,7 +81,7 @@ class SparkEngine:
         else:
             df = reader.json(files)
         if source.schema_from == "ddl" and fmt != "parquet":
-            df = df.selectExpr(*(f"CAST(`{c.name}` AS {_spark_type(c.type)}) AS `{c.name}`"
+            df = df.selectExpr(*(f"CAST(`{c.name}` AS {spark_type(c.type)}) AS `{c.name}`"
                                  for c in source.columns))
         self._view(source.name, df)
 
@@ -129,10 +129,6 @@ class SparkEngine:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
-
-
-def _spark_type(t: str) -> str:
-    return t.upper()
 
 
 def _naive(table: pa.Table) -> pa.Table:

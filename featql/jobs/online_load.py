@@ -34,7 +34,10 @@ from featql.core.progress import SILENT, Advance, Progress
 from featql.online import codec
 from featql.online.base import Cell, OnlineStore, version
 from featql.online.codec import cell_name
-from featql.online.tiles import TileMerger, encode_tiles, partial_columns, unpack
+from featql.online.tiles import TileMerger, encode_tiles, unpack
+from featql.semantics.aggregates import partial_columns
+from featql.semantics.rows import tiebreak_order_sql
+from featql.semantics.time import floor
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -149,9 +152,8 @@ def latest_rows(view: FeatureView, table: pa.Table) -> Iterator[Cell]:
     feats = [f.name for f in view.features]
     q = _quote
     has_created = CREATED in table.column_names
-    order = ", ".join([f"{q(view.timestamp)} DESC",
-                       *([f"{q(CREATED)} DESC NULLS LAST"] if has_created else []),
-                       *(f"{q(f)} DESC NULLS LAST" for f in feats)])
+    order = tiebreak_order_sql("duckdb", q(CREATED) if has_created else None, feats,
+                               timestamp=view.timestamp)
     not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in [*keys, view.timestamp])
     con = duckdb.connect()
     try:
@@ -273,8 +275,7 @@ def _plan_view(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.dateti
         slide = view.slide_seconds or 1
         longest = max(view.windows) if view.windows else slide
         if end is not None:
-            hi_s = codec.to_micros(end) // 1_000_000
-            hi_s -= hi_s % slide
+            hi_s = floor(codec.to_micros(end) // 1_000_000, slide)
         else:
             probe = scan(view, None, None)
             if probe.num_rows == 0:

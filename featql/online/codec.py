@@ -1,7 +1,8 @@
 """What the online cells hold: row-level values and tile sets, and how they are read back.
 
 - Row-level view cell: orjson `[event_us, created_us, [feature values...]]`, versioned by
-  (event time, created, digest). TTL is applied when read: see `row_values`.
+  (event time, created, digest). TTL is applied when read, by `featql.semantics.rows.visible`
+  (the lookup's row decoder).
 - Aggregate view cell: a packed tile set versioned by the end of the materialized interval
   (`featql.online.tiles`).
 """
@@ -75,9 +76,3 @@ def decode_row(payload: bytes) -> tuple[int, int | None, list[Any]]:
     event_us, created_us, values = orjson.loads(payload)
     return event_us, created_us, values
 
-
-def row_visible(event_us: int, now_us: int, ttl_seconds: int | None) -> bool:
-    """PRODUCT §3: strictly before t, and no older than the TTL."""
-    if event_us >= now_us:
-        return False
-    return ttl_seconds is None or now_us - event_us <= ttl_seconds * 1_000_000

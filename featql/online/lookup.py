@@ -27,6 +27,8 @@ from featql.core.ir import Column, FeatureService, FeatureView, Manifest
 from featql.online import codec
 from featql.online.base import OnlineStore, OnlineStoreError
 from featql.online.tiles import TileMerger, merged_at
+from featql.semantics.rows import visible as rows_visible
+from featql.semantics.types import python_accepts
 from featql.transforms import CompiledTransform, TransformError, compile_transforms
 
 MAX_ENTITIES = 100
@@ -107,23 +109,6 @@ def _dict_builder(keys: Sequence[str], sources: Sequence[tuple[int, int]], parts
                  "exec"), namespace)
     built: Callable[..., dict[str, Any]] = namespace["build"]
     return built
-
-
-def _type_ok(value: Any, type_: str) -> bool:
-    t = type_.upper()
-    if value is None:
-        return True
-    if t in ("BIGINT", "INT", "INTEGER", "SMALLINT", "TINYINT"):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if t in ("DOUBLE", "FLOAT", "DECIMAL"):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if t in ("STRING", "VARCHAR"):
-        return isinstance(value, str)
-    if t == "BOOLEAN":
-        return isinstance(value, bool)
-    if t in ("TIMESTAMP", "DATE"):
-        return isinstance(value, str)
-    return True
 
 
 def _kind(value: Any) -> str:
@@ -255,7 +240,7 @@ class OnlineService:
                            if close else ""),
                         f"entities[{i}].{k.name}")
                 v = ent[k.name]
-                if v is None or not _type_ok(v, k.type):
+                if v is None or not python_accepts(v, k.type):
                     raise RequestError(
                         400, "invalid_key", f"entities[{i}].{k.name} must be "
                         f"{'an integer' if 'INT' in k.type else 'a string'} ({k.type}), got "
@@ -290,7 +275,7 @@ class OnlineService:
                                        f"'{c.name}' ({c.type})" + (f": {hint}" if hint else ""),
                                        f"request[{i}].{c.name}")
                 v = r[c.name]
-                if not _type_ok(v, c.type):
+                if not python_accepts(v, c.type):
                     raise RequestError(400, "invalid_field", f"request[{i}].{c.name} must be "
                                        f"{c.type}, got {_kind(v)}", f"request[{i}].{c.name}")
                 env["request." + c.name] = float(v) if c.type == "DOUBLE" and v is not None \
@@ -433,7 +418,7 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
     nulls = [None] * len(view.features)
     hidden: Entry = (pick(nulls), pick_env(nulls), None)
     ttl = view.ttl_seconds
-    decode_row, visible, from_micros, iso_cache = (codec.decode_row, codec.row_visible,
+    decode_row, visible, from_micros, iso_cache = (codec.decode_row, rows_visible,
                                                    codec.from_micros, _ISO)
 
     def rows(get: Callable[[str, Any], Any], items: Iterable[str], now: int,

@@ -2,9 +2,10 @@
 
 A cell holds, for one entity, the tiles (partials per slide) of the view's longest window
 ending at the end of the materialized data. `TileMerger(view)(payload, now)` returns the view's
-features exactly as the training set computes them at t = now: window
-`[floor(now, S) - W, floor(now, S))`, COUNT over an empty window 0, SUM/AVG/MIN/MAX NULL,
-avg = sum / count.
+features exactly as the training set computes them at t = now: the batch window
+`[floor(now, S) - W, floor(now, S))` of `featql.semantics.time`, each aggregation merged and
+finalized by its `featql.semantics.aggregates` function (COUNT over an empty window 0, the others
+NULL, avg = sum / count).
 
 Packing (`FQT3`, little-endian), sized for the wire (every byte is read, base64'd and parsed
 on each lookup):
@@ -16,8 +17,9 @@ on each lookup):
   i.e. the slide), offsets in the narrowest unsigned type;
 - columns: one per *distinct* partial (sum and avg of the same input share theirs), each in the
   narrowest type that holds it exactly: integers (counts, sums of integers or of 0/1 flags) as
-  int8..int64, anything else float64. NULLs: a `__sum`/`__count` partial is stored as 0 (the
-  count says whether the sum is NULL); min/max NULLs are NaN (float64), flagged per column so
+  int8..int64, anything else float64. NULLs: an additive partial (`__sum`, `__count`: see
+  `featql.semantics.aggregates.is_additive`) is stored as 0 (the count says whether the sum is
+  NULL); min/max NULLs are NaN (float64), flagged per column so
   windows without NULLs merge at C speed;
 - layout: offsets' type, then per partial of the view (in `partial_columns` order: names are
   implied by the cell, whose name carries the view's fingerprint) the stored column it reads,
@@ -41,7 +43,6 @@ from __future__ import annotations
 
 import math
 import struct
-from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -49,12 +50,16 @@ from typing import Any, NamedTuple
 import orjson
 
 from featql.core.ir import FeatureView
+from featql.semantics.aggregates import FUNCTIONS, AggregateFunction, is_additive, partial_columns
+from featql.semantics.time import batch_window, floor_s, tile_range
+
+__all__ = ["Packed", "TileMerger", "Tiles", "decode_tiles", "encode_tiles", "merged_at",
+           "partial_columns", "split_merged", "unpack"]
 
 _MAGIC = b"FQT3"
 _MAGIC_V2 = b"FQT2"
 _FIXED = struct.Struct("<4sIqIHqI")
 _NO_MERGED = -(1 << 63)
-_INT_TYPES = frozenset({"BIGINT", "INT", "INTEGER", "SMALLINT", "TINYINT"})
 _SIZES = {"B": 1, "H": 2, "I": 4, "Q": 8, "b": 1, "h": 2, "i": 4, "q": 8, "d": 8}
 _UNSIGNED = (("B", 1 << 8), ("H", 1 << 16), ("I", 1 << 32), ("Q", 1 << 64))
 _SIGNED = (("b", 1 << 7), ("h", 1 << 15), ("i", 1 << 31), ("q", 1 << 63))
@@ -64,16 +69,6 @@ _CACHE_MAX = 4096
 Layout = tuple[str, dict[str, int], tuple[tuple[str, int], ...], tuple[bool, ...]]
 _LAYOUTS: dict[tuple[str, ...], dict[bytes, Layout]] = {}
 _V2_HEADERS: dict[bytes, tuple[dict[str, int], tuple[bool, ...]]] = {}
-
-
-def partial_columns(view: FeatureView) -> tuple[str, ...]:
-    """The tile columns of an aggregate view, in the dialects' column contract."""
-    cols: list[str] = []
-    for a in view.aggregations:
-        parts = {"count": ("count",), "sum": ("sum", "count"), "avg": ("sum", "count"),
-                 "min": ("min",), "max": ("max",)}[a.function]
-        cols.extend(f"{a.name}__{p}" for p in parts)
-    return tuple(cols)
 
 
 def _int_type(lo: int, hi: int) -> str | None:
@@ -128,7 +123,7 @@ def encode_tiles(starts: Sequence[int], columns: Mapping[str, Sequence[Any]],
     index: list[int] = []
     seen: dict[tuple[str, bytes], int] = {}
     for name, values in columns.items():
-        code, vals, nulls = _column(values, name.endswith(("__sum", "__count")))
+        code, vals, nulls = _column(values, is_additive(name))
         blob = struct.pack(f"<{len(vals)}{code}", *vals)
         k = seen.get((code, blob))
         if k is None:
@@ -266,6 +261,31 @@ def decode_tiles(payload: bytes, names: Sequence[str] | None = None) -> Tiles:
                  {name: p.nulls[k] for name, k in p.columns.items()})
 
 
+class _PackedWindow:
+    """A `featql.semantics.aggregates.Window` over tiles `[i, j)` of a `Packed` set: totals are
+    computed once per stored column (sum and avg of one input share theirs), doubles summed
+    with `math.fsum`, min/max NULLs (NaN) dropped only in columns that have some."""
+
+    __slots__ = ("i", "j", "p", "totals")
+
+    def __init__(self, p: Packed, i: int, j: int) -> None:
+        self.p, self.i, self.j = p, i, j
+        self.totals: dict[int, int | float] = {}
+
+    def total(self, column: str) -> int | float:
+        c = self.p.columns[column]
+        t = self.totals.get(c)
+        if t is None:
+            vals = self.p.stored[c][self.i:self.j]
+            t = self.totals[c] = math.fsum(vals) if vals.format == "d" else sum(vals)
+        return t
+
+    def present(self, column: str) -> Sequence[Any]:
+        c = self.p.columns[column]
+        vals: Sequence[Any] = self.p.stored[c][self.i:self.j]
+        return [x for x in vals if x == x] if self.p.nulls[c] else vals
+
+
 class TileMerger:
     """The features of one aggregate view from its tiles at a time; compiled once per view."""
 
@@ -275,17 +295,15 @@ class TileMerger:
         self.names = partial_columns(view)
         self.layouts: dict[bytes, Layout] = {}
         aggs = {a.name: a for a in view.aggregations}
-        by_window: dict[int, list[tuple[str, str, str, bool, int]]] = {}
+        by_window: dict[int, list[tuple[AggregateFunction, str, str, int]]] = {}
         for k, f in enumerate(view.features):
             if needed is not None and k not in needed:
                 continue
             a = aggs[f.aggregation or ""]
-            part = {"count": "count", "sum": "sum", "avg": "sum"}.get(a.function, a.function)
             by_window.setdefault(f.window_seconds or 0, []).append(
-                (a.function, f"{a.name}__{part}", f"{a.name}__count",
-                 f.type.upper() in _INT_TYPES, k))
+                (FUNCTIONS[a.function], a.name, f.type, k))
         self.by_window = tuple((w, tuple(specs)) for w, specs in sorted(by_window.items()))
-        self.empty = [0 if f.aggregation and aggs[f.aggregation].function == "count" else None
+        self.empty = [FUNCTIONS[aggs[f.aggregation].function].empty if f.aggregation else None
                       for f in view.features]
         self.reach = max((w for w, _ in self.by_window), default=0)  # the longest window used
 
@@ -297,8 +315,7 @@ class TileMerger:
 
     def slide_start(self, now_us: int) -> int:
         """floor(now, S) in epoch seconds: where the windows of a lookup at `now_us` end."""
-        now_s = now_us // 1_000_000
-        return now_s - now_s % self.slide
+        return floor_s(now_us, self.slide)
 
     def __call__(self, payload: bytes | None, now_us: int) -> list[Any] | None:
         """The features at `now_us`; None when `payload` is a head (`split_merged`) whose
@@ -322,43 +339,14 @@ class TileMerger:
     def merge(self, p: Packed, hi: int) -> list[Any]:
         """The features over the tiles of `p` for windows ending at `hi` (a slide start)."""
         out: list[Any] = list(self.empty)
-        base, unit, offsets = p.base, p.unit, p.offsets
-        # first tile starting at or after x: offset >= ceil((x - base) / unit)
-        j = bisect_left(offsets, -((base - hi) // unit))
-        cols, index, nulls = p.stored, p.columns, p.nulls
+        base, unit = p.base, p.unit
         for w, specs in self.by_window:
-            i = bisect_left(offsets, -((base - hi + w) // unit), 0, j)
+            lo, _ = batch_window(hi, w, self.slide)
+            # tile start = base + unit * offset >= x  <=>  offset >= ceil((x - base) / unit)
+            i, j = tile_range(p.offsets, -((base - lo) // unit), -((base - hi) // unit))
             if i == j:
                 continue
-            sums: dict[int, Any] = {}  # per stored column: sum and avg share theirs
-            for fn, col, count_col, is_int, k in specs:
-                if fn == "count" or fn == "sum" or fn == "avg":
-                    c = index[count_col if fn != "count" else col]
-                    n = sums.get(c)
-                    if n is None:
-                        n = sums[c] = sum(cols[c][i:j])
-                    if fn == "count":
-                        out[k] = int(n)
-                        continue
-                    if n == 0:
-                        continue
-                    s = index[col]
-                    total = sums.get(-1 - s)
-                    if total is None:
-                        vals = cols[s][i:j]
-                        total = sums[-1 - s] = (math.fsum(vals) if vals.format == "d"
-                                                else sum(vals))
-                    if fn == "avg":
-                        out[k] = total / n
-                    else:
-                        out[k] = int(total) if is_int else float(total)
-                else:
-                    c = index[col]
-                    vals = cols[c][i:j]
-                    if nulls[c]:
-                        vals = [x for x in vals if x == x]
-                        if not vals:
-                            continue
-                    v = max(vals) if fn == "max" else min(vals)
-                    out[k] = int(v) if is_int else float(v)
+            window = _PackedWindow(p, i, j)
+            for fn, agg, type_, k in specs:
+                out[k] = fn.finalize(fn.merge(window, agg), type_)
         return out
