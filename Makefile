@@ -15,7 +15,7 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) install -e '.[serve,spark,dev]'
+	$(PIP) install -e '.[serve,dynamodb,spark,dev]'
 	touch $@
 
 install: $(VENV)/.base
