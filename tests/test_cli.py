@@ -93,3 +93,20 @@ def test_usage_errors_through_main_return_1(capsys: pytest.CaptureFixture[str]) 
     assert "error: unrecognized arguments: --no-such-option" in capsys.readouterr().err
     assert main(["--help"]) == 0
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_a_dynamodb_store_without_boto3_says_which_extra_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from featql.core.config import ProjectConfig
+    from featql.core.errors import UserError
+    from featql.online.stores import open_store
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "boto3" else real(name, *a))
+    with pytest.raises(UserError) as raised:
+        open_store(ProjectConfig(online_store="dynamodb"), tmp_path, "dev")
+    assert str(raised.value) == \
+        "the DynamoDB online store needs boto3: pip install 'featql[dynamodb]'"

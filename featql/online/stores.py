@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 __all__ = ["Cell", "OnlineStore", "OnlineStoreError", "WriteReport", "open_store", "version"]
 
 STORES = ("sqlite", "dynamodb")
+MISSING_BOTO3 = "the DynamoDB online store needs boto3: pip install 'featql[dynamodb]'"
 
 
 def open_store(config: ProjectConfig, root: Path, workspace: str, *,
@@ -25,6 +26,10 @@ def open_store(config: ProjectConfig, root: Path, workspace: str, *,
         path = Path(config.online_path)
         return SqliteStore(path if path.is_absolute() else root / path, workspace)
     if kind == "dynamodb":
+        import importlib.util
+
+        if importlib.util.find_spec("boto3") is None:
+            raise OnlineStoreError(MISSING_BOTO3)
         from featql.online.dynamodb import DynamoStore
 
         opts = config.online
