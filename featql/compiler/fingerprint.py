@@ -2,9 +2,11 @@
 
 The canonical form is the qualified query with every table alias renamed to a stable name
 (the table's own name, numbered when a scope reads it twice; derived tables `_q1`, `_q2`, ...),
-printed without comments in one normalised dialect. A view's fingerprint also covers the header
-fields that change meaning (entity keys, timestamp, TTL, windows, slide) and its inputs'
-fingerprints, so a change upstream changes everything downstream.
+comparisons written with the constant on the right (`0 < amount` is `amount > 0`), `COUNT` of a
+non-NULL constant written `COUNT(*)`, printed without comments in one normalised dialect. A
+view's fingerprint also covers the header fields that change meaning (entity keys, timestamp,
+TTL, windows, slide) and its inputs' fingerprints, so a change upstream changes everything
+downstream.
 """
 
 from __future__ import annotations
@@ -31,11 +33,44 @@ def digest(*parts: Any) -> str:
 
 
 def canonicalize(q: exp.Expr) -> exp.Expr:
-    """A copy of a qualified query with stable table aliases (and no comments)."""
+    """A copy of a qualified query with stable table aliases, constants on the right of
+    comparisons, `COUNT(*)` for `COUNT(1)` (and no comments)."""
     q = light_copy(q)
     for scope in traverse_scope(q):
         _rename_scope(scope)
+    return _normalize(q)
+
+
+# a comparison with its operands swapped keeps its meaning under the mirrored operator
+_MIRROR: dict[type[exp.Expr], type[exp.Binary]] = {
+    exp.LT: exp.GT, exp.GT: exp.LT, exp.LTE: exp.GTE, exp.GTE: exp.LTE, exp.EQ: exp.EQ,
+    exp.NEQ: exp.NEQ,
+}
+
+
+def _normalize(q: exp.Expr) -> exp.Expr:
+    """Spellings of one meaning brought to one form, so a plan does not call them breaking."""
+    swaps = [n for n in q.walk() if isinstance(n, exp.Binary) and type(n) in _MIRROR
+             and _constant(n.left) and not _constant(n.right)]
+    for node in swaps:
+        mirrored = _MIRROR[type(node)](this=node.right, expression=node.left)
+        if node is q:
+            q = mirrored
+        else:
+            node.replace(mirrored)
+    for count in q.find_all(exp.Count):
+        arg = count.this
+        if _constant(arg) and not isinstance(arg, exp.Null) and not (
+                isinstance(arg, exp.Cast) and isinstance(arg.this, exp.Null)):
+            count.set("this", exp.Star())
     return q
+
+
+def _constant(node: exp.Expr | None) -> bool:
+    """A literal, possibly negated or cast: the same value on every row."""
+    while isinstance(node, exp.Neg | exp.Cast | exp.Paren):
+        node = node.this
+    return isinstance(node, exp.Literal | exp.Boolean | exp.Null)
 
 
 def _rename_scope(scope: Scope) -> None:
