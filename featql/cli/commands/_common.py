@@ -1,14 +1,19 @@
-"""Helpers shared by commands: compile a project and report its diagnostics."""
+"""Helpers shared by commands: compile a project and report its diagnostics; the workspace a
+command acts on (`workspace`) and the applied definitions that run in it (`applied_run`)."""
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from featql.cli.console import UserError, console, print_diagnostics, summary_line
 from featql.compiler.project import CompileResult, ViewSink, compile_project
+
+if TYPE_CHECKING:
+    from featql.core.config import ProjectConfig
+    from featql.registry import Applied
+    from featql.registry.store import Registry
 
 
 def project_root(arg: str) -> Path:
@@ -19,10 +24,11 @@ def project_root(arg: str) -> Path:
 
 
 def compile_or_report(project: str, *, quiet_ok: bool = False, sink: ViewSink | None = None,
-                      lineage: bool = True) -> CompileResult | None:
-    """Compile; print diagnostics; None when there were errors. `sink`: see
+                      lineage: bool = True, parallel: bool = False) -> CompileResult | None:
+    """Compile; print diagnostics; None when there were errors. `sink`, `parallel`: see
     `compile_project`; `lineage=False` leaves the manifest's lineage empty."""
-    result = compile_project(project_root(project), sink=sink, with_lineage=lineage)
+    result = compile_project(project_root(project), sink=sink, with_lineage=lineage,
+                             parallel=parallel)
     diags = result.diagnostics
     print_diagnostics(diags.sorted(), result.source_text)
     if diags.has_errors():
@@ -34,30 +40,63 @@ def compile_or_report(project: str, *, quiet_ok: bool = False, sink: ViewSink | 
     return result
 
 
-class ShortLivedHeap:
-    """Set `large` once the project is known to be large: its trees are then left to exit."""
-
-    large = False
-
-
+# a project this large leaves its garbage to process exit (`featql.core.pool.GcPause`)
 LARGE_PROJECT_VIEWS = 200
 
 
-@contextmanager
-def short_lived_heap() -> Iterator[ShortLivedHeap]:
-    """A command's compile without cyclic garbage collection.
+def workspace(root: Path, arg: str | None, registry: Registry | None = None, *,
+              create_default: bool = False) -> str:
+    """The workspace a command acts on: `--workspace`, else the one `featql workspace select`
+    chose, else dev. An unknown workspace is an error (with a did-you-mean); "dev" springs into
+    existence on first use when `create_default` (with `registry`)."""
+    from featql.registry import RegistryError, workspaces
 
-    sqlglot trees are cyclic (parent links): copies made to generate SQL from are garbage only
-    the cyclic collector frees, and collecting costs a tenth of a large compile. A command is
-    short: it runs without collections; a large project's garbage (some 50 MB per 1,000 views)
-    is frozen and left to process exit, a small one's is collected afterwards."""
-    heap = ShortLivedHeap()
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        yield heap
-    finally:
-        if heap.large:
-            gc.freeze()  # frozen objects are never collected, not even at interpreter exit
-        if collecting:
-            gc.enable()
+        if registry is not None:
+            return workspaces.resolve(root, arg, registry, create_default=create_default)
+        from featql.registry.applied import existing_workspace
+
+        return existing_workspace(root, arg)  # opens no registry that does not exist
+    except RegistryError as e:
+        raise UserError(str(e)) from e
+
+
+@dataclass(frozen=True)
+class AppliedRun:
+    """What a command runs: the workspace's applied definitions, and the project's config."""
+
+    applied: Applied
+    config: ProjectConfig
+    unapplied: tuple[str, ...]  # objects the working tree changes (not used)
+
+    @property
+    def workspace(self) -> str:
+        return self.applied.workspace
+
+
+def applied_run(project: str, arg: str | None) -> AppliedRun:
+    """The applied manifest of the command's workspace (PRODUCT §3: what runs is what was
+    applied), with a warning on stderr when the working tree differs from it."""
+    from featql.registry import RegistryError, load_applied, unapplied_changes, unapplied_warning
+
+    root = project_root(project)
+    try:
+        applied = load_applied(root, arg)
+    except RegistryError as e:
+        raise UserError(str(e)) from e
+    working = compile_project(root)
+    err = console(stderr=True)
+    if working.manifest is None or working.diagnostics.has_errors():
+        n = len(working.diagnostics.errors)
+        err.print(f"[bold yellow]warning:[/] the project does not compile ({n} error"
+                  f"{'s' if n != 1 else ''}, see `featql check`); using {applied.label}",
+                  highlight=False)
+        changed: list[str] = []
+    else:
+        changed = unapplied_changes(applied.manifest, working.manifest)
+        message = unapplied_warning(applied, changed)
+        if message:
+            from rich.markup import escape
+
+            err.print("[bold yellow]warning:[/] " + escape(message), highlight=False)
+    return AppliedRun(applied, working.config, tuple(changed))

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from featql.cli.commands._common import compile_or_report, project_root
+from featql.cli.commands._common import compile_or_report, project_root, workspace
 from featql.cli.commands._registry import add_workspace_argument, print_plan, registry_for
 from featql.cli.console import UserError, console
+
+if TYPE_CHECKING:
+    from featql.registry.applier import Engine
 
 ORDER = 55
 REPLANS = 3  # with --yes, plan again when another apply got in first
@@ -23,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from featql.registry import StalePlanError, workspaces
+    from featql.registry import StalePlanError
+    from featql.registry.applied import check_hook_paths
     from featql.registry.applier import build_plan, record, run_backfills
 
     result = compile_or_report(args.project, quiet_ok=True)
@@ -33,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     root = project_root(args.project)
     out = console()
     with registry_for(root) as reg:
-        ws = workspaces.resolve(root, args.workspace, reg, create_default=True)
+        check_hook_paths(root, result.manifest)  # before the plan: refused, nothing asked
+        ws = workspace(root, args.workspace, reg, create_default=True)
         for attempt in range(1, REPLANS + 1):
             plan = build_plan(root, result.manifest, reg, ws)
             print_plan(plan)
@@ -55,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
                 out.print(f"{e}; planning again", style="yellow", markup=False)
         out.print(f"Applied #{apply_id} to workspace '{ws}'.", style="bold green",
                   markup=False)
-        done = run_backfills(root, reg, plan, apply_id, lambda s: out.print(s, markup=False))
+        done = run_backfills(root, reg, plan, apply_id, lambda s: out.print(s, markup=False),
+                             offline_engine())
     if done.ran:
         out.print(f"Backfilled: {', '.join(done.ran)}.", markup=False)
     if done.pending:
@@ -68,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
             "`featql materialize`", style="bold red", markup=False)
         return 1
     return 0
+
+
+def offline_engine() -> Engine | None:
+    """The backfill engine the registry runs: `featql.jobs.materialize.materialize` (the
+    registry sits below the jobs and is handed it; imported here, when an apply runs)."""
+    from featql.jobs.materialize import materialize
+
+    return materialize
 
 
 def _confirm(workspace: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from featql.cli.commands._common import project_root
+from featql.cli.commands._common import project_root, workspace
 from featql.cli.commands._registry import add_workspace_argument, registry_for
 from featql.cli.console import console
 
@@ -22,11 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from featql.registry import workspaces
 
     root = project_root(args.project)
     with registry_for(root) as reg:
-        ws = workspaces.resolve(root, args.workspace, reg, create_default=False)
+        ws = workspace(root, args.workspace, reg)
         records = reg.history(ws)
         by_apply: dict[int, list[str]] = {}
         for b in reg.backfills(ws):

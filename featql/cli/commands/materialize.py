@@ -1,15 +1,18 @@
 """`featql materialize [--view V] [--start T] [--end T] [--overwrite]`: fill the offline store.
 
-Incremental by default: only the schedule intervals not yet recorded as done for each view's
-current definition are computed. `--overwrite` recomputes the range and swaps it in atomically;
-`--online` then loads the online store.
+Runs the definitions applied to the workspace (`featql apply`), never unapplied edits of the
+working tree (a warning names them). Incremental by default: only the schedule intervals not
+yet recorded as done for each view's applied definition are computed. `--overwrite` recomputes
+the range and swaps it in atomically; `--online` then loads the online store.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from featql.cli.commands._common import compile_or_report
+from featql.cli.commands._common import applied_run
+from featql.cli.commands._registry import add_workspace_argument
 from featql.cli.console import RichProgress, console
 
 ORDER = 70
@@ -27,31 +30,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="then load the latest values into the online store")
     p.add_argument("--engine", choices=("duckdb", "spark"),
                    help="offline engine (default: [offline] engine in featql.toml)")
-    p.add_argument("--workspace", "-w", metavar="W",
-                   help="workspace (default: the selected one, initially dev)")
-
-
-def _workspace(root: object, arg: str | None) -> str:
-    if arg:
-        return arg
-    try:
-        from featql.registry.workspaces import selected
-    except ImportError:
-        return "dev"
-    return selected(root)  # type: ignore[arg-type]
+    add_workspace_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = compile_or_report(args.project, quiet_ok=True)
-    if result is None:
-        return 1
-    assert result.manifest is not None
+    run_ = applied_run(args.project, args.workspace)
     from featql.jobs.materialize import materialize
 
-    workspace = _workspace(result.root, args.workspace)
-    report = materialize(result.root, result.manifest, workspace, args.view, args.start,
-                         args.end, args.overwrite, args.engine, progress=RichProgress(),
-                         config=result.config, online=args.online)
+    workspace = run_.workspace
+    report = materialize(Path(args.project), run_.applied.run_manifest, workspace, args.view,
+                         args.start, args.end, args.overwrite, args.engine,
+                         progress=RichProgress(), config=run_.config, online=args.online)
     out = console()
     for v in report.views:
         if v.written:
@@ -60,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             out.print(f"[dim]·[/] {v.view}: {v.note} ({v.intervals} interval(s))")
     out.print(f"materialized {report.written} interval(s) into workspace '{workspace}' "
-              f"with {report.engine}")
+              f"with {report.engine} ({run_.applied.label})", markup=False)
     if report.online is not None:
         views = getattr(report.online, "views", ())
         out.print(f"online store loaded: {len(views)} view(s)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from featql.cli.commands._common import compile_or_report, project_root
+from featql.cli.commands._common import compile_or_report, project_root, workspace
 from featql.cli.commands._registry import add_workspace_argument, print_plan, registry_for
 
 ORDER = 50
@@ -23,7 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from featql.registry import workspaces
     from featql.registry.applier import build_plan
     from featql.registry.render import plan_json
 
@@ -33,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     assert result.manifest is not None
     root = project_root(args.project)
     with registry_for(root) as reg:
-        ws = workspaces.resolve(root, args.workspace, reg, create_default=False)
+        ws = workspace(root, args.workspace, reg)
         plan = build_plan(root, result.manifest, reg, ws)
     if args.json:
         print(json.dumps(plan_json(plan), indent=2, sort_keys=True))

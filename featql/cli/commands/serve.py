@@ -1,5 +1,9 @@
 """`featql serve [--host H] [--port P] [--workers N] [--workspace W] [--reload]`: the online
-feature server (gunicorn + Flask; Flask's dev server with --reload)."""
+feature server (gunicorn + Flask; Flask's dev server with --reload).
+
+Serves the definitions applied to the workspace (`featql apply`), never unapplied edits: the
+master loads the applied manifest once, validates it (store, transforms), writes it into its
+temporary folder, and every worker builds its app from that very file."""
 
 from __future__ import annotations
 
@@ -7,8 +11,13 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from featql.cli.commands._registry import add_workspace_argument
 from featql.cli.console import UserError, console
+
+if TYPE_CHECKING:
+    from featql.core.config import ProjectConfig
 
 ORDER = 80
 
@@ -23,8 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "this machine: SQLite, or DynamoDB at a loopback endpoint_url; 2 for "
                         "DynamoDB across the network; [serve] threads in featql.toml). 1 runs "
                         "featql's event-loop worker, more gunicorn's threaded one")
-    p.add_argument("--workspace", default=os.environ.get("FEATQL_WORKSPACE", "dev"),
-                   help="workspace whose online store to serve (default dev)")
+    add_workspace_argument(p)
     p.add_argument("--reload", action="store_true",
                    help="development: Flask's reloading server instead of gunicorn")
     p.add_argument("--demo", action="store_true",
@@ -71,41 +79,42 @@ def _setting(conf: dict[str, object], key: str, default: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from featql.cli.commands._common import compile_or_report
+    from featql.cli.commands._common import applied_run, workspace
     from featql.core.manifest import write_manifest
     from featql.online.lookup import MAX_ENTITIES
     from featql.online.stores import OnlineStoreError
     from featql.server.app import MAX_BODY_BYTES, ServeSettings
-    from featql.server.runner import fresh_manifest, metrics_directory, serve
+    from featql.server.runner import metrics_directory, serve
 
     root = Path(args.project)
     if args.demo:
         from featql.cli.serve_demo import serve_demo
 
         out = console()
-        return 0 if serve_demo(root, args.workspace,
-                               say=lambda line: out.print(line, markup=False)) else 1
-    result = compile_or_report(args.project, quiet_ok=True)
-    if result is None:
-        return 1
-    assert result.manifest is not None
-    conf = result.config.serve if result.config else {}
+        ws = workspace(root, args.workspace)
+        return 0 if serve_demo(root, ws, say=lambda line: out.print(line, markup=False)) else 1
+    config = _config(root)
+    conf = config.serve
     host = args.host or str(conf.get("host", "127.0.0.1"))
     port = args.port or _setting(conf, "port", 8080)
     workers = args.workers or _setting(conf, "workers", os.cpu_count() or 1)
-    store = result.config.online_store if result.config else "sqlite"
-    endpoint = result.config.online.get("endpoint_url") if result.config else None
+    store = config.online_store
+    endpoint = config.online.get("endpoint_url")
     threads = (args.threads or _setting(conf, "threads", 0)
                or default_threads(store, str(endpoint) if endpoint else None))
     if workers < 1 or threads < 1:
         raise UserError("--workers and --threads must be at least 1")
+    max_entities = _setting(conf, "max_entities", MAX_ENTITIES)
+    max_body = _setting(conf, "max_body_bytes", MAX_BODY_BYTES)
+    run_ = applied_run(args.project, args.workspace)
+    manifest = run_.applied.run_manifest
+    ws = run_.workspace
     with metrics_directory() as tmp:
-        manifest_path = fresh_manifest(root) or write_manifest(result.manifest, tmp / "manifest")
+        # the workers read this file: exactly the manifest validated below
+        manifest_path = write_manifest(manifest, tmp / "manifest")
         settings = ServeSettings(
-            root=root.resolve(), workspace=args.workspace, manifest_path=manifest_path,
-            metrics_dir=tmp / "metrics",
-            max_entities=_setting(conf, "max_entities", MAX_ENTITIES),
-            max_body_bytes=_setting(conf, "max_body_bytes", MAX_BODY_BYTES))
+            root=root.resolve(), workspace=ws, manifest_path=manifest_path,
+            metrics_dir=tmp / "metrics", max_entities=max_entities, max_body_bytes=max_body)
         try:  # fail fast on a misconfigured store or a transform that does not compile
             from featql.server.app import create_app
 
@@ -113,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             level = quiet.level
             quiet.setLevel(logging.ERROR)  # the warning below says it once, in colour
             try:
-                app = create_app(settings, result.manifest)
+                app = create_app(settings)
             finally:
                 quiet.setLevel(level)
         except OnlineStoreError as e:
@@ -129,14 +138,28 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             console(stderr=True).print(
                 f"[bold yellow]warning:[/] not loaded into the online store (NULL until "
-                f"`featql materialize --online --workspace {args.workspace}`): "
-                f"{', '.join(missing)}")
+                f"`featql materialize --online --workspace {ws}`): {', '.join(missing)}")
         mode = "Flask dev server (--reload)" if args.reload else (
             f"gunicorn, {workers} worker(s) × " + ("1 thread (event-loop worker)" if threads == 1
                                                    else f"{threads} threads (gthread worker)"))
         console(stderr=True).print(
-            f"[bold green]featql serve[/] {result.manifest.project} workspace "
-            f"[bold]{args.workspace}[/] ({result.config.online_store} online store) on "
+            f"[bold green]featql serve[/] {manifest.project} workspace [bold]{ws}[/] "
+            f"({run_.applied.label}, {config.online_store} online store) on "
             f"http://{host}:{port} — {mode}")
         serve(settings, host, port, 1 if args.reload else workers, threads, args.reload)
     return 0
+
+
+def _config(root: Path) -> ProjectConfig:
+    """featql.toml (its problems reported like `featql check` does)."""
+    from featql.cli.commands._common import project_root
+    from featql.cli.console import print_diagnostics
+    from featql.core.config import CONFIG_FILE, load_config
+    from featql.core.diagnostics import Diagnostics
+
+    diags = Diagnostics()
+    config = load_config(project_root(str(root)), CONFIG_FILE, diags)
+    if diags.has_errors():
+        print_diagnostics(diags.sorted())
+        raise UserError("featql.toml has errors (see above)")
+    return config

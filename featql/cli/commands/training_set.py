@@ -1,8 +1,11 @@
 """`featql training-set SERVICE --spine FILE --out FILE`: point-in-time-correct training data.
 
 One row per spine row, in spine order, spine columns kept, then `<view>__<feature>` columns and
-the service's request-transform outputs. Reads the offline store where it is materialized, the
-sources elsewhere (no materialization needed).
+the service's request-transform outputs. Runs the definitions applied to the workspace: each
+view is read from the offline store where it is materialized, from the sources elsewhere.
+`--working-tree` (or a workspace with nothing applied yet) computes everything from the
+sources with the working tree's definitions, unapplied edits included (the authoring loop),
+and says so.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from featql.cli.commands._common import compile_or_report
+from featql.cli.commands._common import applied_run, compile_or_report, project_root, workspace
+from featql.cli.commands._registry import add_workspace_argument
 from featql.cli.console import UserError, console
 
 NAME = "training-set"
@@ -27,22 +31,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="offline engine (default: [offline] engine in featql.toml)")
     p.add_argument("--timestamp", metavar="COL",
                    help="the spine's timestamp column, when it has several")
-    p.add_argument("--workspace", "-w", metavar="W",
-                   help="workspace whose offline store is read (default: the selected one)")
+    add_workspace_argument(p)
+    p.add_argument("--working-tree", action="store_true",
+                   help="compute from the sources with the working tree's definitions "
+                        "(unapplied edits included) instead of the workspace's applied ones")
 
 
 def run(args: argparse.Namespace) -> int:
-    result = compile_or_report(args.project, quiet_ok=True)
-    if result is None:
-        return 1
-    assert result.manifest is not None
-    from featql.cli.commands.materialize import _workspace
     from featql.jobs.training import TrainingReport, training_set
+    from featql.registry import RegistryError
+    from featql.registry.applied import check_hook_paths, find_applied
 
+    root = project_root(args.project)
+    ws = workspace(root, args.workspace)
+    try:
+        has_apply = not args.working_tree and find_applied(root, ws) is not None
+    except RegistryError as e:
+        raise UserError(str(e)) from e
+    c = console()
+    if has_apply:
+        run_ = applied_run(args.project, ws)
+        manifest, config, use_store = run_.applied.run_manifest, run_.config, True
+        using = f"the definitions of {run_.applied.label}"
+    else:
+        result = compile_or_report(args.project, quiet_ok=True)
+        if result is None:
+            return 1
+        assert result.manifest is not None
+        try:
+            check_hook_paths(root, result.manifest)
+        except RegistryError as e:
+            raise UserError(str(e)) from e
+        manifest, config, use_store = result.manifest, result.config, False
+        why = "--working-tree" if args.working_tree else f"nothing is applied to workspace '{ws}'"
+        using = "the working tree's definitions (unapplied edits included), from the sources"
+        console(stderr=True).print(f"[bold yellow]note:[/] computed from the sources with the "
+                                   f"working tree's definitions ({why})", highlight=False)
     report = TrainingReport()
-    table = training_set(result.root, result.manifest, result.config, args.service, args.spine,
-                         engine=args.engine, timestamp=args.timestamp,
-                         workspace=_workspace(result.root, args.workspace), report=report)
+    table = training_set(root, manifest, config, args.service, args.spine,
+                         engine=args.engine, timestamp=args.timestamp, workspace=ws,
+                         use_store=use_store, report=report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
@@ -63,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise UserError(f"unknown output format '{suffix}'; use .parquet, .csv or .json")
     stored = sorted(v for v, where in report.reads.items() if where == "store")
-    c = console()
     c.print(f"[green]✓[/] {table.num_rows:,} rows × {table.num_columns} columns → {out}")
+    c.print(f"  using {using}", markup=False)
     c.print(f"  views from the offline store: {', '.join(stored) or 'none'}; "
             f"from the sources: {len(report.reads) - len(stored)}")
     if report.transforms_skipped:
