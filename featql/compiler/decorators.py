@@ -206,6 +206,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "variant": (string, False),
         "deprecated": (boolean, False),
         "replacement": (view_ref, False),
+        "duplicate_of": (view_ref, False),
         "online": (boolean, False),
         "offline": (boolean, False),
         "prevent_destroy": (boolean, False),

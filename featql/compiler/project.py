@@ -19,6 +19,7 @@ from sqlglot.errors import ErrorLevel, UnsupportedError
 from featql.compiler.body import node_span
 from featql.compiler.catalog import build_sources, location_of
 from featql.compiler.columns import TableColumns
+from featql.compiler.duplicates import warn_duplicates
 from featql.compiler.fingerprint import (
     canonicalize,
     columns_read,
@@ -86,8 +87,9 @@ class ViewSink(Protocol):
 def compile_project(root: str | Path, *, with_lineage: bool = True,
                     fingerprints: bool = True, sink: ViewSink | None = None,
                     parallel: bool = False) -> CompileResult:
-    """Compile a project folder. `fingerprints=False` (featql check: diagnostics only) skips the
-    per-feature canonical SQL and digests, leaving every fingerprint empty; all checks run.
+    """Compile a project folder. `fingerprints=False` skips the per-feature canonical SQL and
+    digests, leaving every fingerprint empty; all checks run but the duplicate-feature warning
+    (W802), which compares fingerprints.
 
     `sink` gets each feature view as soon as its IR is complete: the very object the manifest
     will hold (unless the compile fails). `parallel=True` (the CLI's `check` and `compile`
@@ -109,6 +111,8 @@ def _compile(root: Path, with_lineage: bool, fingerprints: bool,
     if sink is not None:
         sink.begin(sources, len(res.views()))
     views = _build_views(res, sources, entities, diags, result.typed, fingerprints, sink)
+    if fingerprints:
+        warn_duplicates(views, res.views(), diags)
     transforms: dict[str, RequestTransform] = {}
     for name, f in res.by_kind.get("request_transform", {}).items():
         t = build_sql_transform(f, views, diags)

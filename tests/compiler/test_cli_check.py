@@ -124,8 +124,9 @@ def test_example_project_checks_clean(example: Path) -> None:
 
 
 def test_check_mode_skips_only_fingerprints(example: Path, broken: Path) -> None:
-    """`featql check` compiles with fingerprints=False: same diagnostics, same manifest except
-    the (empty) fingerprints."""
+    """`compile_project(fingerprints=False)` (for callers that need no fingerprints): same
+    diagnostics on projects without duplicate features (W802 needs fingerprints), same manifest
+    except the (empty) fingerprints."""
     import dataclasses
 
     for root in (example, broken):

@@ -20,8 +20,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     # a short-lived command: a large project's garbage is left to process exit
     with gc_paused() as pause:
+        # fingerprints too: duplicate features (W802) are found from them
         result = compile_project(project_root(args.project), with_lineage=False,
-                                 fingerprints=False, parallel=True)
+                                 parallel=True)
         pause.leave_to_exit = result.manifest is not None and (
             len(result.manifest.views) >= LARGE_PROJECT_VIEWS)
     diags = result.diagnostics
