@@ -8,6 +8,8 @@ keys of every view it reads (through features or through transforms' inputs).
 
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 
 from featql.compiler.body import node_span
@@ -85,7 +87,7 @@ def build_sql_transform(f: ParsedFile, views: dict[str, FeatureView],
         if t != "request":
             query.join(t, join_type="cross", copy=False)
     typed = type_query(f.src, query, tables, diags)
-    if typed is None:
+    if typed is None or not _evaluable(f, stmt, tables, diags):
         return None
     inputs = sorted({f"{c.table.lower()}.{c.name.lower()}" for c in stmt.find_all(exp.Column)
                      if c.table.lower() != "request"})
@@ -94,6 +96,64 @@ def build_sql_transform(f: ParsedFile, views: dict[str, FeatureView],
         request=tuple(request), inputs=tuple(inputs), outputs=tuple(typed.columns),
         sql=stmt.sql(dialect="duckdb"), fingerprint=digest(canonical_sql(stmt)), meta=decl.meta,
     )
+
+
+def _evaluable(f: ParsedFile, stmt: exp.Select, tables: TableColumns,
+               diags: Diagnostics) -> bool:
+    """The serving evaluator (featql.transforms) can run the transform: each function or
+    construct it does not support is an error where it is written (else it would pass check
+    and fail only when the server starts)."""
+    from featql.transforms import SUPPORTED_FUNCTIONS, UnsupportedSql, check_sql_transform
+
+    types = {f"{t}.{c}": ctype for t, cols in tables.items() for c, ctype in cols.items()}
+    errors = check_sql_transform(stmt, types)
+    for e in errors:
+        if not isinstance(e, UnsupportedSql):
+            diags.error("E508", f"{e}", node_span(f.src, stmt))
+            continue
+        span = node_span(f.src, e.node, fallback=node_span(f.src, stmt))
+        called = _called_name(f.src.text, span, e.node)
+        if e.supported:  # a rule refuses this use: a type the evaluator does not take
+            why = f"is not supported {e.why}" if e.why.startswith("(") else e.why
+            diags.error("E508", f"'{e.node.sql(dialect='duckdb')[:60]}' {why} in request "
+                        "transforms", span)
+        elif called is not None:
+            diags.error("E507", f"function {called} is not supported in request transforms",
+                        span, hint=_ALTERNATIVES.get(called)
+                        or did_you_mean(called, SUPPORTED_FUNCTIONS)
+                        or f"supported functions: {', '.join(sorted(SUPPORTED_FUNCTIONS))}")
+        else:
+            what = _CONSTRUCTS.get(type(e.node).__name__) \
+                or re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(e.node).__name__).lower()
+            diags.error("E507", f"{what} ({e.node.sql(dialect='duckdb')[:40]}) is not "
+                        "supported in request transforms", span,
+                        hint="request transforms support arithmetic, comparisons, AND/OR/NOT, "
+                        "CASE, IN, BETWEEN, LIKE, IS [NOT] NULL and the functions "
+                        + ", ".join(sorted(SUPPORTED_FUNCTIONS)))
+    return not errors
+
+
+# what to write instead, for functions no supported name is spelled like
+_REGEX = "did you mean LIKE? (no regular expressions; LIKE matches % and _ patterns)"
+_ALTERNATIVES = {"REGEXP_MATCHES": _REGEX, "REGEXP_LIKE": _REGEX, "REGEXP_FULL_MATCH": _REGEX,
+                 "RLIKE": _REGEX, "STRPOS": "did you mean CONTAINS?",
+                 "INSTR": "did you mean CONTAINS?", "POSITION": "did you mean CONTAINS?",
+                 "SUFFIX": "did you mean LIKE '%...'?", "ENDS_WITH": "did you mean LIKE '%...'?",
+                 "PREFIX": "did you mean STARTS_WITH?", "LOG": "did you mean LN?",
+                 "ISNULL": "did you mean IS NULL?"}
+
+_CONSTRUCTS = {"Bracket": "a subscript", "Subquery": "a subquery", "Window": "a window function",
+               "Interval": "an INTERVAL", "Star": "*", "Exists": "EXISTS",
+               "Lambda": "a lambda", "Dot": "a field access", "Array": "an array",
+               "Struct": "a struct", "Placeholder": "a placeholder"}
+
+
+def _called_name(text: str, span: Span, node: exp.Expression) -> str | None:
+    """The function name as written at the start of a call node (`REGEXP_MATCHES(`)."""
+    if not isinstance(node, exp.Func) or span.start < 0:
+        return None
+    m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", text[span.start:span.start + 200])
+    return m.group(1).upper() if m else None
 
 
 def build_py_transform(hook: PyHook, views: dict[str, FeatureView], project_root: str,
@@ -124,8 +184,10 @@ def build_py_transform(hook: PyHook, views: dict[str, FeatureView], project_root
         name=hook.name, location=Location(hook.module, hook.span.line, hook.span.col),
         language="python", request=tuple(request), inputs=tuple(r for r, _ in hook.inputs),
         outputs=tuple(outputs), module=hook.module, function=hook.function,
-        fingerprint=digest(hook.module, hook.function, hook.request, hook.inputs, hook.outputs,
-                           hook.code),
+        # the inputs' names, not their spans: a span holds the file's display path, which
+        # depends on where the project is (a copied project must not show a changed hook)
+        fingerprint=digest(hook.module, hook.function, hook.request,
+                           tuple(r for r, _ in hook.inputs), hook.outputs, hook.code),
     )
 
 

@@ -5,6 +5,10 @@ Python closures (`sql_eval`), Python hooks by importing their file. A compiled t
 environment `{"request.<field>": v, "<view>.<feature>": v}` to its outputs. The server calls it
 per entity; `apply_transforms` calls the very same closures over the rows of an Arrow table for
 training sets (columns `<transform>__<output>`).
+
+The SQL subset the evaluator supports is `SUPPORTED_FUNCTIONS` and `SUPPORTED_CONSTRUCTS`;
+`check_sql_transform(tree, types)` lists every refusal the evaluator would raise, by node, so
+that `featql check` reports them where they are written (featql.compiler.services).
 """
 
 from __future__ import annotations
@@ -18,8 +22,12 @@ from featql.core.errors import UserError
 from featql.core.ir import Column, Manifest, RequestTransform
 from featql.transforms.sql_eval import (
     DBL,
+    SUPPORTED_CONSTRUCTS,
+    SUPPORTED_FUNCTIONS,
     EvalError,
     TransformCompileError,
+    UnsupportedSql,
+    check_sql_transform,
     compile_sql_transform,
     sql_type,
 )
@@ -27,8 +35,9 @@ from featql.transforms.sql_eval import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CompiledTransform", "TransformCompileError", "TransformError", "apply_transforms",
-           "compile_transforms"]
+__all__ = ["SUPPORTED_CONSTRUCTS", "SUPPORTED_FUNCTIONS", "CompiledTransform",
+           "TransformCompileError", "TransformError", "UnsupportedSql", "apply_transforms",
+           "check_sql_transform", "compile_transforms"]
 
 
 class TransformError(UserError):

@@ -38,8 +38,9 @@ from featql.transforms.sql_semantics import (
     sql_type,
 )
 
-__all__ = ["DBL", "CompiledSql", "EvalError", "TransformCompileError", "compile_sql_transform",
-           "sql_type"]
+__all__ = ["DBL", "SUPPORTED_CONSTRUCTS", "SUPPORTED_FUNCTIONS", "CompiledSql", "EvalError",
+           "TransformCompileError", "UnsupportedSql", "check_sql_transform",
+           "compile_sql_transform", "sql_type"]
 
 Env = Mapping[str, Any]
 Fn = Callable[[Env], Any]
@@ -72,21 +73,58 @@ def compile_sql_transform(sql: str, types: Mapping[str, str]) -> CompiledSql:
     return CompiledSql(tuple(outputs), tuple(sorted(c.refs)))
 
 
+class UnsupportedSql(TransformCompileError):
+    """The evaluator refuses `node`: it has no rule for it (`supported` False), or the rule
+    refuses this use of it (`why`: "needs a number, got VARCHAR", ...)."""
+
+    def __init__(self, node: exp.Expression, why: str, supported: bool):
+        super().__init__(f"{type(node).__name__} ({node.sql(dialect='duckdb')[:60]}) {why} in "
+                         "request transforms")
+        self.node = node
+        self.why = why
+        self.supported = supported
+
+
+def check_sql_transform(tree: exp.Select, types: Mapping[str, str],
+                        limit: int = 20) -> list[TransformCompileError]:
+    """Every refusal the evaluator would raise compiling `tree` (a parsed transform, whose
+    nodes keep their positions), each mistake once: a refused node is left out (as NULL) and
+    the rest compiled again. Empty: `compile_sql_transform` accepts the transform."""
+    errors: list[TransformCompileError] = []
+    skip: set[int] = set()
+    while len(errors) < limit:
+        c = _Compiler({k.lower(): sql_type(v) for k, v in types.items()}, skip)
+        try:
+            for item in tree.expressions:
+                c.compile(item.this if isinstance(item, exp.Alias) else item)
+        except UnsupportedSql as e:
+            errors.append(e)
+            if id(e.node) in skip:  # pragma: no cover - a refusal of a node left out
+                break
+            skip.add(id(e.node))
+            continue
+        except TransformCompileError as e:  # not about one node (an unknown column)
+            errors.append(e)
+        break
+    return errors
+
+
 # -- the compiler ------------------------------------------------------------------------------
 class _Compiler(_Functions):
-    def __init__(self, types: dict[str, str]):
+    def __init__(self, types: dict[str, str], skip: set[int] | None = None):
         self.types = types
         self.refs: set[str] = set()
+        self.skip = skip or set()  # ids of nodes compiled as NULL (`check_sql_transform`)
 
     def fail(self, node: Any, why: str = "is not supported") -> TransformCompileError:
-        return TransformCompileError(
-            f"{type(node).__name__} ({node.sql(dialect='duckdb')[:60]}) {why} in request "
-            "transforms")
+        return UnsupportedSql(node, why, supported=True)
 
     def compile(self, node: exp.Expression) -> tuple[Fn, str]:
+        if id(node) in self.skip:
+            return (lambda env: None), NULL
         method = getattr(self, "_" + type(node).__name__.lower(), None)
         if method is None:
-            raise self.fail(node)
+            raise UnsupportedSql(node, "is not supported", supported=False)
         fn, t = method(node)
         return fn, t
 
@@ -398,3 +436,32 @@ class _Compiler(_Functions):
             x, y = _cmp_norm(a, b)
             return None if x == y else a
         return nullif, ta
+
+
+# -- the supported subset ----------------------------------------------------------------------
+def _node_types() -> dict[str, type[exp.Expression]]:
+    return {c.__name__.lower(): c for c in vars(exp).values()
+            if isinstance(c, type) and issubclass(c, exp.Expression)}
+
+
+_RULES = [cls for name, cls in _node_types().items() if callable(getattr(_Compiler, f"_{name}",
+                                                                        None))]
+_NOT_CALLS = (exp.And, exp.Or, exp.Case)  # sqlglot functions that are syntax
+
+
+def _function_names(classes: list[type[exp.Expression]]) -> frozenset[str]:
+    """The names (DuckDB's spellings included) a function of `classes` is called by."""
+    from sqlglot.dialects.duckdb import DuckDB
+
+    calls = tuple(c for c in classes if issubclass(c, exp.Func) and not issubclass(c, _NOT_CALLS))
+    names = {n.upper() for c in calls for n in c.sql_names()}
+    names |= {n.upper() for n, build in DuckDB.Parser.FUNCTIONS.items()
+              if getattr(build, "__self__", None) in calls}
+    return frozenset(names)
+
+
+SUPPORTED_FUNCTIONS: frozenset[str] = _function_names(_RULES)
+"""Functions a SQL request transform may call (as written: ABS, CEIL, CEILING, ...)."""
+SUPPORTED_CONSTRUCTS: frozenset[str] = frozenset(
+    c.__name__ for c in _RULES if not issubclass(c, exp.Func) or issubclass(c, _NOT_CALLS))
+"""The other node types the evaluator has a rule for (sqlglot names: Add, Case, Column, ...)."""

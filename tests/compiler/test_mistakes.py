@@ -470,6 +470,23 @@ CASES = [
          "t/t.sql:1:44: error[E305]: request field 'amount' needs a featql type", "amount",
          "for example amount DOUBLE; types: BIGINT, INT, DOUBLE, FLOAT, STRING, BOOLEAN, "
          "TIMESTAMP, DATE, ARRAY<STRING>, ARRAY<BIGINT>, ARRAY<DOUBLE>"),
+    # the SQL the serving evaluator runs: refused at check time, not when the server starts
+    Case("transform-regexp-function",
+         {**OK_VIEW, "t/t.sql": "-- @request_transform(name = t, request = [note STRING])\n"
+          "SELECT request.note LIKE 'a%' AS a, REGEXP_MATCHES(request.note, '^a.*') AS m\n"},
+         "t/t.sql:2:37: error[E507]: function REGEXP_MATCHES is not supported in request "
+         "transforms", "REGEXP_MATCHES(",
+         "did you mean LIKE? (no regular expressions; LIKE matches % and _ patterns)"),
+    Case("transform-function-spelled-like-a-supported-one",
+         {**OK_VIEW, "t/t.sql": "-- @request_transform(name = t, request = [note STRING])\n"
+          "SELECT CONCAT_WS('-', request.note, 'x') AS c\n"},
+         "t/t.sql:2:8: error[E507]: function CONCAT_WS is not supported in request transforms",
+         "CONCAT_WS(", "did you mean 'CONCAT'?"),
+    Case("transform-function-form-not-evaluated",
+         {**OK_VIEW, "t/t.sql": "-- @request_transform(name = t, request = [note STRING])\n"
+          "SELECT LTRIM(request.note) AS c\n"},
+         "t/t.sql:2:8: error[E508]: 'LTRIM(request.note)' is not supported (only TRIM(s)) in "
+         "request transforms", "LTRIM("),
     Case("python-hook-wrong-parameter",
          {**OK_VIEW, "hooks/h.py": HOOK + "def ratio(amount, last_amt):\n"
           "    return {'ratio': 1.0}\n"},
@@ -538,6 +555,42 @@ def test_cases_are_distinct() -> None:
     assert len({c.id for c in CASES}) == len(CASES)
     assert len({c.headline for c in CASES}) == len(CASES)
     assert len(CASES) >= 35
+
+
+def test_each_unsupported_function_of_a_transform_is_one_error(project: Compile) -> None:
+    result = project({**OK_VIEW, "t/t.sql": (
+        "-- @request_transform(name = t, request = [amount DOUBLE, note STRING])\n"
+        "SELECT SUBSTR(request.note, 1, 2) AS a,\n"
+        "       request.amount * user_last.last_amount + LOG(request.amount) AS b,\n"
+        "       ABS(request.amount) + STRPOS(SUBSTR(request.note, 2), 'x') AS c\n")})
+    assert [(d.headline(), d.hint) for d in result.diagnostics.errors] == [
+        ("t/t.sql:2:8: error[E507]: function SUBSTR is not supported in request transforms",
+         "supported functions: ABS, CAST, CEIL, CEILING, CHARACTER_LENGTH, CHAR_LENGTH, "
+         "COALESCE, CONCAT, CONTAINS, EXP, FLOOR, GREATEST, IF, IFNULL, IIF, LCASE, LEAST, LEN, "
+         "LENGTH, LN, LOWER, NULLIF, NVL, POW, POWER, REPLACE, ROUND, SQRT, STARTSWITH, "
+         "STARTS_WITH, TRIM, TRY_CAST, UCASE, UPPER"),
+        ("t/t.sql:3:49: error[E507]: function LOG is not supported in request transforms",
+         "did you mean LN?"),
+        # the outer call is the mistake; what it wraps is not reported again
+        ("t/t.sql:4:30: error[E507]: function STRPOS is not supported in request transforms",
+         "did you mean CONTAINS?"),
+    ]
+    assert result.manifest is None or not result.ok
+
+
+def test_the_evaluator_s_subset_is_exposed_and_accepted_by_check(project: Compile) -> None:
+    from featql.transforms import SUPPORTED_CONSTRUCTS, SUPPORTED_FUNCTIONS
+
+    assert {"ABS", "COALESCE", "LOWER", "ROUND", "CAST"} <= SUPPORTED_FUNCTIONS
+    assert "REGEXP_MATCHES" not in SUPPORTED_FUNCTIONS
+    assert {"Case", "Like", "In", "Between", "Add"} <= SUPPORTED_CONSTRUCTS
+    result = project({**OK_VIEW, "t/t.sql": (
+        "-- @request_transform(name = t, request = [amount DOUBLE, note STRING])\n"
+        "SELECT ROUND(ABS(request.amount - user_last.last_amount), 2) AS d,\n"
+        "       CASE WHEN LOWER(request.note) LIKE 'a%' THEN 1 ELSE 0 END AS a,\n"
+        "       COALESCE(NULLIF(TRIM(request.note), ''), 'none') AS n\n")})
+    assert [d.headline() for d in result.diagnostics] == []
+    assert result.ok
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
