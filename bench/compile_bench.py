@@ -68,7 +68,7 @@ SELECT {key},
        quantity + {k}                                   AS f_{i}_quantity,
        DATE_DIFF('day', event_day, CAST(event_ts AS DATE)) AS f_{i}_age_days
 FROM {source}
-WHERE amount > {k}
+WHERE amount > {k}.{i}
 """
 
 ROW_FROM_VIEW = """\
@@ -145,7 +145,7 @@ def generate(root: Path, n_views: int, n_sources: int, seed: int = 1) -> dict[st
                 break
             name = f"v{i:04d}"
             files[f"views/g{group:03d}/{name}.sql"] = AGGREGATE.format(
-                name=name, entity=entity, key=key, team=group % 7, i=i, k=i % 5, source=source)
+                name=name, entity=entity, key=key, team=group % 7, i=i, k=i, source=source)
             agg_views.append((name, entity, i))
             i += 1
         group += 1
