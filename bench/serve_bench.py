@@ -1,13 +1,21 @@
-"""Feature-server benchmark: `featql serve` (2 gunicorn workers) on the example project, over
-SQLite and DynamoDB (dynalite), against a bare Flask app under the same gunicorn settings that
-returns a constant JSON body of the same size (the ceiling), all in one run.
+"""Feature-server benchmark: the featql app under each HTTP server (granian, the server `featql
+serve` runs, and the event-loop gunicorn worker featql had before), 2 workers, on the example
+project over SQLite and DynamoDB (dynalite), against a bare Flask app on granian with the same
+settings that returns a constant JSON body of the same size (the ceiling), all in one run.
 
-    .venv/bin/python bench/serve_bench.py [--transactions 1000000] [--quick]
+    .venv/bin/python bench/serve_bench.py [--transactions 1000000] [--servers granian,loop]
+                                          [--rounds 3] [--quick]
+
+`loop` is featql's former event-loop worker (featql/server/worker.py + http1.py, deleted from
+the package): the bench takes both files from the commit before their removal (`git show`),
+so the comparison needs the repository's history. Both servers run the same app (create_app)
+from the same manifest file, with `featql serve`'s default threads for the store.
 
 Load: a bounded generator on loopback (threads, http.client keep-alive connections), either
 open-loop at a fixed rate (latency measured from each request's scheduled send time, so a
 stalled server cannot hide its queueing) or closed-loop for throughput. Every run has a fixed
-request count and a time limit. Results: a table on stdout and bench/out/serve_bench.json.
+request count and a time limit; rounds interleave the servers. Results: a table on stdout and
+bench/out/serve_bench.json.
 Note: dynalite is a Node process on the same 2 cores as the servers and the load generator, so
 the DynamoDB figures measure this machine, not AWS.
 """
@@ -85,17 +93,80 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def start_featql(root: Path, workers: int, threads: int | None,
-                 ) -> tuple[subprocess.Popen[bytes], int]:
-    """`featql serve`; threads None: its default for the project's store."""
+LEGACY_REV = "f5ba0389ddb43ffc49e7df64c7bff5f968ad5273"  # the last commit with worker.py
+SERVERS = ("granian", "loop")
+
+
+def legacy_worker(work: Path) -> Path | None:
+    """featql's former event-loop worker, from LEGACY_REV, as package `featql_legacy_serve`
+    in a folder to put on sys.path; None when the history is not there."""
+    pkg = work / "legacy" / "featql_legacy_serve"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    for name in ("worker", "http1"):
+        got = subprocess.run(["git", "-C", str(REPO), "show",
+                              f"{LEGACY_REV}:featql/server/{name}.py"],
+                             capture_output=True, text=True)
+        if got.returncode != 0:
+            return None
+        text = got.stdout.replace("from featql.server import http1",
+                                  "from featql_legacy_serve import http1")
+        text = text.replace("from featql.server.http1 import",
+                            "from featql_legacy_serve.http1 import")
+        (pkg / f"{name}.py").write_text(text)
+    return pkg.parent
+
+
+def start_featql(server: str, settings: dict[str, Any], workers: int, threads: int,
+                 legacy: Path | None) -> tuple[subprocess.Popen[bytes], int]:
+    """The featql app on `server` (granian, or the former event-loop worker: `loop`)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "featql.cli", "serve", "--project", str(root), "--port", str(port),
-         "--workers", str(workers), *(["--threads", str(threads)] if threads else [])],
+        [sys.executable, __file__, "--featql-server", server, str(port), json.dumps(settings),
+         str(workers), str(threads), str(legacy or "")],
         env={**os.environ, "FEATQL_LOG_LEVEL": "error"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(port, proc)
     return proc, port
+
+
+def run_featql_server(server: str, port: int, raw: str, workers: int, threads: int,
+                      legacy: str) -> None:
+    from featql.server.app import ServeSettings, create_app
+    from featql.server.metrics import use_directory
+    from featql.server.runner import serve
+
+    conf = json.loads(raw)
+    settings = ServeSettings(root=Path(conf["root"]), workspace=conf["workspace"],
+                             manifest_path=Path(conf["manifest_path"]),
+                             metrics_dir=Path(conf["metrics_dir"]))
+    if server == "granian":
+        serve(settings, "127.0.0.1", port, workers, threads)
+        return
+    assert server == "loop" and legacy, server
+    sys.path.insert(0, legacy)
+    from featql_legacy_serve.worker import loop_worker
+
+    use_directory(settings.metrics_dir)
+    _gunicorn(lambda: create_app(settings), port, workers, loop_worker(settings.max_body_bytes))
+
+
+def _gunicorn(load: Any, port: int, workers: int, worker_class: type) -> None:
+    """gunicorn with the settings `featql serve` gave it before granian."""
+    from gunicorn.app.base import BaseApplication
+
+    class _App(BaseApplication):
+        def load_config(self) -> None:
+            for k, v in {"bind": f"127.0.0.1:{port}", "workers": workers,
+                         "worker_class": worker_class, "threads": 1, "keepalive": 30,
+                         "backlog": 2048, "timeout": 60, "accesslog": None,
+                         "loglevel": "error"}.items():
+                self.cfg.set(k, v)
+
+        def load(self) -> Any:
+            return load()
+
+    _App().run()
 
 
 def start_bare(body_file: Path, workers: int, threads: int) -> tuple[subprocess.Popen[bytes], int]:
@@ -107,13 +178,8 @@ def start_bare(body_file: Path, workers: int, threads: int) -> tuple[subprocess.
     return proc, port
 
 
-def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> None:
-    """The ceiling: Flask + orjson + gunicorn, same settings and worker class as `featql
-    serve` with as many threads, a constant body."""
+def _bare_app(body_file: Path) -> Any:
     from flask import Flask, Response, request
-    from gunicorn.app.base import BaseApplication
-
-    from featql.server.runner import worker_class
 
     bodies = orjson.loads(body_file.read_bytes())
     one, many = bodies["one"].encode(), bodies["many"].encode()
@@ -129,18 +195,24 @@ def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> N
     def healthz() -> Response:
         return Response(b'{"status":"ok"}', mimetype="application/json")
 
-    class _App(BaseApplication):
-        def load_config(self) -> None:
-            for k, v in {"bind": f"127.0.0.1:{port}", "workers": workers,
-                         "worker_class": worker_class(threads, 1 << 20), "threads": threads,
-                         "keepalive": 30, "backlog": 2048, "accesslog": None,
-                         "loglevel": "error"}.items():
-                self.cfg.set(k, v)
+    return app
 
-        def load(self) -> Any:
-            return app
 
-    _App().run()
+def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> None:
+    """The ceiling: Flask + orjson on granian, with the settings `featql serve` gives it and
+    as many threads, a constant body."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    from featql.server.runner import HEADER_READ_TIMEOUT_MS
+
+    Server("bare", address="127.0.0.1", port=port, interface=Interfaces.WSGI, workers=workers,
+           blocking_threads=threads, http=HTTPModes.http1, websockets=False, backlog=2048,
+           http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+           log_level=LogLevels.error).serve(
+        target_loader=functools.partial(_bare_app, body_file), wrap_loader=False)
 
 
 # -- load generator --------------------------------------------------------------------------
@@ -297,6 +369,10 @@ def prepare_project(work: Path, transactions: int) -> Path:
                     ignore=shutil.ignore_patterns("data", "target", ".featql"))
     (root / "services" / "bench_50.sql").write_text(SERVICE_SQL)
     generate(root, transactions=transactions, days=90)
+    from featql.compiler.project import compile_project
+    from featql.registry import apply_now
+
+    apply_now(root, compile_project(root).manifest)  # type: ignore[arg-type]  # serve runs it
     return root
 
 
@@ -317,16 +393,28 @@ def main() -> int:
                     help="interleaved rounds over the servers; medians are reported")
     ap.add_argument("--quick", action="store_true", help="shorter runs (smoke test)")
     ap.add_argument("--threads", type=int, default=None,
-                    help="gunicorn threads per worker (default: featql serve's default for each "
-                         "store, and the SQLite one's for bare Flask)")
+                    help="threads per granian worker (default: featql serve's default for each "
+                         "store, and the SQLite one's for bare Flask); the loop worker has one")
+    ap.add_argument("--servers", default=",".join(SERVERS),
+                    help="comma-separated: granian (what featql serve runs), loop (the former "
+                         "event-loop gunicorn worker)")
     ap.add_argument("--skip-dynamodb", action="store_true")
     ap.add_argument("--bare-server", nargs=4, metavar=("PORT", "BODY", "WORKERS", "THREADS"),
                     help=argparse.SUPPRESS)
+    ap.add_argument("--featql-server", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.bare_server:
         port, body, workers, threads = args.bare_server
         run_bare_server(int(port), Path(body), int(workers), int(threads))
         return 0
+    if args.featql_server:
+        server, port, raw, workers, threads, legacy = args.featql_server
+        run_featql_server(server, int(port), raw, int(workers), int(threads), legacy)
+        return 0
+    chosen = [x for x in args.servers.split(",") if x]
+    unknown = set(chosen) - set(SERVERS)
+    if unknown:
+        ap.error(f"unknown server(s) {', '.join(sorted(unknown))}; known: {', '.join(SERVERS)}")
 
     import pyarrow.compute as pc
 
@@ -338,6 +426,7 @@ def main() -> int:
     from serve.conftest import start_dynalite  # the tests' dynalite launcher
 
     from featql.cli.commands.serve import default_threads
+    from featql.core.manifest import write_manifest
 
     workers, threads = 2, args.threads
     bare_threads = threads or default_threads("sqlite")  # the server it is the ceiling of
@@ -346,6 +435,11 @@ def main() -> int:
     results: list[Result] = []
     speeds: list[float] = []
     procs: list[subprocess.Popen[bytes]] = []
+    legacy = legacy_worker(work) if "loop" in chosen else None
+    if "loop" in chosen and legacy is None:
+        print(f"no event-loop worker: commit {LEGACY_REV[:10]} is not in this clone's history; "
+              "measuring without it")
+        chosen.remove("loop")
     try:
         t0 = time.perf_counter()
         root = prepare_project(work, args.transactions)
@@ -362,10 +456,24 @@ def main() -> int:
         n_merchants = max(10, args.transactions // 500)
         # label, port, users, merchants, server pid, store pids
         servers: list[tuple[str, int, int, int, int, list[int]]] = []
+        manifest_path = write_manifest(m, work / "manifest")
 
-        proc, port = start_featql(root, workers, threads)
-        procs.append(proc)
-        servers.append(("sqlite", port, n_users, n_merchants, proc.pid, []))
+        def settings(project: Path, label: str) -> dict[str, Any]:
+            return {"root": str(project), "workspace": "dev", "manifest_path": str(manifest_path),
+                    "metrics_dir": str(work / f"metrics-{label}")}
+
+        def start_all(project: Path, store: str, users: int, merchants: int,
+                      store_pids: list[int], endpoint: str | None = None) -> int:
+            n = threads or default_threads(store, endpoint)
+            for server in chosen:
+                label = f"{server} {store}"
+                proc, port = start_featql(server, settings(project, label.replace(" ", "-")),
+                                          workers, n if server == "granian" else 1, legacy)
+                procs.append(proc)
+                servers.append((label, port, users, merchants, proc.pid, store_pids))
+            return servers[-len(chosen)][1]
+
+        port = start_all(root, "sqlite", n_users, n_merchants, [])
         c = http.client.HTTPConnection("127.0.0.1", port)
         c.request("POST", f"/v1/features/{SERVICE}",
                   body=request_bodies(1, n_users, n_merchants, 1)[0])
@@ -409,9 +517,7 @@ def main() -> int:
             store.close()
             print(f"DynamoDB (dynalite) online load: {rep.written:,} cells for {du:,} users "
                   f"and {dm:,} merchants in {time.perf_counter() - t0:.1f}s")
-            proc, port = start_featql(droot, workers, threads)
-            procs.append(proc)
-            servers.append(("dynamodb", port, du, dm, proc.pid, [dyn_proc.pid]))
+            start_all(droot, "dynamodb", du, dm, [dyn_proc.pid], url)
 
         path = f"/v1/features/{SERVICE}"
         for rnd in range(args.rounds):
@@ -424,13 +530,13 @@ def main() -> int:
                       scenario="warm-up")  # not reported: connections, caches, lazy imports
                 # dynalite (one Node thread on these 2 cores) saturates below 1,000 rps: its
                 # open-loop row runs at a rate it sustains, not as an overload test
-                open_rate = 300 if label == "dynamodb" else 1000
+                open_rate = 300 if label.endswith("dynamodb") else 1000
                 runs = [(one, 8, 5 * open_rate, 8, open_rate, "1 entity"),
                         (one, 4, 5000, 5, None, "1 entity"),
                         (many, 2, 500, 6, None, "100 entities")]
                 if label != "bare-flask":  # one client at a time: latency without queueing
                     runs.append((many, 1, 300, 5, None, "100 ent. 1 conn"))
-                if label == "dynamodb":  # a day after the load: the aggregates' tiles are
+                if label.endswith("dynamodb"):  # a day after the load: the aggregates' tiles are
                     # read and merged (the values merged at load are for the load's slide)
                     later = (dt.datetime.fromisoformat(AT) + dt.timedelta(days=1)).isoformat()
                     runs.append((request_bodies(100, users, merchants, 60, at=later), 2, 300, 5,
@@ -449,7 +555,7 @@ def main() -> int:
     report(results, workers, f"{threads} threads" if threads else
            f"default threads (SQLite {default_threads('sqlite')}, DynamoDB at dynalite's "
            f"loopback endpoint {default_threads('dynamodb', 'http://127.0.0.1')}; bare Flask "
-           f"{bare_threads})", speeds)
+           f"{bare_threads})", speeds, chosen)
     return 0
 
 
@@ -466,7 +572,8 @@ def machine_speed() -> float:
     return round(best * 1000, 2)
 
 
-def report(results: list[Result], workers: int, threads: str, speeds: list[float]) -> None:
+def report(results: list[Result], workers: int, threads: str, speeds: list[float],
+           servers: list[str]) -> None:
     groups: dict[tuple[str, str], list[Result]] = {}
     for r in results:
         groups.setdefault((r.scenario, r.mode), []).append(r)
@@ -481,43 +588,65 @@ def report(results: list[Result], workers: int, threads: str, speeds: list[float
                      round(statistics.median(r.store_cpu_ms for r in rs), 2))
            for k, rs in groups.items()}
     n_rounds = max(len(rs) for rs in groups.values())
-    print(f"\nfeatql serve: gunicorn {workers} workers x {threads} (1 thread: featql's "
-          "event-loop worker, more: gthread); bare "
-          f"Flask under the same settings; load generator on loopback; median of {n_rounds} "
-          "interleaved rounds (reqs and 5xx summed); open-loop latency from each request's "
-          "scheduled send time; cpus: " + str(os.cpu_count()))
-    head = (f"{'scenario':24} {'mode':22} {'reqs':>6} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"\nthe featql app on {' and '.join(servers)} ({workers} workers; granian: {threads}; "
+          "loop: featql's former event-loop gunicorn worker, 1 thread); bare Flask on granian; "
+          f"load generator on loopback; median of {n_rounds} interleaved rounds (reqs and 5xx "
+          "summed); open-loop latency from each request's scheduled send time; cpus: "
+          + str(os.cpu_count()))
+    head = (f"{'scenario':32} {'mode':22} {'reqs':>6} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} "
             f"{'best p99':>8} {'5xx':>4} {'4xx':>4} {'bytes':>7} {'cpu/req':>8} {'store':>6}")
     print(head)
     print("-" * len(head))
-    for k, r in med.items():
+    for k, r in sorted(med.items(), key=lambda kv: (kv[0][0].split(" ", 2)[1:], kv[0])):
         best = min(x.p99_ms for x in groups[k])
-        print(f"{r.scenario:24} {r.mode:22} {r.requests:6d} {r.rps:8.1f} {r.p50_ms:8.2f} "
+        print(f"{r.scenario:32} {r.mode:22} {r.requests:6d} {r.rps:8.1f} {r.p50_ms:8.2f} "
               f"{r.p99_ms:8.2f} {best:8.2f} {r.errors_5xx:4d} {r.errors_other:4d} "
               f"{r.response_bytes:7d} {r.server_cpu_ms:8.2f} {r.store_cpu_ms:6.2f}")
     print("cpu/req: CPU ms (user+sys) of the server's processes per request; store: of dynalite "
           "(judge changes by these on a shared machine: wall figures follow its load)")
     by = {(r.scenario, r.mode.split()[0]): r for r in med.values()}
+    chosen = servers[0]
     ratios = {}
     for n in ("1 entity", "100 entities"):
-        s, b = by.get((f"sqlite {n}", "closed-loop")), by.get((f"bare-flask {n}", "closed-loop"))
+        s, b = (by.get((f"{chosen} sqlite {n}", "closed-loop")),
+                by.get((f"bare-flask {n}", "closed-loop")))
         if s and b:
             ratios[n] = round(s.rps / b.rps, 3)
-            print(f"sqlite / bare-flask throughput, {n}: {ratios[n]:.0%}")
+            print(f"{chosen} sqlite / bare-flask throughput, {n}: {ratios[n]:.0%}")
+    versus: dict[str, dict[str, float]] = {}
+    if "loop" in servers and chosen != "loop":
+        print(f"\n{chosen} against the event-loop worker (the issue's rule: keep the worker "
+              "only if the library is worse by more than 25 % in p99 or throughput)")
+        for (scenario, mode), r in sorted(by.items()):
+            if not scenario.startswith(chosen + " "):
+                continue
+            old = by.get(("loop" + scenario[len(chosen):], mode))
+            if old is None:
+                continue
+            p99 = r.p99_ms / old.p99_ms if old.p99_ms else float("nan")
+            rps = r.rps / old.rps if old.rps else float("nan")
+            # an open-loop row's throughput is its fixed rate: judge it by latency alone
+            worse = p99 > 1.25 or (mode == "closed-loop" and rps < 0.8)
+            versus[f"{scenario} {mode}"] = {"p99_ratio": round(p99, 3),
+                                            "rps_ratio": round(rps, 3)}
+            print(f"  {scenario[len(chosen) + 1:]:24} {mode:12} p99 {r.p99_ms:7.2f} vs "
+                  f"{old.p99_ms:7.2f} ms ({p99:5.0%})  rps {r.rps:8.1f} vs {old.rps:8.1f} "
+                  f"({rps:5.0%}){'  WORSE by > 25 %' if worse else ''}")
 
     def get(scenario: str, mode: str) -> Result | None:
-        return by.get((scenario, mode))
+        return by.get((f"{chosen} {scenario}", mode))
 
     checks: dict[str, bool | None] = {}
     r1 = get("sqlite 1 entity", "open-loop")
-    checks["sqlite 1-entity p99 <= 5 ms at 1000 rps"] = r1.p99_ms <= 5 if r1 else None
-    checks["sqlite 1-entity throughput >= 50% of bare Flask"] = (
+    checks[f"{chosen}: sqlite 1-entity p99 <= 5 ms at 1000 rps"] = (
+        r1.p99_ms <= 5 if r1 else None)
+    checks[f"{chosen}: sqlite 1-entity throughput >= 50% of bare Flask"] = (
         ratios["1 entity"] >= 0.5 if "1 entity" in ratios else None)
     d1 = get("dynamodb 1 entity", "closed-loop")
-    checks["dynamodb 1-entity p99 <= 10 ms (closed loop, 4 conns)"] = (
+    checks[f"{chosen}: dynamodb 1-entity p99 <= 10 ms (closed loop, 4 conns)"] = (
         d1.p99_ms <= 10 if d1 else None)
     d100 = get("dynamodb 100 entities", "closed-loop")
-    checks["dynamodb 100-entity p99 <= 30 ms (closed loop, 2 conns)"] = (
+    checks[f"{chosen}: dynamodb 100-entity p99 <= 30 ms (closed loop, 2 conns)"] = (
         d100.p99_ms <= 30 if d100 else None)
     checks["zero 5xx"] = all(r.errors_5xx == 0 for r in results)
     for name, ok in checks.items():
@@ -529,7 +658,8 @@ def report(results: list[Result], workers: int, threads: str, speeds: list[float
     out.mkdir(parents=True, exist_ok=True)
     (out / "serve_bench.json").write_text(json.dumps(
         {"median": [asdict(r) for r in med.values()], "runs": [asdict(r) for r in results],
-         "throughput_ratio_vs_bare": ratios, "targets": checks, "cpus": os.cpu_count(),
+         "throughput_ratio_vs_bare": ratios, "versus_loop_worker": versus, "targets": checks,
+         "servers": servers, "cpus": os.cpu_count(),
          "reference_loop_ms": speeds,
          "load_average": os.getloadavg()}, indent=2))
 

@@ -1,9 +1,17 @@
-"""The Flask feature server (PRODUCT §5). One app per worker process: the manifest is read and
-the service plans (incl. compiled transforms) are built once, at worker start, never per
-request.
+"""The feature server's WSGI application (PRODUCT §5). One app per worker process: the manifest
+is read and the service plans (incl. compiled transforms) are built once, at worker start,
+never per request.
 
 POST /v1/features/<service>   {"entities": [...], "request": [...] | {...}, "at": "ISO time"?}
 GET  /v1/services             GET /v1/services/<service>    GET /healthz    GET /metrics
+
+One routing table serves every route: the Flask app's `url_map` (werkzeug rules), filled by
+`Routes.add`, each rule's endpoint naming a handler `(Call, **rule arguments) -> Reply`. A new
+route (auth, ingest, catalog) is one `add` with its handler. The app's WSGI entry is
+`Dispatcher`: it matches the request against that table (bound once per process), calls the
+handler and writes its reply, with no Flask request context, Request or Response object — a
+1-entity feature request through Flask's own dispatch cost 0.11 ms more CPU in-process than
+matching the same table directly (8 µs), a fifth of the request; the README has the figures.
 """
 
 from __future__ import annotations
@@ -12,23 +20,29 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from flask import Flask, Response, request
 
 from featql.core.diagnostics import did_you_mean
 from featql.core.ir import Manifest
 from featql.online.base import OnlineStore, OnlineStoreError
 from featql.online.lookup import MAX_ENTITIES, OnlineService, RequestError, describe, parse_time
-from featql.server.http1 import status_line
+from featql.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from featql.server.metrics import OTHER, Metrics
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("featql.serve")
 BODY_FIELDS = ("entities", "request", "at")
 MAX_BODY_BYTES = 1 << 20
+DRAIN_BYTES = 16 << 20  # of a body over the limit, read and dropped before the 413
+JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -41,88 +55,41 @@ class ServeSettings:
     max_body_bytes: int = MAX_BODY_BYTES
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status=status, mimetype="application/json")
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = JSON
+    service: str | None = None  # the metrics' service label; None: not counted
+    entities: int = 0
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
-    return Response(_error_body(status, code, message, field), status=status,
-                    mimetype="application/json")
-
-PREFIX = "/v1/features/"
-JSON_HEADERS = [("Content-Type", "application/json")]
+def error_body(status: int, code: str, message: str, field: str | None = None) -> bytes:
+    return orjson.dumps(RequestError(status, code, message, field).to_json())
 
 
-class FeatureRoute:
-    """`POST /v1/features/<service>` as plain WSGI in front of the Flask app, which answers
-    every other route. The hot path builds no Flask request context, Request or Response
-    object: measured at a third of the CPU of a 1-entity request served through Flask."""
+def json_reply(data: Any, status: int = 200) -> Reply:
+    return Reply(status, orjson.dumps(data))
 
-    def __init__(self, service: OnlineService, metrics: Metrics, max_body: int, flask: Any):
-        self.service, self.metrics, self.max_body, self.flask = service, metrics, max_body, flask
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        path = environ.get("PATH_INFO", "")
-        if not path.startswith(PREFIX) or "/" in path[len(PREFIX):]:
-            return self.flask(environ, start_response)
-        name = path[len(PREFIX):]
-        started = time.perf_counter()
-        method = environ.get("REQUEST_METHOD")
-        status, n = 500, 0
-        try:
-            if method != "POST":
-                status, body = 405, _error_body(405, "method_not_allowed", f"{method} is not "
-                                                f"allowed on {path}", "method")
-            else:
-                status, body, n = self.answer(name, environ)
-            start_response(status_line(status),
-                           [*JSON_HEADERS, ("Content-Length", str(len(body)))])
-            return [body]
-        finally:
-            self.metrics.observe(name if name in self.service.plans else OTHER, status,
-                                 time.perf_counter() - started, n)
+class Call:
+    """What a handler gets: the WSGI environ, and the request body read within the limit."""
 
-    def answer(self, name: str, environ: dict[str, Any]) -> tuple[int, bytes, int]:
-        """(status, JSON body, entities answered)."""
-        try:
-            self.service.plan(name)  # unknown service first: 404 with a hint
-            raw = self._body(environ)
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                raise RequestError(400, "invalid_json", f"body is not valid JSON: {e}",
-                                   "body") from None
-            if not isinstance(body, dict):
-                raise RequestError(400, "invalid_json", "body must be a JSON object with "
-                                   "'entities'", "body")
-            for key in body:
-                if key not in BODY_FIELDS:
-                    hint = did_you_mean(key, BODY_FIELDS)
-                    raise RequestError(400, "unknown_field", f"unknown field '{key}'"
-                                       + (f": {hint}" if hint else
-                                          f" (expected {', '.join(BODY_FIELDS)})"), key)
-            if "entities" not in body:
-                raise RequestError(400, "missing_field", "body lacks 'entities'", "entities")
-            at = parse_time(body["at"]) if body.get("at") is not None else None
-            rows, meta = self.service.lookup(name, body["entities"], body.get("request"), at)
-        except RequestError as e:
-            return e.status, orjson.dumps(e.to_json()), 0
-        except OnlineStoreError as e:
-            log.error("online store: %s", e)
-            return 503, _error_body(503, "store_unavailable", str(e)), 0
-        except Exception as e:
-            log.exception("internal error")
-            return 500, _error_body(500, "internal", f"internal error: {type(e).__name__}"), 0
-        return 200, orjson.dumps({"features": rows, "metadata": meta}), len(rows)
+    __slots__ = ("environ", "max_body")
 
-    def _body(self, environ: dict[str, Any]) -> bytes:
-        limit = self.max_body
+    def __init__(self, environ: dict[str, Any], max_body: int):
+        self.environ, self.max_body = environ, max_body
+
+    def body(self) -> bytes:
+        """The body (Content-Length or chunked); a 413 RequestError past the limit."""
+        limit, environ = self.max_body, self.environ
         length = environ.get("CONTENT_LENGTH")
         stream = environ["wsgi.input"]
         if length:
             if not length.isdigit():
                 raise RequestError(400, "bad_request", "invalid Content-Length", "body")
             if int(length) > limit:
+                _drain(stream, int(length))
                 raise RequestError(413, "body_too_large", f"request body of {length} bytes "
                                    f"exceeds the limit of {limit}", "body")
             raw = stream.read(int(length))
@@ -131,17 +98,114 @@ class FeatureRoute:
         else:
             raw = b""
         if len(raw) > limit:
+            _drain(stream, DRAIN_BYTES)
             raise RequestError(413, "body_too_large", "request body exceeds the limit of "
                                f"{limit} bytes", "body")
         return bytes(raw)
 
+    def json_object(self) -> dict[str, Any]:
+        try:
+            body = orjson.loads(self.body())
+        except orjson.JSONDecodeError as e:
+            raise RequestError(400, "invalid_json", f"body is not valid JSON: {e}",
+                               "body") from None
+        if not isinstance(body, dict):
+            raise RequestError(400, "invalid_json", "body must be a JSON object", "body")
+        return body
 
-def _error_body(status: int, code: str, message: str, field: str | None = None) -> bytes:
-    return orjson.dumps(RequestError(status, code, message, field).to_json())
+
+def _drain(stream: Any, size: int) -> None:
+    """Read and drop up to DRAIN_BYTES of a refused body: a client that sends its whole body
+    before reading (most do) then reads the 413 instead of a broken pipe; past that the server
+    closes the connection."""
+    left = min(size, DRAIN_BYTES)
+    while left > 0:
+        got = stream.read(min(left, 1 << 16))
+        if not got:
+            return
+        left -= len(got)
+
+
+Handler = Callable[..., Reply]
+
+
+class Routes:
+    """The one routing table: rules in the Flask app's url_map, handlers by endpoint."""
+
+    def __init__(self, flask: Flask):
+        self.flask = flask
+        self.handlers: dict[str, Handler] = {}
+
+    def add(self, method: str, rule: str, handler: Handler) -> None:
+        from werkzeug.routing import Rule
+
+        endpoint = handler.__name__
+        self.flask.url_map.add(Rule(rule, endpoint=endpoint, methods=[method]))
+        self.handlers[endpoint] = handler
+
+
+def _reason(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Error"
+
+
+class Dispatcher:
+    """The WSGI entry: match the table, call the handler, write the reply, count it."""
+
+    def __init__(self, routes: Routes, metrics: Metrics, max_body: int):
+        self.routes, self.metrics, self.max_body = routes, metrics, max_body
+        self.adapter = routes.flask.url_map.bind("featql")  # hosts do not matter here
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+        started = time.perf_counter()
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO") or "/"
+        try:
+            endpoint, args = self.adapter.match(path, method)
+        except NotFound:
+            reply = Reply(404, error_body(404, "not_found", f"no route {method} {path}; see "
+                                          "GET /v1/services", "path"), service=OTHER)
+        except MethodNotAllowed:
+            reply = Reply(405, error_body(405, "method_not_allowed", f"{method} is not "
+                                          f"allowed on {path}", "method"),
+                          service=OTHER if path.startswith("/v1/features/") else None)
+        except Exception:  # any other routing exception (a redirect): no such route either
+            reply = Reply(404, error_body(404, "not_found", f"no route {method} {path}",
+                                          "path"), service=OTHER)
+        else:
+            reply = self._call(endpoint, args, environ)
+        headers = [("Content-Type", reply.content_type),
+                   ("Content-Length", str(len(reply.body)))]
+        start_response(_reason(reply.status), headers)
+        if reply.service is not None:
+            self.metrics.observe(reply.service, reply.status, time.perf_counter() - started,
+                                 reply.entities)
+        return [b"" if method == "HEAD" else reply.body]
+
+    def _call(self, endpoint: str, args: Mapping[str, Any], environ: dict[str, Any]) -> Reply:
+        try:
+            return self.routes.handlers[endpoint](Call(environ, self.max_body), **args)
+        except RequestError as e:
+            return Reply(e.status, orjson.dumps(e.to_json()), service=OTHER)
+        except OnlineStoreError as e:
+            log.error("online store: %s", e)
+            return Reply(503, error_body(503, "store_unavailable", str(e)), service=OTHER)
+        except Exception as e:
+            log.exception("internal error")
+            return Reply(500, error_body(500, "internal", f"internal error: "
+                                         f"{type(e).__name__}"), service=OTHER)
 
 
 def create_app(settings: ServeSettings, manifest: Manifest | None = None,
                store: OnlineStore | None = None) -> Flask:
+    """The Flask app (its `test_client()` and `run()` work as usual) whose WSGI entry is the
+    Dispatcher over its routing table."""
+    from flask import Flask
+
     from featql.core.config import load_config
     from featql.core.diagnostics import Diagnostics
     from featql.core.manifest import load_manifest
@@ -159,59 +223,63 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
         log.warning("views never loaded into the %s online store of workspace %s (their "
                     "features are NULL): %s", store.kind, settings.workspace,
                     ", ".join(unloaded))
-    app = Flask("featql.serve")
-    features = FeatureRoute(service, metrics, settings.max_body_bytes, app.wsgi_app)
-    app.wsgi_app = features  # type: ignore[method-assign]
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app = Flask("featql.serve", static_folder=None)  # every route is in the table below
+    routes = Routes(app)
 
-    @app.get("/v1/services")
-    def services() -> Response:
-        return _json({"services": [
+    def features(call: Call, service_name: str) -> Reply:
+        label = service_name if service_name in service.plans else OTHER
+        try:
+            service.plan(service_name)  # unknown service first: 404 with a hint
+            body = call.json_object()
+            for key in body:
+                if key not in BODY_FIELDS:
+                    hint = did_you_mean(key, BODY_FIELDS)
+                    raise RequestError(400, "unknown_field", f"unknown field '{key}'"
+                                       + (f": {hint}" if hint else
+                                          f" (expected {', '.join(BODY_FIELDS)})"), key)
+            if "entities" not in body:
+                raise RequestError(400, "missing_field", "body lacks 'entities'", "entities")
+            at = parse_time(body["at"]) if body.get("at") is not None else None
+            rows, meta = service.lookup(service_name, body["entities"], body.get("request"), at)
+        except RequestError as e:
+            return Reply(e.status, orjson.dumps(e.to_json()), service=label)
+        except OnlineStoreError as e:
+            log.error("online store: %s", e)
+            return Reply(503, error_body(503, "store_unavailable", str(e)), service=label)
+        except Exception as e:
+            log.exception("internal error")
+            return Reply(500, error_body(500, "internal", f"internal error: "
+                                         f"{type(e).__name__}"), service=label)
+        return Reply(200, orjson.dumps({"features": rows, "metadata": meta}), service=label,
+                     entities=len(rows))
+
+    def services(call: Call) -> Reply:
+        return json_reply({"services": [
             {"name": p.service.name, "description": p.service.meta.description,
              "keys": [k.name for k in p.keys], "features": len(p.columns)}
             for p in service.plans.values()]})
 
-    @app.get("/v1/services/<name>")
-    def service_schema(name: str) -> Response:
+    def service_schema(call: Call, service_name: str) -> Reply:
         try:
-            return _json(describe(service.plan(name)))
+            return json_reply(describe(service.plan(service_name)))
         except RequestError as e:
-            return _json(e.to_json(), e.status)
+            return json_reply(e.to_json(), e.status)
 
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return _json({"status": "ok", "project": manifest.project, "pid": os.getpid(),
-                      "workspace": settings.workspace, "store": store.kind,
-                      "services": len(service.plans), "not_loaded": unloaded})
+    def healthz(call: Call) -> Reply:
+        return json_reply({"status": "ok", "project": manifest.project, "pid": os.getpid(),
+                           "workspace": settings.workspace, "store": store.kind,
+                           "services": len(service.plans), "not_loaded": unloaded})
 
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+    def prometheus(call: Call) -> Reply:
+        return Reply(200, metrics.render(), METRICS_TYPE)
 
-    @app.errorhandler(404)
-    def not_found(_e: Exception) -> Response:
-        return _error(404, "not_found", f"no route {request.method} {request.path}; see "
-                      "GET /v1/services", "path")
-
-    @app.errorhandler(405)
-    def bad_method(_e: Exception) -> Response:
-        return _error(405, "method_not_allowed", f"{request.method} is not allowed on "
-                      f"{request.path}", "method")
-
-    @app.errorhandler(413)
-    def too_large(_e: Exception) -> Response:
-        return _error(413, "body_too_large", "request body exceeds the limit of "
-                      f"{settings.max_body_bytes} bytes", "body")
-
-    @app.errorhandler(Exception)
-    def internal(e: Exception) -> Response:
-        from werkzeug.exceptions import HTTPException
-
-        if isinstance(e, HTTPException):
-            return _error(e.code or 500, "http_error", e.description or str(e))
-        log.exception("internal error")
-        return _error(500, "internal", f"internal error: {type(e).__name__}")
+    routes.add("POST", "/v1/features/<service_name>", features)
+    routes.add("GET", "/v1/services", services)
+    routes.add("GET", "/v1/services/<service_name>", service_schema)
+    routes.add("GET", "/healthz", healthz)
+    routes.add("GET", "/metrics", prometheus)
+    app.wsgi_app = Dispatcher(routes, metrics, settings.max_body_bytes)  # type: ignore[method-assign]
+    app.extensions["featql"] = routes
 
     # Everything built so far (manifest, plans, compiled transforms) lives as long as the
     # worker: keep it out of the cyclic GC's full scans, which otherwise add ms-long pauses to

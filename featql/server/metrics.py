@@ -1,106 +1,127 @@
-"""Prometheus metrics that stay correct across gunicorn worker processes.
+"""Prometheus metrics of the feature server, correct across worker processes: prometheus_client
+in multiprocess mode.
 
-Each worker process owns one file `<dir>/worker-<pid>.bin`, memory-mapped as an array of
-doubles (one writer per file: a lock guards the worker's threads). `/metrics`, whichever worker
-answers it, sums every file in the directory, so counts of all workers (even restarted ones)
-add up. The layout (which label set owns which slots) is fixed by the services of the manifest,
-the same in every worker.
+Every worker writes its samples to its own files in one directory (`PROMETHEUS_MULTIPROC_DIR`,
+set by `Metrics` before prometheus_client is first imported, so workers forked later inherit
+it); `/metrics`, whichever worker answers it, aggregates every file of the directory, so the
+counts of all workers, restarted ones included, add up. `featql_workers` (a live-sum gauge) is
+1 per running worker: the files of workers that died are marked dead (`mark_process_dead`)
+when a worker starts and on every scrape, so it counts live workers only.
+
+Series (PRODUCT §5: request rate, errors, latency histogram per service):
+`featql_requests_total{service,code}` (code: 2xx/4xx/5xx), `featql_request_errors_total{service}`,
+`featql_entities_total{service}`, `featql_request_duration_seconds{service}` (histogram),
+`featql_workers`. `service` is one of the manifest's services, or `_other` for requests that
+name none (unknown service, unknown route).
 """
 
 from __future__ import annotations
 
-import mmap
 import os
+import re
 import threading
 from pathlib import Path
-from typing import Any
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CODES = ("2xx", "4xx", "5xx")
-# per label set: requests per code class, entities, latency sum, bucket counts (+Inf last)
-_SLOTS = len(CODES) + 2 + len(BUCKETS) + 1
 OTHER = "_other"  # requests naming no known service (404s, bad routes)
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LIVE = re.compile(r"gauge_live\w*?_(\d+)\.db$")
+
+
+def use_directory(directory: Path) -> None:
+    """Point prometheus_client's multiprocess mode at `directory`; call it before any worker
+    starts (runner) — Metrics() does too, for the process that builds the first app."""
+    directory.mkdir(parents=True, exist_ok=True)
+    from prometheus_client import values
+
+    if os.environ.get(ENV) == str(directory) and getattr(values.ValueClass, "_multiprocess",
+                                                          False):
+        return
+    os.environ[ENV] = str(directory)
+    # The value class was chosen when prometheus_client was imported (before the variable was
+    # set, by a library or a test), or it keeps the files of another directory open (a second
+    # app in one process): choose a fresh one; metrics made from now on write here.
+    values.ValueClass = values.MultiProcessValue()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Metrics:
     def __init__(self, directory: Path, services: list[str]):
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.labels = [*sorted(services), OTHER]
-        self.index = {s: i for i, s in enumerate(self.labels)}
-        self._lock = threading.Lock()
-        self._pid = -1
-        self._values: Any = None
+        use_directory(self.dir)
+        from prometheus_client import Counter, Gauge, Histogram
 
-    def _mine(self) -> Any:
-        pid = os.getpid()
-        if self._values is None or self._pid != pid:  # first use in this (forked) process
-            size = len(self.labels) * _SLOTS * 8
-            path = self.dir / f"worker-{pid}.bin"
-            with open(path, "wb") as f:
-                f.write(b"\0" * size)
-            with open(path, "r+b") as f:
-                mm = mmap.mmap(f.fileno(), size)
-            self._values = memoryview(mm).cast("d")
-            self._pid = pid
-        return self._values
+        self.labels = [*sorted(services), OTHER]
+        # registry=None: the samples live in the directory's files, and a worker forked from a
+        # process that built an app too must not find the names registered twice
+        requests = Counter("featql_requests", "Feature-server requests, by service and status "
+                           "class.", ("service", "code"), registry=None)
+        errors = Counter("featql_request_errors", "Requests answered with a 4xx or 5xx.",
+                         ("service",), registry=None)
+        entities = Counter("featql_entities", "Entities looked up.", ("service",),
+                           registry=None)
+        duration = Histogram("featql_request_duration_seconds", "Time to answer a request.",
+                             ("service",), buckets=BUCKETS, registry=None)
+        self._workers = Gauge("featql_workers", "Worker processes serving.", registry=None,
+                              multiprocess_mode="livesum")
+        self._pid = -1
+        # one child per label set, created up front: every series exists (at 0) from the start,
+        # and observe() does no label lookup
+        self._series = {
+            s: ([requests.labels(s, c) for c in CODES], errors.labels(s), entities.labels(s),
+                duration.labels(s)) for s in self.labels}
+        self._lock = threading.Lock()
+
+    def _started(self) -> None:
+        """Once per process (workers are forked): count this worker, forget dead ones."""
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self.mark_dead()
+            self._workers.set(1)
+
+    def mark_dead(self) -> None:
+        from prometheus_client import multiprocess
+
+        for path in self.dir.glob("gauge_live*.db"):
+            m = _LIVE.search(path.name)
+            if m and not _alive(int(m.group(1))):
+                multiprocess.mark_process_dead(int(m.group(1)), str(self.dir))
 
     def observe(self, service: str, status: int, seconds: float, entities: int = 0) -> None:
-        base = self.index.get(service, self.index[OTHER]) * _SLOTS
+        if self._pid != os.getpid():
+            self._started()
+        codes, errors, ents, duration = self._series.get(service) or self._series[OTHER]
         code = 0 if status < 400 else 1 if status < 500 else 2
-        b = len(BUCKETS)
-        for i, edge in enumerate(BUCKETS):
-            if seconds <= edge:
-                b = i
-                break
-        with self._lock:
-            v = self._mine()
-            v[base + code] += 1
-            v[base + 3] += entities
-            v[base + 4] += seconds
-            v[base + 5 + b] += 1
+        codes[code].inc()
+        if code:
+            errors.inc()
+        if entities:
+            ents.inc(entities)
+        duration.observe(seconds)
 
-    def totals(self) -> list[float]:
-        width = len(self.labels) * _SLOTS
-        total = [0.0] * width
-        for path in self.dir.glob("worker-*.bin"):
-            data = path.read_bytes()
-            if len(data) != width * 8:
-                continue
-            vals = memoryview(data).cast("d")
-            for i in range(width):
-                total[i] += vals[i]
-        return total
+    def render(self) -> bytes:
+        from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
-    def render(self) -> str:
-        t = self.totals()
-        out = [
-            "# HELP featql_requests_total Feature-server requests, by service and status class.",
-            "# TYPE featql_requests_total counter",
-        ]
-        for s, i in self.index.items():
-            for c, code in enumerate(CODES):
-                out.append(f'featql_requests_total{{service="{s}",code="{code}"}} '
-                           f"{int(t[i * _SLOTS + c])}")
-        out += ["# HELP featql_request_errors_total Requests answered with a 4xx or 5xx.",
-                "# TYPE featql_request_errors_total counter"]
-        for s, i in self.index.items():
-            errs = t[i * _SLOTS + 1] + t[i * _SLOTS + 2]
-            out.append(f'featql_request_errors_total{{service="{s}"}} {int(errs)}')
-        out += ["# HELP featql_entities_total Entities looked up.",
-                "# TYPE featql_entities_total counter"]
-        for s, i in self.index.items():
-            out.append(f'featql_entities_total{{service="{s}"}} {int(t[i * _SLOTS + 3])}')
-        out += ["# HELP featql_request_duration_seconds Time to answer a request.",
-                "# TYPE featql_request_duration_seconds histogram"]
-        for s, i in self.index.items():
-            base = i * _SLOTS
-            cum = 0.0
-            for k, edge in enumerate((*BUCKETS, float("inf"))):
-                cum += t[base + 5 + k]
-                le = "+Inf" if edge == float("inf") else repr(edge)
-                out.append(f'featql_request_duration_seconds_bucket{{service="{s}",le="{le}"}} '
-                           f"{int(cum)}")
-            out.append(f'featql_request_duration_seconds_sum{{service="{s}"}} {t[base + 4]!r}')
-            out.append(f'featql_request_duration_seconds_count{{service="{s}"}} {int(cum)}')
-        return "\n".join(out) + "\n"
+        if self._pid != os.getpid():
+            self._started()
+        self.mark_dead()
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(self.dir))
+        return generate_latest(registry)
+
+    def __repr__(self) -> str:
+        return f"Metrics({self.dir}, {self.labels})"
+

@@ -1,11 +1,13 @@
-"""Run the feature server: gunicorn in production (with featql.server.worker's worker
-classes), Flask's dev server with `--reload`. The master process compiles the project once (or
-reuses a fresh target/manifest.json); each worker builds its app from that manifest after the
-fork."""
+"""Run the feature server: granian (a maintained Rust HTTP server: HTTP/1.1 parsing,
+keep-alive, pipelining, timeouts and the worker processes are its own) serving the WSGI app,
+N worker processes × T Python threads each; Flask's dev server with `--reload`. The master
+process (`featql serve`) loads the workspace's applied manifest once and writes it to
+`settings.manifest_path`; each worker builds its app from that file after the fork."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -16,31 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from featql.server.app import ServeSettings, create_app
+from featql.server.metrics import use_directory
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def fresh_manifest(root: Path) -> Path | None:
-    """target/manifest.json when no definition file or featql.toml is newer than it."""
-    path = root / "target" / "manifest.json"
-    if not path.exists():
-        return None
-    built = path.stat().st_mtime
-    skip = {"target", ".featql", "data", ".venv", "node_modules", "__pycache__"}
-    for p in root.rglob("*"):
-        if skip.intersection(p.relative_to(root).parts):
-            continue
-        if p.suffix in (".sql", ".py", ".toml") and p.stat().st_mtime > built:
-            return None
-    return path
-
-
-def worker_class(threads: int, max_body: int) -> type:
-    """The event-loop worker for one thread per worker, gthread for more (featql.server.worker
-    says why)."""
-    from featql.server.worker import balanced_thread_worker, loop_worker
-
-    return loop_worker(max_body) if threads == 1 else balanced_thread_worker()
+# A request head must arrive whole within this, counted from its first byte or, on a kept-alive
+# connection, from the previous response (so it is the keep-alive idle limit too; 30 s as
+# before): a slowloris that trickles bytes is closed then, however steady its trickle.
+HEADER_READ_TIMEOUT_MS = 30_000
 
 
 class _PlainFormatter(logging.Formatter):
@@ -64,34 +48,43 @@ def _plain_dev_server_log() -> None:
     log.propagate = False
 
 
+def describe(workers: int, threads: int, reload: bool = False) -> str:
+    """The server, for the startup line."""
+    if reload:
+        return "Flask dev server (--reload)"
+    from granian import __version__
+
+    return (f"granian {__version__} (WSGI), {workers} worker(s) × {threads} "
+            f"thread{'s' if threads != 1 else ''}")
+
+
+def _worker_app(settings: ServeSettings) -> Any:
+    """In each worker process, after the fork: the app, built from the manifest."""
+    return create_app(settings)
+
+
 def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: int,
           reload: bool = False) -> None:
+    use_directory(settings.metrics_dir)  # before any worker starts: they inherit it
     if reload:
         _plain_dev_server_log()
         app = create_app(settings)
         app.run(host=host, port=port, use_reloader=True, threaded=True)
         return
-    from gunicorn.app.base import BaseApplication
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server import Server
 
-    class _App(BaseApplication):
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", worker_class(threads, settings.max_body_bytes))
-            self.cfg.set("threads", threads)
-            self.cfg.set("keepalive", 30)
-            self.cfg.set("backlog", 2048)
-            self.cfg.set("timeout", 60)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("errorlog", "-")
-            self.cfg.set("loglevel", os.environ.get("FEATQL_LOG_LEVEL", "warning"))
-            self.cfg.set("proc_name", "featql-serve")
-
-        def load(self) -> Any:
-            return create_app(settings)  # in each worker, after the fork
-
-    _App().run()
+    level = os.environ.get("FEATQL_LOG_LEVEL", "warning").lower()
+    server = Server(
+        "featql.server.app:create_app", address=host, port=port,
+        interface=Interfaces.WSGI, workers=workers, blocking_threads=threads,
+        http=HTTPModes.http1, websockets=False, backlog=2048,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+        log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.warning,
+        respawn_failed_workers=True, workers_kill_timeout=10)
+    server.serve(target_loader=functools.partial(_worker_app, settings), wrap_loader=False)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""`featql serve` as a real process (gunicorn, 2 workers), spoken to over HTTP."""
+"""`featql serve` as a real process (granian, 2 workers), spoken to over HTTP; the app's one
+routing table and its multiprocess metrics in-process."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 import featql
 from featql.compiler.project import compile_project
 from featql.jobs.online_load import load_online
+from featql.registry import apply_now
 
 from .conftest import configure_online, copy_with_boom, free_port, wait_port
 
@@ -73,6 +75,7 @@ def _project(serve_project: Path, tmp: Path, kind: str, endpoint: str | None) ->
                      else "featql_srv_")
     result = compile_project(root)
     assert result.ok and result.manifest is not None, result.diagnostics
+    apply_now(root, result.manifest)  # featql serve runs what is applied (PRODUCT §3)
     load_online(root, result.manifest, "dev",
                 end=dt.datetime.fromisoformat(AT))
     return root
@@ -173,6 +176,55 @@ def test_bad_input_is_a_4xx_naming_the_field(sqlite_server: tuple[Server, Path],
     assert err["error"]["message"]
 
 
+def test_the_routing_table_answers_every_method_and_path_in_json(
+        sqlite_server: tuple[Server, Path]) -> None:
+    server, _ = sqlite_server
+    conn = server.connect()
+    conn.request("HEAD", "/healthz")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == b""
+    conn.close()
+    for method, path, status, field in [("OPTIONS", "/healthz", 405, "method"),
+                                        ("POST", "/healthz", 405, "method"),
+                                        ("DELETE", "/v1/features/fraud_detection", 405,
+                                         "method"),
+                                        ("POST", "/v1/features/fraud_detection/x", 404, "path"),
+                                        ("GET", "/v1/services/", 404, "path"),
+                                        ("GET", "/", 404, "path")]:
+        got, err = server.call(method, path, fresh=True)
+        assert got == status and err["error"]["field"] == field, (method, path, err)
+
+
+def test_one_table_holds_every_route(sqlite_server: tuple[Server, Path], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rule of the app's url_map has its handler (and no handler lacks a rule); the
+    Flask test client (what `featql serve` probes /healthz with) goes through the same
+    dispatcher."""
+    from featql.core.manifest import write_manifest
+    from featql.server.app import Dispatcher, ServeSettings, create_app
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)  # restored after the test
+    _, root = sqlite_server
+    result = compile_project(root)
+    assert result.manifest is not None
+    settings = ServeSettings(root=root, workspace="dev",
+                             manifest_path=write_manifest(result.manifest, tmp_path),
+                             metrics_dir=tmp_path / "metrics")
+    app = create_app(settings)
+    routes = app.extensions["featql"]
+    assert isinstance(app.wsgi_app, Dispatcher)
+    rules = {r.endpoint: (r.rule, set(r.methods or ()) - {"HEAD"})
+             for r in app.url_map.iter_rules()}
+    assert set(rules) == set(routes.handlers)
+    assert rules["features"] == ("/v1/features/<service_name>", {"POST"})
+    with app.test_client() as client:
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.get_json()["store"] == "sqlite"
+        status = client.post("/v1/features/fraud_detection", data=b"{}")
+        assert status.status_code == 400 and status.get_json()["error"]["field"] == "entities"
+        assert client.get("/metrics").status_code == 200
+
+
 def test_a_raising_transform_is_a_per_request_error(sqlite_server: tuple[Server, Path]) -> None:
     server, _ = sqlite_server
     ok = {"entities": [{"user_id": 1}], "request": {"amount": 5.0}, "at": AT}
@@ -189,9 +241,15 @@ def test_a_raising_transform_is_a_per_request_error(sqlite_server: tuple[Server,
 
 
 def _metric(text: str, name: str, labels: str) -> float:
-    m = re.search(rf"^{re.escape(name)}{{{re.escape(labels)}}} (\S+)$", text, re.M)
-    assert m, (name, labels)
-    return float(m.group(1))
+    """The value of sample `name{labels}` in a Prometheus text, whatever the labels' order."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    want = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == want:
+                return float(s.value)
+    raise AssertionError((name, labels))
 
 
 def test_metrics_add_up_across_workers(sqlite_server: tuple[Server, Path]) -> None:
@@ -235,12 +293,12 @@ def test_metrics_add_up_across_workers(sqlite_server: tuple[Server, Path]) -> No
         assert _metric(text, "featql_entities_total", 'service="merchant_risk"') >= 2 * n_ok
 
 
-@pytest.mark.parametrize("threads", [None, 2], ids=["event-loop worker", "gthread worker"])
+@pytest.mark.parametrize("threads", [None, 2], ids=["default threads (1)", "2 threads"])
 def test_dynamodb_server_answers_like_sqlite(serve_project: Path, dynalite: str,
                                              sqlite_server: tuple[Server, Path],
                                              tmp_path: Path, threads: int | None) -> None:
-    """Both worker classes (dynalite's loopback endpoint defaults to the event loop), with the
-    body framed by Content-Length and by chunked transfer coding."""
+    """One and two Python threads per worker (dynalite's loopback endpoint defaults to one),
+    with the body framed by Content-Length and by chunked transfer coding."""
     root = _project(serve_project, tmp_path, "dynamodb", dynalite)
     server = Server(root, workers=1, threads=threads)
     try:
@@ -271,7 +329,7 @@ def test_demo_step(sqlite_server: tuple[Server, Path]) -> None:
     assert serve_demo(root, "dev", say=lines.append)
     text = "\n".join(lines)
     assert "HTTP 200" in text and "HTTP 400" in text and '"at": "2024-01-31T00:00:00"' in text
-    assert 'featql_requests_total{service="fraud_detection",code="2xx"} 1' in text
+    assert 'featql_requests_total{code="2xx",service="fraud_detection"} 1.0' in text
     cli = subprocess.run([sys.executable, "-m", "featql.cli", "serve", "--project", str(root),
                           "--demo"], capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
@@ -283,6 +341,7 @@ def test_dynamodb_table_missing_is_a_503_not_nulls(serve_project: Path, dynalite
     root = tmp_path / "project"
     shutil.copytree(serve_project, root, ignore=shutil.ignore_patterns(".featql", "target"))
     configure_online(root, "dynamodb", dynalite, "featql_never_loaded_")
+    apply_now(root, compile_project(root).manifest)  # type: ignore[arg-type]
     server = Server(root, workers=1)
     try:
         status, health = server.call("GET", "/healthz")
@@ -316,3 +375,45 @@ def test_reload_dev_server_logs_without_ansi_codes(sqlite_server: tuple[Server, 
     log = err.decode()
     assert '"GET /v1/features/fraud_detection HTTP/1.1" 405' in log, log
     assert "\x1b[" not in log
+
+
+def _observe_in_child(directory: str, n: int) -> None:
+    from featql.server.metrics import Metrics
+
+    m = Metrics(Path(directory), ["svc"])
+    for i in range(n):
+        m.observe("svc", 200 if i % 3 else 404, 0.002, 2)
+
+
+def test_metrics_add_up_across_processes_and_forget_dead_workers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prometheus_client's multiprocess mode: counts of processes that have exited still add
+    up; the live-worker gauge counts only the processes alive."""
+    import multiprocessing
+
+    from featql.server.metrics import Metrics
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)  # restored after the test
+    directory = tmp_path / "metrics"
+    parent = Metrics(directory, ["svc"])
+    ctx = multiprocessing.get_context("fork")
+    children = [ctx.Process(target=_observe_in_child, args=(str(directory), n))
+                for n in (30, 12)]
+    for c in children:
+        c.start()
+    for c in children:
+        c.join(30)
+        assert c.exitcode == 0
+    parent.observe("svc", 503, 0.3)
+    text = parent.render().decode()
+    assert _metric(text, "featql_requests_total", 'service="svc",code="2xx"') == 20 + 8
+    assert _metric(text, "featql_requests_total", 'service="svc",code="4xx"') == 10 + 4
+    assert _metric(text, "featql_requests_total", 'service="svc",code="5xx"') == 1
+    assert _metric(text, "featql_request_errors_total", 'service="svc"') == 15
+    assert _metric(text, "featql_entities_total", 'service="svc"') == 2 * 42
+    assert _metric(text, "featql_request_duration_seconds_count", 'service="svc"') == 43
+    assert _metric(text, "featql_request_duration_seconds_bucket",
+                   'service="svc",le="0.0025"') == 42
+    assert _metric(text, "featql_requests_total", 'service="_other",code="2xx"') == 0
+    # the two children are dead: only this process serves
+    assert _metric(text, "featql_workers", "") == 1
