@@ -71,15 +71,16 @@ def make_session(endpoint_url: str | None) -> Any:
 
 
 def make_client(session: Any, region: str | None, endpoint_url: str | None, *, pool: int = 64,
-                attempts: int = 4, verify: bool | str | None = None,
+                attempts: int = 5, verify: bool | str | None = None,
                 proxies: dict[str, str] | None = None) -> Any:
-    """A DynamoDB client of `session`. `attempts`: botocore's own tries per call (1 for the
-    read client: the store retries reads itself, within the read deadline)."""
+    """A DynamoDB client of `session`. `attempts`: botocore's own tries per call, the first
+    included (1 for the read client: the store retries reads itself, within the read
+    deadline)."""
     import boto3
     from botocore.config import Config
 
     config = Config(max_pool_connections=pool,
-                    retries={"mode": "standard", "max_attempts": attempts},
+                    retries={"mode": "standard", "total_max_attempts": attempts},
                     connect_timeout=2, read_timeout=10, tcp_keepalive=True, proxies=proxies)
     return boto3.session.Session(botocore_session=session).client(
         "dynamodb", region_name=region or "us-east-1", endpoint_url=endpoint_url or None,
@@ -307,9 +308,11 @@ class DynamoStore:
             "Keys": [{"item": {"S": k}} for k in uniq[i:i + MAX_BATCH_GET]],
             "ProjectionExpression": projection, "ExpressionAttributeNames": names}}
             for i in range(0, len(uniq), MAX_BATCH_GET)]
+        # the reader (or the read client) first: building it is not the read's time
+        reader = self._fast_reader() if self.fast_reads else self._boto3_reads()
         deadline = time.monotonic() + self.read_deadline_ms / 1000
         if self.fast_reads:  # all chunks in flight at once: one round trip of latency
-            firsts: list[Any] = self._fast_reader().batch_get_all(requests)
+            firsts: list[Any] = reader.batch_get_all(requests)
             found = [self._batch_get(r, deadline, first)
                      for r, first in zip(requests, firsts, strict=True)]
         elif len(requests) == 1:
