@@ -95,6 +95,20 @@ ENT = [{"user_id": 1, "merchant_id": 3}, {"user_id": 2, "merchant_id": 5},
 REQ = [{"amount": 12.5}, {"amount": None}, {"amount": 3.0}]
 
 
+def test_the_startup_line_names_the_server(sqlite_server: tuple[Server, Path]) -> None:
+    import selectors
+
+    server, _ = sqlite_server
+    assert server.proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    sel.register(server.proc.stderr, selectors.EVENT_READ)
+    lines = []
+    while not any("featql serve" in ln for ln in lines) and sel.select(timeout=10):
+        lines.append(server.proc.stderr.readline().decode())
+    line = next(ln for ln in lines if "featql serve" in ln)
+    assert "granian" in line and "(WSGI), 2 worker(s) × 1 thread" in line, line
+
+
 def test_health_and_services(sqlite_server: tuple[Server, Path]) -> None:
     server, _root = sqlite_server
     status, body = server.call("GET", "/healthz")

@@ -1,5 +1,5 @@
 """`featql serve [--host H] [--port P] [--workers N] [--workspace W] [--reload]`: the online
-feature server (gunicorn + Flask; Flask's dev server with --reload).
+feature server (granian serving the Flask app; Flask's dev server with --reload).
 
 Serves the definitions applied to the workspace (`featql apply`), never unapplied edits: the
 master loads the applied manifest once, validates it (store, transforms), writes it into its
@@ -30,11 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="threads per worker (default: 1 when the online store answers from "
                         "this machine: SQLite, or DynamoDB at a loopback endpoint_url; 2 for "
-                        "DynamoDB across the network; [serve] threads in featql.toml). 1 runs "
-                        "featql's event-loop worker, more gunicorn's threaded one")
+                        "DynamoDB across the network; [serve] threads in featql.toml)")
     add_workspace_argument(p)
     p.add_argument("--reload", action="store_true",
-                   help="development: Flask's reloading server instead of gunicorn")
+                   help="development: Flask's reloading server instead of granian")
     p.add_argument("--demo", action="store_true",
                    help="start the server in the background, query it like curl, stop it")
 
@@ -84,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from featql.online.lookup import MAX_ENTITIES
     from featql.online.stores import OnlineStoreError
     from featql.server.app import MAX_BODY_BYTES, ServeSettings
-    from featql.server.runner import metrics_directory, serve
+    from featql.server.runner import describe, metrics_directory, serve
 
     root = Path(args.project)
     if args.demo:
@@ -139,9 +138,7 @@ def run(args: argparse.Namespace) -> int:
             console(stderr=True).print(
                 f"[bold yellow]warning:[/] not loaded into the online store (NULL until "
                 f"`featql materialize --online --workspace {ws}`): {', '.join(missing)}")
-        mode = "Flask dev server (--reload)" if args.reload else (
-            f"gunicorn, {workers} worker(s) × " + ("1 thread (event-loop worker)" if threads == 1
-                                                   else f"{threads} threads (gthread worker)"))
+        mode = describe(workers, threads, args.reload)
         console(stderr=True).print(
             f"[bold green]featql serve[/] {manifest.project} workspace [bold]{ws}[/] "
             f"({run_.applied.label}, {config.online_store} online store) on "
