@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from featql.core.ir import Manifest, RequestTransform
 from featql.registry.diff import diff_manifests
 from featql.registry.sqlite import SqliteRegistry, registry_path
-from featql.registry.store import DEFAULT_WORKSPACE, RegistryError
+from featql.registry.store import DEFAULT_WORKSPACE, Registry, RegistryError
 from featql.registry.workspaces import check_name, selected, unknown_workspace
 
 APPLIED_DIR = Path(".featql") / "applied"
@@ -94,6 +94,13 @@ def workspace_of(root: Path, arg: str | None) -> str:
     return check_name(arg or selected(root))
 
 
+def missing_hook_sources(registry: Registry, apply_id: int, manifest: Manifest) -> list[str]:
+    """Hook files of `manifest` whose source apply #`apply_id` does not hold (an apply recorded
+    before the registry kept hook sources)."""
+    have = registry.hooks_of(apply_id)
+    return sorted({t.module for t in python_transforms(manifest) if t.module} - set(have))
+
+
 def existing_workspace(root: Path, arg: str | None) -> str:
     """`workspace_of`, checked: RegistryError (with a did-you-mean) unless the workspace
     exists or is the default one. Creates no file."""
@@ -132,7 +139,7 @@ def find_applied(root: Path, workspace: str | None = None) -> Applied | None:
     if not wanted:
         return Applied(name, state.apply_id, manifest, hooks)
     missing = sorted({t.module or "" for t in wanted} - set(hooks))
-    if missing:
+    if missing:  # `featql apply` records them again (missing_hook_sources)
         raise RegistryError(f"apply #{state.apply_id} of workspace '{name}' holds no source for "
                             f"the hook file(s) {', '.join(missing)} (recorded by an older "
                             "featql); apply the project again")

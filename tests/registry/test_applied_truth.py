@@ -360,3 +360,28 @@ def test_the_unapplied_warning_text() -> None:
     assert unapplied_warning(applied, many) == (
         "7 unapplied changes in the project (v0, v1, v2, v3, v4, … 2 more); using apply #3 of "
         "workspace 'dev' — run `featql plan`")
+
+
+def test_a_schema_1_registry_is_upgraded_and_an_apply_without_hook_sources_is_named(
+        project: Path, run: Run) -> None:
+    import sqlite3
+
+    db = project / ".featql" / "registry.db"
+    con = sqlite3.connect(db)  # what a registry written before schema 2 looks like
+    con.execute("DROP TABLE registry_hooks")
+    con.execute("UPDATE registry_meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(RegistryError) as e:
+        load_applied(project, "dev")
+    assert str(e.value) == (f"apply #1 of workspace 'dev' holds no source for the hook file(s) "
+                            f"{HOOK} (recorded by an older featql); apply the project again")
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT value FROM registry_meta").fetchone() == ("2",)
+    con.close()
+    code, out, _ = run("apply", "--project", str(project), "--yes")
+    assert code == 0 and "apply #1 lacks the source of its Python hooks" in out
+    assert "Applied #2 to workspace 'dev'." in out
+    assert load_applied(project, "dev").hooks[HOOK] == (project / HOOK).read_text()
+    assert run("apply", "--project", str(project), "--yes")[:2] == (0, (
+        "No changes: workspace 'dev' matches the project (apply #2).\n"))

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from featql.registry import StalePlanError
-    from featql.registry.applied import check_hook_paths
+    from featql.registry.applied import check_hook_paths, missing_hook_sources
     from featql.registry.applier import build_plan, record, run_backfills
 
     result = compile_or_report(args.project, quiet_ok=True)
@@ -44,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
             plan = build_plan(root, result.manifest, reg, ws)
             print_plan(plan)
             if not plan.has_changes:
-                return 0
+                if plan.base is None or not missing_hook_sources(reg, plan.base.id,
+                                                                 plan.manifest):
+                    return 0
+                out.print(f"apply #{plan.base.id} lacks the source of its Python hooks "
+                          "(an older featql): applying again records them", style="yellow",
+                          markup=False)
             if plan.refusals:
                 raise UserError(f"nothing applied: {len(plan.refusals)} change"
                                 f"{'s' if len(plan.refusals) != 1 else ''} refused (see above)")
