@@ -6,8 +6,12 @@ several views of each. Items are keyed `item = "<entity>#<keys as JSON>"` and ho
 a request for N entities of one type is N keys, whatever the number of views: 100 entities fit
 one BatchGetItem (the 100-key limit), with a ProjectionExpression fetching only the service's
 `d:` attributes. A service spanning two entity types needs up to 2N distinct keys; those chunks
-of <= 100 are sent concurrently, so the latency stays one round trip. `UnprocessedKeys` are
-retried with exponential backoff and never reported as missing.
+of <= 100 are sent concurrently, so the latency stays one round trip. Throttling, retryable
+errors and `UnprocessedKeys` are retried with jittered exponential backoff within a
+per-request read deadline (`[online] read_deadline_ms`, 200 ms by default), then reported as
+an OnlineStoreError (a 503 at the server), never as missing keys. Reads go through the lean
+signed-HTTP reader of `dynamo_http` (same botocore signer, credentials, CA bundle and verify
+setting), or through boto3 when a proxy applies to the endpoint or a client was given.
 
 Payload bytes are what a 100-entity read costs on both ends (the store parses, sizes and
 checksums them; we parse them), so `d:` holds as little as a lookup needs: JSON payloads (row
