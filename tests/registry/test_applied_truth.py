@@ -385,3 +385,17 @@ def test_a_schema_1_registry_is_upgraded_and_an_apply_without_hook_sources_is_na
     assert load_applied(project, "dev").hooks[HOOK] == (project / HOOK).read_text()
     assert run("apply", "--project", str(project), "--yes")[:2] == (0, (
         "No changes: workspace 'dev' matches the project (apply #2).\n"))
+
+
+def test_a_working_tree_that_does_not_compile_still_runs_what_is_applied(
+        project: Path, run: Run) -> None:
+    (project / "views" / "broken.sql").write_text(
+        "-- @feature_view(name = broken, entity = user, timestamp = event_ts)\n"
+        "SELECT user_id, event_ts, no_such_column FROM transactions\n")
+    code, out, err = run("materialize", "--project", str(project))
+    assert code == 0, err
+    assert err.startswith("warning: the project does not compile (")
+    assert "see `featql check`); using apply #1 of workspace 'dev'" in err
+    assert "into workspace 'dev' with duckdb (apply #1 of workspace 'dev')" in out
+    with pytest.warns(UnappliedChangesWarning, match="does not compile; using apply #1"):
+        assert featql.Project(project).online("fraud_detection", ENT, request=REQ, at=AT)
