@@ -6,8 +6,12 @@ once per session in a temporary copy, so tests never write into the repository's
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +41,17 @@ def example_compiled(example_project: Path) -> CompileResult:
         problems = "\n".join(d.headline() for d in result.diagnostics)
         pytest.fail(f"the example project does not compile:\n{problems}")
     return result
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The test session's one SparkSession (local[2], bound to 127.0.0.1, UTC): Spark starts
+    once for every suite (the runtime's `spark_engine` wraps this same session)."""
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    from featql.engines import spark as spark_module
+
+    session = spark_module.spark_session("local[2]", {"spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()
+    spark_module._SESSION = None

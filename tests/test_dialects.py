@@ -7,8 +7,6 @@ Spark tests are marked slow and use one local[1] session; if Spark cannot start 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -387,20 +385,7 @@ def test_lowering_refusals_point_at_the_view(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- Spark (slow)
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark.sql import SparkSession
-
-    session = (SparkSession.builder.master("local[1]").appName("featql-tests")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.shuffle.partitions", "1")
-               .getOrCreate())
-    yield session
-    session.stop()
-
-
+# `spark`: the session's one SparkSession, from tests/conftest.py
 def spark_rows(spark: Any, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in spark.sql(sql).collect()]
 

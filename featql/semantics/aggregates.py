@@ -144,15 +144,17 @@ class AggregateFunction:
 
     # -- Python ------------------------------------------------------------------------------------
     def fold(self, values: Sequence[Any]) -> dict[str, Any]:
-        """The partials of one tile from its rows' input values (a stream's head); for
-        COUNT(*) pass any non-NULL marker per row. Additive partials are never NULL."""
+        """The partials of one tile from its rows' input values (a stream's head), as the SQL
+        of `build_sql` computes them (a SUM over no non-NULL value is NULL); for COUNT(*) pass
+        any non-NULL marker per row."""
         present = [v for v in values if v is not None]
         out: dict[str, Any] = {}
         for p in self.partials("DOUBLE"):
             if p.build == "count":
                 out[p.name] = len(present)
             elif p.build == "sum":
-                out[p.name] = _sum([int(v) if isinstance(v, bool) else v for v in present])
+                out[p.name] = _sum([int(v) if isinstance(v, bool) else v for v in present]) \
+                    if present else None
             elif p.build == "min":
                 out[p.name] = min(present) if present else None
             else:

@@ -94,13 +94,18 @@ def arrow_type(featql_type: str) -> pa.DataType:
 
 
 def python_value(value: Any, featql_type: str) -> Any:
-    """A merged numeric value as the Python type of its featql type (int for integer types,
-    float for the others); None and non-numeric values are returned as they are."""
-    if value is None or isinstance(value, bool | str):
+    """A merged value as the Python type of its featql type: int for integer types, bool for
+    BOOLEAN (tiles store booleans as 0/1), float for the other numeric values; None and other
+    values (text) are returned as they are."""
+    if value is None or isinstance(value, str):
         return value
     t = _norm(featql_type)
+    if t == "BOOLEAN":
+        return bool(value)
     if t in INTEGERS:
         return int(value)
+    if isinstance(value, bool):
+        return value
     if isinstance(value, int | float):
         return float(value)
     return value

@@ -1,9 +1,8 @@
-"""Fixtures of the runtime tests: one Spark engine per test session (local[2], 127.0.0.1)."""
+"""Fixtures of the runtime tests: one Spark engine per test session, over the session's one
+SparkSession (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,12 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def spark_engine() -> Iterator[Any]:
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    os.environ["PYSPARK_PYTHON"] = sys.executable
+def spark_engine(spark: Any) -> Iterator[Any]:
+    """A SparkEngine over the session's one SparkSession (`spark` in tests/conftest.py)."""
     from featql.engines.spark import SparkEngine
 
     engine = SparkEngine("local[2]", {"spark.sql.shuffle.partitions": "4"})
+    assert engine.spark is spark
     yield engine
     engine.close()
 

@@ -1,0 +1,343 @@
+"""Property: every aggregate function merges identically in DuckDB SQL, Spark SQL and Python.
+
+Each case is one entity with a slide S, random raw events (NULL inputs included, times before
+and after 1970, many on tile edges) and 1-3 lookup times (many exactly on a slide boundary or
+one microsecond before it). The events are folded into tiles (`AggregateFunction.fold`), and
+every aggregation of `FUNCTIONS` over a BIGINT, a DOUBLE and a BOOLEAN input is computed over
+windows of 1, 2, 3 and 5 slides at each time:
+
+- by the point-in-time join's SQL merge, on DuckDB (`DuckDBEngine.point_in_time`) and on Spark;
+- by the online read: the tiles packed as an online cell and merged by `TileMerger`;
+- by `featql.semantics.windows.batch_merge` over plain Python lists;
+- and, as an independent oracle, by aggregating the raw events of `[floor(t,S) - W, floor(t,S))`.
+
+All five must be equal, exactly: DOUBLE inputs are multiples of 1/4 in [-256, 256], so every
+sum is exact in any order and AVG is one IEEE division everywhere. Every spine row also asks
+the views of the other slides, where its entity has no tile: empty windows everywhere (COUNT 0,
+the others NULL). The tiles themselves are checked too: DuckDB's and Spark's `build_sql` over
+the raw events give the tiles `fold` gives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from featql.core.ir import Aggregation, Column, Feature, FeatureView, Location
+from featql.dialects.pit import RID, SPINE_TS, TILE_START, OutputFeature, PointInTimeJoin, ViewJoin
+from featql.online.tiles import TileMerger, encode_tiles
+from featql.semantics import sql
+from featql.semantics.aggregates import FUNCTIONS, partial_column, tile_columns
+from featql.semantics.time import floor, floor_us_sql
+from featql.semantics.types import arrow_type, python_value
+from featql.semantics.windows import batch_merge
+
+US = 1_000_000
+SLIDES = (1, 2, 3, 7)  # seconds
+MULTIPLES = (1, 2, 3, 5)  # windows, in slides
+INPUTS = {"i": "BIGINT", "d": "DOUBLE", "b": "BOOLEAN"}
+BASES = (int(dt.datetime(2024, 3, 1).timestamp()) * US, -90 * US)  # after and before 1970
+EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _aggregations() -> tuple[Aggregation, ...]:
+    out = [Aggregation("n", "count", None, None, "BIGINT")]
+    for col, t in INPUTS.items():
+        for name, fn in FUNCTIONS.items():
+            if fn.accepts(t):
+                out.append(Aggregation(f"{name}_{col}", name, col, t,  # type: ignore[arg-type]
+                                       fn.result_type(t)))
+    return tuple(out)
+
+
+AGGS = _aggregations()
+
+
+def _view(slide: int) -> FeatureView:
+    windows = tuple(m * slide for m in MULTIPLES)
+    return FeatureView(
+        name=f"v{slide}", base_name=f"v{slide}", variant=None, location=Location("v.sql", 1, 1),
+        kind="aggregate", entity="e", keys=(Column("k", "BIGINT"),), timestamp="ts", sql="",
+        depends_on=(), features=tuple(Feature(f"{a.name}_{w}", a.type, "", a.name, w)
+                                      for a in AGGS for w in windows),
+        fingerprint="f", schedule_seconds=slide, start="2024-01-01", windows=windows,
+        slide_seconds=slide, aggregations=AGGS)
+
+
+VIEWS = {s: _view(s) for s in SLIDES}
+AGG = {a.name: a for a in AGGS}
+
+
+def _join(view: FeatureView) -> ViewJoin:
+    feats = tuple(OutputFeature(f.name, f"{view.name}__{f.name}", f.type,
+                                AGG[f.aggregation or ""].function, f.aggregation,
+                                f.window_seconds) for f in view.features)
+    return ViewJoin(view.name, "aggregate", f"tiles_{view.name}", ("k",), TILE_START, feats,
+                    slide_seconds=view.slide_seconds)
+
+
+NODE = PointInTimeJoin(("k",), tuple(_join(VIEWS[s]) for s in SLIDES))
+
+
+# -- cases -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    slide: int
+    base: int  # us
+    events: tuple[tuple[int, int | None, float | None, bool | None], ...]  # (ts us, i, d, b)
+    times: tuple[int, ...]  # us
+
+
+def _times(slide: int) -> st.SearchStrategy[int]:
+    step = slide * US
+    return st.one_of(st.integers(-8, 8).map(lambda m: m * step),
+                     st.integers(-8, 8).map(lambda m: m * step - 1),
+                     st.integers(-8, 8).map(lambda m: m * step + 1),
+                     st.integers(-8 * step, 8 * step))
+
+
+def _case(slide: int) -> st.SearchStrategy[Case]:
+    dyadic = st.integers(-1024, 1024).map(lambda q: q / 4)
+    event = st.tuples(_times(slide), st.none() | st.integers(-100, 100), st.none() | dyadic,
+                      st.none() | st.booleans())
+    return st.builds(
+        lambda base, evs, ts: Case(slide, base, tuple((base + e[0], *e[1:]) for e in evs),
+                                   tuple(base + t for t in ts)),
+        st.sampled_from(BASES), st.lists(event, max_size=10), st.lists(_times(slide),
+                                                                       min_size=1, max_size=3))
+
+
+cases = st.sampled_from(SLIDES).flatmap(_case)
+
+
+def _input(agg: Aggregation, event: tuple[int, Any, Any, Any]) -> Any:
+    return 1 if agg.input_sql is None else event[1 + list(INPUTS).index(agg.input_sql)]
+
+
+def tiles_of(case: Case) -> tuple[list[int], dict[str, list[Any]]]:
+    """(tile starts in us, partial columns) of one case's events, folded per tile."""
+    step = case.slide * US
+    by_tile: dict[int, list[tuple[int, Any, Any, Any]]] = {}
+    for e in case.events:
+        by_tile.setdefault(floor(e[0], step), []).append(e)
+    starts = sorted(by_tile)
+    columns: dict[str, list[Any]] = {c: [] for c, _ in tile_columns(VIEWS[case.slide])}
+    for s in starts:
+        for a in AGGS:
+            folded = FUNCTIONS[a.function].fold([_input(a, e) for e in by_tile[s]])
+            for p, v in folded.items():
+                columns[partial_column(a.name, p)].append(v)
+    return starts, columns
+
+
+def _ts(us: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(microseconds=us)
+
+
+def tile_tables(batch: list[Case]) -> dict[str, pa.Table]:
+    out = {}
+    for slide, view in VIEWS.items():
+        types = dict(tile_columns(view))
+        rows: dict[str, list[Any]] = {"k": [], TILE_START: [], **{c: [] for c in types}}
+        for k, case in enumerate(batch):
+            if case.slide != slide:
+                continue
+            starts, columns = tiles_of(case)
+            rows["k"].extend([k] * len(starts))
+            rows[TILE_START].extend(_ts(s) for s in starts)
+            for c in types:
+                rows[c].extend(columns[c])
+        schema = pa.schema([("k", pa.int64()), (TILE_START, pa.timestamp("us")),
+                            *((c, arrow_type(t)) for c, t in types.items())])
+        out[f"tiles_{view.name}"] = pa.table(rows, schema=schema)
+    return out
+
+
+def spine_of(batch: list[Case]) -> pa.Table:
+    keys = [k for k, c in enumerate(batch) for _ in c.times]
+    times = [_ts(t) for c in batch for t in c.times]
+    return pa.table({RID: pa.array(range(len(keys)), pa.int64()), "k": pa.array(keys, pa.int64()),
+                     SPINE_TS: pa.array(times, pa.timestamp("us"))})
+
+
+# -- the Python sides and the oracle -----------------------------------------------------------------
+def online_values(batch: list[Case]) -> list[dict[str, Any]]:
+    """Per spine row, every feature as the online read merges it (`TileMerger` over a cell)."""
+    out = []
+    cells = {}
+    for k, case in enumerate(batch):
+        starts, columns = tiles_of(case)
+        cells[k] = encode_tiles([s // US for s in starts], columns) if starts else None
+    for k, case in enumerate(batch):
+        for t in case.times:
+            row: dict[str, Any] = {}
+            for slide, view in VIEWS.items():
+                payload = cells[k] if case.slide == slide else None
+                values = TileMerger(view)(payload, t)
+                assert values is not None
+                row.update({f"{view.name}__{f.name}": v for f, v in zip(view.features, values,
+                                                                         strict=True)})
+            out.append(row)
+    return out
+
+
+def list_values(batch: list[Case]) -> list[dict[str, Any]]:
+    """Per spine row, every feature by `batch_merge` over plain lists."""
+    out = []
+    for case in batch:
+        starts, columns = tiles_of(case)
+        for t in case.times:
+            row: dict[str, Any] = {}
+            for slide, view in VIEWS.items():
+                mine = case.slide == slide
+                for f in view.features:
+                    a = AGG[f.aggregation or ""]
+                    row[f"{view.name}__{f.name}"] = batch_merge(
+                        FUNCTIONS[a.function], a.name, starts if mine else [],
+                        columns, t, (f.window_seconds or 0) * US, slide * US, f.type)
+            out.append(row)
+    return out
+
+
+def _direct(function: str, values: list[Any], result_type: str) -> Any:
+    """The aggregate of raw input values, written from the definition (not the library)."""
+    present = [int(v) if isinstance(v, bool) and function in ("sum", "avg") else v
+               for v in values if v is not None]
+    if function == "count":
+        return len(present)
+    if not present:
+        return None
+    value = {"sum": lambda: sum(present), "avg": lambda: sum(present) / len(present),
+             "min": lambda: min(present), "max": lambda: max(present)}[function]()
+    return python_value(value, result_type)
+
+
+def oracle(batch: list[Case]) -> list[dict[str, Any]]:
+    out = []
+    for case in batch:
+        for t in case.times:
+            row: dict[str, Any] = {}
+            for slide, view in VIEWS.items():
+                hi = t - t % (slide * US)
+                for f in view.features:
+                    a = AGG[f.aggregation or ""]
+                    lo = hi - (f.window_seconds or 0) * US
+                    evs = [e for e in case.events if lo <= e[0] < hi] if case.slide == slide \
+                        else []
+                    row[f"{view.name}__{f.name}"] = _direct(
+                        a.function, [_input(a, e) for e in evs], f.type)
+            out.append(row)
+    return out
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    assert table.column(RID).to_pylist() == list(range(table.num_rows))
+    return [{k: v for k, v in r.items() if k != RID} for r in table.to_pylist()]
+
+
+def _same(a: list[dict[str, Any]], b: list[dict[str, Any]], what: str) -> None:
+    assert len(a) == len(b), what
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        bad = {c: (x[c], y[c]) for c in x if x[c] != y[c] or type(x[c]) is not type(y[c])}
+        assert not bad, f"{what}, spine row {i}: {dict(list(bad.items())[:6])}"
+
+
+# -- the tile stage in SQL -------------------------------------------------------------------------
+def events_table(batch: list[Case]) -> pa.Table:
+    rows = [(k, c.slide, _ts(e[0]), *e[1:]) for k, c in enumerate(batch) for e in c.events]
+    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(6)]
+    return pa.table({"k": pa.array(cols[0], pa.int64()), "slide": pa.array(cols[1], pa.int64()),
+                     "ts": pa.array(cols[2], pa.timestamp("us")),
+                     "i": pa.array(cols[3], pa.int64()), "d": pa.array(cols[4], pa.float64()),
+                     "b": pa.array(cols[5], pa.bool_())})
+
+
+def build_sql(dialect: str) -> str:
+    """Every slide's tiles of the events, as one UNION ALL, with each aggregation's
+    `build_sql`; rows (slide, k, tile start us, partials...)."""
+    parts = []
+    for slide in SLIDES:
+        start = floor_us_sql(dialect, sql.epoch_us(dialect, "ts"), slide)
+        built = [f"{expr} AS {sql.quote(dialect, partial_column(a.name, p))}"
+                 for a in AGGS for p, expr in FUNCTIONS[a.function].build_sql(
+                     dialect, a.input_sql, a.input_type, a.type)]
+        parts.append(f"SELECT {slide} AS slide, k, {start} AS start, {', '.join(built)} "
+                     f"FROM events WHERE slide = {slide} GROUP BY k, {start}")
+    return " UNION ALL ".join(parts)
+
+
+def built_rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    return sorted(tuple(r.values()) for r in table.to_pylist())
+
+
+def folded_rows(batch: list[Case]) -> list[tuple[Any, ...]]:
+    out = []
+    for k, case in enumerate(batch):
+        starts, columns = tiles_of(case)
+        cols = [c for c, _ in tile_columns(VIEWS[case.slide])]
+        out.extend((case.slide, k, s, *(columns[c][n] for c in cols))
+                   for n, s in enumerate(starts))
+    return sorted(out)
+
+
+# -- the tests ---------------------------------------------------------------------------------------
+def check_python(batch: list[Case]) -> list[dict[str, Any]]:
+    expected = oracle(batch)
+    _same(online_values(batch), expected, "TileMerger vs the raw events")
+    _same(list_values(batch), expected, "batch_merge vs the raw events")
+    return expected
+
+
+def run_engine(engine: Any, batch: list[Case]) -> pa.Table:
+    for name, table in tile_tables(batch).items():
+        engine.register_arrow(name, table)
+    return engine.point_in_time(NODE, spine_of(batch))
+
+
+@pytest.fixture(scope="module")
+def duck() -> Iterator[Any]:
+    from featql.engines.duckdb import DuckDBEngine
+
+    engine = DuckDBEngine(threads=1)
+    yield engine
+    engine.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.lists(cases, min_size=1, max_size=6))
+def test_duckdb_and_python_merges_agree(duck: Any, batch: list[Case]) -> None:
+    expected = check_python(batch)
+    _same(_rows(run_engine(duck, batch)), expected, "DuckDB's SQL merge vs the raw events")
+    duck.register_arrow("events", events_table(batch))
+    assert built_rows(duck.query(build_sql("duckdb"))) == folded_rows(batch)
+
+
+@pytest.fixture(scope="module")
+def spark_engine(spark: Any) -> Iterator[Any]:
+    from featql.engines.spark import SparkEngine
+
+    engine = SparkEngine()
+    assert engine.spark is spark
+    yield engine
+    engine.close()
+
+
+@pytest.mark.slow
+@settings(max_examples=2, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(batch=st.lists(cases, min_size=20, max_size=20))
+def test_spark_duckdb_and_python_merges_agree(spark_engine: Any, duck: Any,
+                                              batch: list[Case]) -> None:
+    """40 cases in two batches: one Spark join (and one tile build) per batch of 20."""
+    expected = check_python(batch)
+    _same(_rows(run_engine(duck, batch)), expected, "DuckDB's SQL merge vs the raw events")
+    _same(_rows(run_engine(spark_engine, batch)), expected, "Spark's SQL merge vs the raw events")
+    spark_engine.register_arrow("events", events_table(batch))
+    assert built_rows(spark_engine.query(build_sql("spark"))) == folded_rows(batch)
