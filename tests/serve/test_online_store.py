@@ -234,3 +234,51 @@ def test_lean_reader_reconnects_when_a_kept_alive_connection_died(dynalite: str,
         assert len(got) == 150 and codec.decode_row(got["user#[149]"]["v"])[2] == [149]
     finally:
         s.drop()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "dynamodb"])
+def test_workspace_names_never_share_a_table(kind: str, tmp_path: Path,
+                                             request: pytest.FixtureRequest) -> None:
+    """`team-a` and `team_a` (both valid workspace names) get tables of their own; names that
+    are plain identifiers keep the table names existing stores have."""
+    import uuid
+
+    from featql.online import dynamodb, sqlite
+
+    assert [sqlite.table_name(w) for w in ("dev", "prod", "team_a")] == [
+        "online_dev", "online_prod", "online_team_a"]
+    assert [dynamodb.table_name("featql_", w) for w in ("dev", "team_a", "team-a")] == [
+        "featql_dev", "featql_team_a", "featql_team-a"]
+    names = ["team-a", "team_a", "team_a_", "team--a", "Team_A", "a", "ab", "a b", "a_b",
+             "online_team_a", "_team_a", "9lives"]
+    for prefix in ("", "f", "featql_"):
+        tables = {dynamodb.table_name(prefix, w) for w in names}
+        assert len(tables) == len(names), prefix
+        assert all(3 <= len(t) <= 255 and all(ch.isalnum() or ch in "_.-" for ch in t)
+                   for t in tables)
+    tables = {sqlite.table_name(w) for w in names}
+    assert len(tables) == len(names)
+    assert all(t.replace("_", "").isalnum() and t.isascii() for t in tables)
+
+    stores: list[Any] = []
+    if kind == "sqlite":
+        stores = [sqlite.SqliteStore(tmp_path / "online.db", w) for w in ("team-a", "team_a")]
+    else:
+        endpoint = request.getfixturevalue("dynalite")
+        prefix = f"featql_t{uuid.uuid4().hex[:6]}_"
+        stores = [dynamodb.DynamoStore(w, endpoint_url=endpoint, region="us-east-1",
+                                       table_prefix=prefix) for w in ("team-a", "team_a")]
+    try:
+        a, b = stores
+        assert a.table != b.table
+        a.write([row_cell("user#[1]", "v", 10, None, "from team-a")])
+        b.write([row_cell("user#[1]", "v", 11, None, "from team_a")])
+        b.write([row_cell("user#[2]", "v", 12, None, "only team_a")])
+        got_a, got_b = (s.read(["user#[1]", "user#[2]"], ["v"]) for s in stores)
+        assert set(got_a) == {"user#[1]"} and set(got_b) == {"user#[1]", "user#[2]"}
+        assert codec.decode_row(got_a["user#[1]"]["v"])[2] == ["from team-a"]
+        assert codec.decode_row(got_b["user#[1]"]["v"])[2] == ["from team_a"]
+    finally:
+        for s in stores:
+            s.drop()
+            s.close()
