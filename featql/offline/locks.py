@@ -282,9 +282,11 @@ class S3Lease(WriterLock):
             try:
                 res = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body,
                                              IfMatch=self._etag)
-            except Exception:  # taken over (or S3 unreachable): this writer must not commit
-                self.held = False
-                return
+            except Exception as e:
+                if _conflict(e) or _missing(e):  # taken over: this writer must not commit
+                    self.held = False
+                    return
+                continue  # S3 unreachable for now: retry; `check` fails once it expired
             self._etag, self._expires = res["ETag"], expires
 
     def check(self) -> None:
@@ -298,8 +300,15 @@ class S3Lease(WriterLock):
             self._renewer.join(timeout=10)
             self._renewer = None
         if self._etag is not None:
-            with contextlib.suppress(Exception):  # taken over already: nothing of ours left
+            try:
                 self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self._etag)
+            except Exception as e:
+                if not (_conflict(e) or _missing(e)):  # no conditional delete: check, delete
+                    with contextlib.suppress(Exception):
+                        current = self._read()
+                        if current is not None and current[0].get("owner") == self.me.owner:
+                            self.client.delete_object(Bucket=self.bucket, Key=self.key)
+                # else taken over already: nothing of ours is left to delete
         self._etag, self.held = None, False
 
     def holder(self) -> Writer | None:

@@ -71,7 +71,7 @@ PARQUET_OPTIONS: dict[str, Any] = {
 META = "_featql_view.json"
 TILE_START = "_tile_start"
 WRITER = "_writer.json"  # in a staging folder: its writer (`locks.Writer`)
-_OPEN_STAGES: set[str] = set()  # staging folders of this process's open transactions
+_OPEN_STAGES: dict[str, WriterLock] = {}  # this process's open transactions: stage -> lock
 
 
 @dataclass(frozen=True)
@@ -309,7 +309,8 @@ class OfflineStore:
             if not name.startswith(("_staging-", "_trash-")):
                 continue
             stage = f"{vdir}/_staging-{name.split('-', 1)[1]}"
-            if stage in _OPEN_STAGES:  # a transaction of this process
+            owner = _OPEN_STAGES.get(stage)
+            if owner is not None and owner.held:  # an open transaction of this process
                 continue
             if locked or (name.startswith("_staging-") and _writer_gone(stage)):
                 shutil.rmtree(f"{vdir}/{name}", ignore_errors=True)
@@ -377,7 +378,7 @@ class WriteTxn:
         self.tokens: set[str] = set()
         store._recover(lay.view, lay.fingerprint, locked=True)
         os.makedirs(f"{self.vdir}/{self.stage}", exist_ok=True)
-        _OPEN_STAGES.add(f"{self.vdir}/{self.stage}")
+        _OPEN_STAGES[f"{self.vdir}/{self.stage}"] = lock
         _write_text(f"{self.vdir}/{self.stage}/{WRITER}", lock.me.to_json())
 
     def add(self, table: pa.Table, intervals: list[tuple[datetime, datetime]],
@@ -427,7 +428,7 @@ class WriteTxn:
     def close(self) -> None:
         """Release the lock (if this transaction took it); what is staged stays for `recover`
         (idempotent; `commit` and `abort` close)."""
-        _OPEN_STAGES.discard(f"{self.vdir}/{self.stage}")
+        _OPEN_STAGES.pop(f"{self.vdir}/{self.stage}", None)
         if self.own_lock:
             self.lock.release()
 

@@ -342,7 +342,7 @@ def test_s3_readers_see_one_commit_or_the_next_never_a_mix(small_example: Path,
 
     writer = threading.Thread(target=write)
     writer.start()
-    seen = []
+    seen: list[str] = []
     while not finished.is_set() and len(seen) < 200:
         got = reader.scan(view)
         seen.append("a" if got.equals(a) else "b" if got.equals(b) else "mix")
