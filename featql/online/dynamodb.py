@@ -191,11 +191,12 @@ class DynamoStore:
     def _boto3_reads(self) -> Any:
         """The client reads go through when they do not go through the lean reader: the same
         session and settings with botocore's own retries off (the read deadline governs)."""
-        if self._read_client is None:
-            region, endpoint_url, verify, proxies = self._client_args
-            self._read_client = make_client(self._session, region, endpoint_url, attempts=1,
-                                            verify=verify, proxies=proxies)
-        return self._read_client
+        with self._pool_lock:
+            if self._read_client is None:
+                region, endpoint_url, verify, proxies = self._client_args
+                self._read_client = make_client(self._session, region, endpoint_url,
+                                                attempts=1, verify=verify, proxies=proxies)
+            return self._read_client
 
     def _batch_get_call(self, request: dict[str, Any]) -> dict[str, Any]:
         """One BatchGetItem: the lean signed-HTTP client, or boto3 (`fast_reads=False`)."""
