@@ -348,9 +348,35 @@ def test_ca_bundle_end_to_end(dynalite: str, tmp_path: Path,
         given = DynamoStore(ws, endpoint_url=url, table_prefix="featql_test_", create=False,
                             verify=str(ca))  # client(verify=<bundle>)
         assert given.read(["user#[1]"], ["v"]) == {"user#[1]": {"v": b'[1,null,[7]]'}}
+        config = tmp_path / "aws-config"  # `ca_bundle` in the AWS config file
+        config.write_text(f"[default]\nca_bundle = {ca}\n")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+        from_config = DynamoStore(ws, endpoint_url=url, table_prefix="featql_test_",
+                                  create=False)
+        assert from_config.read(["user#[1]"], ["v"]) == {"user#[1]": {"v": b'[1,null,[7]]'}}
         s.drop()  # its client was made with the bundle
     finally:
         tls.close()
+
+
+def test_verify_is_resolved_like_botocore(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.session
+
+    from featql.online.dynamodb import effective_verify
+
+    assert effective_verify(botocore.session.get_session(), None) is True
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/requests.pem")
+    assert effective_verify(botocore.session.get_session(), None) == "/requests.pem"
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\nca_bundle = /config.pem\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    assert effective_verify(botocore.session.get_session(), None) == "/config.pem"
+    monkeypatch.setenv("AWS_CA_BUNDLE", "/env.pem")
+    session = botocore.session.get_session()
+    assert effective_verify(session, None) == "/env.pem"
+    assert effective_verify(session, False) is False
+    assert effective_verify(session, "/given.pem") == "/given.pem"
 
 
 # -- proxies ------------------------------------------------------------------------------------
