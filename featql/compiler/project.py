@@ -113,20 +113,23 @@ def _compile(root: Path, with_lineage: bool, fingerprints: bool,
     views = _build_views(res, sources, entities, diags, result.typed, fingerprints, sink)
     if fingerprints:
         warn_duplicates(views, res.views(), diags)
+    # objects declared (or half-declared) that did not build: their mistakes were reported
+    # where they are defined, so what reads them stays quiet (one mistake, one error)
+    unbuilt_views = (set(res.views()) | res.unbuilt) - set(views)
     transforms: dict[str, RequestTransform] = {}
     for name, f in res.by_kind.get("request_transform", {}).items():
-        t = build_sql_transform(f, views, diags)
+        t = build_sql_transform(f, views, diags, unbuilt_views)
         if t is not None:
             transforms[name] = t
     for hook in hooks:
         if hook.name in transforms or hook.name in views or hook.name in sources:
             diags.error("E303", f"'{hook.name}' is already defined", hook.span)
             continue
-        t = build_py_transform(hook, views, str(root), diags)
+        t = build_py_transform(hook, views, str(root), diags, unbuilt_views)
         if t is not None:
             transforms[hook.name] = t
     declared = set(res.views()) | set(res.by_kind.get("request_transform", {}))
-    failed = (declared | {h.name for h in hooks}) - set(views) - set(transforms)
+    failed = (declared | {h.name for h in hooks} | res.unbuilt) - set(views) - set(transforms)
     services: dict[str, FeatureService] = {}
     for name, f in res.by_kind.get("feature_service", {}).items():
         s = build_service(f, views, transforms, diags, failed)
@@ -196,7 +199,8 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
             continue
         entity = entities.get(decl.get("entity"))
         if entity is None:
-            if decl.get("entity") not in res.by_kind.get("entity", {}):
+            if decl.get("entity") not in res.by_kind.get("entity", {}) \
+                    and decl.get("entity") not in res.unbuilt:
                 diags.error("E307", f"unknown entity '{decl.get('entity')}'", decl.at("entity"),
                             hint=did_you_mean(decl.get("entity"), res.by_kind.get("entity", {})))
             continue
@@ -214,7 +218,8 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
         if tables is None:
             continue
         lint_leakage(f.src, stmt, "a feature query", diags)
-        lint_windows(f.src, stmt, decl.get("timestamp"), diags)
+        if not decl.get("windows"):  # an aggregate view refuses OVER itself (E409)
+            lint_windows(f.src, stmt, decl.get("timestamp"), diags)
         typed = type_view(f.src, decl, stmt, tables, list(entity.keys), diags)
         if typed is None:
             continue

@@ -6,6 +6,7 @@ cycle) are reported here. The result orders views so each comes after everything
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -29,6 +30,9 @@ class Resolved:
     order: list[str] = field(default_factory=list)  # views, upstream first
     reads: dict[str, list[str]] = field(default_factory=dict)  # view -> sources/views it reads
     table_refs: dict[str, list[exp.Table]] = field(default_factory=dict)
+    # names of objects whose declaration failed (reported there): references to them are
+    # skipped in silence, so one mistake gives one error rather than one per reader
+    unbuilt: set[str] = field(default_factory=set)
 
     def views(self) -> dict[str, ParsedFile]:
         return self.by_kind.get("feature_view", {})
@@ -53,11 +57,18 @@ def table_references(stmt: exp.Expression) -> list[exp.Table]:
     return out
 
 
+# the name a failed header most likely declares: `@<kind>(name = x` (quoted or not)
+_TENTATIVE = re.compile(r"--\s*@\w+\s*\(\s*name\s*=\s*['\"]?([A-Za-z_]\w*)")
+
+
 def resolve(files: list[ParsedFile], diags: Diagnostics) -> Resolved:
     res = Resolved()
     first_seen: dict[str, ParsedFile] = {}
     for f in files:
         if f.decl is None:
+            tentative = _TENTATIVE.search(f.src.text)
+            if tentative:
+                res.unbuilt.add(tentative.group(1).lower())
             continue
         name = view_name(f) if f.decl.kind == "feature_view" else f.decl.name
         # sources, views and transforms share one namespace: SQL and services name them bare
@@ -92,6 +103,8 @@ def resolve(files: list[ParsedFile], diags: Diagnostics) -> Resolved:
                     broken.add(vname)
                     continue
                 reads.append(tname)
+            elif tname in res.unbuilt:
+                broken.add(vname)  # its declaration failed, and said so
             else:
                 hint = did_you_mean(tname, known)
                 diags.error("E301", f"unknown table '{t.name}': not a source or feature view",

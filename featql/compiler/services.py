@@ -9,6 +9,7 @@ keys of every view it reads (through features or through transforms' inputs).
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 
 from sqlglot import exp
 
@@ -47,8 +48,8 @@ def _request_fields(fields: list[tuple[str, str | None, Span]],
     return out
 
 
-def build_sql_transform(f: ParsedFile, views: dict[str, FeatureView],
-                        diags: Diagnostics) -> RequestTransform | None:
+def build_sql_transform(f: ParsedFile, views: dict[str, FeatureView], diags: Diagnostics,
+                        unbuilt: AbstractSet[str] = frozenset()) -> RequestTransform | None:
     decl = f.decl
     stmt = f.statement
     assert decl is not None
@@ -73,6 +74,8 @@ def build_sql_transform(f: ParsedFile, views: dict[str, FeatureView],
         elif qualifier != "request" and qualifier not in tables:
             if qualifier in views:
                 tables[qualifier] = {ft.name: ft.type for ft in views[qualifier].features}
+            elif qualifier in unbuilt:
+                ok = False  # the view's own mistake is reported where it is defined
             else:
                 diags.error("E503", f"unknown feature view '{col.table}' in '{col.sql()}'",
                             node_span(f.src, col.args["table"]),
@@ -157,7 +160,8 @@ def _called_name(text: str, span: Span, node: exp.Expression) -> str | None:
 
 
 def build_py_transform(hook: PyHook, views: dict[str, FeatureView], project_root: str,
-                       diags: Diagnostics) -> RequestTransform | None:
+                       diags: Diagnostics, unbuilt: AbstractSet[str] = frozenset()
+                       ) -> RequestTransform | None:
     request = _request_fields([(n, t, hook.span) for n, t in hook.request], diags)
     outputs = _request_fields([(n, t, hook.span) for n, t in hook.outputs], diags)
     if request is None or outputs is None:
@@ -165,7 +169,9 @@ def build_py_transform(hook: PyHook, views: dict[str, FeatureView], project_root
     ok = True
     for ref, span in hook.inputs:
         view, _, feature = ref.partition(".")
-        if view not in views:
+        if view in unbuilt:
+            ok = False  # the view's own mistake is reported where it is defined
+        elif view not in views:
             diags.error("E503", f"unknown feature view '{view}' in input '{ref}'",
                         sub_span(span, 0, len(view)),
                         hint=did_you_mean(view, views) or _known("feature views", list(views)))

@@ -22,7 +22,7 @@ from featql.compiler.body import READ_DIALECT, deep_stack, node_span, statement_
 from featql.compiler.columns import TableColumns, check_columns
 from featql.compiler.decorators import Decl
 from featql.compiler.leakage import is_nondeterministic
-from featql.core.diagnostics import Diagnostics, SourceFile, Span
+from featql.core.diagnostics import Diagnostics, SourceFile, Span, did_you_mean
 from featql.core.durations import format_duration as _fmt
 from featql.core.ir import Aggregation, Column
 from featql.core.types import KEY_TYPES, UNKNOWN, compatible, from_sqlglot
@@ -374,10 +374,15 @@ def _check_aggregates(src: SourceFile, stmt: exp.Select, keys: list[str],
             ok = False
         elif not isinstance(inner, exp.AggFunc):
             if isinstance(inner, exp.Anonymous) or inner.find(exp.AggFunc) is None:
-                shown = inner.sql_name() if isinstance(inner, exp.Func) else "expression"
+                named = isinstance(inner, exp.Anonymous)
+                shown = (inner.name.upper() if named else inner.sql_name()) \
+                    if isinstance(inner, exp.Func) else "expression"
+                close = did_you_mean(shown, [f.sql_name for f in FUNCTIONS.values()]) \
+                    if named else None
                 diags.error("E409", f"feature '{proj.alias}' of an aggregate view must be one of "
                             f"{SUPPORTED_AGGS}, found {shown}", node_span(src, inner),
-                            hint="compute derived values in a request transform or a view")
+                            hint=close or "compute derived values in a request transform or a "
+                            "view")
             else:
                 diags.error("E409", f"feature '{proj.alias}' must be a single aggregate call, "
                             "not an expression over aggregates", node_span(src, inner),

@@ -103,7 +103,7 @@ def test_the_python_api_and_library_calls_never_fork(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(pool, "ForkPool", no_fork)
     project = featql.Project(root)
-    assert [d.headline() for d in project.compiled.diagnostics] == []
+    assert [d.headline() for d in project.compiled.diagnostics.errors] == []
     assert len(project.manifest.views) == 56
     assert compile_project(root).ok
 
