@@ -352,7 +352,8 @@ that has it (`count` is always a count, `sum` always a sum)."""
 
 def is_additive(column: str) -> bool:
     """Is this partial column (`<aggregation>__<partial>`) merged by addition (NULL as 0)?"""
-    return column.rpartition("__")[2] in ADDITIVE
+    _, sep, partial = column.rpartition("__")
+    return bool(sep) and partial in ADDITIVE
 
 
 class ListWindow:

@@ -45,5 +45,5 @@ def stream_merge(fn: AggregateFunction, aggregation: str, starts: Sequence[int],
     merged: dict[str, list[Any]] = {}
     for p in folded:
         col = partial_column(aggregation, p)
-        merged[col] = [*columns[col][i:j], folded[p]]
+        merged[col] = [*columns.get(col, ())[i:j], folded[p]]
     return fn.finalize(fn.merge(ListWindow(merged, 0, j - i + 1), aggregation), result_type)

@@ -167,7 +167,7 @@ def spine_of(batch: list[Case]) -> pa.Table:
                      SPINE_TS: pa.array(times, pa.timestamp("us"))})
 
 
-# -- the Python sides and the oracle -----------------------------------------------------------------
+# -- the Python sides and the oracle ------------------------------------------------------------
 def online_values(batch: list[Case]) -> list[dict[str, Any]]:
     """Per spine row, every feature as the online read merges it (`TileMerger` over a cell)."""
     out = []
@@ -287,7 +287,7 @@ def folded_rows(batch: list[Case]) -> list[tuple[Any, ...]]:
     return sorted(out)
 
 
-# -- the tests ---------------------------------------------------------------------------------------
+# -- the tests -----------------------------------------------------------------------------------
 def check_python(batch: list[Case]) -> list[dict[str, Any]]:
     expected = oracle(batch)
     _same(online_values(batch), expected, "TileMerger vs the raw events")
