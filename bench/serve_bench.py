@@ -206,11 +206,12 @@ def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> N
     from granian.log import LogLevels
     from granian.server import Server
 
-    from featql.server.runner import HEADER_READ_TIMEOUT_MS
+    from featql.server.runner import HEADER_READ_TIMEOUT_MS, MAX_HEAD_BYTES
 
     Server("bare", address="127.0.0.1", port=port, interface=Interfaces.WSGI, workers=workers,
            blocking_threads=threads, http=HTTPModes.http1, websockets=False, backlog=2048,
-           http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+           http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS,
+                                        max_buffer_size=MAX_HEAD_BYTES),
            log_level=LogLevels.error).serve(
         target_loader=functools.partial(_bare_app, body_file), wrap_loader=False)
 

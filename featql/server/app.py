@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("featql.serve")
 BODY_FIELDS = ("entities", "request", "at")
 MAX_BODY_BYTES = 1 << 20
-DRAIN_BYTES = 16 << 20  # of a body over the limit, read and dropped before the 413
+DRAIN_BYTES = 16 << 20  # a body over the limit declared up to this is read before the 413
 JSON = "application/json"
 
 
@@ -89,16 +90,19 @@ class Call:
             if not length.isdigit():
                 raise RequestError(400, "bad_request", "invalid Content-Length", "body")
             if int(length) > limit:
-                _drain(stream, int(length))
+                if int(length) <= DRAIN_BYTES:
+                    _drain(stream, int(length))
                 raise RequestError(413, "body_too_large", f"request body of {length} bytes "
                                    f"exceeds the limit of {limit}", "body")
             raw = stream.read(int(length))
+            if len(raw) != int(length):
+                raise RequestError(400, "bad_request", f"the body ended after {len(raw)} of "
+                                   f"its {length} bytes (Content-Length)", "body")
         elif environ.get("wsgi.input_terminated") or environ.get("HTTP_TRANSFER_ENCODING"):
             raw = stream.read(limit + 1)  # chunked: the server ends the stream
         else:
             raw = b""
         if len(raw) > limit:
-            _drain(stream, DRAIN_BYTES)
             raise RequestError(413, "body_too_large", "request body exceeds the limit of "
                                f"{limit} bytes", "body")
         return bytes(raw)
@@ -115,10 +119,10 @@ class Call:
 
 
 def _drain(stream: Any, size: int) -> None:
-    """Read and drop up to DRAIN_BYTES of a refused body: a client that sends its whole body
-    before reading (most do) then reads the 413 instead of a broken pipe; past that the server
-    closes the connection."""
-    left = min(size, DRAIN_BYTES)
+    """Read and drop a refused body of a declared size up to DRAIN_BYTES: a client that sends
+    its whole body before reading (most do) then reads the 413 instead of a broken pipe. A
+    larger or chunked one is answered at once (the server then closes the connection)."""
+    left = size
     while left > 0:
         got = stream.read(min(left, 1 << 16))
         if not got:
@@ -151,6 +155,39 @@ def _reason(status: int) -> str:
         return f"{status} Error"
 
 
+# RFC 9110 §7.2 uri-host [":" port]: a reg-name (without ",", which joins repeated Host lines
+# here) or an IP literal
+_HOST = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?\Z")
+
+
+def refusal(environ: dict[str, Any], method: str, path: str) -> Reply | None:
+    """What the HTTP server lets through but a request must not be (RFC 9112): a 4xx or 501,
+    else None. granian hands missing Host as "", repeated Host lines joined by ",", the
+    target's path percent-decoded (so a raw byte over 0x7F is a non-ASCII character, and so is an
+    encoded one: no route of ours has one) and the query as it came (a raw byte over 0x7F is
+    one there, an encoded one is not)."""
+    host = environ.get("HTTP_HOST")
+    if not method.isupper():
+        return Reply(400, error_body(400, "bad_request", f"method {method!r}: methods are "
+                                     "case-sensitive (GET, POST)", "method"), service=OTHER)
+    if not host:
+        if environ.get("SERVER_PROTOCOL") == "HTTP/1.1":  # HTTP/1.0 needs none
+            return Reply(400, error_body(400, "bad_request", "an HTTP/1.1 request needs a "
+                                         "Host header", "host"), service=OTHER)
+    elif not _HOST.match(host):
+        return Reply(400, error_body(400, "bad_request", "invalid Host header (or more than "
+                                     "one)", "host"), service=OTHER)
+    if not (path.isascii() and environ.get("QUERY_STRING", "").isascii()):
+        return Reply(400, error_body(400, "bad_request", "the request target must be ASCII "
+                                     "(RFC 3986)", "path"), service=OTHER)
+    coding = environ.get("HTTP_TRANSFER_ENCODING")
+    if coding is not None and coding.strip().lower() != "chunked":
+        return Reply(501, error_body(501, "not_implemented", f"Transfer-Encoding {coding!r}: "
+                                     "only chunked is supported", "transfer-encoding"),
+                     service=OTHER)
+    return None
+
+
 class Dispatcher:
     """The WSGI entry: match the table, call the handler, write the reply, count it."""
 
@@ -159,25 +196,10 @@ class Dispatcher:
         self.adapter = routes.flask.url_map.bind("featql")  # hosts do not matter here
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        from werkzeug.exceptions import MethodNotAllowed, NotFound
-
         started = time.perf_counter()
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO") or "/"
-        try:
-            endpoint, args = self.adapter.match(path, method)
-        except NotFound:
-            reply = Reply(404, error_body(404, "not_found", f"no route {method} {path}; see "
-                                          "GET /v1/services", "path"), service=OTHER)
-        except MethodNotAllowed:
-            reply = Reply(405, error_body(405, "method_not_allowed", f"{method} is not "
-                                          f"allowed on {path}", "method"),
-                          service=OTHER if path.startswith("/v1/features/") else None)
-        except Exception:  # any other routing exception (a redirect): no such route either
-            reply = Reply(404, error_body(404, "not_found", f"no route {method} {path}",
-                                          "path"), service=OTHER)
-        else:
-            reply = self._call(endpoint, args, environ)
+        reply = refusal(environ, method, path) or self._route(method, path, environ)
         headers = [("Content-Type", reply.content_type),
                    ("Content-Length", str(len(reply.body)))]
         start_response(_reason(reply.status), headers)
@@ -185,6 +207,23 @@ class Dispatcher:
             self.metrics.observe(reply.service, reply.status, time.perf_counter() - started,
                                  reply.entities)
         return [b"" if method == "HEAD" else reply.body]
+
+    def _route(self, method: str, path: str, environ: dict[str, Any]) -> Reply:
+        from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+        try:
+            endpoint, args = self.adapter.match(path, method)
+        except NotFound:
+            return Reply(404, error_body(404, "not_found", f"no route {method} {path}; see "
+                                         "GET /v1/services", "path"), service=OTHER)
+        except MethodNotAllowed:
+            return Reply(405, error_body(405, "method_not_allowed", f"{method} is not "
+                                         f"allowed on {path}", "method"),
+                         service=OTHER if path.startswith("/v1/features/") else None)
+        except Exception:  # any other routing exception (a redirect): no such route either
+            return Reply(404, error_body(404, "not_found", f"no route {method} {path}",
+                                         "path"), service=OTHER)
+        return self._call(endpoint, args, environ)
 
     def _call(self, endpoint: str, args: Mapping[str, Any], environ: dict[str, Any]) -> Reply:
         try:

@@ -25,6 +25,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # connection, from the previous response (so it is the keep-alive idle limit too; 30 s as
 # before): a slowloris that trickles bytes is closed then, however steady its trickle.
 HEADER_READ_TIMEOUT_MS = 30_000
+# hyper's read buffer, which bounds a request head (a larger one is a 431): 64 KiB, as
+# proxies allow (nginx: 4 × 8 KiB); the head is re-scanned as its bytes arrive, so this bounds
+# the cost of each trickled segment too
+MAX_HEAD_BYTES = 64 << 10
 
 
 class _PlainFormatter(logging.Formatter):
@@ -81,7 +85,8 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         "featql.server.app:create_app", address=host, port=port,
         interface=Interfaces.WSGI, workers=workers, blocking_threads=threads,
         http=HTTPModes.http1, websockets=False, backlog=2048,
-        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS,
+                                     max_buffer_size=MAX_HEAD_BYTES),
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.warning,
         respawn_failed_workers=True, workers_kill_timeout=10)
     server.serve(target_loader=functools.partial(_worker_app, settings), wrap_loader=False)

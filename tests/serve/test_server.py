@@ -102,7 +102,7 @@ def test_the_startup_line_names_the_server(sqlite_server: tuple[Server, Path]) -
     assert server.proc.stderr is not None
     sel = selectors.DefaultSelector()
     sel.register(server.proc.stderr, selectors.EVENT_READ)
-    lines = []
+    lines: list[str] = []
     while not any("featql serve" in ln for ln in lines) and sel.select(timeout=10):
         lines.append(server.proc.stderr.readline().decode())
     line = next(ln for ln in lines if "featql serve" in ln)
@@ -431,3 +431,47 @@ def test_metrics_add_up_across_processes_and_forget_dead_workers(
     assert _metric(text, "featql_requests_total", 'service="_other",code="2xx"') == 0
     # the two children are dead: only this process serves
     assert _metric(text, "featql_workers", "") == 1
+
+
+@pytest.mark.parametrize("environ, status, field", [
+    ({"SERVER_PROTOCOL": "HTTP/1.1"}, 400, "host"),
+    ({"SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": ""}, 400, "host"),
+    ({"SERVER_PROTOCOL": "HTTP/1.0"}, None, None),  # HTTP/1.0 needs no Host
+    ({"HTTP_HOST": "a.example,b.example"}, 400, "host"),  # two Host lines, joined
+    ({"HTTP_HOST": "a b"}, 400, "host"),
+    ({"HTTP_HOST": "user@a.example"}, 400, "host"),
+    ({"HTTP_HOST": "[::1]:8080"}, None, None),
+    ({"HTTP_HOST": "127.0.0.1:8080", "REQUEST_METHOD": "get"}, 400, "method"),
+    ({"HTTP_HOST": "h", "PATH_INFO": "/v1/features/caf\xc3\xa9"}, 400, "path"),
+    ({"HTTP_HOST": "h", "QUERY_STRING": "n=\xc3\xa9"}, 400, "path"),
+    ({"HTTP_HOST": "h", "QUERY_STRING": "n=%C3%A9"}, None, None),
+    ({"HTTP_HOST": "h", "HTTP_TRANSFER_ENCODING": "gzip, chunked"}, 501, "transfer-encoding"),
+    ({"HTTP_HOST": "h", "HTTP_TRANSFER_ENCODING": "Chunked"}, None, None),
+])
+def test_what_the_http_server_lets_through_is_refused(environ: dict[str, str],
+                                                      status: int | None,
+                                                      field: str | None) -> None:
+    from featql.server.app import refusal
+
+    env = {"SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_METHOD": "POST",
+           "PATH_INFO": "/v1/features/x", **environ}
+    got = refusal(env, env["REQUEST_METHOD"], env["PATH_INFO"])
+    if status is None:
+        assert got is None
+    else:
+        assert got is not None and got.status == status
+        assert orjson.loads(got.body)["error"]["field"] == field
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400() -> None:
+    import io
+
+    from featql.online.lookup import RequestError
+    from featql.server.app import Call
+
+    call = Call({"CONTENT_LENGTH": "50", "wsgi.input": io.BytesIO(b'{"entities": []}')}, 1000)
+    with pytest.raises(RequestError, match="ended after 16 of its 50 bytes") as e:
+        call.body()
+    assert e.value.status == 400 and e.value.field == "body"
+    fine = Call({"CONTENT_LENGTH": "2", "wsgi.input": io.BytesIO(b"{}")}, 1000)
+    assert fine.json_object() == {}
