@@ -136,11 +136,9 @@ def compile_transforms(manifest: Manifest, root: Path,
 
 
 def _arrow_type(t: str) -> pa.DataType:
-    import pyarrow as pa
+    from featql.semantics.types import arrow_type  # the one type map
 
-    return {"BIGINT": pa.int64(), "INT": pa.int32(), "DOUBLE": pa.float64(),
-            "FLOAT": pa.float32(), "STRING": pa.string(), "BOOLEAN": pa.bool_(),
-            "TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32()}.get(t.upper(), pa.string())
+    return arrow_type(t)
 
 
 def _feature_column(ref: str) -> str:
