@@ -41,7 +41,6 @@ class TrainingReport:
 
     reads: dict[str, str] = field(default_factory=dict)
     transforms_applied: tuple[str, ...] = ()
-    transforms_skipped: str | None = None
 
 
 def load_spine(spine: Any) -> pa.Table:
@@ -167,11 +166,8 @@ def _apply_transforms(manifest: Manifest, root: Path, service: FeatureService, t
                       report: TrainingReport) -> pa.Table:
     if not service.transforms:
         return table
-    try:
-        from featql.transforms import apply_transforms
-    except ImportError:
-        report.transforms_skipped = "featql.transforms is not installed"
-        return table
+    from featql.transforms import apply_transforms
+
     missing = [c.name for name in service.transforms if (t := manifest.transform(name))
                for c in t.request if c.name not in table.column_names]
     if missing:

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from featql.cli.commands._common import applied_run, compile_or_report, project_root, workspace
 from featql.cli.commands._registry import add_workspace_argument
 from featql.cli.console import UserError, console
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 NAME = "training-set"
 ORDER = 75
@@ -43,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from featql.registry.applied import check_hook_paths, find_applied
 
     root = project_root(args.project)
+    out = _writable_output(Path(args.out))  # before any work: a bad --out costs nothing
     ws = workspace(root, args.workspace)
     try:
         has_apply = not args.working_tree and find_applied(root, ws) is not None
@@ -68,33 +73,54 @@ def run(args: argparse.Namespace) -> int:
         console(stderr=True).print(f"[bold yellow]note:[/] computed from the sources with the "
                                    f"working tree's definitions ({why})", highlight=False)
     report = TrainingReport()
-    table = training_set(root, manifest, config, args.service, args.spine,
-                         engine=args.engine, timestamp=args.timestamp, workspace=ws,
-                         use_store=use_store, report=report)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix.lower()
-    if suffix == ".csv":
-        import pyarrow.csv as pcsv
-
-        pcsv.write_csv(table, out)
-    elif suffix in (".json", ".jsonl"):
-        import json
-
-        with out.open("w") as f:
-            for row in table.to_pylist():
-                f.write(json.dumps(row, default=str) + "\n")
-    elif suffix in ("", ".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, out)
-    else:
-        raise UserError(f"unknown output format '{suffix}'; use .parquet, .csv or .json")
+    with console(stderr=True).status(f"computing the training set of {args.service} ..."):
+        table = training_set(root, manifest, config, args.service, args.spine,
+                             engine=args.engine, timestamp=args.timestamp, workspace=ws,
+                             use_store=use_store, report=report)
+    try:
+        _write(table, out)
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from e
     stored = sorted(v for v, where in report.reads.items() if where == "store")
     c.print(f"[green]✓[/] {table.num_rows:,} rows × {table.num_columns} columns → {out}")
     c.print(f"  using {using}", markup=False)
     c.print(f"  views from the offline store: {', '.join(stored) or 'none'}; "
             f"from the sources: {len(report.reads) - len(stored)}")
-    if report.transforms_skipped:
-        c.print(f"  [yellow]request transforms not applied:[/] {report.transforms_skipped}")
     return 0
+
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", "": "parquet", ".csv": "csv",
+           ".json": "json", ".jsonl": "json"}
+
+
+def _writable_output(out: Path) -> Path:
+    """`--out`, checked up front: a known format, in a folder this process can write."""
+    if out.suffix.lower() not in FORMATS:
+        raise UserError(f"unknown output format '{out.suffix}' in --out {out}; use .parquet, "
+                        ".csv or .json")
+    probe = out.with_name(f".{out.name}.featql-probe")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write --out {out}: {e.strerror or e}") from e
+    return out
+
+
+def _write(table: pa.Table, out: Path) -> None:
+    kind = FORMATS[out.suffix.lower()]
+    if kind == "csv":
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(table, out)
+    elif kind == "json":
+        import json
+
+        with out.open("w") as f:
+            for row in table.to_pylist():
+                f.write(json.dumps(row, default=str) + "\n")
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, out)
