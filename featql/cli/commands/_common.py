@@ -17,10 +17,27 @@ if TYPE_CHECKING:
 
 
 def project_root(arg: str) -> Path:
+    """The project folder: it must exist and hold featql.toml (a hint names a project nearby)."""
     root = Path(arg)
     if not root.is_dir():
         raise UserError(f"project folder '{arg}' does not exist")
+    if not (root / "featql.toml").is_file():
+        raise UserError(f"'{arg}' is not a featql project: it has no featql.toml"
+                        + _nearby_project(root))
     return root
+
+
+def _nearby_project(root: Path) -> str:
+    """`; did you mean --project X?` for a project just above or below `root`."""
+    import os
+
+    here = root.resolve()
+    below = sorted(p.parent for p in here.glob("*/featql.toml"))
+    above = next((p for p in here.parents if (p / "featql.toml").is_file()), None)
+    found = below[0] if below else above
+    if found is None:
+        return " (create one with `featql init DIR`, or pass --project DIR)"
+    return f"; did you mean --project {os.path.relpath(found)}?"
 
 
 def compile_or_report(project: str, *, quiet_ok: bool = False, sink: ViewSink | None = None,
