@@ -266,24 +266,25 @@ class _PackedWindow:
     computed once per stored column (sum and avg of one input share theirs), doubles summed
     with `math.fsum`, min/max NULLs (NaN) dropped only in columns that have some."""
 
-    __slots__ = ("i", "j", "p", "totals")
+    __slots__ = ("columns", "i", "j", "nulls", "stored", "totals")
 
     def __init__(self, p: Packed, i: int, j: int) -> None:
-        self.p, self.i, self.j = p, i, j
+        self.columns, self.stored, self.nulls = p.columns, p.stored, p.nulls
+        self.i, self.j = i, j
         self.totals: dict[int, int | float] = {}
 
     def total(self, column: str) -> int | float:
-        c = self.p.columns[column]
+        c = self.columns[column]
         t = self.totals.get(c)
         if t is None:
-            vals = self.p.stored[c][self.i:self.j]
+            vals = self.stored[c][self.i:self.j]
             t = self.totals[c] = math.fsum(vals) if vals.format == "d" else sum(vals)
         return t
 
     def present(self, column: str) -> Sequence[Any]:
-        c = self.p.columns[column]
-        vals: Sequence[Any] = self.p.stored[c][self.i:self.j]
-        return [x for x in vals if x == x] if self.p.nulls[c] else vals
+        c = self.columns[column]
+        vals: Sequence[Any] = self.stored[c][self.i:self.j]
+        return [x for x in vals if x == x] if self.nulls[c] else vals
 
 
 class TileMerger:

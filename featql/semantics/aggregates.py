@@ -136,7 +136,22 @@ class AggregateFunction:
         return self.finalize_sql(dialect, merged)
 
     def merge_ops(self) -> dict[str, MergeOp]:
-        return {p.name: p.merge for p in self.partials("DOUBLE")}
+        """Each partial's merge op, by partial name (names and ops do not depend on types)."""
+        ops = _OPS.get(self.name)
+        if ops is None:
+            ops = _OPS[self.name] = {p.name: p.merge for p in self.partials("DOUBLE")}
+        return ops
+
+    def _plan(self, aggregation: str) -> tuple[tuple[str, MergeOp, str], ...]:
+        """(partial, merge op, column) of one aggregation, computed once."""
+        plans = _PLANS.setdefault(self.name, {})
+        plan = plans.get(aggregation)
+        if plan is None:
+            plan = tuple((p, op, partial_column(aggregation, p))
+                         for p, op in self.merge_ops().items())
+            if len(plans) < 1 << 14:
+                plans[aggregation] = plan
+        return plan
 
     def finalize_sql(self, dialect: str, merged: Mapping[str, str]) -> str:
         """The value from the merged partials (SQL expressions, NULL over no tile)."""
@@ -165,8 +180,7 @@ class AggregateFunction:
         """The merged partials of `aggregation` over the tiles of `window` (min/max None when
         no tile has a value)."""
         out: dict[str, Any] = {}
-        for p, op in self.merge_ops().items():
-            col = partial_column(aggregation, p)
+        for p, op, col in self._plan(aggregation):
             if op == "sum":
                 out[p] = window.total(col)
             else:
@@ -180,6 +194,8 @@ class AggregateFunction:
 
 
 _MERGE_SQL: dict[str, str] = {"sum": "SUM", "min": "MIN", "max": "MAX"}
+_OPS: dict[str, dict[str, MergeOp]] = {}
+_PLANS: dict[str, dict[str, tuple[tuple[str, MergeOp, str], ...]]] = {}
 
 
 def _sum(values: Sequence[Any]) -> int | float:

@@ -22,6 +22,7 @@ returns is `conform`ed to the Arrow types above.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -95,20 +96,34 @@ def arrow_type(featql_type: str) -> pa.DataType:
 
 def python_value(value: Any, featql_type: str) -> Any:
     """A merged value as the Python type of its featql type: int for integer types, bool for
-    BOOLEAN (tiles store booleans as 0/1), float for the other numeric values; None and other
-    values (text) are returned as they are."""
-    if value is None or isinstance(value, str):
-        return value
+    BOOLEAN (tiles store booleans as 0/1), float for the floating types and for other numeric
+    values; None and other values (text) are returned as they are."""
+    if value is None:
+        return None
+    convert = _CONVERTERS.get(featql_type)
+    if convert is None:
+        convert = _CONVERTERS[featql_type] = _converter(featql_type)
+    return convert(value)
+
+
+def _converter(featql_type: str) -> Callable[[Any], Any]:
     t = _norm(featql_type)
     if t == "BOOLEAN":
-        return bool(value)
+        return bool
     if t in INTEGERS:
-        return int(value)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
+        return int
+    if t in FLOATS:
+        return float
+    return _numeric_as_float
+
+
+def _numeric_as_float(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {}
 
 
 def python_accepts(value: Any, featql_type: str) -> bool:
