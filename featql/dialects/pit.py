@@ -6,7 +6,8 @@ Spark: a window plan). The node names relations, not files: the runtime register
 relation holding the view's rows (row-level views) or its tiles (aggregate views), read either
 from the sources (through the dialect's SQL) or from the offline store.
 
-Semantics every lowering implements:
+Semantics every lowering implements (defined in `featql.semantics`: `rows` for the tie-break and
+TTL, `time` for floor(t, S) and the windows, `aggregates` for each function's merge):
 - row-level view: the row with the greatest event time `ts < t`, ties on `ts` broken by the
   greatest `_featql_created`, then by the greatest feature tuple (features in declaration
   order; NULL is the smallest value at every position); its features are returned when
