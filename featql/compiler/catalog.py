@@ -69,6 +69,11 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
                         f"{names[col].type}, expected TIMESTAMP", decl.at(key),
                         hint="declare it TIMESTAMP or cast it in the files")
             ok = False
+    for label in decl.get("labels") or ():
+        if label not in names:
+            diags.error("E306", f"labels names unknown column '{label}' of source "
+                        f"'{decl.name}'", decl.at("labels"), hint=did_you_mean(label, names))
+            ok = False
     for p in decl.pii:
         if p not in names:
             diags.error("E306", f"@pii names unknown column '{p}' of source '{decl.name}'",
@@ -87,6 +92,7 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
         pii=decl.pii,
         meta=decl.meta,
         prevent_destroy=bool(decl.get("prevent_destroy", False)),
+        labels=tuple(decl.get("labels") or ()),
     )
 
 

@@ -189,6 +189,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "batch": (location(BATCH_FORMATS), True),
         "stream": (location(STREAM_KINDS), False),
         "prevent_destroy": (boolean, False),
+        "labels": (list_of(ident, "label column names"), False),
     },
     "entity": {
         "name": (ident, True),

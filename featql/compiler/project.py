@@ -29,6 +29,7 @@ from featql.compiler.fingerprint import (
     source_fingerprint,
     upstream_view_fingerprint,
 )
+from featql.compiler.labels import check_labels
 from featql.compiler.leakage import lint_leakage
 from featql.compiler.loader import ParsedFile, display_path, load
 from featql.compiler.resolve import Resolved, resolve
@@ -222,6 +223,8 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
             lint_windows(f.src, stmt, decl.get("timestamp"), diags)
         typed = type_view(f.src, decl, stmt, tables, list(entity.keys), diags)
         if typed is None:
+            continue
+        if not check_labels(f.src, typed.query.qualified, name, sources, diags):
             continue
         _learn_key_types(entities, entity, typed)
         views[name] = _view_ir(f, name, typed, res, sources, views, diags, fingerprints)

@@ -63,6 +63,7 @@ class Source:
     pii: tuple[str, ...] = ()
     meta: Meta = field(default_factory=Meta)
     prevent_destroy: bool = False
+    labels: tuple[str, ...] = ()  # what models predict: never read by a feature view
 
 
 @dataclass(frozen=True)
