@@ -1,10 +1,9 @@
 """`featql` command line: argument parsing and dispatch to `featql.cli.commands.*`.
 
-The commands are listed in `featql.cli.commands.COMMANDS` (name, module, summary, in help
-order). Each module exposes `add_arguments(parser)` and `run(args) -> int`, and imports its
-engine only inside `run`; only the module of the command being run is imported, so
-`featql check` never loads an engine or the registry. A command's `--help` shows its module
-docstring in full.
+The commands are listed in `featql.cli.commands.COMMANDS` (name and module, in help order).
+Each module exposes `add_arguments(parser)` and `run(args) -> int`, and imports its engine
+only inside `run`; only the module of the command being run is imported, so `featql check`
+never loads an engine or the registry. A command's `--help` shows its module docstring in full.
 Exit codes: 0 ok, 1 user error (usage errors included), 2 internal error (PRODUCT §4).
 """
 
@@ -18,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from featql.cli.commands import BY_NAME, COMMANDS
+from featql.cli.commands import BY_NAME, COMMANDS, summary
 
 USAGE_ERROR = 1  # argparse exits 2, which the contract reserves for internal errors
 
@@ -40,20 +39,21 @@ class _Paragraphs(argparse.HelpFormatter):
 
 
 def build_parser(argv: Sequence[str] | None = None) -> Parser:
-    """The parser; only the command named in `argv` (if any) gets its arguments, so only its
-    module is imported (the others are listed with their summaries)."""
+    """The parser; when `argv` names a command, only that one gets its arguments, so only its
+    module is imported; otherwise every command is listed with its summary."""
     wanted = _command_named(sys.argv[1:] if argv is None else argv)
     parser = Parser(prog="featql", description="featql: a SQL-first feature store")
     parser.add_argument("--version", action=_VersionAction, nargs=0,
                         help="show the program's version number and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
-        if command.name != wanted:
-            sub.add_parser(command.name, help=command.summary)
+        if wanted is not None and command.name != wanted:
+            sub.add_parser(command.name)  # listed in a usage error; never parsed
             continue
+        # no command named (`featql --help`): each module for its summary
         module = _module(command.module)
-        p = sub.add_parser(command.name, help=command.summary,
-                           description=(module.__doc__ or command.summary).strip(),
+        p = sub.add_parser(command.name, help=summary(module.__doc__),
+                           description=(module.__doc__ or "").strip(),
                            formatter_class=_Paragraphs)
         p.add_argument("--project", default=".", metavar="DIR",
                        help="project folder (default: the current folder)")
