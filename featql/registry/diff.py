@@ -131,6 +131,8 @@ def diff_source(old: Source, new: Source) -> list[Detail]:
         out.append(Detail("breaking", f"stream: {show(old.stream)} → {show(new.stream)}"))
     _field(out, "non-breaking", "schema from", old.schema_from, new.schema_from)
     _field(out, "metadata", "pii", old.pii, new.pii)
+    # a view reading a new label is refused at compile time, so marking one changes no feature
+    _field(out, "metadata", "labels", old.labels, new.labels)
     _field(out, "metadata", "prevent_destroy", old.prevent_destroy, new.prevent_destroy)
     _meta(out, old.meta, new.meta)
     return out
