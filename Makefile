@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test test-fast lint golden bench install install-dev java dynalite clean
+.PHONY: demo test test-fast lint golden bench install install-dev java dynalite maven kafka clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,11 +15,11 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) install -e '.[serve,dynamodb,spark,dev]'
+	$(PIP) install -e '.[serve,dynamodb,spark,stream,dev]'
 	touch $@
 
 install: $(VENV)/.base
-install-dev: $(VENV)/.dev java dynalite
+install-dev: $(VENV)/.dev java dynalite kafka
 
 # dynalite: a DynamoDB wire-protocol server (Node) the online-store tests and bench run against.
 DYNALITE_VERSION := 4.0.0
@@ -36,6 +36,23 @@ java:
 	@java -version >/dev/null 2>&1 || { \
 	  echo "installing a Java runtime for Spark"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
+
+# Kafka for the stream tests and `featql stream`: Spark's Kafka connector for the pinned pyspark
+# (jvm/spark-kafka/pom.xml) and a KRaft broker (jvm/kafka/pom.xml), fetched through Maven into
+# .cache/jars/<name>/; a stamp per folder makes it run once per pom. `make demo` needs none of it.
+MVN := mvn -B -q -Dstyle.color=never
+kafka: .cache/jars/spark-kafka/.stamp .cache/jars/kafka/.stamp
+maven: java
+	@command -v mvn >/dev/null 2>&1 || { \
+	  echo "installing Maven for the Kafka jars"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven; }
+.cache/jars/%/.stamp: jvm/%/pom.xml | maven
+	@echo "fetching the $* jars through Maven into .cache/jars/$*/"
+	@rm -rf .cache/jars/$* && mkdir -p .cache/jars
+	@$(MVN) -f $< dependency:copy-dependencies -DincludeScope=runtime \
+	  -DoutputDirectory=$(CURDIR)/.cache/jars/$* >.cache/jars/mvn-$*.log 2>&1 \
+	  || { cat .cache/jars/mvn-$*.log; exit 1; }
+	@touch $@
 
 demo: install
 	$(VENV)/bin/featql demo --project features
