@@ -8,7 +8,6 @@ is how the runtime, the registry and the server read a compiled project without 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import types
 import typing
@@ -17,6 +16,7 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from featql.core import ir
 from featql.core.errors import UserError
+from featql.core.pool import gc_paused
 
 try:  # optional: a faster encoder (installed with the serve extra)
     import orjson as _orjson
@@ -72,13 +72,8 @@ def dumps(manifest: ir.Manifest) -> str:
     orjson, when installed, writes the same bytes about ten times faster; text it would write
     differently (any character from DEL up, which `json` escapes) goes through `json`.
     """
-    paused = gc.isenabled()
-    gc.disable()  # the data is acyclic (freed by reference counts); the heap may be large
-    try:
+    with gc_paused():  # the data is acyclic (freed by reference counts); the heap may be large
         data = manifest_data(manifest)
-    finally:
-        if paused:
-            gc.enable()
     if _orjson is not None:
         try:
             blob = _orjson.dumps(data, option=_ORJSON_OPTIONS)

@@ -88,6 +88,11 @@ def can_fork() -> bool:
         and threading.active_count() == 1
 
 
+def fork_context() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context of the pool's workers (for queues and locks they inherit)."""
+    return multiprocessing.get_context("fork")
+
+
 _shared: Any = None  # the running pool's `shared` object, inherited by its workers
 _running = False
 
@@ -118,7 +123,7 @@ class ForkPool:
         gc.freeze()
         self._frozen = True
         self._executor = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker)
+            workers, mp_context=fork_context(), initializer=_start_worker)
 
     def submit(self, fn: Callable[..., R], /, *args: Any) -> Future[R]:
         return self._executor.submit(fn, *args)

@@ -18,7 +18,6 @@ final manifest.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import queue
 import shutil
@@ -140,7 +139,7 @@ class StreamingLowerer:
         self.close()
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("fork")
+        ctx = pool.fork_context()
         self._inbox = ctx.Queue()
         self._lock = ctx.Lock()
         self._claims = ctx.RawArray("i", [0, 2**31 - 1])
