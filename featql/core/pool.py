@@ -102,9 +102,27 @@ def shared() -> Any:
     return _shared
 
 
-def _start_worker() -> None:
+def _start_worker(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the pool
     gc.disable()  # the policy of `gc_paused`; a long task collects with `GcPause.worked`
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """A worker whose parent is killed would wait for its next task (or block sending a
+    result nobody reads) forever: on Linux the kernel kills it with its parent."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent's exit closes the pipes
+        return
+    if os.getppid() != parent:  # it died before prctl
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 class ForkPool:
@@ -123,7 +141,8 @@ class ForkPool:
         gc.freeze()
         self._frozen = True
         self._executor = ProcessPoolExecutor(
-            workers, mp_context=fork_context(), initializer=_start_worker)
+            workers, mp_context=fork_context(), initializer=_start_worker,
+            initargs=(os.getpid(),))
 
     def submit(self, fn: Callable[..., R], /, *args: Any) -> Future[R]:
         return self._executor.submit(fn, *args)
