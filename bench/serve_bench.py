@@ -199,17 +199,18 @@ def _bare_app(body_file: Path) -> Any:
 
 
 def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> None:
-    """The ceiling: Flask + orjson on granian, with the settings `featql serve` gives it and
-    as many threads, a constant body."""
+    """The ceiling: Flask + orjson on granian (WSGI, Flask's own interface), with the settings
+    `featql serve` gives granian and as many threads, a constant body."""
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
 
-    from featql.server.runner import HEADER_READ_TIMEOUT_MS, MAX_HEAD_BYTES
+    from featql.server.runner import CONNECTIONS_PER_WORKER, HEADER_READ_TIMEOUT_MS, MAX_HEAD_BYTES
 
     Server("bare", address="127.0.0.1", port=port, interface=Interfaces.WSGI, workers=workers,
            blocking_threads=threads, http=HTTPModes.http1, websockets=False, backlog=2048,
+           backpressure=CONNECTIONS_PER_WORKER,
            http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS,
                                         max_buffer_size=MAX_HEAD_BYTES),
            log_level=LogLevels.error).serve(

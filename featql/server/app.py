@@ -148,7 +148,7 @@ class Routes:
         self.handlers[endpoint] = handler
 
 
-def _reason(status: int) -> str:
+def reason(status: int) -> str:
     try:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
@@ -196,17 +196,25 @@ class Dispatcher:
         self.adapter = routes.flask.url_map.bind("featql")  # hosts do not matter here
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        started = time.perf_counter()
+        """The WSGI entry (Flask's dev server and test client)."""
+        reply = self.reply_for(environ, time.perf_counter())
+        headers = [("Content-Type", reply.content_type),
+                   ("Content-Length", str(len(reply.body)))]
+        start_response(reason(reply.status), headers)
+        return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else reply.body]
+
+    def reply_for(self, environ: dict[str, Any], started: float) -> Reply:
+        """The reply to a request (counted in the metrics), whichever entry it came through."""
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO") or "/"
         reply = refusal(environ, method, path) or self._route(method, path, environ)
-        headers = [("Content-Type", reply.content_type),
-                   ("Content-Length", str(len(reply.body)))]
-        start_response(_reason(reply.status), headers)
+        self.count(reply, started)
+        return reply
+
+    def count(self, reply: Reply, started: float) -> None:
         if reply.service is not None:
             self.metrics.observe(reply.service, reply.status, time.perf_counter() - started,
                                  reply.entities)
-        return [b"" if method == "HEAD" else reply.body]
 
     def _route(self, method: str, path: str, environ: dict[str, Any]) -> Reply:
         from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -317,8 +325,10 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
     routes.add("GET", "/v1/services/<service_name>", service_schema)
     routes.add("GET", "/healthz", healthz)
     routes.add("GET", "/metrics", prometheus)
-    app.wsgi_app = Dispatcher(routes, metrics, settings.max_body_bytes)  # type: ignore[method-assign]
+    dispatcher = Dispatcher(routes, metrics, settings.max_body_bytes)
+    app.wsgi_app = dispatcher  # type: ignore[method-assign]
     app.extensions["featql"] = routes
+    app.extensions["featql.dispatcher"] = dispatcher  # what the ASGI entry wraps
 
     # Everything built so far (manifest, plans, compiled transforms) lives as long as the
     # worker: keep it out of the cyclic GC's full scans, which otherwise add ms-long pauses to

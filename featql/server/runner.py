@@ -1,8 +1,9 @@
 """Run the feature server: granian (a maintained Rust HTTP server: HTTP/1.1 parsing,
-keep-alive, pipelining, timeouts and the worker processes are its own) serving the WSGI app,
-N worker processes × T Python threads each; Flask's dev server with `--reload`. The master
-process (`featql serve`) loads the workspace's applied manifest once and writes it to
-`settings.manifest_path`; each worker builds its app from that file after the fork."""
+keep-alive, pipelining, timeouts and the worker processes are its own) serving the app through
+its ASGI entry (featql.server.asgi), N worker processes, T request threads each; Flask's dev
+server with `--reload`. The master process (`featql serve`) loads the workspace's applied
+manifest once and writes it to `settings.manifest_path`; each worker builds its app from that
+file after the fork."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ HEADER_READ_TIMEOUT_MS = 30_000
 # proxies allow (nginx: 4 × 8 KiB); the head is re-scanned as its bytes arrive, so this bounds
 # the cost of each trickled segment too
 MAX_HEAD_BYTES = 64 << 10
+# connections a worker serves at once (granian's default is backlog / workers, 1,024 here): a
+# slowloris holds one per connection while its head trickles, and once they are all held a
+# fresh client is not served; the process's descriptor limit is the real bound
+CONNECTIONS_PER_WORKER = 16_384
 
 
 class _PlainFormatter(logging.Formatter):
@@ -58,13 +63,17 @@ def describe(workers: int, threads: int, reload: bool = False) -> str:
         return "Flask dev server (--reload)"
     from granian import __version__
 
-    return (f"granian {__version__} (WSGI), {workers} worker(s) × {threads} "
+    return (f"granian {__version__} (ASGI), {workers} worker(s) × {threads} "
             f"thread{'s' if threads != 1 else ''}")
 
 
-def _worker_app(settings: ServeSettings) -> Any:
-    """In each worker process, after the fork: the app, built from the manifest."""
-    return create_app(settings)
+def _worker_app(settings: ServeSettings, threads: int) -> Any:
+    """In each worker process, after the fork: the app, built from the manifest, behind the
+    ASGI entry (featql.server.asgi says why ASGI)."""
+    from featql.server.asgi import AsgiEntry
+
+    app = create_app(settings)
+    return AsgiEntry(app.extensions["featql.dispatcher"], threads, settings.max_body_bytes)
 
 
 def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: int,
@@ -75,21 +84,23 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         app = create_app(settings)
         app.run(host=host, port=port, use_reloader=True, threaded=True)
         return
-    from granian.constants import HTTPModes, Interfaces
+    from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
 
     level = os.environ.get("FEATQL_LOG_LEVEL", "warning").lower()
     server = Server(
-        "featql.server.app:create_app", address=host, port=port,
-        interface=Interfaces.WSGI, workers=workers, blocking_threads=threads,
+        "featql.server.asgi:AsgiEntry", address=host, port=port,
+        interface=Interfaces.ASGINL, workers=workers, loop=Loops.asyncio,
         http=HTTPModes.http1, websockets=False, backlog=2048,
+        backpressure=CONNECTIONS_PER_WORKER,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS,
                                      max_buffer_size=MAX_HEAD_BYTES),
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.warning,
         respawn_failed_workers=True, workers_kill_timeout=10)
-    server.serve(target_loader=functools.partial(_worker_app, settings), wrap_loader=False)
+    server.serve(target_loader=functools.partial(_worker_app, settings, threads),
+                 wrap_loader=False)
 
 
 @contextlib.contextmanager

@@ -106,7 +106,7 @@ def test_the_startup_line_names_the_server(sqlite_server: tuple[Server, Path]) -
     while not any("featql serve" in ln for ln in lines) and sel.select(timeout=10):
         lines.append(server.proc.stderr.readline().decode())
     line = next(ln for ln in lines if "featql serve" in ln)
-    assert "granian" in line and "(WSGI), 2 worker(s) × 1 thread" in line, line
+    assert "granian" in line and "(ASGI), 2 worker(s) × 1 thread" in line, line
 
 
 def test_health_and_services(sqlite_server: tuple[Server, Path]) -> None:
@@ -237,6 +237,33 @@ def test_one_table_holds_every_route(sqlite_server: tuple[Server, Path], tmp_pat
         status = client.post("/v1/features/fraud_detection", data=b"{}")
         assert status.status_code == 400 and status.get_json()["error"]["field"] == "entities"
         assert client.get("/metrics").status_code == 200
+
+
+def test_bodies_that_never_finish_hold_no_worker(sqlite_server: tuple[Server, Path]) -> None:
+    """Clients that send a head and part of a body, then nothing: more of them than the
+    server has threads (2 workers × 1); requests on fresh connections still answer at once."""
+    import socket
+    import time
+
+    server, _ = sqlite_server
+    stalled = []
+    try:
+        for _ in range(6):
+            s = socket.create_connection(("127.0.0.1", server.port))
+            s.sendall(b"POST /v1/features/fraud_detection HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ent")
+            stalled.append(s)
+        time.sleep(0.3)
+        for _ in range(10):
+            t0 = time.perf_counter()
+            status, body = server.call("GET", "/healthz", fresh=True)
+            assert status == 200 and time.perf_counter() - t0 < 2.0
+        status, body = server.call("POST", "/v1/features/merchant_risk",
+                                   {"entities": [{"merchant_id": 1}], "at": AT}, fresh=True)
+        assert status == 200, body
+    finally:
+        for s in stalled:
+            s.close()
 
 
 def test_a_raising_transform_is_a_per_request_error(sqlite_server: tuple[Server, Path]) -> None:
@@ -475,3 +502,21 @@ def test_a_body_shorter_than_its_content_length_is_a_400() -> None:
     assert e.value.status == 400 and e.value.field == "body"
     fine = Call({"CONTENT_LENGTH": "2", "wsgi.input": io.BytesIO(b"{}")}, 1000)
     assert fine.json_object() == {}
+
+
+def test_the_asgi_environ_keeps_what_refusal_needs() -> None:
+    from featql.server.app import refusal
+    from featql.server.asgi import environ_of
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/features/x",
+             "query_string": b"n=\xc3\xa9", "http_version": "1.1",
+             "headers": [(b"host", b"a.example"), (b"Host", b"b.example"),
+                         (b"content-length", b"2"), (b"x-request-id", b"7")]}
+    env = environ_of(scope)
+    assert env["HTTP_HOST"] == "a.example,b.example" and env["CONTENT_LENGTH"] == "2"
+    assert env["HTTP_X_REQUEST_ID"] == "7" and env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    got = refusal(env, env["REQUEST_METHOD"], env["PATH_INFO"])
+    assert got is not None and orjson.loads(got.body)["error"]["field"] == "host"
+    env["HTTP_HOST"] = "a.example"
+    got = refusal(env, env["REQUEST_METHOD"], env["PATH_INFO"])
+    assert got is not None and orjson.loads(got.body)["error"]["field"] == "path"  # raw é
