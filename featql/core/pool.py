@@ -22,15 +22,17 @@ and every library use parse and lower in the calling process: `can_fork` is aske
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # imported when a pool starts: a small project's command never needs them
+    import multiprocessing.context
+    from concurrent.futures import Future
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -84,12 +86,16 @@ def can_fork() -> bool:
     """A forked worker can help: the fork start method exists, there are two cores or more,
     and no other thread runs (forking a threaded process can copy a lock another thread
     holds)."""
+    import multiprocessing
+
     return "fork" in multiprocessing.get_all_start_methods() and cpus() >= 2 \
         and threading.active_count() == 1
 
 
 def fork_context() -> multiprocessing.context.BaseContext:
     """The multiprocessing context of the pool's workers (for queues and locks they inherit)."""
+    import multiprocessing
+
     return multiprocessing.get_context("fork")
 
 
@@ -140,6 +146,8 @@ class ForkPool:
         # objects alive now are never collected in the workers: no copy-on-write of the heap
         gc.freeze()
         self._frozen = True
+        from concurrent.futures import ProcessPoolExecutor
+
         self._executor = ProcessPoolExecutor(
             workers, mp_context=fork_context(), initializer=_start_worker,
             initargs=(os.getpid(),))
