@@ -12,6 +12,8 @@ import os
 import resource
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -84,6 +86,44 @@ def rss_bytes(pids: list[int]) -> int:
         except OSError:
             continue
     return total
+
+
+class ReadProbe:
+    """How many bytes the server has not read yet from its end of a loopback connection: the
+    receive queue of its socket, asked of the kernel by an exact sock_diag lookup (netlink;
+    /proc/net/tcp lists every socket of the machine and costs milliseconds per read)."""
+
+    _BY_FAMILY = 20  # SOCK_DIAG_BY_FAMILY
+    _LOOPBACK = socket.inet_aton("127.0.0.1") + bytes(12)
+
+    def __init__(self, server_port: int):
+        self.server_port = server_port
+        self.nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4)  # NETLINK_SOCK_DIAG
+
+    def unread(self, client_port: int) -> int:
+        sockid = (struct.pack("!HH16s16s", self.server_port, client_port, self._LOOPBACK,
+                              self._LOOPBACK) + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF))
+        req = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF)
+        body = req + sockid
+        self.nl.send(struct.pack("=IHHII", 16 + len(body), self._BY_FAMILY, 1, 0, 0) + body)
+        data = self.nl.recv(65536)
+        if struct.unpack_from("=H", data, 4)[0] != self._BY_FAMILY:
+            return 0  # no such socket (closed): nothing left unread
+        return int(struct.unpack_from("=I", data, 16 + 4 + 48 + 4)[0])  # idiag_rqueue
+
+    def wait_read(self, client_ports: list[int], timeout: float = 0.05) -> bool:
+        """Wait until the server has read everything sent on these connections; False when
+        it has not within `timeout` (a server may leave bytes unread, e.g. a body the
+        application has not asked for yet)."""
+        deadline = time.monotonic() + timeout
+        while any(self.unread(p) for p in client_ports):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0002)
+        return True
+
+    def close(self) -> None:
+        self.nl.close()
 
 
 class ServerProcess:
