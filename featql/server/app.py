@@ -1,4 +1,4 @@
-"""The feature server's WSGI application (PRODUCT §5). One app per worker process: the manifest
+"""The feature server's application (PRODUCT §5). One app per worker process: the manifest
 is read and the service plans (incl. compiled transforms) are built once, at worker start,
 never per request.
 
@@ -7,9 +7,10 @@ GET  /v1/services             GET /v1/services/<service>    GET /healthz    GET 
 
 One routing table serves every route: the Flask app's `url_map` (werkzeug rules), filled by
 `Routes.add`, each rule's endpoint naming a handler `(Call, **rule arguments) -> Reply`. A new
-route (auth, ingest, catalog) is one `add` with its handler. The app's WSGI entry is
-`Dispatcher`: it matches the request against that table (bound once per process), calls the
-handler and writes its reply, with no Flask request context, Request or Response object — a
+route (auth, ingest, catalog) is one `add` with its handler. `Dispatcher` matches a request
+against that table (bound once per process), calls the handler and writes its reply, with no
+Flask request context, Request or Response object; it is the app's WSGI entry (Flask's dev
+server, the test client) and what featql.server.asgi's entry (granian) calls — a
 1-entity feature request through Flask's own dispatch cost 0.11 ms more CPU in-process than
 matching the same table directly (8 µs), a fifth of the request; the README has the figures.
 """
