@@ -153,6 +153,8 @@ def exchange(port: int, segments: list[bytes], *, want: int = 1, timeout: float 
                 out.reset = True
                 live = False
                 break
+            except TimeoutError:  # the server stopped reading: see whether it answers
+                break
             live = drain(pause if i + 1 < len(segments) else 0.0)
             if not live:
                 break
