@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -176,7 +177,8 @@ def test_slowloris_leaves_fresh_connections_fast(server: ServerProcess, connecti
             attacker.kill()
             attacker.wait()
     lines = out.strip().splitlines()
-    stats = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"error": err[-2000:]}
+    stats: dict[str, Any] = (json.loads(lines[-1]) if lines and lines[-1].startswith("{")
+                             else {"error": err[-2000:]})
     done = len(latencies)
     p99 = _p99(latencies) if latencies else math.inf
     line = figures("slowloris", samples=done, p99_ms=round(p99 * 1000, 1),
