@@ -179,3 +179,26 @@ def test_a_topic_that_does_not_exist(kafka_spark: Any, kafka_broker: str,
     assert "UnknownTopicOrPartitionException" in message
     assert "This server does not host this topic-partition" in message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_broker_that_cannot_start_says_why(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker's port is taken: the start fails (bounded) with the broker's own log tail."""
+    import socket
+
+    from . import broker as broker_module
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind((broker_module.HOST, 0))
+        taken.listen(1)
+        port = int(taken.getsockname()[1])
+        ports = iter([port, broker_module.free_port()])
+        monkeypatch.setattr(broker_module, "free_port", lambda: next(ports))
+        broker = broker_module.KafkaBroker(tmp_path)
+        with pytest.raises(broker_module.BrokerFailed) as failed:
+            broker.start(attempts=1)
+    message = str(failed.value)
+    assert "the Kafka broker exited with code" in message
+    assert "Address already in use" in message
+    assert broker.process is None
