@@ -94,7 +94,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 LEGACY_REV = "f5ba0389ddb43ffc49e7df64c7bff5f968ad5273"  # the last commit with worker.py
-SERVERS = ("granian", "loop")
+SERVERS = ("granian", "granian-wsgi", "loop")  # the first is what featql serve runs
 
 
 def legacy_worker(work: Path) -> Path | None:
@@ -140,8 +140,9 @@ def run_featql_server(server: str, port: int, raw: str, workers: int, threads: i
     settings = ServeSettings(root=Path(conf["root"]), workspace=conf["workspace"],
                              manifest_path=Path(conf["manifest_path"]),
                              metrics_dir=Path(conf["metrics_dir"]))
-    if server == "granian":
-        serve(settings, "127.0.0.1", port, workers, threads)
+    if server in ("granian", "granian-wsgi"):
+        serve(settings, "127.0.0.1", port, workers, threads,
+              interface="wsgi" if server == "granian-wsgi" else "asgi")
         return
     assert server == "loop" and legacy, server
     sys.path.insert(0, legacy)
@@ -398,8 +399,9 @@ def main() -> int:
                     help="threads per granian worker (default: featql serve's default for each "
                          "store, and the SQLite one's for bare Flask); the loop worker has one")
     ap.add_argument("--servers", default=",".join(SERVERS),
-                    help="comma-separated: granian (what featql serve runs), loop (the former "
-                         "event-loop gunicorn worker)")
+                    help="comma-separated: granian (what featql serve runs: its ASGI entry), "
+                         "granian-wsgi (granian's WSGI mode), loop (the former event-loop "
+                         "gunicorn worker)")
     ap.add_argument("--skip-dynamodb", action="store_true")
     ap.add_argument("--bare-server", nargs=4, metavar=("PORT", "BODY", "WORKERS", "THREADS"),
                     help=argparse.SUPPRESS)
@@ -470,7 +472,7 @@ def main() -> int:
             for server in chosen:
                 label = f"{server} {store}"
                 proc, port = start_featql(server, settings(project, label.replace(" ", "-")),
-                                          workers, n if server == "granian" else 1, legacy)
+                                          workers, 1 if server == "loop" else n, legacy)
                 procs.append(proc)
                 servers.append((label, port, users, merchants, proc.pid, store_pids))
             return servers[-len(chosen)][1]
@@ -616,24 +618,27 @@ def report(results: list[Result], workers: int, threads: str, speeds: list[float
             ratios[n] = round(s.rps / b.rps, 3)
             print(f"{chosen} sqlite / bare-flask throughput, {n}: {ratios[n]:.0%}")
     versus: dict[str, dict[str, float]] = {}
-    if "loop" in servers and chosen != "loop":
-        print(f"\n{chosen} against the event-loop worker (the issue's rule: keep the worker "
+    for cand in (x for x in servers if x != "loop" and "loop" in servers):
+        print(f"\n{cand} against the event-loop worker (the issue's rule: keep the worker "
               "only if the library is worse by more than 25 % in p99 or throughput)")
         for (scenario, mode), r in sorted(by.items()):
-            if not scenario.startswith(chosen + " "):
+            if not scenario.startswith(cand + " "):
                 continue
-            old = by.get(("loop" + scenario[len(chosen):], mode))
+            old = by.get(("loop" + scenario[len(cand):], mode))
             if old is None:
                 continue
             p99 = r.p99_ms / old.p99_ms if old.p99_ms else float("nan")
             rps = r.rps / old.rps if old.rps else float("nan")
+            cpu = (r.server_cpu_ms / old.server_cpu_ms if old.server_cpu_ms
+                   else float("nan"))
             # an open-loop row's throughput is its fixed rate: judge it by latency alone
             worse = p99 > 1.25 or (mode == "closed-loop" and rps < 0.8)
             versus[f"{scenario} {mode}"] = {"p99_ratio": round(p99, 3),
-                                            "rps_ratio": round(rps, 3)}
-            print(f"  {scenario[len(chosen) + 1:]:24} {mode:12} p99 {r.p99_ms:7.2f} vs "
+                                            "rps_ratio": round(rps, 3),
+                                            "cpu_ratio": round(cpu, 3)}
+            print(f"  {scenario[len(cand) + 1:]:24} {mode:12} p99 {r.p99_ms:7.2f} vs "
                   f"{old.p99_ms:7.2f} ms ({p99:5.0%})  rps {r.rps:8.1f} vs {old.rps:8.1f} "
-                  f"({rps:5.0%}){'  WORSE by > 25 %' if worse else ''}")
+                  f"({rps:5.0%})  cpu/req {cpu:5.0%}{'  WORSE by > 25 %' if worse else ''}")
 
     def get(scenario: str, mode: str) -> Result | None:
         return by.get((f"{chosen} {scenario}", mode))

@@ -67,17 +67,22 @@ def describe(workers: int, threads: int, reload: bool = False) -> str:
             f"thread{'s' if threads != 1 else ''}")
 
 
-def _worker_app(settings: ServeSettings, threads: int) -> Any:
+def _worker_app(settings: ServeSettings, threads: int, interface: str) -> Any:
     """In each worker process, after the fork: the app, built from the manifest, behind the
-    ASGI entry (featql.server.asgi says why ASGI)."""
+    ASGI entry (featql.server.asgi says why ASGI), or its WSGI one."""
     from featql.server.asgi import AsgiEntry
 
-    app = create_app(settings)
-    return AsgiEntry(app.extensions["featql.dispatcher"], threads, settings.max_body_bytes)
+    dispatcher = create_app(settings).extensions["featql.dispatcher"]
+    if interface == "wsgi":
+        return dispatcher
+    return AsgiEntry(dispatcher, threads, settings.max_body_bytes)
 
 
 def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: int,
-          reload: bool = False) -> None:
+          reload: bool = False, interface: str = "asgi") -> None:
+    """`interface` "wsgi" runs granian's WSGI mode instead (T Python threads read bodies and
+    run handlers): about the event-loop worker's CPU per request, but a body that stalls holds
+    its thread (the bench measures both)."""
     use_directory(settings.metrics_dir)  # before any worker starts: they inherit it
     if reload:
         _plain_dev_server_log()
@@ -90,16 +95,18 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
     from granian.server import Server
 
     level = os.environ.get("FEATQL_LOG_LEVEL", "warning").lower()
+    wsgi = interface == "wsgi"
     server = Server(
         "featql.server.asgi:AsgiEntry", address=host, port=port,
-        interface=Interfaces.ASGINL, workers=workers, loop=Loops.asyncio,
+        interface=Interfaces.WSGI if wsgi else Interfaces.ASGINL, workers=workers,
+        blocking_threads=threads if wsgi else 1, loop=Loops.asyncio,
         http=HTTPModes.http1, websockets=False, backlog=2048,
         backpressure=CONNECTIONS_PER_WORKER,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS,
                                      max_buffer_size=MAX_HEAD_BYTES),
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.warning,
         respawn_failed_workers=True, workers_kill_timeout=10)
-    server.serve(target_loader=functools.partial(_worker_app, settings, threads),
+    server.serve(target_loader=functools.partial(_worker_app, settings, threads, interface),
                  wrap_loader=False)
 
 
