@@ -109,7 +109,7 @@ def test_time_floor_expression() -> None:
     parsed = sqlglot.parse_one("SELECT TIME_FLOOR(ts, 60) FROM t", read=FeatqlDuckDB)
     assert isinstance(parsed, sqlglot.exp.Select) and isinstance(parsed.selects[0], TimeFloor)
     assert "EPOCH_US(ts)" in parsed.sql(dialect=FeatqlDuckDB)
-    assert "PMOD(UNIX_MICROS(ts), 60000000)" in parsed.sql(dialect=FeatqlSpark)
+    assert "PMOD(UNIX_MICROS(CAST(ts AS TIMESTAMP)), 60000000)" in parsed.sql(dialect=FeatqlSpark)
 
 
 @pytest.mark.parametrize("seconds", SLIDES)
@@ -433,8 +433,9 @@ def test_refusal_premises_hold_on_spark(spark: Any) -> None:
                   "ON a.k = b.k AND a.ts >= b.ts").collect()
 
 
-def comparable(sql: str, view_columns: list[tuple[str, str]], micros_fn: str) -> str:
-    cols = ", ".join(f"{micros_fn}({n})" if t == "TIMESTAMP" else n for n, t in view_columns)
+def comparable(sql: str, view_columns: list[tuple[str, str]], micros: str) -> str:
+    """`micros`: the epoch-microseconds expression of a TIMESTAMP column `{}`."""
+    cols = ", ".join(micros.format(n) if t == "TIMESTAMP" else n for n, t in view_columns)
     return f"SELECT {cols} FROM (\n{sql})"
 
 
@@ -469,8 +470,10 @@ def test_every_view_gives_the_same_rows_on_spark_and_duckdb(
             spark.sql(spark_sql).createOrReplaceTempView(name)
         columns = [(c.name, c.type) for c in lowered_columns(view)]
         duck = con.execute(comparable(lower_view(manifest, name, "duckdb"), columns,
-                                      "EPOCH_US")).fetchall()
-        theirs = spark_rows(spark, comparable(spark_sql, columns, "UNIX_MICROS"))
+                                      "EPOCH_US({})")).fetchall()
+        # Spark 4.2's UNIX_MICROS takes only a session-zone TIMESTAMP
+        theirs = spark_rows(spark, comparable(spark_sql, columns,
+                                              "UNIX_MICROS(CAST({} AS TIMESTAMP))"))
         assert duck and same_rows(duck, theirs), name
 
 

@@ -37,15 +37,17 @@ def date_diff_unit(e: exp.DateDiff) -> str | None:
 
 
 def time_floor_sql(gen: SparkGenerator, e: TimeFloor) -> str:
-    """`CAST(TIMESTAMP_MICROS(us - PMOD(us, step)) AS TIMESTAMP_NTZ)`, `us = UNIX_MICROS(ts)`.
+    """`CAST(TIMESTAMP_MICROS(us - PMOD(us, step)) AS TIMESTAMP_NTZ)`,
+    `us = UNIX_MICROS(CAST(ts AS TIMESTAMP))`.
 
     PMOD is the non-negative modulo, so timestamps before 1970 floor downwards. featql's
     TIMESTAMP is zone-less, which is Spark's TIMESTAMP_NTZ (sqlglot maps DuckDB's TIMESTAMP to
-    it too); TIMESTAMP_MICROS returns a session-zone TIMESTAMP, hence the cast. UNIX_MICROS and
-    that cast go through the session time zone: featql runs Spark with
-    `spark.sql.session.timeZone=UTC`, where both are exact.
+    it too); TIMESTAMP_MICROS returns a session-zone TIMESTAMP, hence the outer cast, and
+    UNIX_MICROS takes only a session-zone TIMESTAMP (Spark 4.2 refuses a TIMESTAMP_NTZ), hence
+    the inner one. Both casts go through the session time zone: featql runs Spark with
+    `spark.sql.session.timeZone=UTC`, where they are exact.
     """
-    us = f"UNIX_MICROS({gen.sql(e, 'this')})"
+    us = f"UNIX_MICROS(CAST({gen.sql(e, 'this')} AS TIMESTAMP))"
     micros = wrap_call(gen, "TIMESTAMP_MICROS", us, floor_offset_sql("spark", us, e.micros))
     return f"CAST({micros} AS TIMESTAMP_NTZ)"
 

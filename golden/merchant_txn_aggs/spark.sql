@@ -9,8 +9,8 @@ filtered_events AS (
   SELECT
     transactions.merchant_id AS merchant_id,
     CAST(TIMESTAMP_MICROS(
-      UNIX_MICROS(transactions.event_ts)
-      - PMOD(UNIX_MICROS(transactions.event_ts), 86400000000)
+      UNIX_MICROS(CAST(transactions.event_ts AS TIMESTAMP))
+      - PMOD(UNIX_MICROS(CAST(transactions.event_ts AS TIMESTAMP)), 86400000000)
     ) AS TIMESTAMP_NTZ) AS _tile_start,
     transactions.amount AS amount_sum__input,
     transactions.amount AS amount_avg__input,

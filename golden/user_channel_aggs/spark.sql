@@ -9,8 +9,8 @@ filtered_events AS (
   SELECT
     transactions.user_id AS user_id,
     CAST(TIMESTAMP_MICROS(
-      UNIX_MICROS(transactions.event_ts)
-      - PMOD(UNIX_MICROS(transactions.event_ts), 86400000000)
+      UNIX_MICROS(CAST(transactions.event_ts AS TIMESTAMP))
+      - PMOD(UNIX_MICROS(CAST(transactions.event_ts AS TIMESTAMP)), 86400000000)
     ) AS TIMESTAMP_NTZ) AS _tile_start,
     CASE WHEN transactions.channel = 'online' THEN 1 ELSE 0 END AS online_txn_count__input,
     CASE WHEN transactions.channel = 'pos' THEN 1 ELSE 0 END AS pos_txn_count__input,
