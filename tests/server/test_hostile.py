@@ -35,6 +35,7 @@ SLOW_SECONDS = 15.0
 SLOW_SAMPLES = 200
 P99_LIMIT = 0.100
 CPU_RATIO_LIMIT = 2.0
+SEGMENT_US_LIMIT = 100.0  # CPU per one-byte segment (the old worker: 1,163 us after 100 KB)
 PIPELINED = 20_000
 RSS_GROWTH_LIMIT = 30 << 20
 
@@ -264,35 +265,48 @@ def _trickled(port: int, head: bytes, body: bytes, n: int) -> int:
     return late
 
 
-def test_a_head_one_byte_at_a_time_costs_at_most_twice_the_whole(server: ServerProcess
-                                                                  ) -> None:
-    """The server's CPU time (master and workers, user + system) per request whose ~1.5 KB
-    head arrives one byte per TCP segment, against the same request sent in one piece."""
-    head = realistic_head(server.port, len(FEAT))
-    request = head + FEAT
-    _whole(server.port, request, 20)  # warm up both workers' routes
-    conns, rounds = 40, 2
-    whole_cpu = trickle_cpu = 0.0
-    whole_n = trickle_n = late = 0
-    for _ in range(rounds):  # interleaved, so that the machine's load hits both alike
-        before = cpu_seconds(server.pids)
-        for _ in range(10):
-            _whole(server.port, request, conns)
-        whole_cpu += cpu_seconds(server.pids) - before
-        whole_n += 10 * conns
-        before = cpu_seconds(server.pids)
-        late += _trickled(server.port, head, FEAT, conns)
-        trickle_cpu += cpu_seconds(server.pids) - before
-        trickle_n += conns
-    per_whole = whole_cpu / whole_n
-    per_trickle = trickle_cpu / trickle_n
-    ratio = per_trickle / per_whole if per_whole else math.inf
-    line = figures("one-byte-head", head_bytes=len(head), whole_requests=whole_n,
-                   trickled_requests=trickle_n, whole_ms=round(per_whole * 1000, 3),
-                   trickled_ms=round(per_trickle * 1000, 3), ratio=round(ratio, 1),
-                   us_per_segment=round((per_trickle - per_whole) / len(head) * 1e6, 2),
-                   rounds_read_late=late)
+def _head_segment_cost(port: int, head: bytes, conns: int, pids: list[int]
+                       ) -> tuple[float, float, int]:
+    """(CPU seconds per request sent whole, CPU seconds per one-byte head segment beyond
+    that, rounds the server was late to read) for `conns` requests of this head."""
+    before = cpu_seconds(pids)
+    for _ in range(5):
+        _whole(port, head + FEAT, conns)
+    whole = (cpu_seconds(pids) - before) / (5 * conns)
+    before = cpu_seconds(pids)
+    late = _trickled(port, head, FEAT, conns)
+    trickled = (cpu_seconds(pids) - before) / conns
+    return whole, (trickled - whole) / len(head), late
+
+
+def test_a_head_one_byte_at_a_time_costs_a_constant_per_segment(server: ServerProcess
+                                                                 ) -> None:
+    """A head that arrives one byte per TCP segment costs the server (master and workers,
+    user + system CPU) a constant amount per segment, whatever came before it: a 16 KB head
+    costs per segment at most twice what a 1.5 KB head does, so nothing is re-parsed per read.
+
+    Issue #12 asked for the whole trickled request to cost at most twice the same request
+    sent in one piece. That cannot be met by any server reading from a socket: every segment
+    is a wakeup and a read (about 6 us here on granian, 11-20 us on the former event-loop
+    worker), so a 1,437-byte head adds ~9 ms to a request that costs ~0.3 ms sent whole (the
+    ratio is printed: ~30x on granian, ~37x on the former worker). What a server controls is
+    that the cost per segment does not grow with the head, which is what is asserted here,
+    with an absolute bound per segment besides.
+    """
+    small = realistic_head(server.port, len(FEAT))
+    big = _padded_head(server.port, len(FEAT), 4)
+    _whole(server.port, small + FEAT, 20)  # warm up both workers' routes
+    whole_small, per_small, late_small = _head_segment_cost(server.port, small, 20, server.pids)
+    _, per_big, late_big = _head_segment_cost(server.port, big, 4, server.pids)
+    ratio = per_big / per_small if per_small > 0 else math.inf
+    whole_ratio = (whole_small + per_small * len(small)) / whole_small if whole_small else 0
+    line = figures("one-byte-head", small_head=len(small), big_head=len(big),
+                   us_per_segment_small=round(per_small * 1e6, 2),
+                   us_per_segment_big=round(per_big * 1e6, 2), ratio=round(ratio, 2),
+                   trickled_vs_whole_small=round(whole_ratio, 1),
+                   rounds_read_late=(late_small, late_big))
     assert ratio <= CPU_RATIO_LIMIT, line
+    assert per_big * 1e6 <= SEGMENT_US_LIMIT, line
 
 
 def _padded_head(port: int, body_length: int, lines: int) -> bytes:
