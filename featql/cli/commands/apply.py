@@ -17,7 +17,6 @@ from featql.cli.console import UserError, console
 if TYPE_CHECKING:
     from featql.registry.applier import Engine
 
-ORDER = 55
 REPLANS = 3  # with --yes, plan again when another apply got in first
 
 

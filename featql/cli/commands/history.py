@@ -13,8 +13,6 @@ from featql.cli.commands._common import project_root, workspace
 from featql.cli.commands._registry import add_workspace_argument, registry_for
 from featql.cli.console import console
 
-ORDER = 65
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_workspace_argument(p)

@@ -15,8 +15,6 @@ from featql.cli.commands._common import applied_run
 from featql.cli.commands._registry import add_workspace_argument
 from featql.cli.console import RichProgress, console
 
-ORDER = 70
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--view", action="append", metavar="V",

@@ -13,7 +13,6 @@ import json
 from featql.cli.commands._common import compile_or_report, project_root, workspace
 from featql.cli.commands._registry import add_workspace_argument, print_plan, registry_for
 
-ORDER = 50
 CHANGES_PENDING = 3
 
 

@@ -19,7 +19,6 @@ from featql.cli.console import UserError, console
 if TYPE_CHECKING:
     from featql.core.config import ProjectConfig
 
-ORDER = 80
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -21,8 +21,6 @@ from featql.cli.console import UserError, console
 if TYPE_CHECKING:
     import pyarrow as pa
 
-NAME = "training-set"
-ORDER = 75
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

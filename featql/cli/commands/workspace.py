@@ -19,7 +19,6 @@ from featql.cli.console import UserError, console
 if TYPE_CHECKING:
     from featql.registry import SqliteRegistry
 
-ORDER = 60
 ACTIONS = ("create", "list", "delete", "select")
 
 
