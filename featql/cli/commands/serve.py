@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from featql.core.config import ProjectConfig
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8080)")

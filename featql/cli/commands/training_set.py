@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("service", metavar="SERVICE", help="feature service")
     p.add_argument("--spine", required=True, metavar="FILE",
