@@ -63,3 +63,26 @@ def test_a_good_out_is_written(example_project: Path, spine: Path, tmp_path: Pat
                  "--spine", str(spine), "--out", str(target), "--working-tree"]) == 0
     assert target.read_text().count("\n") == 3  # header + 2 rows
     assert not list(target.parent.glob(".*probe"))
+
+
+def test_a_corrupt_spine_is_a_user_error(example_project: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    code = main(["training-set", "fraud_detection", "--project", str(example_project),
+                 "--spine", str(bad), "--out", str(tmp_path / "t.parquet"), "--working-tree"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"\nerror: cannot read the spine {bad}: " in err
+    assert "Parquet magic bytes not found" in err
+
+
+@pytest.mark.parametrize("what", ["a-file", "under-a-file"])
+def test_init_into_or_under_a_file_is_a_user_error(what: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" if what == "a-file" else tmp_path / "afile" / "p"
+    assert main(["init", str(target), "--no-data"]) == 1
+    expected = (f"error: '{target}' is a file; choose a new folder" if what == "a-file" else
+                f"error: cannot create the project folder '{target}': Not a directory")
+    assert capsys.readouterr().err.strip() == expected

@@ -53,20 +53,27 @@ def load_spine(spine: Any) -> pa.Table:
         path = Path(spine)
         if not path.exists():
             raise UserError(f"spine file '{spine}' does not exist")
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            import pyarrow.csv as pcsv
-
-            return pcsv.read_csv(path)
-        if suffix in (".json", ".jsonl", ".ndjson"):
-            import pyarrow.json as pjson
-
-            return pjson.read_json(path)
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path)
+        try:
+            return _read_spine_file(path)
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise UserError(f"cannot read the spine {path}: {e}") from e
     raise UserError(f"a spine must be a pyarrow Table, a pandas DataFrame or a file path, "
                     f"not {type(spine).__name__}")
+
+
+def _read_spine_file(path: Path) -> pa.Table:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        import pyarrow.csv as pcsv
+
+        return pcsv.read_csv(path)
+    if suffix in (".json", ".jsonl", ".ndjson"):
+        import pyarrow.json as pjson
+
+        return pjson.read_json(path)
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path)
 
 
 def find_service(manifest: Manifest, name: str) -> FeatureService:

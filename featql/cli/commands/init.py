@@ -21,10 +21,16 @@ def run(args: argparse.Namespace) -> int:
     from featql.examples.scaffold import copy_example
 
     dest = Path(args.dir)
-    if dest.exists() and any(dest.iterdir()):
-        raise UserError(f"'{dest}' exists and is not empty; choose a new folder")
     if args.transactions <= 0 or args.days <= 0:
         raise UserError("--transactions and --days must be positive")
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"'{dest}' is a file; choose a new folder")
+    if dest.exists() and any(dest.iterdir()):
+        raise UserError(f"'{dest}' exists and is not empty; choose a new folder")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the project folder '{dest}': {e.strerror or e}") from e
     files = copy_example(dest)
     out = console()
     out.print(f"[bold green]✓[/] created {dest} ({len(files)} definition files)")
