@@ -33,6 +33,7 @@ from featql.jobs.relations import ProjectData, view_start
 from featql.jobs.ties import record_ties, tie_plan
 from featql.offline.store import OfflineStore
 from featql.registry.materializations import MaterializationState, covers
+from featql.semantics.time import floor_datetime
 
 
 @dataclass
@@ -103,16 +104,12 @@ def needed_range(view: FeatureView, node: PointInTimeJoin, times: pa.ChunkedArra
     t_min, t_max = mm["min"], mm["max"]
     join = next(j for j in node.views if j.view == view.name)
     if view.kind == "aggregate":
-        slide = timedelta(seconds=join.slide_seconds or 1)
+        slide = join.slide_seconds or 1
         widest = max((f.window_seconds or 0) for f in join.features)
-        return _floor(t_min, slide) - timedelta(seconds=widest), _floor(t_max, slide)
+        return (floor_datetime(t_min, slide) - timedelta(seconds=widest),
+                floor_datetime(t_max, slide))
     lo = t_min - timedelta(seconds=view.ttl_seconds) if view.ttl_seconds else None
     return lo, t_max
-
-
-def _floor(t: datetime, step: timedelta) -> datetime:
-    epoch = datetime(1970, 1, 1)
-    return t - (t - epoch) % step
 
 
 def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, service_name: str,
