@@ -126,7 +126,11 @@ def parse_time(value: Any, field: str = "at") -> int:
     except ValueError:
         raise RequestError(400, "invalid_field",
                            f"'{field}' is not an ISO timestamp: {value!r}", field) from None
-    return codec.to_micros(ts)
+    try:
+        return codec.to_micros(ts)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise RequestError(400, "invalid_field", f"'{field}' is out of range once converted to "
+                           f"UTC: {value!r}", field) from None
 
 
 def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> ServicePlan:
@@ -240,6 +244,11 @@ class OnlineService:
                            if close else ""),
                         f"entities[{i}].{k.name}")
                 v = ent[k.name]
+                if isinstance(v, int) and not isinstance(v, bool) and "INT" in k.type \
+                        and not python_accepts(v, k.type):
+                    raise RequestError(
+                        400, "invalid_key", f"entities[{i}].{k.name} = {v} is out of the "
+                        f"{k.type} range", f"entities[{i}].{k.name}")
                 if v is None or not python_accepts(v, k.type):
                     raise RequestError(
                         400, "invalid_key", f"entities[{i}].{k.name} must be "

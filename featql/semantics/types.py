@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 INTEGERS = frozenset({"BIGINT", "INT", "INTEGER", "SMALLINT", "TINYINT"})
 """Integer types, with the SQL spellings online values may carry (the result is a Python int)."""
 FLOATS = frozenset({"DOUBLE", "FLOAT", "DECIMAL"})
+_INT_RANGE = {"BIGINT": (-(2**63), 2**63 - 1), "INT": (-(2**31), 2**31 - 1),
+              "INTEGER": (-(2**31), 2**31 - 1), "SMALLINT": (-(2**15), 2**15 - 1),
+              "TINYINT": (-(2**7), 2**7 - 1)}
 
 _DUCKDB = {"STRING": "VARCHAR", "INT": "INTEGER"}
 _ARROW_NAMES = {"BIGINT": "int64", "INT": "int32", "DOUBLE": "float64", "FLOAT": "float32",
@@ -133,7 +136,8 @@ def python_accepts(value: Any, featql_type: str) -> bool:
         return True
     t = _norm(featql_type)
     if t in INTEGERS:
-        return isinstance(value, int) and not isinstance(value, bool)
+        low, high = _INT_RANGE.get(t, _INT_RANGE["BIGINT"])
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
     if t in FLOATS:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if t in ("STRING", "VARCHAR"):
