@@ -310,7 +310,7 @@ def duck() -> Iterator[Any]:
     engine.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(cases, min_size=1, max_size=6))
 def test_duckdb_and_python_merges_agree(duck: Any, batch: list[Case]) -> None:
     expected = check_python(batch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -118,23 +117,18 @@ def test_duckdb_tiebreak_picks_the_python_winner(rows: list[Row]) -> None:
     assert got == expected(rows)
 
 
-@pytest.fixture(scope="module")
-def spark_rows(spark: Any) -> Iterator[Any]:
-    yield spark
-
-
 @pytest.mark.slow
 @settings(max_examples=1, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(rows_strategy, min_size=30, max_size=30))
-def test_spark_struct_order_picks_the_python_winner(spark_rows: Any,
+def test_spark_struct_order_picks_the_python_winner(spark: Any,
                                                     batches: list[list[Row]]) -> None:
     """30 row sets in one Spark query: the greatest struct (what `last(struct, ignoreNulls)`
     over the ascending order picks) per (batch, key) is the Python winner."""
     rows = [(b * 10 + r[0], *r[1:]) for b, rs in enumerate(batches) for r in rs]
-    df = spark_rows.createDataFrame(_table(rows))
+    df = spark.createDataFrame(_table(rows))
     df.createOrReplaceTempView("tie_rows")
     struct = tiebreak_struct_sql(sql.epoch_us("spark", "ts"), "created", ["f1", "f2"])
-    got = spark_rows.sql(f"SELECT k, max({struct}) AS w FROM tie_rows GROUP BY k").collect()
+    got = spark.sql(f"SELECT k, max({struct}) AS w FROM tie_rows GROUP BY k").collect()
     picked = sorted((r["k"], r["w"]["ts"] // US,
                      None if r["w"]["c"] is None else int((r["w"]["c"] - EPOCH).total_seconds()),
                      r["w"]["t0"], r["w"]["t1"]) for r in got)
