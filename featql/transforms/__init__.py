@@ -55,6 +55,7 @@ class CompiledTransform:
     inputs: tuple[str, ...]  # "view.feature"
     outputs: tuple[Column, ...]
     fn: Callable[[Mapping[str, Any]], dict[str, Any]]
+    source: str | None = None  # a Python hook's file, to name the line that raised
 
     def __call__(self, env: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -64,20 +65,69 @@ class CompiledTransform:
         except EvalError as e:
             raise TransformError(self.name, str(e)) from e
         except Exception as e:
-            raise TransformError(self.name, f"{type(e).__name__}: {e}") from e
+            where = _raised_at(e, self.source)
+            raise TransformError(self.name, f"{type(e).__name__}: {e}"
+                                 + (f" (at {where})" if where else "")) from e
         return out
 
 
+def _raised_at(e: BaseException, source: str | None) -> str | None:
+    """`hooks/f.py:12`: the deepest line of the hook's own file in the traceback."""
+    if source is None:
+        return None
+    import traceback
+
+    path = Path(source).resolve()
+    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__)
+             if Path(f.filename).resolve() == path]
+    if not lines:
+        return None
+    try:
+        shown = str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        shown = str(path)
+    return f"{shown}:{lines[-1]}"
+
+
 def _coerce_outputs(t: RequestTransform) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Each output checked against its declared type (an int for a DOUBLE becomes a float):
+    the same check online and in training sets, so a wrong value never reaches either."""
     doubles = {c.name for c in t.outputs if sql_type(c.type) == DBL}
+    declared = [(c.name, c.type) for c in t.outputs]
 
     def coerce(values: dict[str, Any]) -> dict[str, Any]:
         for k in doubles:
             v = values.get(k)
             if isinstance(v, int) and not isinstance(v, bool):
                 values[k] = float(v)
+        for k, typ in declared:
+            v = values.get(k)
+            if not output_fits(v, typ):
+                shown = repr(v)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise TransformError(t.name, f"output '{k}' is {type(v).__name__} {shown}, "
+                                             f"but is declared {typ}")
         return values
     return coerce
+
+
+def output_fits(value: Any, featql_type: str) -> bool:
+    """Is a Python value a transform computed a value of its declared featql type?"""
+    import datetime as dt
+
+    from featql.semantics.types import python_accepts
+
+    if value is None:
+        return True
+    t = featql_type.upper().strip()
+    if t.startswith("ARRAY<") and t.endswith(">"):
+        return isinstance(value, list | tuple) and all(output_fits(v, t[6:-1]) for v in value)
+    if t == "TIMESTAMP":
+        return isinstance(value, dt.datetime | str)
+    if t == "DATE":
+        return (isinstance(value, dt.date) and not isinstance(value, dt.datetime)) \
+            or isinstance(value, str)
+    return python_accepts(value, t)
 
 
 def _compile_sql(manifest: Manifest, t: RequestTransform) -> CompiledTransform:
@@ -120,7 +170,8 @@ def _compile_python(root: Path, t: RequestTransform) -> CompiledTransform:
         if missing:
             raise TransformError(t.name, f"result lacks output(s) {', '.join(missing)}")
         return coerce({n: result[n] for n in names})
-    return CompiledTransform(t.name, t.request, t.inputs, t.outputs, run)
+    return CompiledTransform(t.name, t.request, t.inputs, t.outputs, run,
+                             str(root / t.module) if t.module else None)
 
 
 def compile_transforms(manifest: Manifest, root: Path,
