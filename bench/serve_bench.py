@@ -207,13 +207,12 @@ def run_bare_server(port: int, body_file: Path, workers: int, threads: int) -> N
     from granian.log import LogLevels
     from granian.server import Server
 
-    from featql.server.runner import CONNECTIONS_PER_WORKER, HEADER_READ_TIMEOUT_MS, MAX_HEAD_BYTES
+    from featql.server.runner import CONNECTIONS_PER_WORKER, HEADER_READ_TIMEOUT_MS
 
     Server("bare", address="127.0.0.1", port=port, interface=Interfaces.WSGI, workers=workers,
            blocking_threads=threads, http=HTTPModes.http1, websockets=False, backlog=2048,
            backpressure=CONNECTIONS_PER_WORKER,
-           http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS,
-                                        max_buffer_size=MAX_HEAD_BYTES),
+           http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
            log_level=LogLevels.error).serve(
         target_loader=functools.partial(_bare_app, body_file), wrap_loader=False)
 

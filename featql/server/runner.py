@@ -26,10 +26,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # connection, from the previous response (so it is the keep-alive idle limit too; 30 s as
 # before): a slowloris that trickles bytes is closed then, however steady its trickle.
 HEADER_READ_TIMEOUT_MS = 30_000
-# hyper's read buffer, which bounds a request head (a larger one is a 431): 64 KiB, as
-# proxies allow (nginx: 4 × 8 KiB); the head is re-scanned as its bytes arrive, so this bounds
-# the cost of each trickled segment too
-MAX_HEAD_BYTES = 64 << 10
 # connections a worker serves at once (granian's default is backlog / workers, 1,024 here): a
 # slowloris holds one per connection while its head trickles, and once they are all held a
 # fresh client is not served; the process's descriptor limit is the real bound
@@ -102,8 +98,7 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         blocking_threads=threads if wsgi else 1, loop=Loops.asyncio,
         http=HTTPModes.http1, websockets=False, backlog=2048,
         backpressure=CONNECTIONS_PER_WORKER,
-        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS,
-                                     max_buffer_size=MAX_HEAD_BYTES),
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.warning,
         respawn_failed_workers=True, workers_kill_timeout=10)
     server.serve(target_loader=functools.partial(_worker_app, settings, threads, interface),
