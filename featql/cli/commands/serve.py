@@ -40,15 +40,14 @@ def default_threads(store: str, endpoint_url: str | None = None) -> int:
     """Threads per worker when neither --threads nor `[serve] threads` says: 1 when a read
     does not leave the machine, 2 when it waits on the network.
 
-    One thread runs the event-loop worker (featql.server.worker), which spends less than half
-    of gthread's CPU per request. A SQLite read is CPU work in the worker (and Python's sqlite3
-    releases the GIL around every row it steps: with a second thread waiting, each release is
-    a thread switch); so is a read from a DynamoDB endpoint on a loopback address (DynamoDB
-    Local, dynalite), which answers in well under a millisecond: measured against dynalite,
-    1 entity, 4 clients, the loop worker served 1,250 rps at p99 9.1 ms and 0.35 ms of server
-    CPU per request, 2 gthread threads 780 rps at p99 11.4 ms and 0.80 ms. A read from
-    DynamoDB across the network waits for milliseconds, and a second thread serves another
-    connection meanwhile."""
+    With one thread the handler runs inline in the worker's event loop (featql.server.asgi).
+    A SQLite read is CPU work in the worker (and Python's sqlite3 releases the GIL around every
+    row it steps: with a second thread waiting, each release is a thread switch); so is a read
+    from a DynamoDB endpoint on a loopback address (DynamoDB Local, dynalite), which answers in
+    well under a millisecond (measured with the former event-loop worker against dynalite,
+    1 entity, 4 clients: 1,250 rps at p99 9.1 ms and 0.35 ms of server CPU per request, 2
+    gthread threads 780 rps at p99 11.4 ms and 0.80 ms). A read from DynamoDB across the
+    network waits for milliseconds, and a second thread serves another request meanwhile."""
     if store == "sqlite" or (endpoint_url and _loopback(endpoint_url)):
         return 1
     return 2
