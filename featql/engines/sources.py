@@ -94,4 +94,38 @@ def source_input(source: Source, root: Path) -> tuple[list[str], pa.Table | None
     if is_s3(source.batch.path):
         return [], read_s3(source)
     files = local_files(source, root)
+    if source.batch.format == "parquet":
+        check_parquet_files(source, files)
     return files, None if files else empty_table(source)
+
+
+_SCHEMAS: dict[tuple[str, int, int], pa.Schema] = {}  # (file, mtime_ns, size) -> its schema
+
+
+def check_parquet_files(source: Source, files: list[str]) -> None:
+    """Every file of a Parquet source is readable and holds every declared column with a type
+    that fits: the engines read files by name, and a column missing from one file would
+    otherwise be read as NULLs there (silently fewer rows counted, wrong sums)."""
+    import pyarrow.parquet as pq
+
+    from featql.core.types import UNKNOWN, compatible, from_arrow
+
+    for f in files:
+        try:
+            st = os.stat(f)
+            key = (f, st.st_mtime_ns, st.st_size)
+            schema = _SCHEMAS.get(key)
+            if schema is None:
+                schema = _SCHEMAS[key] = pq.read_schema(f)
+        except (OSError, pa.ArrowException) as e:
+            raise UserError(f"source '{source.name}': cannot read {f}: {e}") from e
+        fields = {name.lower(): schema.field(name) for name in schema.names}
+        for col in source.columns:
+            field = fields.get(col.name)
+            if field is None:
+                raise UserError(f"source '{source.name}': {f} has no column '{col.name}' "
+                                f"(declared {col.type} in {source.location.path})")
+            actual = from_arrow(field.type)
+            if actual != UNKNOWN and not compatible(actual, col.type):
+                raise UserError(f"source '{source.name}': column '{col.name}' is {actual} in "
+                                f"{f}, but is declared {col.type} in {source.location.path}")
