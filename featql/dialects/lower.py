@@ -20,7 +20,7 @@ from featql.dialects.errors import TARGETS, LoweringError, Target, refuse
 from featql.dialects.refusals import check_all
 from featql.dialects.render import DIALECTS, generate
 from featql.dialects.scope import names
-from featql.dialects.stages import Plan, Stage, plan_view
+from featql.dialects.stages import Stage, Stages, stage_view
 
 __all__ = ["LoweringError", "lower_all", "lower_targets", "lower_view"]
 
@@ -58,7 +58,7 @@ def lower_targets(manifest: Manifest, view_name: str, targets: Sequence[Target],
     try:
         if view.kind == "aggregate" and not view.aggregations:
             raise refuse(f"aggregate view '{view.name}' has no aggregations", span, code="E702")
-        plan = plan_view(manifest, view, span, query)
+        plan = stage_view(manifest, view, span, query)
     except LoweringError as e:
         return dict.fromkeys(targets, e)
     # refusals are checked on the plan as built, before any target's generation (the last
@@ -75,7 +75,7 @@ def lower_targets(manifest: Manifest, view_name: str, targets: Sequence[Target],
     return {t: out[t] for t in targets}
 
 
-def _render(plan: Plan, view: FeatureView, target: Target, span: Span, *, last: bool) -> str:
+def _render(plan: Stages, view: FeatureView, target: Target, span: Span, *, last: bool) -> str:
     """The plan as `target` SQL; `last`: nothing renders the plan after this."""
     lines = _header(view, target)
     *ctes, final = plan.stages

@@ -1,6 +1,6 @@
 """The point-in-time join node: what a training set asks of an engine (PRODUCT §3).
 
-`plan_point_in_time(manifest, service, spine_schema, timestamp)` turns a feature service and a
+`build_pit_join(manifest, service, spine_schema, timestamp)` turns a feature service and a
 spine's schema into one `PointInTimeJoin`; each engine lowers it (DuckDB: `ASOF LEFT JOIN`,
 Spark: a window plan). The node names relations, not files: the runtime registers, per view, a
 relation holding the view's rows (row-level views) or its tiles (aggregate views), read either
@@ -81,7 +81,7 @@ def relation_name(view: str, kind: str) -> str:
     return f"_featql_{'tiles' if kind == 'aggregate' else 'rows'}_{view.replace(':', '_')}"
 
 
-def plan_point_in_time(manifest: Manifest, service: FeatureService,
+def build_pit_join(manifest: Manifest, service: FeatureService,
                        extra: tuple[tuple[str, str], ...] = ()) -> PointInTimeJoin:
     """The join node of a service; `extra` adds (view, feature) pairs (request-transform inputs)
     that are fetched as well (their columns are named like any other)."""

@@ -1,4 +1,4 @@
-"""Plan a feature view's offline query as named stages: sqlglot trees, one per CTE.
+"""Stages a feature view's offline query as named stages: sqlglot trees, one per CTE.
 
 Row-level view:  [the view's own CTEs] → feature_rows → contract SELECT
 Aggregate view:  [the view's own CTEs] → filtered_events → tiles → contract SELECT
@@ -37,13 +37,13 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Stages:
     stages: tuple[Stage, ...]
     recursive: bool = False  # the view's own WITH was WITH RECURSIVE
 
 
-def plan_view(manifest: Manifest, view: FeatureView, span: Span,
-              query: exp.Expr | None = None) -> Plan:
+def stage_view(manifest: Manifest, view: FeatureView, span: Span,
+              query: exp.Expr | None = None) -> Stages:
     """`query`: `parse(view.sql)` if the caller has it already (the plan takes it over)."""
     query = parse(view.sql, "duckdb") if query is None else query
     if not isinstance(query, exp.Query):
@@ -60,7 +60,7 @@ def plan_view(manifest: Manifest, view: FeatureView, span: Span,
     own = [Stage(name, f"the view's own CTE {name}", q) for name, q in ctes.items()]
     _check_unique(stages[-1].query, view, span)
     recursive = bool(with_ and with_.args.get("recursive"))
-    return Plan((*own, *stages), recursive)
+    return Stages((*own, *stages), recursive)
 
 
 def _plan_row(query: exp.Query, scope: Scope) -> list[Stage]:

@@ -80,7 +80,7 @@ def select_views(manifest: Manifest, names: Sequence[str] | None) -> list[Featur
     return out
 
 
-def plan_intervals(view: FeatureView, data_end: datetime | None, start: datetime | None,
+def schedule_intervals(view: FeatureView, data_end: datetime | None, start: datetime | None,
                    end: datetime | None, now: datetime) -> list[tuple[datetime, datetime]]:
     """The view's schedule intervals in the requested range (see module doc)."""
     first = view_start(view)
@@ -144,7 +144,7 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
                 data_end = res.column(0)[0].as_py()
                 if data_end is not None and getattr(data_end, "tzinfo", None):
                     data_end = data_end.replace(tzinfo=None)
-            planned = plan_intervals(view, data_end, lo, hi, now)
+            planned = schedule_intervals(view, data_end, lo, hi, now)
             done = {d.start for d in state.done(workspace, view.name, view.fingerprint)}
             todo = planned if overwrite else [iv for iv in planned if iv[0] not in done]
             work.append((view, todo, len(planned)))

@@ -236,12 +236,12 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
         scan, close_scan = default_scan(manifest, root, config, workspace)
     chosen = [v for v in manifest.views if v.online and (views is None or v.name in views)]
     try:
-        plans = [_plan_view(view, store, scan, end, full) for view in chosen]
-        cells = [c for p in plans for c in p.cells]
+        loads = [_view_load(view, store, scan, end, full) for view in chosen]
+        cells = [c for p in loads for c in p.cells]
         with progress.task(f"online ← {len(chosen)} views", len(cells)) as advance:
             rep = store.write(_tracked(cells, advance))
         results = []
-        for p in plans:
+        for p in loads:
             if p.state is not None:
                 store.put_state(p.state_key, orjson.dumps(p.state))
             w, sk = rep.by_view.get(cell_name(p.view), (0, 0))
@@ -255,7 +255,7 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
 
 
 @dataclass(frozen=True)
-class _ViewPlan:
+class _ViewLoad:
     view: FeatureView
     cells: list[Cell]
     state_key: str
@@ -264,8 +264,8 @@ class _ViewPlan:
     note: str = ""
 
 
-def _plan_view(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.datetime | None,
-               full: bool) -> _ViewPlan:
+def _view_load(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.datetime | None,
+               full: bool) -> _ViewLoad:
     import pyarrow.compute as pc
 
     state_key = "loaded:" + cell_name(view)
@@ -279,7 +279,7 @@ def _plan_view(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.dateti
         else:
             probe = scan(view, None, None)
             if probe.num_rows == 0:
-                return _ViewPlan(view, [], state_key, None, None, "no tiles")
+                return _ViewLoad(view, [], state_key, None, None, "no tiles")
             last = pc.max(probe.column(TILE_START)).as_py()
             hi_s = codec.to_micros(last) // 1_000_000 + slide
         hi_iso = codec.from_micros(hi_s * 1_000_000).isoformat()
@@ -291,8 +291,8 @@ def _plan_view(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.dateti
         digest = hashlib.blake2b(b"".join(c.item.encode() + c.payload for c in cells),
                                  digest_size=12).hexdigest()
         if state.get("hi") == hi_s and state.get("digest") == digest:
-            return _ViewPlan(view, [], state_key, None, hi_iso, "up to date")
-        return _ViewPlan(view, cells, state_key, {"hi": hi_s, "digest": digest}, hi_iso)
+            return _ViewLoad(view, [], state_key, None, hi_iso, "up to date")
+        return _ViewLoad(view, cells, state_key, {"hi": hi_s, "digest": digest}, hi_iso)
     since = state.get("through")
     table = scan(view, None if since is None else codec.from_micros(since), end)
     cells = list(latest_rows(view, table))
@@ -301,7 +301,7 @@ def _plan_view(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.dateti
         top = codec.to_micros(pc.max(table.column(view.timestamp)).as_py())
         since = top if since is None else max(since, top)
         new_state = {"through": since}
-    return _ViewPlan(view, cells, state_key, new_state,
+    return _ViewLoad(view, cells, state_key, new_state,
                      None if since is None else codec.from_micros(since).isoformat())
 
 

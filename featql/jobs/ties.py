@@ -1,7 +1,7 @@
 """Does a row-level view hold several rows with the same (keys, event time)?
 
 Only then must a training set break ties (PRODUCT §3), which on DuckDB costs a partitioned
-window over all of the view's rows. `tie_plan` picks the cheaper way to find out:
+window over all of the view's rows. `tie_check` picks the cheaper way to find out:
 - a view with not many more rows than the spine: one aggregate over its (keys, ts), whose
   answer is cached;
 - a view with many more rows than the spine (where that aggregate would cost a third of the
@@ -92,7 +92,7 @@ def _store(root: Path, sig: str | None, answer: bool | str) -> None:
         pass
 
 
-def tie_plan(engine: Engine, manifest: Manifest, view: FeatureView, root: Path,
+def tie_check(engine: Engine, manifest: Manifest, view: FeatureView, root: Path,
              spine_rows: int) -> TiePlan:
     """How a DuckDB training set treats a row-level view read from its sources."""
     sig = _signature(manifest, view, root)

@@ -23,14 +23,14 @@ from featql.core.ir import FeatureService, FeatureView, Manifest
 from featql.dialects.pit import (
     SPINE_TS,
     PointInTimeJoin,
+    build_pit_join,
     check_spine,
-    plan_point_in_time,
     spine_timestamp,
 )
 from featql.engines.engine import Engine, open_engine
 from featql.jobs.join import join_spine, spine_relation
 from featql.jobs.relations import ProjectData, view_start
-from featql.jobs.ties import record_ties, tie_plan
+from featql.jobs.ties import record_ties, tie_check
 from featql.offline.store import OfflineStore
 from featql.registry.materializations import MaterializationState, covers
 from featql.semantics.time import floor_datetime
@@ -120,7 +120,7 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
     root = Path(root)
     service = find_service(manifest, service_name)
     table = load_spine(spine)
-    node = plan_point_in_time(manifest, service, _transform_inputs(manifest, service))
+    node = build_pit_join(manifest, service, _transform_inputs(manifest, service))
     check_spine(table.schema, node)
     ts_col = spine_timestamp(table.schema, node.keys, timestamp)
     eng = engine if engine is not None and not isinstance(engine, str) else open_engine(
@@ -149,8 +149,8 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
                 # columns): skip it when the rows have no ties, or check afterwards that
                 # none of the rows the spine got has a twin
                 if view.kind == "row" and eng.name == "duckdb":
-                    plan = tie_plan(eng, manifest, view, root, table.num_rows)
-                    join = replace(join, unique=plan != "dedupe", verify=plan == "verify")
+                    check = tie_check(eng, manifest, view, root, table.num_rows)
+                    join = replace(join, unique=check != "dedupe", verify=check == "verify")
             joins.append(join)
         ties: set[str] = set()
         out = join_spine(eng, replace(node, views=tuple(joins)), table, ts_col, ties)

@@ -49,14 +49,14 @@ class RequestError(UserError, ValueError):
 
 
 @dataclass(frozen=True)
-class ViewPlan:
+class ViewRead:
     view: FeatureView
     entity: str
     key_names: tuple[str, ...]
     outputs: tuple[tuple[int, str], ...]  # (feature index in the view, output name)
     env: tuple[tuple[int, str], ...]  # (feature index, "view.feature") transforms read
     cell: str  # the store's name for the view's cells
-    group: int  # index into ServicePlan.groups: whose item keys the view reads
+    group: int  # index into ServiceRead.groups: whose item keys the view reads
     merge: TileMerger | None  # an aggregate view's tiles -> its values at a time
     pick: Callable[[list[Any]], tuple[Any, ...]]  # values -> output values, in `outputs` order
     pick_env: Callable[[list[Any]], tuple[Any, ...]]  # values -> transform inputs, `env` order
@@ -71,10 +71,10 @@ DecodeItems = Callable[[Callable[[str, Any], Any], Iterable[str], int],
 
 
 @dataclass(frozen=True)
-class ServicePlan:
+class ServiceRead:
     service: FeatureService
     keys: tuple[Column, ...]
-    views: tuple[ViewPlan, ...]
+    views: tuple[ViewRead, ...]
     columns: tuple[str, ...]  # output names, in order
     transforms: tuple[CompiledTransform, ...]
     request_fields: tuple[Column, ...]
@@ -133,7 +133,7 @@ def parse_time(value: Any, field: str = "at") -> int:
                            f"UTC: {value!r}", field) from None
 
 
-def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> ServicePlan:
+def build_reads(manifest: Manifest, service: FeatureService, root: Path) -> ServiceRead:
     transforms = compile_transforms(manifest, root, service.transforms)
     wanted: dict[str, dict[str, None]] = {}  # view -> features needed
     for ref in service.features:
@@ -160,7 +160,7 @@ def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> Servi
         pick, pick_env = _getter([i for i, _ in outs]), _getter([i for i, _ in env])
         # an aggregate view computes only the features the service needs
         merge = TileMerger(view, needed) if view.kind == "aggregate" else None
-        plans.append(ViewPlan(
+        plans.append(ViewRead(
             view=view, entity=view.entity, key_names=tuple(k.name for k in view.keys),
             outputs=outs, env=env, cell=codec.cell_name(view), group=group,
             merge=merge, pick=pick, pick_env=pick_env,
@@ -179,7 +179,7 @@ def build_plan(manifest: Manifest, service: FeatureService, root: Path) -> Servi
     for k, names in enumerate(parts):
         source.update({name: (k, j) for j, name in enumerate(names)})
     timed = [p.view.name for p in plans if p.view.kind == "row" and p.outputs]
-    return ServicePlan(service, service.keys, tuple(plans), tuple(columns),
+    return ServiceRead(service, service.keys, tuple(plans), tuple(columns),
                        tuple(transforms[n] for n in service.transforms),
                        tuple(request_fields.values()), tuple(groups),
                        tuple(p.cell for p in plans),
@@ -195,27 +195,27 @@ class OnlineService:
         self.manifest = manifest
         self.store = store
         self.max_entities = max_entities
-        self.plans = {s.name: build_plan(manifest, s, root) for s in manifest.services}
+        self.reads = {s.name: build_reads(manifest, s, root) for s in manifest.services}
         # aggregate cells read with their tiles: their heads were for another slide lately
         self._tiles_first: set[str] = set()
 
     def unloaded_views(self) -> list[str]:
         """Views of some service never loaded into this store (under their current
         definition): their features are NULL until `featql materialize --online`."""
-        seen = {vp.view.name: vp.cell for p in self.plans.values() for vp in p.views}
+        seen = {vp.view.name: vp.cell for p in self.reads.values() for vp in p.views}
         return sorted(v for v, cell in seen.items()
                       if self.store.get_state("loaded:" + cell) is None)
 
-    def plan(self, service: str) -> ServicePlan:
-        plan = self.plans.get(service)
+    def service_read(self, service: str) -> ServiceRead:
+        plan = self.reads.get(service)
         if plan is None:
-            hint = did_you_mean(service, self.plans)
+            hint = did_you_mean(service, self.reads)
             raise RequestError(404, "unknown_service", f"unknown feature service '{service}'"
                                + (f": {hint}" if hint else ""), "service")
         return plan
 
     # -- validation --------------------------------------------------------------------------
-    def _entities(self, plan: ServicePlan, entities: Any) -> list[tuple[Any, ...]]:
+    def _entities(self, plan: ServiceRead, entities: Any) -> list[tuple[Any, ...]]:
         if not isinstance(entities, list):
             raise RequestError(400, "invalid_field",
                                f"'entities' must be an array of objects, got {_kind(entities)}",
@@ -257,7 +257,7 @@ class OnlineService:
             rows.append(tuple(ent[n] for n in names))
         return rows
 
-    def _requests(self, plan: ServicePlan, request: Any, n: int) -> list[dict[str, Any]]:
+    def _requests(self, plan: ServiceRead, request: Any, n: int) -> list[dict[str, Any]]:
         if not plan.request_fields:
             return [{} for _ in range(n)]
         if request is None:
@@ -295,7 +295,7 @@ class OnlineService:
     # -- the lookup ----------------------------------------------------------------------------
     def lookup(self, service: str, entities: Any, request: Any = None,
                now_us: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        plan = self.plan(service)
+        plan = self.service_read(service)
         rows = self._entities(plan, entities)
         envs = self._requests(plan, request, len(rows))
         now = now_us if now_us is not None else time.time_ns() // 1000
@@ -358,7 +358,7 @@ class OnlineService:
                 "event_times": event_times}
         return ordered, meta
 
-    def _read_tiles(self, plan: ServicePlan, per_view: list[dict[str, Any]],
+    def _read_tiles(self, plan: ServiceRead, per_view: list[dict[str, Any]],
                     heads_missed: dict[str, list[str]], full: set[str],
                     cells: dict[str, dict[str, bytes]], now: int) -> None:
         """Aggregate cells whose head (values merged at load) is for another slide than now's:
@@ -452,7 +452,7 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
     return rows
 
 
-def describe(plan: ServicePlan) -> dict[str, Any]:
+def describe(plan: ServiceRead) -> dict[str, Any]:
     """`GET /v1/services/<name>`: keys, request fields, output columns and their types."""
     s = plan.service
     types = {f"{r.view}.{r.feature}": r.type for r in s.features}

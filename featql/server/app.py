@@ -275,9 +275,9 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
     routes = Routes(app)
 
     def features(call: Call, service_name: str) -> Reply:
-        label = service_name if service_name in service.plans else OTHER
+        label = service_name if service_name in service.reads else OTHER
         try:
-            service.plan(service_name)  # unknown service first: 404 with a hint
+            service.service_read(service_name)  # unknown service first: 404 with a hint
             body = call.json_object()
             for key in body:
                 if key not in BODY_FIELDS:
@@ -305,18 +305,18 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
         return json_reply({"services": [
             {"name": p.service.name, "description": p.service.meta.description,
              "keys": [k.name for k in p.keys], "features": len(p.columns)}
-            for p in service.plans.values()]})
+            for p in service.reads.values()]})
 
     def service_schema(call: Call, service_name: str) -> Reply:
         try:
-            return json_reply(describe(service.plan(service_name)))
+            return json_reply(describe(service.service_read(service_name)))
         except RequestError as e:
             return json_reply(e.to_json(), e.status)
 
     def healthz(call: Call) -> Reply:
         return json_reply({"status": "ok", "project": manifest.project, "pid": os.getpid(),
                            "workspace": settings.workspace, "store": store.kind,
-                           "services": len(service.plans), "not_loaded": unloaded})
+                           "services": len(service.reads), "not_loaded": unloaded})
 
     def prometheus(call: Call) -> Reply:
         return Reply(200, metrics.render(), METRICS_TYPE)

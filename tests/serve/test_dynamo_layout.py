@@ -115,7 +115,7 @@ def test_lookups_outside_the_heads_slide_merge_the_tiles(dstore: DynamoStore,
         counting = Counting(dstore)
         online = OnlineService(m, counting, serve_project)  # type: ignore[arg-type]
         reference = OnlineService(m, lite, serve_project)
-        plan = online.plan("fraud_detection")
+        plan = online.service_read("fraud_detection")
         aggs = {vp.cell for vp in plan.views if vp.view.kind == "aggregate"}
         ents = [{"user_id": u, "merchant_id": u % 37 + 1} for u in range(1, 80)]
         req = [{"amount": 10.0 + u} for u in range(1, 80)]

@@ -54,7 +54,7 @@ def test_training_row_equals_online_row(store: OnlineStore, serve_project: Path,
                               [{"user_id": u, "merchant_id": x} for u, x in
                                zip(users, merchants, strict=True)],
                               [{"amount": a} for a in amounts], now_us=to_micros(t))
-    plan = online.plan("fraud_detection")
+    plan = online.service_read("fraud_detection")
     compared = non_null = 0
     for i, (trow, srow) in enumerate(zip(train, served, strict=True)):
         assert list(srow) == list(plan.columns)  # the service's order, whatever the views'

@@ -10,7 +10,7 @@ from pathlib import Path
 from featql.compiler.project import compile_project
 from featql.jobs.online_load import load_online
 from featql.online.codec import to_micros
-from featql.online.lookup import OnlineService, _dict_builder, build_plan
+from featql.online.lookup import OnlineService, _dict_builder, build_reads
 from featql.online.sqlite import SqliteStore
 
 
@@ -46,13 +46,13 @@ def test_a_service_interleaving_views_answers_in_its_own_order(serve_project: Pa
     store = SqliteStore(tmp_path / "online.db", "mixed")
     load_online(serve_project, m, "mixed", store=store, end=dt.datetime(2024, 1, 31))
     online = OnlineService(m, store, serve_project)
-    online.plans["mixed"] = build_plan(m, service, serve_project)
+    online.reads["mixed"] = build_reads(m, service, serve_project)
     entities = [{"user_id": u, "merchant_id": 3} for u in (1, 2, 10**9)]
     now = to_micros(dt.datetime(2024, 1, 31))
     got, _ = online.lookup("mixed", entities, {"amount": 10.0}, now)
     ref, _ = online.lookup("fraud_detection", entities, {"amount": 10.0}, now)
-    assert [list(row) for row in got] == [list(online.plans["mixed"].columns)] * 3
-    assert list(online.plans["mixed"].columns)[:len(mixed)] == [f"{r.view}.{r.feature}"
+    assert [list(row) for row in got] == [list(online.reads["mixed"].columns)] * 3
+    assert list(online.reads["mixed"].columns)[:len(mixed)] == [f"{r.view}.{r.feature}"
                                                                  for r in mixed]
     assert got == ref  # the same values under every name (dict equality ignores order)
     assert any(v is not None for row in got for v in row.values())
