@@ -215,9 +215,6 @@ def _write_view(view: FeatureView, todo: list[tuple[datetime, datetime]], n_plan
 
 def _load_online(root: Path, manifest: Manifest, workspace: str, views: Sequence[str] | None,
                  progress: Progress) -> Any:
-    try:
-        from featql.jobs.online_load import load_online
-    except ImportError as e:
-        raise UserError("--online needs featql.jobs.online_load (the online store package), "
-                        f"which is not installed: {e}") from e
+    from featql.jobs.online_load import load_online
+
     return load_online(root, manifest, workspace, list(views) if views else None, progress)

@@ -111,11 +111,8 @@ def source_scan(manifest: Manifest, root: Path) -> tuple[Scan, Callable[[], None
 def default_scan(manifest: Manifest, root: Path, config: ProjectConfig, workspace: str,
                  ) -> tuple[Scan, Callable[[], None]]:
     """The offline store's rows of a view when it holds them, else rows computed from sources."""
-    try:
-        from featql.offline.store import OfflineStore
-    except ImportError:  # pragma: no cover - the runtime ships with featql
-        return source_scan(manifest, root)
     from featql.core.errors import UserError
+    from featql.offline.store import OfflineStore
 
     offline = OfflineStore(root, config, workspace, manifest)
     fallback: list[tuple[Scan, Callable[[], None]]] = []
