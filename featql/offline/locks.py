@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from featql.core.errors import UserError
+from featql.core.pool import pid_alive
 
 LEASE_SECONDS = 60.0
 POLL_SECONDS = 0.1
@@ -92,20 +93,6 @@ class Writer:
         since = "" if self.started is None else time.strftime(
             " (running since %H:%M:%S)", time.localtime(self.started))
         return f"pid {self.pid} on {self.host}{since}"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is dead
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def process_start(pid: int) -> float | None:

@@ -22,6 +22,8 @@ import re
 import threading
 from pathlib import Path
 
+from featql.core.pool import pid_alive
+
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CODES = ("2xx", "4xx", "5xx")
 OTHER = "_other"  # requests naming no known service (404s, bad routes)
@@ -46,14 +48,6 @@ def use_directory(directory: Path) -> None:
     values.ValueClass = values.MultiProcessValue()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Metrics:
@@ -97,7 +91,7 @@ class Metrics:
 
         for path in self.dir.glob("gauge_live*.db"):
             m = _LIVE.search(path.name)
-            if m and not _alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 multiprocess.mark_process_dead(int(m.group(1)), str(self.dir))
 
     def observe(self, service: str, status: int, seconds: float, entities: int = 0) -> None:
