@@ -26,7 +26,7 @@ from featql.core.errors import UserError
 from featql.core.ir import Column, FeatureService, FeatureView, Manifest
 from featql.online import codec
 from featql.online.base import OnlineStore, OnlineStoreError
-from featql.online.tiles import TileMerger, merged_at
+from featql.online.tiles import IncompleteWindow, TileMerger, merged_at
 from featql.semantics.rows import visible as rows_visible
 from featql.semantics.types import python_accepts
 from featql.transforms import CompiledTransform, TransformError, compile_transforms
@@ -65,7 +65,8 @@ class ViewRead:
 
 # (output values, transform inputs, event time served) of one entity item for one view
 Entry = tuple[tuple[Any, ...], tuple[Any, ...], "str | None"]
-# (item -> cells, distinct items, now) -> (item -> Entry, items whose head is for another slide)
+# (item -> cells, distinct items, now) -> (item -> Entry, items whose head is for another slide,
+# or, for a row-level view, whose stored row is not before `now`)
 DecodeItems = Callable[[Callable[[str, Any], Any], Iterable[str], int],
                        tuple[dict[str, Entry], list[str]]]
 
@@ -313,18 +314,14 @@ class OnlineService:
         full = self._tiles_first.intersection(plan.cells)
         cells = self.store.read(list(all_items), plan.cells, full)
         n = len(rows)
-        cells_get = cells.get
         # each distinct item of a view is decoded (TTL, tile merge) once, whatever its repeats
-        per_view: list[dict[str, Entry]] = []
-        heads_missed: dict[str, list[str]] = {}  # cell -> items whose head is for another slide
         distinct = [dict.fromkeys(items) for items in items_by_group]
-        for vp in plan.views:
-            decoded, missed = vp.decode_items(cells_get, distinct[vp.group], now)
-            if missed:
-                heads_missed[vp.cell] = missed
-            per_view.append(decoded)
-        if heads_missed or full:
-            self._read_tiles(plan, per_view, heads_missed, full, cells, now)
+        try:
+            per_view = self._decode(plan, cells, full, distinct, now, replay=now_us is not None)
+        except IncompleteWindow as e:
+            raise RequestError(422, "at_before_online_data",
+                               f"cannot replay the lookup at {codec.from_micros(now).isoformat()}: "
+                               f"{e}; compute a training set to see older values", "at") from e
         out_cols: list[list[tuple[Any, ...]]] = []  # per view (then transform): per row
         ts_cols: list[list[str | None]] = []  # per row view with outputs: per row
         with_env = bool(plan.transforms)
@@ -357,6 +354,26 @@ class OnlineService:
         meta = {"service": service, "at": codec.from_micros(now).isoformat(),
                 "event_times": event_times}
         return ordered, meta
+
+    def _decode(self, plan: ServiceRead, cells: dict[str, Any], full: set[str],
+                distinct: list[dict[str, None]], now: int, *, replay: bool
+                ) -> list[dict[str, Entry]]:
+        """Each view's entries for its distinct items at `now`. `replay` (an explicit `at`):
+        a row newer than `now` refuses the lookup instead of serving NULL (_refuse_replay)."""
+        cells_get = cells.get
+        per_view: list[dict[str, Entry]] = []
+        heads_missed: dict[str, list[str]] = {}  # cell -> items whose head is for another slide
+        for vp in plan.views:
+            decoded, missed = vp.decode_items(cells_get, distinct[vp.group], now)
+            if missed and vp.merge is None:  # rows not before `now`
+                if replay:
+                    _refuse_replay(vp, missed[0], now)
+            elif missed:
+                heads_missed[vp.cell] = missed
+            per_view.append(decoded)
+        if heads_missed or full:
+            self._read_tiles(plan, per_view, heads_missed, full, cells, now)
+        return per_view
 
     def _read_tiles(self, plan: ServiceRead, per_view: list[dict[str, Any]],
                     heads_missed: dict[str, list[str]], full: set[str],
@@ -433,6 +450,7 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
     def rows(get: Callable[[str, Any], Any], items: Iterable[str], now: int,
              ) -> tuple[dict[str, Entry], list[str]]:
         out: dict[str, Entry] = {}
+        newer: list[str] = []
         for item in items:
             payload = get(item, _EMPTY).get(cell)
             if payload is None:
@@ -441,6 +459,8 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
             event_us, _created, values = decode_row(payload)
             if not visible(event_us, now, ttl):
                 out[item] = hidden
+                if event_us >= now:  # the store holds a newer row than the one asked for
+                    newer.append(item)
                 continue
             iso = iso_cache.get(event_us)
             if iso is None:
@@ -448,8 +468,19 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
                     iso_cache.clear()
                 iso = iso_cache[event_us] = from_micros(event_us).isoformat()
             out[item] = (pick(values), pick_env(values), iso)
-        return out, []
+        return out, newer
     return rows
+
+
+def _refuse_replay(vp: ViewRead, item: str, now: int) -> None:
+    """A lookup `at` a time before the newest row of an entity cannot be answered: the online
+    store keeps only that newest row, and the row a training set would use at `at` (the
+    newest one before it) is gone. NULL would be a wrong answer, so the lookup is refused."""
+    raise RequestError(
+        422, "at_before_online_data",
+        f"cannot replay {vp.view.name} for {item} at {codec.from_micros(now).isoformat()}: the "
+        "online store keeps only the newest row per entity, and that row is from that time or "
+        "later; compute a training set to see older values", "at")
 
 
 def describe(plan: ServiceRead) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from featql.core.errors import UserError
 from featql.core.ir import FeatureView
 from featql.semantics.aggregates import FUNCTIONS, AggregateFunction, is_additive, partial_columns
 from featql.semantics.time import batch_window, floor_s, tile_range
@@ -287,6 +288,23 @@ class _PackedWindow:
         return [x for x in vals if x == x] if self.nulls[c] else vals
 
 
+class IncompleteWindow(UserError):
+    """A lookup's window starts before the oldest tile the online store keeps: the store holds
+    the tiles of the longest window before its last load, so an earlier time may need tiles
+    it no longer has. Merging what is there would be a wrong value, so the lookup is refused."""
+
+    def __init__(self, slide: int, loaded: int):
+        super().__init__(f"the window ending {_iso(slide)} starts before the oldest tile the "
+                         f"online store keeps (its last load is for {_iso(loaded)})")
+        self.slide, self.loaded = slide, loaded
+
+
+def _iso(seconds: int) -> str:
+    import datetime as dt
+
+    return (dt.datetime(1970, 1, 1) + dt.timedelta(seconds=seconds)).isoformat()
+
+
 class TileMerger:
     """The features of one aggregate view from its tiles at a time; compiled once per view."""
 
@@ -307,6 +325,8 @@ class TileMerger:
         self.empty = [FUNCTIONS[aggs[f.aggregation].function].empty if f.aggregation else None
                       for f in view.features]
         self.reach = max((w for w, _ in self.by_window), default=0)  # the longest window used
+        # a load keeps the tiles of the view's longest window before its slide (online_load)
+        self.stored = max(view.windows) if view.windows else self.slide
 
     def idle(self, head: list[Any], hi: int) -> list[Any] | None:
         """The features at slide `hi` from a head made for another slide: empty when every
@@ -335,6 +355,9 @@ class TileMerger:
                 start = _FIXED.size + head[4]
                 merged: list[Any] = orjson.loads(payload[start:start + head[6]])
                 return merged
+        loaded = merged_at(payload)
+        if loaded is not None and hi < loaded and hi - self.reach < loaded - self.stored:
+            raise IncompleteWindow(hi, loaded)
         return self.merge(unpack(payload, self.names, self.layouts), hi)
 
     def merge(self, p: Packed, hi: int) -> list[Any]:
