@@ -108,7 +108,7 @@ def test_online_lookup_answers_422_naming_the_transform(project: Path) -> None:
     p = featql.Project(project)
     p.materialize(views=["user_profile"], online=True)
     with pytest.raises(RequestError) as got:
-        p.online("typed", [{"user_id": 1}], request=[{"amount": 3.0}], at="2024-01-20T00:00:00")
+        p.online("typed", [{"user_id": 1}], request=[{"amount": 3.0}], at="2024-02-15T00:00:00")
     assert got.value.status == 422
     assert str(got.value) == f"{EXPECTED['text_for_double']} (entities[0])"
 
