@@ -237,15 +237,8 @@ class Dispatcher:
     def _call(self, endpoint: str, args: Mapping[str, Any], environ: dict[str, Any]) -> Reply:
         try:
             return self.routes.handlers[endpoint](Call(environ, self.max_body), **args)
-        except RequestError as e:
-            return Reply(e.status, orjson.dumps(e.to_json()), service=OTHER)
-        except OnlineStoreError as e:
-            log.error("online store: %s", e)
-            return Reply(503, error_body(503, "store_unavailable", str(e)), service=OTHER)
         except Exception as e:
-            log.exception("internal error")
-            return Reply(500, error_body(500, "internal", f"internal error: "
-                                         f"{type(e).__name__}"), service=OTHER)
+            return error_reply(e, OTHER)
 
 
 def create_app(settings: ServeSettings, manifest: Manifest | None = None,
@@ -289,15 +282,8 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
                 raise RequestError(400, "missing_field", "body lacks 'entities'", "entities")
             at = parse_time(body["at"]) if body.get("at") is not None else None
             rows, meta = service.lookup(service_name, body["entities"], body.get("request"), at)
-        except RequestError as e:
-            return Reply(e.status, orjson.dumps(e.to_json()), service=label)
-        except OnlineStoreError as e:
-            log.error("online store: %s", e)
-            return Reply(503, error_body(503, "store_unavailable", str(e)), service=label)
         except Exception as e:
-            log.exception("internal error")
-            return Reply(500, error_body(500, "internal", f"internal error: "
-                                         f"{type(e).__name__}"), service=label)
+            return error_reply(e, label)
         return Reply(200, orjson.dumps({"features": rows, "metadata": meta}), service=label,
                      entities=len(rows))
 
@@ -337,3 +323,16 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
     gc.collect()
     gc.freeze()
     return app
+
+
+def error_reply(e: Exception, label: str) -> Reply:
+    """The reply to an exception raised while answering: a user mistake's 4xx JSON, 503 for an
+    online store that cannot answer, else a logged internal error (500)."""
+    if isinstance(e, RequestError):
+        return Reply(e.status, orjson.dumps(e.to_json()), service=label)
+    if isinstance(e, OnlineStoreError):
+        log.error("online store: %s", e)
+        return Reply(503, error_body(503, "store_unavailable", str(e)), service=label)
+    log.exception("internal error", exc_info=e)
+    return Reply(500, error_body(500, "internal", f"internal error: {type(e).__name__}"),
+                 service=label)
