@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ViewKind = Literal["row", "aggregate"]
-AggFunction = Literal["count", "sum", "avg", "min", "max"]
+AggFunction = Literal["count", "sum", "avg", "min", "max",
+                      "stddev_samp", "stddev_pop", "var_samp", "var_pop",
+                      "last_n", "last_distinct_n", "first_n", "first_distinct_n", "top_k"]
+OMIT_DEFAULT = "omit_default"
+"""Field metadata key: the manifest leaves the field out while it holds its default, so a
+manifest written before the field existed (and its fingerprints) stays byte-identical."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,9 @@ class Aggregation:
     input_sql: str | None  # None for COUNT(*)
     input_type: str | None
     type: str
+    # the constant arguments after the input, in call order: LAST_N(x, 10) -> (10,),
+    # APPROX_PERCENTILE(x, 0.5) -> (0.5,); () for the one-argument functions
+    args: tuple[int | float, ...] = field(default=(), metadata={OMIT_DEFAULT: True})
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class ManifestError(UserError):
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names, looked up once
+_OMITTED: dict[type, tuple[tuple[str, Any], ...]] = {}  # dataclass -> (field, default) left out
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -45,8 +46,14 @@ def to_data(value: Any) -> Any:
     names = _FIELDS.get(cls)
     if names is None and dataclasses.is_dataclass(cls):
         names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        _OMITTED[cls] = tuple((f.name, f.default) for f in dataclasses.fields(cls)
+                              if f.metadata.get(ir.OMIT_DEFAULT))
     if names is not None:
-        return {n: to_data(getattr(value, n)) for n in names}
+        data = {n: to_data(getattr(value, n)) for n in names}
+        for n, default in _OMITTED[cls]:
+            if getattr(value, n) == default:
+                del data[n]
+        return data
     if isinstance(value, tuple | list):
         return [to_data(v) for v in value]
     if isinstance(value, dict):
