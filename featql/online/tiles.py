@@ -21,6 +21,12 @@ on each lookup):
   `featql.semantics.aggregates.is_additive`) is stored as 0 (the count says whether the sum is
   NULL); min/max NULLs are NaN (float64), flagged per column so
   windows without NULLs merge at C speed;
+- non-numeric partials (a column holding any list, dict or text: LAST_N's entries, TOP_K's
+  histogram; or any bytes: a sketch) are variable-length columns, type `j` (each tile's value
+  as orjson) or `y` (opaque bytes as they are): `n + 1` u32 end offsets (the first is 0), then
+  the values back to back; a NULL is an empty value (so an empty byte string reads as NULL).
+  A view whose partials are all numeric never has one: its cells are byte-identical to what
+  earlier versions wrote;
 - layout: offsets' type, then per partial of the view (in `partial_columns` order: names are
   implied by the cell, whose name carries the view's fingerprint) the stored column it reads,
   then each stored column's type and NULL flag. Layouts repeat across entities: parsed once.
@@ -79,6 +85,59 @@ def _int_type(lo: int, hi: int) -> str | None:
     return None
 
 
+_VAR_CODES = ("j", "y")  # variable-length columns: orjson values, opaque bytes
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _var_kind(values: Sequence[Any]) -> str | None:
+    """`y` for a column of bytes, `j` for one of lists, dicts or text, None when numeric."""
+    v = next((v for v in values if v is not None), None)  # a column holds one kind
+    if isinstance(v, _BYTES):
+        return "y"
+    if isinstance(v, list | tuple | dict | str):
+        return "j"
+    return None
+
+
+def _var_blob(code: str, values: Sequence[Any]) -> tuple[bytes, bool]:
+    """A variable-length column: n + 1 u32 end offsets, then the values; has NULLs."""
+    parts = [b"" if v is None else bytes(v) if code == "y" else orjson.dumps(v)
+             for v in values]
+    ends = [0]
+    for part in parts:
+        ends.append(ends[-1] + len(part))
+    if ends[-1] >= 1 << 32:
+        raise ValueError("a tile set's variable-length column exceeds 4 GiB")
+    return struct.pack(f"<{len(ends)}I", *ends) + b"".join(parts), any(not p for p in parts)
+
+
+class _VarColumn:
+    """A variable-length column as read: slicing decodes the values (None for NULL)."""
+
+    __slots__ = ("data", "ends", "format")
+
+    def __init__(self, code: str, ends: Any, data: memoryview) -> None:
+        self.format, self.ends, self.data = code, ends, data
+
+    def __len__(self) -> int:
+        return len(self.ends) - 1
+
+    def _value(self, k: int) -> Any:
+        lo, hi = self.ends[k], self.ends[k + 1]
+        if lo == hi:
+            return None
+        raw = self.data[lo:hi]
+        return bytes(raw) if self.format == "y" else orjson.loads(raw)
+
+    def __getitem__(self, k: int | slice) -> Any:
+        if isinstance(k, slice):
+            return [self._value(i) for i in range(*k.indices(len(self)))]
+        return self._value(range(len(self))[k])
+
+    def __iter__(self) -> Any:
+        return iter(self[:])
+
+
 def _column(values: Sequence[Any], zero: bool) -> tuple[str, list[Any], bool]:
     """(type, values, has NULLs): integers exactly representable in a narrow type, else doubles."""
     nulls = not zero and any(v is None for v in values)
@@ -124,8 +183,13 @@ def encode_tiles(starts: Sequence[int], columns: Mapping[str, Sequence[Any]],
     index: list[int] = []
     seen: dict[tuple[str, bytes], int] = {}
     for name, values in columns.items():
-        code, vals, nulls = _column(values, is_additive(name))
-        blob = struct.pack(f"<{len(vals)}{code}", *vals)
+        var = _var_kind(values)
+        if var is not None:
+            code = var
+            blob, nulls = _var_blob(code, values)
+        else:
+            code, vals, nulls = _column(values, is_additive(name))
+            blob = struct.pack(f"<{len(vals)}{code}", *vals)
         k = seen.get((code, blob))
         if k is None:
             k = seen[(code, blob)] = len(stored)
@@ -154,7 +218,7 @@ def _layout(raw: bytes, names: Sequence[str]) -> Layout:
     codes = raw[pos:pos + k].decode()
     nulls = raw[pos + k:pos + 2 * k]
     return (scode, {n: index[i] for i, n in enumerate(names)},
-            tuple((c, _SIZES[c]) for c in codes), tuple(bool(x) for x in nulls))
+            tuple((c, _SIZES.get(c, 0)) for c in codes), tuple(bool(x) for x in nulls))
 
 
 class Packed(NamedTuple):
@@ -192,8 +256,14 @@ def unpack(payload: bytes, names: Sequence[str] | None = None,
         offsets = cast(mv[start:pos], scode)
         stored = []
         for code, size in kinds:
-            stored.append(cast(mv[pos:pos + n * size], code))
-            pos += n * size
+            if size:
+                stored.append(cast(mv[pos:pos + n * size], code))
+                pos += n * size
+                continue
+            ends = cast(mv[pos:pos + 4 * (n + 1)], "I")  # a variable-length column
+            pos += 4 * (n + 1)
+            stored.append(_VarColumn(code, ends, mv[pos:pos + ends[n]]))
+            pos += ends[n]
         return Packed(base, unit, offsets, stored, index, nulls)
     if payload[:4] != _MAGIC_V2:
         raise ValueError("not a featql tile set")
@@ -285,7 +355,11 @@ class _PackedWindow:
     def present(self, column: str) -> Sequence[Any]:
         c = self.columns[column]
         vals: Sequence[Any] = self.stored[c][self.i:self.j]
-        return [x for x in vals if x == x] if self.nulls[c] else vals
+        if not self.nulls[c]:
+            return vals
+        if isinstance(self.stored[c], _VarColumn):
+            return [x for x in vals if x is not None]
+        return [x for x in vals if x == x]
 
 
 class IncompleteWindow(UserError):
