@@ -57,6 +57,9 @@ import orjson
 
 from featql.core.errors import UserError
 from featql.core.ir import FeatureView
+from featql.online.stream_cells import MAGIC as STREAM_MAGIC
+from featql.online.stream_cells import StreamMerger
+from featql.online.stream_cells import decode as decode_stream
 from featql.semantics.aggregates import FUNCTIONS, AggregateFunction, is_additive, partial_columns
 from featql.semantics.time import batch_window, floor_s, tile_range
 
@@ -384,6 +387,8 @@ class TileMerger:
 
     def __init__(self, view: FeatureView, needed: set[int] | None = None):
         """`needed`: the indexes of the features to compute (default all; others stay None)."""
+        self.view, self.needed = view, needed
+        self._stream: StreamMerger | None = None  # cells kept fresh by pushes (stream_cells)
         self.slide = view.slide_seconds or 1
         self.names = partial_columns(view)
         self.layouts: dict[bytes, Layout] = {}
@@ -417,6 +422,10 @@ class TileMerger:
         values are for another slide: the caller reads the cell's tiles instead."""
         if payload is None:
             return list(self.empty)  # COUNT of an empty window is 0, others NULL
+        if payload[:4] == STREAM_MAGIC:  # tiles and the exact head: the stream window
+            if self._stream is None:
+                self._stream = StreamMerger(self.view, self.needed)
+            return self._stream(decode_stream(payload), now_us)
         hi = self.slide_start(now_us)
         if payload[:1] == b"[":  # a head: [merged_at, values, last tile start]
             head = orjson.loads(payload)
