@@ -43,7 +43,13 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
     if decl.get("stream") is not None:
         kind, spath, sopts = decl.get("stream")
         opts = dict(sopts)
-        stream = StreamSpec(kind, spath, opts.pop("format", "json"), tuple(sorted(opts.items())))
+        fmt = opts.pop("format", "json")
+        if kind == "kafka":
+            stream = StreamSpec(kind, "", fmt, topic=opts.pop("topic"),
+                                bootstrap=opts.pop("bootstrap"))
+        else:
+            stream = StreamSpec(kind, spath, fmt, tuple(sorted(opts.items())))
+            _check_stream_folder(decl, spath, root, diags)
     if f.body_failed:
         return None  # its CREATE TABLE had errors, reported where they are
     if isinstance(f.statement, exp.Create):
@@ -69,6 +75,11 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
                         f"{names[col].type}, expected TIMESTAMP", decl.at(key),
                         hint="declare it TIMESTAMP or cast it in the files")
             ok = False
+    key = decl.get("key")
+    if key is not None and key not in names:
+        diags.error("E306", f"source '{decl.name}' has no column '{key}' (its key column)",
+                    decl.at("key"), hint=did_you_mean(key, names))
+        ok = False
     for label in decl.get("labels") or ():
         if label not in names:
             diags.error("E306", f"labels names unknown column '{label}' of source "
@@ -93,7 +104,23 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
         meta=decl.meta,
         prevent_destroy=bool(decl.get("prevent_destroy", False)),
         labels=tuple(decl.get("labels") or ()),
+        lateness_seconds=decl.get("lateness"),
+        key=key,
     )
+
+
+def _check_stream_folder(decl: Decl, path: str, root: Path, diags: Diagnostics) -> None:
+    """A `files(...)` stream reads a folder that exists (Spark would wait on a missing one
+    forever without a word); remote folders are checked when the stream starts."""
+    if "://" in path:
+        return
+    folder = Path(path) if Path(path).is_absolute() else root / path
+    if folder.is_dir():
+        return
+    what = "is a file, not a folder" if folder.exists() else "does not exist"
+    diags.error("E901", f"the stream folder '{path}' of source '{decl.name}' {what}",
+                decl.at("stream"), hint=f"create it (mkdir -p {path}) or fix the path; "
+                "`featql stream` reads the files that arrive in it")
 
 
 def _columns_from_ddl(f: ParsedFile, decl: Decl, diags: Diagnostics) -> list[Column] | None:

@@ -152,7 +152,9 @@ def field_decl(v: Value, diags: Diagnostics) -> Any:
 
 
 BATCH_FORMATS = ("parquet", "csv", "json")
-STREAM_KINDS = ("files",)
+STREAM_KINDS = ("files", "kafka")
+STREAM_FORMATS = {"files": ("json", "csv", "parquet"), "kafka": ("json", "avro")}
+KAFKA_KEYS = ("topic", "bootstrap", "format")
 
 
 def location(kinds: tuple[str, ...]) -> Check:
@@ -164,6 +166,8 @@ def location(kinds: tuple[str, ...]) -> Check:
             diags.error("E105", f"unknown location kind '{v.name}'", v.span,
                         hint=did_you_mean(name, kinds) or f"use one of: {', '.join(kinds)}")
             return _INVALID
+        if name == "kafka":
+            return _kafka(v, diags)
         if len(v.args) != 1 or not isinstance(v.args[0], Str):
             diags.error("E105", f"{name}(...) takes one path string", v.span)
             return _INVALID
@@ -175,9 +179,69 @@ def location(kinds: tuple[str, ...]) -> Check:
                 opts[kw.key.lower()] = str(raw).lower() if isinstance(val, Bool) else str(raw)
             else:
                 return _err(diags, val, "a simple option value")
+        formats = STREAM_FORMATS.get(name)
+        fmt = opts.get("format", "json")
+        if formats is not None and fmt not in formats:
+            at = next(kw.value.span for kw in v.kwargs if kw.key.lower() == "format")
+            diags.error("E105", f"unknown format '{fmt}' for a {name}(...) stream", at,
+                        hint=did_you_mean(fmt, formats) or f"use one of: {', '.join(formats)}")
+            return _INVALID
         return (name, v.args[0].value, tuple(sorted(opts.items())))
 
     return check
+
+
+def _kafka(v: Call, diags: Diagnostics) -> Any:
+    """`kafka(topic = 'txns', bootstrap = 'host:port,...', format = json|avro)`: the location
+    triple with an empty path and the three settings as options."""
+    if v.args:
+        diags.error("E105", "kafka(...) takes named settings only", v.args[0].span,
+                    hint="write kafka(topic = 'transactions', bootstrap = '127.0.0.1:9092', "
+                    "format = json)")
+        return _INVALID
+    opts: dict[str, str] = {}
+    for kw in v.kwargs:
+        key = kw.key.lower()
+        if key not in KAFKA_KEYS:
+            diags.error("E103", f"unknown key '{kw.key}' for kafka(...)", kw.key_span,
+                        hint=did_you_mean(key, KAFKA_KEYS)
+                        or f"keys of kafka(...): {', '.join(KAFKA_KEYS)}")
+            return _INVALID
+        val = kw.value
+        if key == "format":
+            fmt = val.name.lower() if isinstance(val, Ident) else (
+                val.value.lower() if isinstance(val, Str) else "")
+            if fmt not in STREAM_FORMATS["kafka"]:
+                formats = STREAM_FORMATS["kafka"]
+                shown = f"'{fmt}'" if fmt else _found(val)
+                diags.error("E105", f"unknown format {shown} for a kafka(...) stream",
+                            val.span, hint=did_you_mean(fmt or "", formats)
+                            or f"use one of: {', '.join(formats)}")
+                return _INVALID
+            opts[key] = fmt
+        elif isinstance(val, Str) and val.value.strip():
+            if key == "bootstrap" and not all(_host_port(h) for h in val.value.split(",")):
+                diags.error("E105", f"bootstrap '{val.value}' is not a list of host:port",
+                            val.span, hint="write bootstrap = '127.0.0.1:9092' (several: "
+                            "'host1:9092,host2:9092')")
+                return _INVALID
+            opts[key] = val.value.strip()
+        else:
+            return _err(diags, val, f"a {key} string such as "
+                        + ("'transactions'" if key == "topic" else "'127.0.0.1:9092'"))
+    missing = [k for k in ("topic", "bootstrap") if k not in opts]
+    if missing:
+        diags.error("E104", f"kafka(...) is missing {' and '.join(missing)}", v.span,
+                    hint="write kafka(topic = 'transactions', bootstrap = '127.0.0.1:9092', "
+                    "format = json)")
+        return _INVALID
+    opts.setdefault("format", "json")
+    return ("kafka", "", tuple(sorted(opts.items())))
+
+
+def _host_port(text: str) -> bool:
+    host, _, port = text.strip().rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 # key → (check, required)
@@ -188,6 +252,8 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "created": (ident, False),
         "batch": (location(BATCH_FORMATS), True),
         "stream": (location(STREAM_KINDS), False),
+        "lateness": (duration, False),
+        "key": (ident, False),
         "prevent_destroy": (boolean, False),
         "labels": (list_of(ident, "label column names"), False),
     },

@@ -34,6 +34,7 @@ from featql.compiler.leakage import lint_leakage
 from featql.compiler.loader import ParsedFile, display_path, load
 from featql.compiler.resolve import Resolved, resolve
 from featql.compiler.services import build_py_transform, build_service, build_sql_transform
+from featql.compiler.streams import check_incremental, stream_source_of
 from featql.compiler.typecheck import TypedView, type_view, window_feature
 from featql.compiler.windows import lint_windows
 from featql.core.config import CONFIG_FILE, ProjectConfig, load_config
@@ -192,6 +193,7 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
                  fingerprints: bool = True,
                  sink: ViewSink | None = None) -> dict[str, FeatureView]:
     views: dict[str, FeatureView] = {}
+    stream_views: set[str] = set()  # views over a stream source (featql.compiler.streams)
     all_views = res.views()
     for name in res.order:
         f = all_views[name]
@@ -215,6 +217,9 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
                         "cannot be read as a table", at,
                         hint="read the source it aggregates, or use a request transform")
             continue
+        if not check_incremental(f, name, res.reads.get(name, []), res.table_refs.get(name, []),
+                                 sources, views, stream_views, diags):
+            continue
         tables = _tables_for(name, res, sources, views)
         if tables is None:
             continue
@@ -228,6 +233,8 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
             continue
         _learn_key_types(entities, entity, typed)
         views[name] = _view_ir(f, name, typed, res, sources, views, diags, fingerprints)
+        if stream_source_of(res.reads.get(name, []), sources) is not None:
+            stream_views.add(name)
         typed_out[name] = typed
         if sink is not None:
             sink.add(views[name])

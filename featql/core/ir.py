@@ -49,10 +49,17 @@ class BatchSpec:
 
 @dataclass(frozen=True)
 class StreamSpec:
-    kind: str  # files
+    """Where a source's events arrive: `files(path, format = ...)` (a folder Spark watches) or
+    `kafka(topic = ..., bootstrap = ..., format = json|avro)` (then `path` is empty)."""
+
+    kind: str  # files | kafka
     path: str
     format: str
     options: tuple[tuple[str, str], ...] = ()
+    # kafka only; repr=False keeps the repr a files stream's fingerprint digests unchanged
+    # (source_fingerprint adds topic and bootstrap itself)
+    topic: str | None = field(default=None, repr=False, metadata={OMIT_DEFAULT: True})
+    bootstrap: str | None = field(default=None, repr=False, metadata={OMIT_DEFAULT: True})
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,10 @@ class Source:
     meta: Meta = field(default_factory=Meta)
     prevent_destroy: bool = False
     labels: tuple[str, ...] = ()  # what models predict: never read by a feature view
+    # streams (PRODUCT §2): how late an event may arrive and still count (the watermark), and
+    # the column naming an event's identity (a replayed or duplicated event counts once)
+    lateness_seconds: int | None = field(default=None, metadata={OMIT_DEFAULT: True})
+    key: str | None = field(default=None, metadata={OMIT_DEFAULT: True})
 
 
 @dataclass(frozen=True)
@@ -203,6 +214,19 @@ class Manifest:
 
     def view(self, name: str) -> FeatureView | None:
         return next((v for v in self.views if v.name == name), None)
+
+    def stream_source(self, view: FeatureView) -> Source | None:
+        """The stream source a *stream view* reads (the compiler lets a stream view read that
+        one source and nothing else), or None for a batch-only view."""
+        for dep in view.depends_on:
+            src = self.source(dep)
+            if src is not None and src.stream is not None:
+                return src
+        return None
+
+    @property
+    def stream_views(self) -> tuple[FeatureView, ...]:
+        return tuple(v for v in self.views if self.stream_source(v) is not None)
 
     def source(self, name: str) -> Source | None:
         return next((s for s in self.sources if s.name == name), None)
