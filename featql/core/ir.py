@@ -80,6 +80,9 @@ class Source:
     # the column naming an event's identity (a replayed or duplicated event counts once)
     lateness_seconds: int | None = field(default=None, metadata={OMIT_DEFAULT: True})
     key: str | None = field(default=None, metadata={OMIT_DEFAULT: True})
+    # "as known at" (PRODUCT §3): the created column again; then a row is visible at t only when
+    # created <= t (a NULL created: never visible)
+    known_at: str | None = field(default=None, metadata={OMIT_DEFAULT: True})
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,24 @@ class FeatureView:
     offline: bool = True
     meta: Meta = field(default_factory=Meta)
     prevent_destroy: bool = False
+    # its rows come from a `known_at` source (through `created`): a row is visible at t only
+    # when its created <= t, offline and online
+    known_at: bool = field(default=False, metadata={OMIT_DEFAULT: True})
+    # the identity of its stored offline data (folder, materialization state): what the view's
+    # fingerprint covers minus what applies only when reading (TTL; an aggregate's windows);
+    # empty in manifests written before it existed (then the fingerprint is used)
+    storage_fingerprint: str = field(default="", metadata={OMIT_DEFAULT: True})
+    # per stored column group, in stored order: (aggregation or feature name, identity of its
+    # stored columns); equal identities in two definitions mean equal stored values
+    stored: tuple[tuple[str, str], ...] = field(default=(), metadata={OMIT_DEFAULT: True})
+    # `lookback = '2d'`: an incremental materialization always recomputes the done intervals
+    # ending within this many seconds of the newest done one (late rows; featql.jobs.stale)
+    lookback_seconds: int | None = field(default=None, metadata={OMIT_DEFAULT: True})
+
+    @property
+    def stored_as(self) -> str:
+        """The fingerprint its offline data is stored and recorded under."""
+        return self.storage_fingerprint or self.fingerprint
 
     def feature(self, name: str) -> Feature | None:
         for f in self.features:

@@ -17,6 +17,15 @@ table is created with the registry's others (featql/registry/sqlite.py):
 A row means: the interval's data is in the offline store under
 `<offline path>/<workspace>/<view>/<fingerprint>/`. Rows are written after the data is in place
 (re-running an interval replaces its row). Intervals follow the view's schedule from its start.
+
+Beside it, the signatures of the source files the view's done intervals were computed from
+(`featql.offline.signatures`; compared on the next incremental run by `featql.jobs.stale`):
+
+    materialization_sources(workspace, view, fingerprint, source, recorded_at)
+        -- a source whose files are signed for the view (its baseline exists)
+    materialization_files(workspace, view, fingerprint, source,
+        path, size, mtime_ns, etag,       -- the signature
+        has_range, min_ts, max_ts)        -- the event-time range of the file's rows, when known
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from featql.offline.signatures import FileSignature
 from featql.registry.sqlite import SqliteRegistry, registry_path
 
 
@@ -74,6 +84,84 @@ class MaterializationState:
                       now) for d in intervals])
         finally:
             reg.close()
+
+    def signatures(self, workspace: str, view: str, fingerprint: str
+                   ) -> dict[str, list[FileSignature]]:
+        """Per signed source of the view: the recorded file signatures (a source missing from
+        the result has no baseline yet)."""
+        if not self.path.exists():
+            return {}
+        reg = self._open()
+        try:
+            srcs = reg.db.execute(
+                "SELECT source FROM materialization_sources WHERE workspace = ? AND view = ? "
+                "AND fingerprint = ?", (workspace, view, fingerprint)).fetchall()
+            rows = reg.db.execute(
+                f"SELECT source, {_SIG_COLUMNS} FROM materialization_files WHERE "
+                "workspace = ? AND view = ? AND fingerprint = ? ORDER BY source, path",
+                (workspace, view, fingerprint)).fetchall()
+        finally:
+            reg.close()
+        out: dict[str, list[FileSignature]] = {r[0]: [] for r in srcs}
+        for r in rows:
+            if r[0] in out:
+                out[r[0]].append(_signature(tuple(r)[1:]))
+        return out
+
+    def known_files(self, source: str) -> dict[str, list[FileSignature]]:
+        """Every signature recorded for a source's files, by any view: path -> signatures (to
+        reuse a file's time range instead of reading it again)."""
+        if not self.path.exists():
+            return {}
+        reg = self._open()
+        try:
+            rows = reg.db.execute(
+                f"SELECT DISTINCT {_SIG_COLUMNS} FROM materialization_files WHERE source = ? "
+                "AND has_range = 1", (source,)).fetchall()
+        finally:
+            reg.close()
+        out: dict[str, list[FileSignature]] = {}
+        for r in rows:
+            sig = _signature(tuple(r))
+            out.setdefault(sig.path, []).append(sig)
+        return out
+
+    def record_signatures(self, workspace: str, view: str, fingerprint: str, source: str,
+                          files: Iterable[FileSignature], drop: Iterable[str] = ()) -> None:
+        """Record (replace) `files` and forget the paths in `drop` for the view's source, and
+        mark the source as signed, in one transaction."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        key = (workspace, view, fingerprint, source)
+        reg = self._open()
+        try:
+            with reg.write():
+                reg.db.execute("INSERT OR REPLACE INTO materialization_sources VALUES "
+                               "(?, ?, ?, ?, ?)", (*key, now))
+                reg.db.executemany(
+                    "DELETE FROM materialization_files WHERE workspace = ? AND view = ? AND "
+                    "fingerprint = ? AND source = ? AND path = ?", [(*key, p) for p in drop])
+                reg.db.executemany(
+                    "INSERT OR REPLACE INTO materialization_files VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*key, f.path, f.size, f.mtime_ns, f.etag, int(f.has_range),
+                      _iso_us(f.min_ts), _iso_us(f.max_ts)) for f in files])
+        finally:
+            reg.close()
+
+
+_SIG_COLUMNS = "path, size, mtime_ns, etag, has_range, min_ts, max_ts"
+
+
+def _iso_us(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat(timespec="microseconds")
+
+
+def _signature(r: tuple[object, ...]) -> FileSignature:
+    path, size, mtime_ns, etag, has_range, lo, hi = r
+    return FileSignature(str(path), int(size), int(mtime_ns),  # type: ignore[call-overload]
+                         str(etag), datetime.fromisoformat(lo) if isinstance(lo, str) else None,
+                         datetime.fromisoformat(hi) if isinstance(hi, str) else None,
+                         bool(has_range))
 
 
 def covers(done: list[Done], start: datetime, end: datetime) -> bool:

@@ -39,7 +39,8 @@ from featql.registry.store import (
     WorkspaceInfo,
 )
 
-SCHEMA_VERSION = 2  # 2: registry_hooks (the Python hook sources of each apply)
+SCHEMA_VERSION = 3  # 2: registry_hooks (the Python hook sources of each apply)
+# 3: materialization_files / materialization_sources (source file signatures, for late rows)
 REGISTRY_FILE = "registry.db"
 DEFAULT_TIMEOUT = 30.0
 
@@ -89,6 +90,29 @@ CREATE TABLE IF NOT EXISTS materializations (
   finished_at    TEXT NOT NULL,
   PRIMARY KEY (workspace, view, fingerprint, interval_start)
 );
+CREATE TABLE IF NOT EXISTS materialization_sources (
+  workspace   TEXT NOT NULL,
+  view        TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  source      TEXT NOT NULL,
+  recorded_at TEXT NOT NULL,
+  PRIMARY KEY (workspace, view, fingerprint, source)
+);
+CREATE TABLE IF NOT EXISTS materialization_files (
+  workspace   TEXT NOT NULL,
+  view        TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  source      TEXT NOT NULL,
+  path        TEXT NOT NULL,
+  size        INTEGER NOT NULL,
+  mtime_ns    INTEGER NOT NULL,
+  etag        TEXT NOT NULL,
+  has_range   INTEGER NOT NULL,
+  min_ts      TEXT,
+  max_ts      TEXT,
+  PRIMARY KEY (workspace, view, fingerprint, source, path)
+);
+CREATE INDEX IF NOT EXISTS materialization_files_src ON materialization_files (source, path);
 """
 
 
