@@ -1,0 +1,354 @@
+"""Apply a batch of source events: the one write path of pushes, `featql ingest` and streams.
+
+`ingest_events(root, manifest, workspace, source, records, now, batch_id)`:
+
+1. checks the records against the source's schema (`ingest_records`: 4xx naming record and
+   field);
+2. drops events already ingested, by the source's `key` (within the batch, and against the
+   ledger: across calls and restarts), and a whole batch whose `batch_id` was applied before;
+3. records the batch in the ledger (the commit point), appends the new events to the source's
+   offline log, computes the online cells and writes them (`ingest_log`: crash-safe, redone by
+   the next call after a kill);
+4. online, every view over the source (directly or through row-level views) runs its own SQL
+   over the new events on DuckDB, the batch query's semantics: row-level views write each
+   entity's newest row, last-writer-wins by (event time, created) like the online load;
+   aggregate views add each event to the entity's stream cell (`featql.online.stream_cells`):
+   exact events for the head, tiles for the tail, merged at lookup by the semantics core's
+   `stream_merge` (stream views: `[floor(t,S) - W, t)`; views over batch-only sources keep the
+   batch window `[floor(t,S) - W, floor(t,S))`, the event shows once its slide is over).
+
+It returns once the online store holds the values (read-after-write). Events older than the
+source's `lateness` before `now` are counted as late; they are applied all the same (they are
+in the log, so the training set counts them too and online and offline agree).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featql.core.diagnostics import did_you_mean
+from featql.core.ir import FeatureView, Manifest, Source
+from featql.jobs.ingest_log import Batch, Ledger, locked, record_keys, select, write_log
+from featql.jobs.ingest_records import MAX_RECORDS, records_table
+from featql.online import codec
+from featql.online.base import Cell, OnlineStore
+from featql.online.lookup import RequestError
+from featql.online.stream_cells import StreamCell, add_events, decode, encode, from_tiles
+from featql.semantics.aggregates import partial_columns
+from featql.semantics.sql import US
+from featql.semantics.time import floor
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from featql.core.config import ProjectConfig
+    from featql.engines.duckdb import DuckDBEngine
+
+__all__ = ["MAX_RECORDS", "IngestReport", "find_source", "ingest_events", "views_over"]
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    source: str
+    workspace: str
+    received: int  # records in the call
+    ingested: int  # events new to the online store of the workspace
+    logged: int  # events appended to the source's offline log
+    duplicates: int  # events already ingested (or repeated within the call)
+    late: int  # events older than the source's lateness before `now` (applied all the same)
+    views: dict[str, int] = field(default_factory=dict)  # online cells written per view
+    batch_id: str | None = None
+    replayed: bool = False  # the whole batch id was applied before: nothing changed
+    seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "workspace": self.workspace, "received": self.received,
+                "ingested": self.ingested, "logged": self.logged,
+                "duplicates": self.duplicates, "late": self.late, "views": self.views,
+                "batch_id": self.batch_id, "replayed": self.replayed}
+
+
+def find_source(manifest: Manifest, name: str) -> Source:
+    source = manifest.source(name)
+    if source is None:
+        hint = did_you_mean(name, [s.name for s in manifest.sources])
+        raise RequestError(404, "unknown_source", f"unknown source '{name}'"
+                           + (f": {hint}" if hint else ""), "source")
+    return source
+
+
+def views_over(manifest: Manifest, source: str) -> list[FeatureView]:
+    """Online views that read `source`, directly or through row-level views, in DAG order."""
+    reached = {source}
+    out: list[FeatureView] = []
+    changed = True
+    while changed:
+        changed = False
+        for v in manifest.views:
+            if v.name not in reached and any(d in reached for d in v.depends_on):
+                reached.add(v.name)
+                out.append(v)
+                changed = True
+    return [v for v in out if v.online]
+
+
+def is_stream_view(manifest: Manifest, view: FeatureView) -> bool:
+    """A view over a source with a stream: its windows follow the stream rule."""
+    for dep in view.depends_on:
+        src = manifest.source(dep)
+        if src is not None and src.stream is not None:
+            return True
+        up = manifest.view(dep)
+        if up is not None and is_stream_view(manifest, up):
+            return True
+    return False
+
+
+def ingest_events(root: Path | str, manifest: Manifest, workspace: str, source_name: str,
+                  records: Any, now: int | None = None, batch_id: str | None = None, *,
+                  store: OnlineStore | None = None, config: ProjectConfig | None = None,
+                  limit: int | None = MAX_RECORDS) -> IngestReport:
+    """Apply a batch of events of `source_name` (see the module doc). `records`: JSON records
+    (a list of objects) or a pyarrow Table; `now`: epoch microseconds (default: the clock),
+    for the lateness count; `limit`: records per call (None: any number, for files)."""
+    root = Path(root)
+    source = find_source(manifest, source_name)
+    rows = records_table(source, records, limit if limit is not None else 1 << 62)
+    now_us = now if now is not None else time.time_ns() // 1000
+    own_store = store is None
+    if store is None:
+        from featql.online.stores import open_store
+
+        store = open_store(_config(root, config), root, workspace)
+    try:
+        with locked(root) as ledger:
+            _recover(root, manifest, workspace, ledger, store)
+            if batch_id is not None and ledger.replayed(source.name, workspace, batch_id):
+                return IngestReport(source.name, workspace, rows.num_rows, 0, 0, rows.num_rows,
+                                    0, {}, batch_id, replayed=True)
+            keys = record_keys(source, rows)
+            first: dict[str, int] = {}
+            for i, k in enumerate(keys):
+                first.setdefault(k, i)
+            uniq = list(first)
+            in_log = ledger.known("logged", source.name, uniq)
+            in_ws = ledger.known("applied", source.name, uniq, workspace)
+            log_keys = [k for k in uniq if k not in in_log]
+            apply_keys = [k for k in uniq if k not in in_ws]
+            log_rows = select(rows, [first[k] for k in log_keys])
+            apply_rows = select(rows, [first[k] for k in apply_keys])
+            seq = ledger.record(source.name, workspace, batch_id, rows.num_rows, log_keys,
+                                log_rows, apply_keys, apply_rows)
+            views = _finish(root, manifest, ledger, store, ledger.batch(seq))
+    finally:
+        if own_store:
+            store.close()
+    late = _late(source, apply_rows, now_us)
+    return IngestReport(source.name, workspace, rows.num_rows, len(apply_keys), len(log_keys),
+                        rows.num_rows - len(apply_keys), late, views, batch_id, seq=seq)
+
+
+def _config(root: Path, config: ProjectConfig | None) -> ProjectConfig:
+    if config is not None:
+        return config
+    from featql.core.config import CONFIG_FILE, load_config
+    from featql.core.diagnostics import Diagnostics
+
+    return load_config(root, CONFIG_FILE, Diagnostics())
+
+
+def _late(source: Source, rows: pa.Table, now_us: int) -> int:
+    lateness = getattr(source, "lateness_seconds", None)
+    if lateness is None or rows.num_rows == 0:
+        return 0
+    bound = now_us - lateness * US
+    return sum(1 for t in rows.column(source.timestamp).to_pylist()
+               if t is not None and codec.to_micros(t) < bound)
+
+
+# -- the steps of a batch, redone after a crash --------------------------------------------------
+def _recover(root: Path, manifest: Manifest, workspace: str, ledger: Ledger,
+             store: OnlineStore) -> None:
+    """Finish every batch a crashed call left: its log files always; its online cells when it
+    is for this workspace (another workspace's are finished by its next call)."""
+    for batch in ledger.unfinished():
+        if batch.workspace == workspace:
+            _finish(root, manifest, ledger, store, batch)
+        elif batch.state == "new":
+            _write_log(root, manifest, ledger, batch)
+
+
+def _write_log(root: Path, manifest: Manifest, ledger: Ledger, batch: Batch) -> None:
+    source = manifest.source(batch.source)
+    if batch.log_rows is not None and source is not None:
+        write_log(root, source, batch.seq, batch.log_rows)
+    ledger.set_state(batch.seq, "logged")
+
+
+def _finish(root: Path, manifest: Manifest, ledger: Ledger, store: OnlineStore,
+            batch: Batch) -> dict[str, int]:
+    if batch.state == "done":
+        return {}
+    if batch.state == "new":
+        _write_log(root, manifest, ledger, batch)
+    if batch.state in ("new", "logged"):
+        cells = []
+        if batch.apply_rows is not None:
+            cells = online_cells(root, manifest, store, batch.source, batch.apply_rows)
+        ledger.save_redo(batch.seq, [(c.item, c.view, c.version, c.payload) for c in cells])
+    else:  # applying: the cells were computed before the crash
+        cells = [Cell(*c) for c in ledger.redo_cells(batch.seq)]
+    store.write(cells)
+    ledger.set_state(batch.seq, "done")
+    by_view: dict[str, int] = {}
+    for c in cells:
+        name = c.view.rsplit("@", 1)[0]
+        by_view[name] = by_view.get(name, 0) + 1
+    return by_view
+
+
+# -- the online cells of new events ---------------------------------------------------------------
+_ENGINES: dict[tuple[str, int], tuple[Manifest, DuckDBEngine, dict[str, str]]] = {}
+
+
+def _engine(root: Path, manifest: Manifest) -> tuple[DuckDBEngine, dict[str, str]]:
+    """A DuckDB engine kept per project and manifest (a server pushes many batches), with the
+    lowered SQL of views cached."""
+    key = (str(root.resolve()), id(manifest))
+    got = _ENGINES.get(key)
+    if got is None or got[0] is not manifest:
+        from featql.engines.duckdb import DuckDBEngine
+
+        if len(_ENGINES) > 8:
+            for _m, eng, _sql in _ENGINES.values():
+                eng.close()
+            _ENGINES.clear()
+        got = _ENGINES[key] = (manifest, DuckDBEngine(threads=1), {})
+    return got[1], got[2]
+
+
+def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name: str,
+                 rows: pa.Table) -> list[Cell]:
+    """The cells the events `rows` of a source produce for every online view over it."""
+    from featql.dialects.events import EVENT_TS, input_column, lower_events
+    from featql.dialects.lower import lower_view
+    from featql.jobs.online_load import latest_rows
+
+    engine, sql = _engine(root, manifest)
+    views = views_over(manifest, source_name)
+    registered: set[str] = {source_name}
+    engine.register_arrow(source_name, rows)
+
+    def register(name: str) -> None:
+        if name in registered:
+            return
+        src = manifest.source(name)
+        if src is not None:
+            engine.register_source(src, root)
+        else:
+            view = manifest.view(name)
+            assert view is not None, name
+            for dep in view.depends_on:
+                register(dep)
+            if name not in sql:
+                sql[name] = lower_view(manifest, name, "duckdb")
+            engine.register_sql(name, sql[name])
+        registered.add(name)
+
+    cells: list[Cell] = []
+    for view in views:
+        for dep in view.depends_on:
+            register(dep)
+        if view.kind == "row":
+            if view.name not in sql:
+                sql[view.name] = lower_view(manifest, view.name, "duckdb")
+            engine.register_sql(view.name, sql[view.name])
+            registered.add(view.name)
+            cells.extend(latest_rows(view, engine.query(f'SELECT * FROM "{view.name}"')))
+            continue
+        ev_key = "events:" + view.name
+        if ev_key not in sql:
+            sql[ev_key] = lower_events(manifest, view.name, "duckdb")
+        events = engine.query(sql[ev_key])
+        if events.num_rows == 0:
+            continue
+        keys = [k.name for k in view.keys]
+        key_cols = [events.column(k).to_pylist() for k in keys]
+        times = [codec.to_micros(t) for t in events.column(EVENT_TS).to_pylist()]
+        inputs = []
+        for a in view.aggregations:
+            col = input_column(a.name)
+            inputs.append(events.column(col).to_pylist() if col in events.column_names
+                          else [1] * events.num_rows)
+        per_item: dict[str, list[tuple[int, list[Any]]]] = {}
+        for i in range(events.num_rows):
+            key = [kc[i] for kc in key_cols]
+            if any(k is None for k in key):
+                continue
+            per_item.setdefault(codec.item_key(view.entity, key), []).append(
+                (times[i], [col[i] for col in inputs]))
+        cells.extend(_aggregate_cells(manifest, view, store, per_item))
+    return cells
+
+
+def _aggregate_cells(manifest: Manifest, view: FeatureView, store: OnlineStore,
+                     per_item: dict[str, list[tuple[int, list[Any]]]]) -> list[Cell]:
+    name = codec.cell_name(view)
+    stream = is_stream_view(manifest, view)
+    current = store.read(list(per_item), [name], [name])
+    slide = view.slide_seconds or 1
+    out = []
+    for item, events in per_item.items():
+        payload = current.get(item, {}).get(name)
+        cell = add_events(view, _as_stream_cell(view, payload), events)
+        cell.batch = not stream
+        body = encode(cell)
+        newest = max(t for t, _ in [*cell.events, *events]) // US
+        ends = [floor(newest, slide) + slide, *(cell.starts[-1:] and [cell.starts[-1] + slide])]
+        if cell.hi is not None:
+            ends.append(cell.hi)
+        out.append(Cell(item, name, bump(max(ends) * US, body), body))
+    return out
+
+
+def _as_stream_cell(view: FeatureView, payload: bytes | None) -> StreamCell:
+    if payload is None:
+        return StreamCell([], {c: [] for c in partial_columns(view)}, [], None)
+    if payload[:4] == b"FQS1":
+        return decode(payload)
+    from featql.online.tiles import decode_tiles, merged_at
+
+    tiles = decode_tiles(payload, partial_columns(view))
+    hi = merged_at(payload)
+    longest = max(view.windows) if view.windows else (view.slide_seconds or 1)
+    columns = {c: list(v) for c, v in tiles.columns.items()}
+    cell = from_tiles(view, tiles.starts, columns, None if hi is None else hi - longest)
+    cell.hi = hi
+    return cell
+
+
+_OFFSET = 1 << 63
+_LAST = [0]
+
+
+def bump(primary_us: int, payload: bytes) -> str:
+    """The version of an aggregate cell written by a push: (the end of the newest slide it
+    holds, the write time in µs, strictly increasing in the process, digest), the fixed-width
+    hex layout of `featql.online.base.version`. The lock serializes pushes and a load's version
+    is (end of its tiles, load time), so a push over a loaded cell (which it includes) wins,
+    and a later load of tiles ending later wins over both."""
+    import hashlib
+
+    stamp = _LAST[0] = max(_LAST[0] + 1, time.time_ns() // 1000)
+    digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
+    return f"{primary_us + _OFFSET:016x}{stamp + _OFFSET:016x}{digest}"
+
+
+def ingested_count(root: Path, source: str) -> int:
+    """Events of `source` in its offline log through ingest (the ledger's count)."""
+    with locked(Path(root)) as ledger:
+        return ledger.counts(source)
+

@@ -1,0 +1,272 @@
+"""The ingest ledger and the source's offline log: what makes a push exactly-once.
+
+The ledger is one SQLite file per project (`.featql/ingest.db`, WAL). Every push is a *batch*
+with a sequence number; its events are identified by the source's `key` (or, without one, by a
+digest of the whole record). One transaction records, at once, the identities of the new
+events (per source for the log, per workspace for the online store) and the batch itself with
+its events (Arrow IPC): that commit is the point where the push happened. Then:
+
+1. `logged`: the events new to the source are written to its offline log as Parquet, one file
+   per batch and event day, `<batch path>/ingest/<YYYY-MM-DD>/ingest-<seq>.parquet` (written
+   under a hidden name, then renamed: readers never see half a file; the name depends only on
+   the batch, so redoing the step rewrites the same file);
+2. `applying`: the online cells the batch produces are computed and stored in the ledger
+   (a redo record) before any is written;
+3. `done`: the cells were written, the redo record is dropped.
+
+A crashed push (kill -9 anywhere) is finished by the next one, which redoes the steps of every
+unfinished batch (`recover`): rewriting the same files and the same cells changes nothing, and
+a batch is never applied twice because its cells are computed once, before the first write.
+A client retrying a push whose answer it did not get sends events the ledger already holds:
+they are counted as duplicates, not ingested again. All of it runs under one file lock per
+project (`.featql/ingest.lock`): pushes are serialized across threads and processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from featql.core.errors import UserError
+from featql.core.ir import Source
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+LEDGER = ".featql/ingest.db"
+LOCK = ".featql/ingest.lock"
+LOG_FOLDER = "ingest"
+_THREAD_LOCK = threading.Lock()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS logged (source TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (source, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS applied (workspace TEXT NOT NULL, source TEXT NOT NULL,
+    key TEXT NOT NULL, PRIMARY KEY (workspace, source, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, source TEXT NOT NULL,
+    workspace TEXT NOT NULL, batch_id TEXT, state TEXT NOT NULL, log_rows BLOB,
+    apply_rows BLOB, received INTEGER NOT NULL, created TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS batch_ids ON batches (source, workspace, batch_id)
+    WHERE batch_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS redo (seq INTEGER NOT NULL, item TEXT NOT NULL, view TEXT NOT NULL,
+    version TEXT NOT NULL, payload BLOB NOT NULL, PRIMARY KEY (seq, item, view)) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class Batch:
+    seq: int
+    source: str
+    workspace: str
+    batch_id: str | None
+    state: str  # new | logged | applying | done
+    log_rows: pa.Table | None
+    apply_rows: pa.Table | None
+
+
+def _ipc(table: pa.Table | None) -> bytes | None:
+    if table is None or table.num_rows == 0:
+        return None
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _table(blob: bytes | None) -> pa.Table | None:
+    if blob is None:
+        return None
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
+
+
+class Ledger:
+    """The ledger of one project (see the module doc); use it inside `locked(root)`."""
+
+    def __init__(self, root: Path):
+        path = root / LEDGER
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=NORMAL")
+        self.con.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def known(self, table: str, source: str, keys: Sequence[str],
+              workspace: str | None = None) -> set[str]:
+        """The keys among `keys` the ledger already holds (per source, or per workspace)."""
+        found: set[str] = set()
+        uniq = list(dict.fromkeys(keys))
+        for i in range(0, len(uniq), 900):
+            chunk = uniq[i:i + 900]
+            marks = ",".join("?" * len(chunk))
+            if workspace is None:
+                rows = self.con.execute(f"SELECT key FROM {table} WHERE source = ? AND key IN "
+                                        f"({marks})", [source, *chunk])
+            else:
+                rows = self.con.execute(f"SELECT key FROM {table} WHERE workspace = ? AND "
+                                        f"source = ? AND key IN ({marks})",
+                                        [workspace, source, *chunk])
+            found.update(r[0] for r in rows)
+        return found
+
+    def replayed(self, source: str, workspace: str, batch_id: str) -> bool:
+        return self.con.execute("SELECT 1 FROM batches WHERE source = ? AND workspace = ? AND "
+                                "batch_id = ?", (source, workspace, batch_id)).fetchone() \
+            is not None
+
+    def record(self, source: str, workspace: str, batch_id: str | None, received: int,
+               log_keys: Sequence[str], log_rows: pa.Table | None, apply_keys: Sequence[str],
+               apply_rows: pa.Table | None) -> int:
+        """The commit point of a push: identities and events in one transaction; its seq."""
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            state = "new" if log_keys or apply_keys else "done"
+            cur = con.execute(
+                "INSERT INTO batches (source, workspace, batch_id, state, log_rows, apply_rows, "
+                "received, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (source, workspace, batch_id, state, _ipc(log_rows), _ipc(apply_rows), received,
+                 dt.datetime.now(dt.UTC).isoformat()))
+            seq = int(cur.lastrowid or 0)
+            con.executemany("INSERT INTO logged (source, key, seq) VALUES (?, ?, ?)",
+                            [(source, k, seq) for k in log_keys])
+            con.executemany("INSERT INTO applied (workspace, source, key) VALUES (?, ?, ?)",
+                            [(workspace, source, k) for k in apply_keys])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return seq
+
+    def unfinished(self) -> list[Batch]:
+        rows = self.con.execute("SELECT seq, source, workspace, batch_id, state, log_rows, "
+                                "apply_rows FROM batches WHERE state <> 'done' ORDER BY seq")
+        return [Batch(r[0], r[1], r[2], r[3], r[4], _table(r[5]), _table(r[6])) for r in rows]
+
+    def batch(self, seq: int) -> Batch:
+        r = self.con.execute("SELECT seq, source, workspace, batch_id, state, log_rows, "
+                             "apply_rows FROM batches WHERE seq = ?", (seq,)).fetchone()
+        return Batch(r[0], r[1], r[2], r[3], r[4], _table(r[5]), _table(r[6]))
+
+    def set_state(self, seq: int, state: str) -> None:
+        if state == "done":
+            self.con.execute("BEGIN IMMEDIATE")
+            self.con.execute("DELETE FROM redo WHERE seq = ?", (seq,))
+            self.con.execute("UPDATE batches SET state = 'done', log_rows = NULL, "
+                             "apply_rows = NULL WHERE seq = ?", (seq,))
+            self.con.execute("COMMIT")
+        else:
+            self.con.execute("UPDATE batches SET state = ? WHERE seq = ?", (state, seq))
+
+    def save_redo(self, seq: int, cells: Sequence[tuple[str, str, str, bytes]]) -> None:
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("DELETE FROM redo WHERE seq = ?", (seq,))
+            con.executemany("INSERT INTO redo (seq, item, view, version, payload) VALUES "
+                            "(?, ?, ?, ?, ?)", [(seq, *c) for c in cells])
+            con.execute("UPDATE batches SET state = 'applying' WHERE seq = ?", (seq,))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def redo_cells(self, seq: int) -> list[tuple[str, str, str, bytes]]:
+        return [(r[0], r[1], r[2], bytes(r[3])) for r in self.con.execute(
+            "SELECT item, view, version, payload FROM redo WHERE seq = ?", (seq,))]
+
+    def counts(self, source: str) -> int:
+        return int(self.con.execute("SELECT COUNT(*) FROM logged WHERE source = ?",
+                                    (source,)).fetchone()[0])
+
+
+@contextmanager
+def locked(root: Path) -> Iterator[Ledger]:
+    """The project's ingest lock (threads and processes), with its ledger open."""
+    path = root / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _THREAD_LOCK:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            ledger = Ledger(root)
+            try:
+                yield ledger
+            finally:
+                ledger.close()
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
+# -- the offline log ---------------------------------------------------------------------------
+def log_folder(root: Path, source: Source) -> Path:
+    """Where pushed events of `source` go: a folder inside its batch location, so every reader
+    of the source (training sets, backfills, materialization) sees them."""
+    path = source.batch.path
+    if path.startswith(("s3://", "s3a://")):
+        raise UserError(f"source '{source.name}': pushing events to an S3 batch log "
+                        f"({path}) is not supported; ingest needs a local folder")
+    if source.batch.format != "parquet":
+        raise UserError(f"source '{source.name}': its batch log is {source.batch.format}; "
+                        "ingest appends Parquet files and needs a parquet(...) batch location")
+    full = Path(path) if Path(path).is_absolute() else root / path
+    if any(ch in path for ch in "*?[") or (full.exists() and not full.is_dir()):
+        raise UserError(f"source '{source.name}': its batch location {path} is not a folder; "
+                        "ingest appends files to a folder")
+    return full / LOG_FOLDER
+
+
+def write_log(root: Path, source: Source, seq: int, rows: pa.Table) -> list[Path]:
+    """The batch's events as Parquet, one file per event day (see the module doc)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folder = log_folder(root, source)
+    days = pc.strftime(rows.column(source.timestamp), format="%Y-%m-%d")
+    written = []
+    for day in sorted(set(days.to_pylist())):
+        part = rows.filter(pc.equal(days, day))
+        target = folder / day / f"ingest-{seq:012d}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+        pq.write_table(part, tmp, compression="zstd")
+        os.replace(tmp, target)
+        written.append(target)
+    return written
+
+
+def record_keys(source: Source, rows: pa.Table) -> list[str]:
+    """Each event's identity: its `key` value, else a digest of the whole record."""
+    import hashlib
+
+    import orjson
+
+    key = getattr(source, "key", None)
+    if key is not None:
+        return [orjson.dumps(v, default=str).decode() for v in rows.column(key).to_pylist()]
+    out = []
+    for rec in rows.to_pylist():
+        blob = orjson.dumps([rec[c.name] for c in source.columns], default=str)
+        out.append("#" + hashlib.blake2b(blob, digest_size=16).hexdigest())
+    return out
+
+
+def select(rows: pa.Table, index: Sequence[int]) -> pa.Table:
+    import pyarrow as pa
+
+    return rows.take(pa.array(index, pa.int64()))
+
