@@ -34,7 +34,7 @@ from featql.compiler.leakage import lint_leakage
 from featql.compiler.loader import ParsedFile, display_path, load
 from featql.compiler.resolve import Resolved, resolve
 from featql.compiler.services import build_py_transform, build_service, build_sql_transform
-from featql.compiler.streams import check_incremental, stream_source_of
+from featql.compiler.streams import check_incremental
 from featql.compiler.typecheck import TypedView, type_view, window_feature
 from featql.compiler.windows import lint_windows
 from featql.core.config import CONFIG_FILE, ProjectConfig, load_config
@@ -233,7 +233,8 @@ def _build_views(res: Resolved, sources: dict[str, Source], entities: dict[str, 
             continue
         _learn_key_types(entities, entity, typed)
         views[name] = _view_ir(f, name, typed, res, sources, views, diags, fingerprints)
-        if stream_source_of(res.reads.get(name, []), sources) is not None:
+        if any(d in stream_views or (d in sources and sources[d].stream is not None)
+               for d in res.reads.get(name, [])):
             stream_views.add(name)
         typed_out[name] = typed
         if sink is not None:

@@ -237,12 +237,17 @@ class Manifest:
         return next((v for v in self.views if v.name == name), None)
 
     def stream_source(self, view: FeatureView) -> Source | None:
-        """The stream source a *stream view* reads (the compiler lets a stream view read that
-        one source and nothing else), or None for a batch-only view."""
+        """The stream source a *stream view* reads, directly or through stream views (the
+        compiler lets a stream view read that one stream and nothing else), or None for a
+        batch-only view."""
         for dep in view.depends_on:
             src = self.source(dep)
             if src is not None and src.stream is not None:
                 return src
+            up = self.view(dep)
+            found = self.stream_source(up) if up is not None else None
+            if found is not None:
+                return found
         return None
 
     @property
