@@ -2,8 +2,10 @@
 
 Runs the definitions applied to the workspace (`featql apply`), never unapplied edits of the
 working tree (a warning names them). Incremental by default: only the schedule intervals not
-yet recorded as done for each view's applied definition are computed. `--overwrite` recomputes
-the range and swaps it in atomically; `--online` then loads the online store.
+yet recorded as done for each view's applied definition are computed, plus the done ones that
+late rows made stale (new, changed or deleted source files, or a declared `lookback`), each
+reported with its cause (`featql.jobs.stale`). `--overwrite` recomputes the range and swaps it
+in atomically; `--online` then loads the online store.
 """
 
 from __future__ import annotations
@@ -41,12 +43,17 @@ def run(args: argparse.Namespace) -> int:
                          progress=RichProgress(), config=run_.config, online=args.online)
     out = console()
     for v in report.views:
-        if v.written:
+        if v.written > v.recomputed:
             out.print(f"[green]✓[/] {v.view}: {v.written} interval(s), {v.rows:,} rows, "
                       f"{v.files} file(s)  [dim]{v.fingerprint}[/]")
-        else:
+        elif not v.written:
             out.print(f"[dim]·[/] {v.view}: {v.note} ({v.intervals} interval(s))")
-    out.print(f"materialized {report.written} interval(s) into workspace '{workspace}' "
+        if v.recomputed:  # late rows (featql.jobs.stale): intervals already done, again
+            n = v.recomputed
+            out.print(f"↻ {v.view}: recomputed {n} interval{'s' if n != 1 else ''} "
+                      f"({v.recomputed_span}): {v.reason}", markup=False)
+    again = f" ({report.recomputed} recomputed)" if report.recomputed else ""
+    out.print(f"materialized {report.written} interval(s){again} into workspace '{workspace}' "
               f"with {report.engine} ({run_.applied.label})", markup=False)
     if report.online is not None:
         views = getattr(report.online, "views", ())

@@ -1,0 +1,328 @@
+"""Late rows (issue 15 item 3): a source file added, changed or deleted after its intervals were
+materialized makes exactly those intervals stale; an incremental run recomputes them, says why,
+and leaves the offline store equal to a full `--overwrite` run and the training set equal to
+the brute-force oracle. Also: nothing changed is "up to date", `lookback`, the CLI's message."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from featql.jobs.materialize import MaterializeReport, ViewRun, materialize
+from featql.jobs.training import TrainingReport, training_set
+from runtime import oracle
+from runtime.conftest import compiled
+
+HERE = Path(__file__).parent / "harness_project"
+EVENTS = pa.schema([("user_id", pa.int64()), ("merchant", pa.string()), ("x", pa.int64()),
+                    ("s", pa.string()), ("ts", pa.timestamp("us")),
+                    ("created_at", pa.timestamp("us"))])
+SPINE = pa.schema([("user_id", pa.int64()), ("merchant", pa.string()), ("t", pa.timestamp("us"))])
+DOWNSTREAM = """\
+-- @feature_view(name = last_sign, entity = user, timestamp = ts, ttl = '2h',
+--               schedule = '1d', start = '2024-01-01'{extra})
+SELECT user_id, ts, x > 0 AS positive FROM last_event
+"""
+NOW = datetime(2024, 2, 1)  # the runs' "now": after the data, so no interval is cut off
+
+
+def _events(rng: random.Random, n: int, lo: datetime, hi: datetime) -> list[dict[str, Any]]:
+    span = int((hi - lo).total_seconds() // 60)
+    out = []
+    for _ in range(n):
+        ts = lo + timedelta(minutes=rng.randrange(span))
+        out.append({"user_id": rng.choice([1, 2, 3]), "merchant": rng.choice(["a", "b"]),
+                    "x": rng.choice([-3, 1, 2, 5, None]), "s": rng.choice(["k", "l", None]),
+                    "ts": ts, "created_at": ts + timedelta(minutes=rng.randrange(30))})
+    return out
+
+
+def _write_events(path: Path, rows: list[dict[str, Any]]) -> None:
+    pq.write_table(pa.Table.from_pylist(rows, schema=EVENTS), path)
+
+
+def _project(tmp_path: Path, lookback: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """The runtime harness project with a view on a view (last_sign reads last_event) and
+    deterministic data from 2024-01-01 to 2024-01-06."""
+    root = tmp_path / "project"
+    shutil.copytree(HERE, root)
+    extra = f", lookback = '{lookback}'" if lookback else ""
+    (root / "views" / "last_sign.sql").write_text(DOWNSTREAM.format(extra=extra))
+    rng = random.Random(15)
+    base = _events(rng, 300, datetime(2024, 1, 1), datetime(2024, 1, 6))
+    for name in ("events", "profiles", "tags"):
+        (root / "data" / name).mkdir(parents=True)
+    _write_events(root / "data" / "events" / "base.parquet", base)
+    profiles = [{"user_id": u, "merchant": m, "score": rng.choice([0.5, -2.0, None]),
+                 "updated_at": datetime(2024, 1, 1) + timedelta(hours=rng.randrange(120))}
+                for u in (1, 2, 3) for m in ("a", "b")]
+    profiles[0]["updated_at"] = datetime(2024, 1, 5, 23)  # every source reaches 2024-01-05
+    with (root / "data" / "profiles" / "p.json").open("w") as f:
+        for r in profiles:
+            f.write(json.dumps({**r, "updated_at": r["updated_at"].isoformat(" ")}) + "\n")
+    tags = [{"user_id": u, "tag": rng.choice(["p", "q"]),
+             "tagged_at": datetime(2024, 1, 1) + timedelta(hours=rng.randrange(120))}
+            for u in (1, 2, 3, 1, 2)]
+    tags[0]["tagged_at"] = datetime(2024, 1, 5, 22)
+    pcsv.write_csv(pa.Table.from_pylist(tags, schema=pa.schema(
+        [("user_id", pa.int64()), ("tag", pa.string()), ("tagged_at", pa.timestamp("us"))])),
+        root / "data" / "tags" / "p.csv")
+    spine = [{"user_id": rng.choice([1, 2, 3, None]), "merchant": rng.choice(["a", "b"]),
+              "t": datetime(2024, 1, 1) + timedelta(minutes=rng.randrange(5 * 1440))}
+             for _ in range(120)]
+    return root, {"events": base, "profiles": profiles, "tags": tags, "spine": spine}
+
+
+def _run(root: Path, c: Any, **kw: Any) -> MaterializeReport:
+    return materialize(root, c.manifest, config=c.config, now=NOW, **kw)
+
+
+def _by_view(report: MaterializeReport) -> dict[str, ViewRun]:
+    return {v.view: v for v in report.views}
+
+
+def _store_digest(root: Path) -> dict[str, str]:
+    base = root / "data" / "offline"
+    return {str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(base.rglob("*.parquet"))}
+
+
+def _intervals(run: ViewRun) -> str:
+    return f"{run.recomputed} ({run.recomputed_span})" if run.recomputed else run.note
+
+
+def _hours(a: datetime, b: datetime) -> int:
+    return int((b - a).total_seconds() // 3600)
+
+
+def _expected(case: dict[str, Any]) -> list[dict[str, Any]]:
+    events = [{**e, "_featql_created": e["created_at"]} for e in case["events"]]
+    views: list[oracle.RowView | oracle.AggView] = [
+        oracle.RowView("last_event", ["user_id"], "ts", ["x", "s"], 7200, events),
+        oracle.AggView("merchant_aggs", ["merchant"], 3600, [3600, 10800], [
+            oracle.AggSpec("n", "count", None), oracle.AggSpec("nx", "count", "x"),
+            oracle.AggSpec("sx", "sum", "x"), oracle.AggSpec("ax", "avg", "x"),
+            oracle.AggSpec("mn", "min", "x"), oracle.AggSpec("ms", "max", "s")],
+            case["events"], {3600: "1h", 10800: "3h"}),
+        oracle.RowView("pair_profile", ["user_id", "merchant"], "updated_at", ["score"], 10800,
+                       case["profiles"]),
+        oracle.RowView("user_tag", ["user_id"], "tagged_at", ["tag"], None, case["tags"]),
+    ]
+    return oracle.training_set(case["spine"], "t", views)
+
+
+def _assert_store_is_right(root: Path, c: Any, case: dict[str, Any], engine: Any = None
+                           ) -> None:
+    """The training set read from the store equals the oracle over every row; the store equals
+    what a full `--overwrite` writes (byte for byte)."""
+    report = TrainingReport()
+    got = training_set(root, c.manifest, c.config, "svc",
+                       pa.Table.from_pylist(case["spine"], schema=SPINE), engine=engine,
+                       report=report).to_pylist()
+    assert set(report.reads.values()) == {"store"}, report.reads
+    want = _expected(case)
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        for k, v in w.items():
+            if isinstance(v, float) and g[k] is not None:
+                assert abs(g[k] - v) <= 1e-9 * max(1.0, abs(v)), (i, k, g[k], v)
+            else:
+                assert g[k] == v, (i, k, g[k], v)
+    before = _store_digest(root)
+    _run(root, c, overwrite=True, engine=engine)
+    assert _store_digest(root) == before, "the incremental result differs from a full overwrite"
+
+
+def test_new_changed_and_deleted_files_recompute_exactly_their_intervals(tmp_path: Path) -> None:
+    root, case = _project(tmp_path)
+    c = compiled(root)
+    first = _by_view(_run(root, c))
+    assert first["last_event"].written == 5 and first["merchant_aggs"].written == 120
+    assert _store_digest(root)
+
+    # nothing changed: up to date, nothing recomputed
+    again = _by_view(_run(root, c))
+    assert {v: r.note for v, r in again.items()} == dict.fromkeys(again, "up to date")
+    assert all(r.written == 0 and r.recomputed == 0 for r in again.values())
+
+    # a new file with late rows from 2024-01-02 10:00 to 2024-01-03 05:59
+    late_file = root / "data" / "events" / "late.parquet"
+    late = _events(random.Random(1), 40, datetime(2024, 1, 2, 10), datetime(2024, 1, 3, 6))
+    late[0]["ts"], late[-1]["ts"] = datetime(2024, 1, 2, 10), datetime(2024, 1, 3, 5, 59)
+    _write_events(late_file, late)
+    kept = {p: os.stat(p).st_mtime_ns for p in (root / "data" / "offline").rglob("*.parquet")}
+    run = _by_view(_run(root, c))
+    reason = "1 new file in source events (data/events/late.parquet)"
+    assert _intervals(run["last_event"]) == "2 (2024-01-02..2024-01-04)"
+    assert run["last_event"].reason == reason
+    assert run["last_event"].written == 2  # no interval beyond the recomputed ones
+    # the view on the view is recomputed too (through last_event, from the same file)
+    assert _intervals(run["last_sign"]) == "2 (2024-01-02..2024-01-04)"
+    assert run["last_sign"].reason == reason
+    # aggregate view: the hourly tiles 10:00 .. 05:00 the next day
+    assert _intervals(run["merchant_aggs"]) == "20 (2024-01-02 10:00..2024-01-03 06:00)"
+    assert run["merchant_aggs"].recomputed == _hours(datetime(2024, 1, 2, 10),
+                                                     datetime(2024, 1, 3, 6))
+    assert run["pair_profile"].note == run["user_tag"].note == "up to date"
+    # files of the other intervals were left alone
+    touched = {p for p, ns in kept.items() if not p.exists() or os.stat(p).st_mtime_ns != ns}
+    tokens = {p.name.split("-")[1].split(".")[0] for p in touched}
+    days = {t[:8] for t in tokens}
+    assert days <= {"20240102", "20240103"}, sorted(tokens)
+    case["events"] = case["events"] + late
+    _assert_store_is_right(root, c, case)
+    assert all(r.note == "up to date" for r in _run(root, c).views)
+
+    # the late file changed: its rows move to 2024-01-04 (old and new ranges are stale)
+    moved = [{**r, "ts": r["ts"] + timedelta(days=2), "created_at": r["created_at"]
+              + timedelta(days=2)} for r in [*late[:19], late[-1]]]
+    _write_events(late_file, moved)
+    run = _by_view(_run(root, c))
+    assert _intervals(run["last_event"]) == "4 (2024-01-02..2024-01-06)"
+    assert run["last_event"].reason == "1 changed file in source events " \
+        "(data/events/late.parquet)"
+    case["events"] = case["events"][:-len(late)] + moved
+    _assert_store_is_right(root, c, case)
+
+    # the late file deleted: the range recorded with it is stale
+    late_file.unlink()
+    run = _by_view(_run(root, c))
+    assert _intervals(run["last_event"]) == "2 (2024-01-04..2024-01-06)"
+    assert run["last_event"].reason == "1 deleted file in source events " \
+        "(data/events/late.parquet)"
+    case["events"] = case["events"][:-len(moved)]
+    _assert_store_is_right(root, c, case)
+    assert all(r.recomputed == 0 for r in _run(root, c).views)
+
+
+def test_a_run_limited_to_a_range_keeps_the_rest_stale(tmp_path: Path) -> None:
+    root, case = _project(tmp_path)
+    c = compiled(root)
+    _run(root, c, views=["last_event"])
+    late = _events(random.Random(2), 30, datetime(2024, 1, 2), datetime(2024, 1, 5))
+    late[0]["ts"], late[-1]["ts"] = datetime(2024, 1, 2, 1), datetime(2024, 1, 4, 23)
+    _write_events(root / "data" / "events" / "late.parquet", late)
+    part = _by_view(_run(root, c, views=["last_event"], start="2024-01-04"))
+    assert _intervals(part["last_event"]) == "1 (2024-01-04..2024-01-05)"
+    rest = _by_view(_run(root, c, views=["last_event"]))  # 01-02 and 01-03 are still stale
+    assert _intervals(rest["last_event"]) == "3 (2024-01-02..2024-01-05)"
+    assert _by_view(_run(root, c, views=["last_event"]))["last_event"].note == "up to date"
+    case["events"] = case["events"] + late
+    report = TrainingReport()
+    got = training_set(root, c.manifest, c.config, "svc",
+                       pa.Table.from_pylist(case["spine"], schema=SPINE), report=report)
+    assert report.reads["last_event"] == "store"
+    want = _expected(case)
+    assert [r["last_event__x"] for r in got.to_pylist()] == [w["last_event__x"] for w in want]
+
+
+def test_lookback_recomputes_the_last_done_intervals(tmp_path: Path) -> None:
+    root, case = _project(tmp_path, lookback="2d")
+    c = compiled(root)
+    assert c.manifest.view("last_sign").lookback_seconds == 2 * 86400
+    assert c.manifest.view("last_event").lookback_seconds is None
+    _run(root, c)
+    run = _by_view(_run(root, c))  # nothing changed: the lookback still recomputes 2 days
+    assert _intervals(run["last_sign"]) == "2 (2024-01-04..2024-01-06)"
+    assert run["last_sign"].reason == "lookback 2d"
+    assert run["last_event"].note == "up to date"
+    _assert_store_is_right(root, c, case)
+
+
+@pytest.mark.parametrize(("value", "headline"), [
+    ("2", "views/last_sign.sql:2:68: error[E105]: expected a duration string such as '1d', "
+          "found a number (2)"),
+    ("'2x'", "views/last_sign.sql:2:68: error[E106]: invalid duration '2x'"),
+    ("'0d'", "views/last_sign.sql:2:68: error[E106]: invalid duration '0d'"),
+])
+def test_a_bad_lookback_is_one_positioned_error(tmp_path: Path, value: str, headline: str
+                                                ) -> None:
+    from featql.compiler.project import compile_project
+
+    root, _ = _project(tmp_path)
+    (root / "views" / "last_sign.sql").write_text(
+        DOWNSTREAM.format(extra=f", lookback = {value}"))
+    result = compile_project(root)
+    assert [d.headline().replace(f"{root}/", "") for d in result.diagnostics] == [headline]
+
+
+def test_time_source_follows_bare_timestamps_only(tmp_path: Path) -> None:
+    from featql.jobs.stale import view_time_source
+
+    root, _ = _project(tmp_path)
+    (root / "views" / "shifted.sql").write_text(
+        "-- @feature_view(name = shifted, entity = user, timestamp = ts, schedule = '1d',\n"
+        "--               start = '2024-01-01')\n"
+        "SELECT user_id, ts + INTERVAL 1 DAY AS ts, x FROM events\n")
+    c = compiled(root)
+    m = c.manifest
+    assert view_time_source(m, m.view("last_sign")) == "events"  # through last_event
+    assert view_time_source(m, m.view("merchant_aggs")) == "events"
+    assert view_time_source(m, m.view("shifted")) is None
+    _run(root, c, views=["shifted"])
+    _write_events(root / "data" / "events" / "late.parquet",
+                  _events(random.Random(3), 5, datetime(2024, 1, 2), datetime(2024, 1, 2, 2)))
+    run = _by_view(_run(root, c, views=["shifted"]))["shifted"]
+    # its time is computed: every done interval is stale (never a silently missed one)
+    assert _intervals(run) == "6 (2024-01-01..2024-01-07)"
+
+
+FEATQL = Path(sys.executable).with_name("featql")
+
+
+def _featql(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("FEATQL_DEBUG", "FORCE_COLOR")}
+    env["COLUMNS"] = "200"
+    return subprocess.run([str(FEATQL), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_cli_says_what_it_recomputed_and_why(tmp_path: Path) -> None:
+    root, _ = _project(tmp_path)
+    applied = _featql("apply", "--yes", cwd=root)
+    assert applied.returncode == 0, applied.stderr
+    late = _events(random.Random(4), 10, datetime(2024, 1, 3), datetime(2024, 1, 4))
+    late[0]["ts"] = datetime(2024, 1, 3, 0, 30)
+    _write_events(root / "data" / "events" / "part-7.parquet", late)
+    done = _featql("materialize", "--view", "last_event", "--view", "user_tag", cwd=root)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "↻ last_event: recomputed 1 interval (2024-01-03..2024-01-04): 1 new file in " \
+        "source events (data/events/part-7.parquet)" in lines, done.stdout
+    assert "· user_tag: up to date (5 interval(s))" in lines, done.stdout
+    assert any(line.startswith("materialized 1 interval(s) (1 recomputed) into workspace "
+                               "'dev' with duckdb") for line in lines), done.stdout
+    again = _featql("materialize", "--view", "last_event", cwd=root)
+    assert again.returncode == 0, again.stderr
+    assert "· last_event: up to date (5 interval(s))" in again.stdout.splitlines(), again.stdout
+    assert "recomputed" not in again.stdout
+
+
+@pytest.mark.slow
+def test_spark_recomputes_late_intervals_like_duckdb(tmp_path: Path, spark_engine: Any) -> None:
+    root, case = _project(tmp_path)
+    c = compiled(root)
+    _run(root, c, views=["last_event", "merchant_aggs"], engine=spark_engine)
+    late = _events(random.Random(5), 20, datetime(2024, 1, 4), datetime(2024, 1, 5))
+    late[0]["ts"], late[-1]["ts"] = datetime(2024, 1, 4, 2), datetime(2024, 1, 4, 3, 30)
+    _write_events(root / "data" / "events" / "late.parquet", late)
+    run = _by_view(_run(root, c, views=["last_event", "merchant_aggs"], engine=spark_engine))
+    assert _intervals(run["last_event"]) == "1 (2024-01-04..2024-01-05)"
+    top = max(r["ts"] for r in late)
+    assert run["merchant_aggs"].recomputed == _hours(datetime(2024, 1, 4, 2), top) + 1
+    before = _store_digest(root)
+    _run(root, c, views=["last_event", "merchant_aggs"], overwrite=True, engine=spark_engine)
+    assert _store_digest(root) == before
