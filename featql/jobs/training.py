@@ -28,6 +28,7 @@ from featql.dialects.pit import (
     spine_timestamp,
 )
 from featql.engines.engine import Engine, open_engine
+from featql.jobs.fresh import replace_fresh
 from featql.jobs.join import join_spine, spine_relation
 from featql.jobs.relations import ProjectData, view_start
 from featql.jobs.ties import record_ties, tie_check
@@ -136,7 +137,7 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
             view = manifest.view(join.view)
             assert view is not None
             lo, hi = needed_range(view, node, times)
-            done = state.done(workspace, view.name, view.fingerprint) if use_store else []
+            done = state.done(workspace, view.name, view.stored_as) if use_store else []
             start = max(view_start(view), lo) if lo else view_start(view)  # first: open below
             if done and hi is not None and covers(done, start, hi):
                 data.register_stored(view, store, lo, hi)
@@ -148,7 +149,8 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
                 # DuckDB's tie-breaking is a window of its own (Spark's: two more sort
                 # columns): skip it when the rows have no ties, or check afterwards that
                 # none of the rows the spine got has a twin
-                if view.kind == "row" and eng.name == "duckdb":
+                # (a known_at view is joined by its own plan, which picks the winner itself)
+                if view.kind == "row" and eng.name == "duckdb" and not view.known_at:
                     check = tie_check(eng, manifest, view, root, table.num_rows)
                     join = replace(join, unique=check != "dedupe", verify=check == "verify")
             joins.append(join)
@@ -160,6 +162,8 @@ def training_set(root: str | Path, manifest: Manifest, config: ProjectConfig, se
     finally:
         if engine is None or isinstance(engine, str):
             eng.close()
+    # stream aggregate views: the fresh window [floor(t,S) - W, t) of PRODUCT §3 (jobs.fresh)
+    out = replace_fresh(out, manifest, root, node.views, ts_col)
     out = _apply_transforms(manifest, root, service, out, report)
     extra = set(node.columns) - {
         f"{r.view.replace(':', '_')}__{r.feature}" for r in service.features}

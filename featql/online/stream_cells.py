@@ -33,14 +33,29 @@ from typing import Any
 
 import orjson
 
-from featql.core.ir import FeatureView
-from featql.semantics.aggregates import FUNCTIONS, ListWindow, partial_column, partial_columns
+from featql.core.ir import Aggregation, FeatureView
+from featql.semantics.aggregates import (
+    FUNCTIONS,
+    AggregateFunction,
+    ListWindow,
+    partial_column,
+    partial_columns,
+)
 from featql.semantics.sql import US
 from featql.semantics.time import floor
 from featql.semantics.windows import stream_merge
 
 MAGIC = b"FQS1"
 COMPACT_AT = 256  # raw events per cell before the complete slides are folded into tiles
+
+
+def function_of(agg: Aggregation) -> AggregateFunction:
+    """The aggregation's function bound to its constant arguments (LAST_N's n), when the
+    semantics core binds them."""
+    fn = FUNCTIONS[agg.function]
+    bind = getattr(fn, "bind", None)
+    args = getattr(agg, "args", ())
+    return bind(tuple(args)) if bind is not None and args else fn
 
 
 @dataclass
@@ -51,6 +66,8 @@ class StreamCell:
     columns: dict[str, list[Any]]
     events: list[tuple[int, list[Any]]]
     kept_from: int | None = None
+    hi: int | None = None  # the end of the tiles a load wrote (epoch seconds), if any
+    batch: bool = False  # read with the batch window (a view over a batch-only source)
 
 
 def is_stream_cell(payload: bytes) -> bool:
@@ -70,8 +87,8 @@ def _untag(v: Any) -> Any:
 
 
 def encode(cell: StreamCell) -> bytes:
-    body = {"k": cell.kept_from, "s": cell.starts, "c": cell.columns,
-            "e": [[t, list(v)] for t, v in cell.events]}
+    body = {"k": cell.kept_from, "h": cell.hi, "b": cell.batch, "s": cell.starts,
+            "c": cell.columns, "e": [[t, list(v)] for t, v in cell.events]}
     return MAGIC + orjson.dumps(body, default=_tag)
 
 
@@ -79,7 +96,7 @@ def decode(payload: bytes) -> StreamCell:
     body = orjson.loads(payload[4:])
     columns = {c: [_untag(v) for v in vals] for c, vals in body["c"].items()}
     return StreamCell(list(body["s"]), columns, [(int(t), v) for t, v in body["e"]],
-                      body.get("k"))
+                      body.get("k"), body.get("h"), bool(body.get("b")))
 
 
 def from_tiles(view: FeatureView, starts: Sequence[int], columns: Mapping[str, Sequence[Any]],
@@ -101,7 +118,7 @@ def add_events(view: FeatureView, cell: StreamCell, events: Sequence[tuple[int, 
     slide = view.slide_seconds or 1
     merged = sorted([*cell.events, *events], key=lambda e: e[0])
     cell = StreamCell(list(cell.starts), {c: list(v) for c, v in cell.columns.items()}, merged,
-                      cell.kept_from)
+                      cell.kept_from, cell.hi, cell.batch)
     if not merged:
         return cell
     newest = floor(merged[-1][0] // US, slide)
@@ -151,8 +168,9 @@ def fold_into_tiles(view: FeatureView, cell: StreamCell,
 def _fold(view: FeatureView, events: Sequence[tuple[int, list[Any]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, a in enumerate(view.aggregations):
-        fn = FUNCTIONS[a.function]
-        for p, v in fn.fold([e[1][k] for e in events]).items():
+        fn = function_of(a)
+        ordered = getattr(fn, "ordered", False)  # LAST_N and the like fold (time, value)
+        for p, v in fn.fold([(e[0], e[1][k]) if ordered else e[1][k] for e in events]).items():
             out[partial_column(a.name, p)] = v
     return out
 
@@ -161,7 +179,7 @@ def _merge_two(view: FeatureView, old: Mapping[str, Any], new: Mapping[str, Any]
                ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for a in view.aggregations:
-        fn = FUNCTIONS[a.function]
+        fn = function_of(a)
         cols = {c: [old[c], new[c]] for c in old if c.startswith(a.name + "__")}
         for p, v in fn.merge(ListWindow(cols, 0, 2), a.name).items():
             out[partial_column(a.name, p)] = v
@@ -181,7 +199,7 @@ class StreamMerger:
             if needed is not None and i not in needed:
                 continue
             k, a = aggs[f.aggregation or ""]
-            self.specs.append((i, k, a, FUNCTIONS[a.function], f.window_seconds or 0, f.type))
+            self.specs.append((i, k, a, function_of(a), f.window_seconds or 0, f.type))
         self.empty = [FUNCTIONS[aggs[f.aggregation][1].function].empty if f.aggregation
                       else None for f in view.features]
         self.reach = max((s[4] for s in self.specs), default=0)
@@ -190,6 +208,8 @@ class StreamMerger:
         from featql.online.tiles import IncompleteWindow
 
         hi = floor(t_us // US, self.slide)
+        if cell.batch:  # the batch window: whole slides only, no head
+            t_us = hi * US
         if cell.kept_from is not None and hi - self.reach < cell.kept_from:
             raise IncompleteWindow(hi, cell.kept_from + self.reach)
         i = bisect_left(cell.starts, hi)
@@ -221,8 +241,10 @@ def _with_folded(view: FeatureView, agg: str, k: int, fn: Any, starts_us: list[i
     if not events:
         return starts, cols
     by_slide: dict[int, list[Any]] = {}
+    ordered = getattr(fn, "ordered", False)  # LAST_N and the like fold (time, value) pairs
     for t, inputs in events:
-        by_slide.setdefault(floor(t, slide_us), []).append(inputs[k])
+        by_slide.setdefault(floor(t, slide_us), []).append((t, inputs[k]) if ordered
+                                                           else inputs[k])
     for s, values in sorted(by_slide.items()):
         folded = {partial_column(agg, p): v for p, v in fn.fold(values).items()}
         i = bisect_left(starts, s)
