@@ -3,6 +3,7 @@ is read and the service plans (incl. compiled transforms) are built once, at wor
 never per request.
 
 POST /v1/features/<service>   {"entities": [...], "request": [...] | {...}, "at": "ISO time"?}
+POST /v1/ingest/<source>      {"records": [{...}, ...] (<= 1,000), "batch_id": "..."?}
 GET  /v1/services             GET /v1/services/<service>    GET /healthz    GET /metrics
 
 One routing table serves every route: the Flask app's `url_map` (werkzeug rules), filled by
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("featql.serve")
 BODY_FIELDS = ("entities", "request", "at")
+INGEST_FIELDS = ("records", "batch_id")
 MAX_BODY_BYTES = 1 << 20
 DRAIN_BYTES = 16 << 20  # a body over the limit declared up to this is read before the 413
 JSON = "application/json"
@@ -299,6 +301,40 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
         except RequestError as e:
             return json_reply(e.to_json(), e.status)
 
+    def ingest(call: Call, source_name: str) -> Reply:
+        """POST /v1/ingest/<source>: validated, deduplicated, logged, answered once the online
+        store holds the values (featql.jobs.ingest)."""
+        from featql.core.errors import UserError
+        from featql.jobs.ingest import find_source, ingest_events
+
+        try:
+            find_source(manifest, source_name)  # unknown source first: 404 with a hint
+            body = call.json_object()
+            for key in body:
+                if key not in INGEST_FIELDS:
+                    hint = did_you_mean(key, INGEST_FIELDS)
+                    raise RequestError(400, "unknown_field", f"unknown field '{key}'"
+                                       + (f": {hint}" if hint else
+                                          f" (expected {', '.join(INGEST_FIELDS)})"), key)
+            if "records" not in body:
+                raise RequestError(400, "missing_field", "body lacks 'records'", "records")
+            batch_id = body.get("batch_id")
+            if batch_id is not None and not isinstance(batch_id, str):
+                raise RequestError(400, "invalid_field", "'batch_id' must be a string",
+                                   "batch_id")
+            report = ingest_events(settings.root, manifest, settings.workspace, source_name,
+                                   body["records"], batch_id=batch_id, store=store)
+        except RequestError as e:
+            return error_reply(e, OTHER)
+        except UserError as e:
+            if isinstance(e, OnlineStoreError):
+                return error_reply(e, OTHER)
+            return Reply(422, error_body(422, "ingest_refused", str(e), "source"),
+                         service=OTHER)
+        except Exception as e:
+            return error_reply(e, OTHER)
+        return Reply(200, orjson.dumps(report.to_json()), service=OTHER)
+
     def healthz(call: Call) -> Reply:
         return json_reply({"status": "ok", "project": manifest.project, "pid": os.getpid(),
                            "workspace": settings.workspace, "store": store.kind,
@@ -310,6 +346,7 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
     routes.add("POST", "/v1/features/<service_name>", features)
     routes.add("GET", "/v1/services", services)
     routes.add("GET", "/v1/services/<service_name>", service_schema)
+    routes.add("POST", "/v1/ingest/<source_name>", ingest)
     routes.add("GET", "/healthz", healthz)
     routes.add("GET", "/metrics", prometheus)
     dispatcher = Dispatcher(routes, metrics, settings.max_body_bytes)
