@@ -29,6 +29,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("workspace", "workspace"),
     Command("history", "history"),
     Command("materialize", "materialize"),
+    Command("stream", "stream"),
     Command("training-set", "training_set"),
     Command("serve", "serve"),
     Command("demo", "demo"),

@@ -1,0 +1,453 @@
+"""`featql stream`: Spark Structured Streaming from Kafka (`format("kafka")`) or a folder of
+files into the online store and the offline log, through the one write path of pushes.
+
+One streaming query per stream source the chosen views read, per workspace. Its
+`foreachBatch` collects each micro-batch to the driver as Arrow (raw message text and where it
+came from), sorts the messages into events and dead letters (`stream_events`) and hands the
+events to `featql.jobs.ingest.ingest_events` with a batch id naming the checkpoint and Spark's
+batch number. That one function appends them to the source's offline log (partitioned like the
+batch log), drops events whose `key` was ingested before, runs every view over the source on
+them with the batch semantics and writes the online store; a batch id it has applied before
+changes nothing. So a micro-batch Spark replays after a crash is harmless, and the stream, the
+push API and the online read share one write path and one semantics.
+
+Per workspace and source, `.featql/stream/<workspace>/<source>/` holds:
+
+- `checkpoint/`: Spark's checkpoint (offsets or files read, batches committed). Restarting
+  resumes from it; `featql plan` says when a change would reset it (the stream location);
+- `identity`: a random id made with the checkpoint, part of every batch id, so a reset
+  checkpoint (batch numbers from 0 again) never passes for batches already applied;
+- `state.json`: the watermark and the counters after the last batch (and before it, for the
+  replay of that batch), written after each batch is applied;
+- `deadletter/batch-<n>.jsonl`: the messages of batch n that are not events, with the reason.
+
+`--until-idle` uses `trigger(availableNow=True)`: what is there when the query starts, then
+stop. Otherwise a processing-time trigger (`trigger_seconds`, 1 s by default) runs until
+`stop` is set (Ctrl-C in the CLI) or `max_seconds` pass. Spark runs in the command's process;
+micro-batches are collected to the driver (fine at the embedded scale: `max_events_per_batch`
+bounds each; at scale the write would move to the executors, per partition, with the ledger
+in a shared database).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featql.core.diagnostics import did_you_mean
+from featql.core.errors import UserError
+from featql.core.ir import FeatureView, Manifest, Source
+from featql.jobs.stream_events import Split, set_aside_lines, split_batch
+from featql.jobs.stream_handover import drop_logged
+from featql.semantics.types import spark_type
+
+if TYPE_CHECKING:
+    from featql.core.config import ProjectConfig
+
+FOLDER = ".featql/stream"
+MAX_EVENTS_PER_BATCH = 50_000
+MAX_FILES_PER_BATCH = 100
+KAFKA_TIMEOUT_MS = 10_000
+BROKER_GONE_S = 15.0  # the broker has not answered for this long: stop with an error
+POLL_S = 0.25
+
+
+class StreamError(UserError):
+    """The stream cannot run or stopped: the message says why and what to do."""
+
+
+@dataclass
+class SourceStats:
+    """What a source's query did, in this run (`batches`, ...) and in total (`total_*`)."""
+
+    source: str
+    views: tuple[str, ...]
+    location: str  # kafka topic 'txns' on host:port, or files in 'path'
+    batches: int = 0
+    events: int = 0  # messages read
+    ingested: int = 0  # events new to the online store
+    duplicates: int = 0  # events whose key was ingested before (or a replayed batch)
+    late: int = 0
+    dead: int = 0  # dead letters
+    lag: int | None = None  # Kafka offsets behind the latest, after the last batch
+    rate: float = 0.0  # events/s of the last batch (Spark's processedRowsPerSecond)
+    watermark: dt.datetime | None = None
+    total_events: int = 0
+    total_late: int = 0
+    total_dead: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def events_per_s(self) -> float:
+        spent = time.monotonic() - self.started
+        return self.events / spent if spent > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class StreamReport:
+    workspace: str
+    sources: tuple[SourceStats, ...]
+    folder: Path  # .featql/stream/<workspace>
+
+
+ProgressFn = Callable[[Sequence[SourceStats]], None]
+
+
+# -- what to stream ------------------------------------------------------------------------
+def stream_targets(manifest: Manifest, views: Sequence[str] | None
+                   ) -> list[tuple[Source, list[FeatureView]]]:
+    """The stream sources to read and, for each, the stream views over it (every stream view
+    when `views` is empty). `--view V` streams V's source, which updates every view over it:
+    one write path per event."""
+    streams = manifest.stream_views
+    if views:
+        names = [v.name for v in manifest.views]
+        chosen: list[FeatureView] = []
+        for name in views:
+            view = manifest.view(name)
+            if view is None:
+                hint = did_you_mean(name, names)
+                raise StreamError(f"unknown feature view '{name}'" + (f": {hint}" if hint else ""))
+            if view not in streams:
+                raise StreamError(
+                    f"feature view '{name}' is not a stream view: no source it reads declares "
+                    "`stream = ...`" + (f" (stream views: {', '.join(v.name for v in streams)})"
+                                        if streams else ""))
+            chosen.append(view)
+    else:
+        chosen = list(streams)
+    if not chosen:
+        raise StreamError("nothing to stream: no applied source declares `stream = kafka(...)` "
+                          "or `stream = files(...)` (see docs/language.md, @source)")
+    by_source: dict[str, tuple[Source, list[FeatureView]]] = {}
+    for view in chosen:
+        src = manifest.stream_source(view)
+        assert src is not None
+        by_source.setdefault(src.name, (src, []))[1].append(view)
+    for src, _ in by_source.values():
+        if src.stream is not None and src.stream.format == "avro":
+            raise StreamError(
+                f"source '{src.name}': format = avro needs Spark's Avro reader (spark-avro), "
+                "which featql does not ship yet; produce JSON (format = json)")
+    return [by_source[n] for n in sorted(by_source)]
+
+
+def source_folder(root: Path, workspace: str, source: str) -> Path:
+    return root / FOLDER / workspace / source
+
+
+def describe(source: Source) -> str:
+    s = source.stream
+    assert s is not None
+    if s.kind == "kafka":
+        return f"kafka topic '{s.topic}' on {s.bootstrap}"
+    return f"{s.format} files in '{s.path}'"
+
+
+# -- per-source state: watermark and counters, replay-safe -------------------------------------
+@dataclass
+class _State:
+    """After batch `batch`: `after`; before it: `before` (a replay of `batch` starts there)."""
+
+    path: Path
+    batch: int = -1
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> _State:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls(path)
+        return cls(path, int(data["batch"]), data["before"], data["after"])
+
+    def start(self, batch: int) -> dict[str, Any]:
+        """The state a batch starts from: a replayed last batch starts where it did."""
+        return dict(self.before if batch == self.batch else self.after)
+
+    def commit(self, batch: int, before: dict[str, Any], after: dict[str, Any]) -> None:
+        self.batch, self.before, self.after = batch, before, after
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"batch": batch, "before": before, "after": after},
+                                  sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+def _watermark(state: dict[str, Any]) -> dt.datetime | None:
+    value = state.get("newest")
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def _identity(folder: Path) -> str:
+    """The checkpoint's id (made with it; a new checkpoint gets a new one)."""
+    path = folder / "identity"
+    checkpoint = folder / "checkpoint"
+    if path.is_file() and checkpoint.is_dir():
+        return path.read_text().strip()
+    folder.mkdir(parents=True, exist_ok=True)
+    ident = uuid.uuid4().hex[:12]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(ident + "\n")
+    os.replace(tmp, path)
+    (folder / "state.json").unlink(missing_ok=True)  # counters belong to the old checkpoint
+    return ident
+
+
+# -- the query --------------------------------------------------------------------------------
+class _SourceRun:
+    """One source's streaming query and its foreachBatch."""
+
+    def __init__(self, root: Path, manifest: Manifest, workspace: str, source: Source,
+                 views: list[FeatureView], config: ProjectConfig | None) -> None:
+        self.root, self.manifest, self.workspace = root, manifest, workspace
+        self.source, self.config = source, config
+        self.folder = source_folder(root, workspace, source.name)
+        self.identity = _identity(self.folder)
+        self.state = _State.load(self.folder / "state.json")
+        self.stats = SourceStats(source.name, tuple(v.name for v in views), describe(source))
+        after = self.state.after
+        self.stats.total_events = int(after.get("events", 0))
+        self.stats.total_late = int(after.get("late", 0))
+        self.stats.total_dead = int(after.get("dead", 0))
+        self.stats.watermark = _watermark(after)
+        self.error: BaseException | None = None
+        self.query: Any = None
+        self.lock = threading.Lock()
+
+    def batch_id(self, batch: int) -> str:
+        return f"stream:{self.identity}:{batch}"
+
+    def handle(self, frame: Any, batch: int) -> None:
+        """foreachBatch: runs on the driver, one batch at a time per query."""
+        try:
+            self._handle(frame.toArrow(), batch)
+        except BaseException as e:  # kept for the report: Spark wraps it in a Java error
+            self.error = e
+            raise
+
+    def _handle(self, raw: Any, batch: int) -> None:
+        from featql.jobs.ingest import ingest_events
+
+        start = self.state.start(batch)
+        watermark = _watermark(start)
+        split: Split = split_batch(self.source, raw, watermark)
+        self._dead_letters(batch, split)
+        report = None
+        handed_over = 0
+        if split.events is not None:
+            split.events, handed_over = drop_logged(self.root, self.source, split.events)
+        if split.events is not None and split.events.num_rows:
+            # `now` for the write path's late count: the watermark (nothing of the first batch
+            # is late)
+            basis = watermark or split.oldest
+            now = int(basis.replace(tzinfo=dt.UTC).timestamp() * 1_000_000) if basis else None
+            report = ingest_events(self.root, self.manifest, self.workspace, self.source.name,
+                                   split.events, now, self.batch_id(batch),
+                                   config=self.config, limit=None)
+        # late: of the events new to the store (a duplicate of an old event is no late event)
+        late = report.late if report is not None and not report.replayed else 0
+        newest = max((t for t in (watermark, split.newest) if t is not None), default=None)
+        after = {"newest": newest.isoformat() if newest else None,
+                 "events": int(start.get("events", 0)) + raw.num_rows,
+                 "late": int(start.get("late", 0)) + late,
+                 "dead": int(start.get("dead", 0)) + len(split.dead)}
+        self.state.commit(batch, start, after)
+        with self.lock:
+            s = self.stats
+            s.batches += 1
+            s.events += raw.num_rows
+            s.late += late
+            s.dead += len(split.dead)
+            s.duplicates += handed_over
+            if report is not None:
+                s.ingested += report.ingested
+                s.duplicates += report.duplicates
+            s.total_events, s.total_late, s.total_dead = (after["events"], after["late"],
+                                                          after["dead"])
+            s.watermark = newest
+
+    def _dead_letters(self, batch: int, split: Split) -> None:
+        folder = self.folder / "deadletter"
+        path = folder / f"batch-{self.identity}-{batch}.jsonl"
+        if not split.dead:
+            path.unlink(missing_ok=True)  # a replay that now has none
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(set_aside_lines(split.dead))
+        os.replace(tmp, path)
+
+    # -- the Spark side
+    def frame(self, spark: Any) -> Any:
+        stream = self.source.stream
+        assert stream is not None
+        if stream.kind == "kafka":
+            return (spark.readStream.format("kafka")
+                    .option("kafka.bootstrap.servers", stream.bootstrap)
+                    .option("subscribe", stream.topic)
+                    .option("startingOffsets", "earliest")
+                    .option("failOnDataLoss", "true")
+                    .option("maxOffsetsPerTrigger", str(MAX_EVENTS_PER_BATCH))
+                    .option("kafka.request.timeout.ms", str(KAFKA_TIMEOUT_MS))
+                    .option("kafka.default.api.timeout.ms", str(KAFKA_TIMEOUT_MS))
+                    .option("fetchOffset.numRetries", "1")
+                    .load()
+                    .selectExpr("CAST(value AS STRING) AS value",
+                                "concat(CAST(partition AS STRING), ':', "
+                                "CAST(offset AS STRING)) AS origin"))
+        path = str(Path(stream.path) if Path(stream.path).is_absolute()
+                   else self.root / stream.path)
+        reader = spark.readStream.option("maxFilesPerTrigger", str(MAX_FILES_PER_BATCH))
+        if stream.format == "json":  # one message per line, decoded (or refused) in Python
+            frame = reader.format("text").load(path)
+            return frame.selectExpr("value", "input_file_name() AS origin")
+        schema = ", ".join(f"`{c.name}` {spark_type(c.type)}" for c in self.source.columns)
+        if stream.format == "csv":
+            frame = reader.schema(schema).option("header", "true").csv(path)
+        else:
+            frame = reader.schema(schema).parquet(path)
+        return frame.selectExpr("to_json(struct(*)) AS value", "input_file_name() AS origin")
+
+    def start(self, spark: Any, until_idle: bool, trigger_seconds: float) -> None:
+        writer = (self.frame(spark).writeStream
+                  .foreachBatch(self.handle)
+                  .option("checkpointLocation", str(self.folder / "checkpoint"))
+                  .queryName(f"featql_{self.workspace}_{self.source.name}_{self.identity}"))
+        writer = (writer.trigger(availableNow=True) if until_idle
+                  else writer.trigger(processingTime=f"{trigger_seconds} seconds"))
+        self.query = writer.start()
+
+    def poll(self) -> None:
+        """Spark's own figures of the last batch: rate and, for Kafka, the lag."""
+        progress = self.query.lastProgress if self.query is not None else None
+        if not progress:
+            return
+        with self.lock:
+            self.stats.rate = float(progress.get("processedRowsPerSecond") or 0.0)
+            for src in progress.get("sources") or ():
+                lag = (src.get("metrics") or {}).get("maxOffsetsBehindLatest")
+                if lag is not None:
+                    self.stats.lag = int(float(lag))
+
+    def failure(self) -> StreamError | None:
+        """The query's failure as a clear error, or None while it runs or when it finished."""
+        exc = self.query.exception() if self.query is not None else None
+        if exc is None and self.error is None:
+            return None
+        return explain(self.source, self.error, exc)
+
+
+def explain(source: Source, inner: BaseException | None, spark_error: Any) -> StreamError:
+    """A failed query in words: the user error raised in foreachBatch as is, a missing topic, a
+    broker that does not answer, else Spark's first line."""
+    if isinstance(inner, StreamError):
+        return inner
+    if isinstance(inner, UserError):
+        return StreamError(f"source '{source.name}': {inner}")
+    text = str(spark_error if spark_error is not None else inner)
+    stream = source.stream
+    assert stream is not None
+    if stream.kind == "kafka":
+        if "UnknownTopicOrPartition" in text or "does not host this topic" in text:
+            return StreamError(topic_missing(source))
+        if "TimeoutException" in text or "Timed out" in text or "disconnected" in text:
+            return StreamError(broker_gone(source))
+    if inner is not None and not isinstance(inner, Exception):
+        raise inner  # KeyboardInterrupt, SystemExit
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "unknown error")
+    return StreamError(f"the stream of source '{source.name}' ({describe(source)}) failed: "
+                       f"{first[:500]}")
+
+
+def topic_missing(source: Source) -> str:
+    s = source.stream
+    assert s is not None
+    return (f"topic '{s.topic}' does not exist on the Kafka broker {s.bootstrap} (source "
+            f"'{source.name}'): create it, or fix stream = kafka(topic = ...)")
+
+
+def broker_gone(source: Source) -> str:
+    s = source.stream
+    assert s is not None
+    return (f"the Kafka broker {s.bootstrap} of source '{source.name}' does not answer: start "
+            "it (or fix bootstrap = ...) and run `featql stream` again; it resumes from its "
+            "checkpoint, and what was applied stays applied")
+
+
+def run_stream(root: Path | str, manifest: Manifest, workspace: str,
+               views: Sequence[str] | None = None, *, until_idle: bool = False,
+               trigger_seconds: float = 1.0, config: ProjectConfig | None = None,
+               on_progress: ProgressFn | None = None, stop: threading.Event | None = None,
+               max_seconds: float | None = None, spark: Any = None) -> StreamReport:
+    """Stream the chosen views' sources into the workspace (see the module doc)."""
+    root = Path(root)
+    targets = stream_targets(manifest, views)
+    runs = [_SourceRun(root, manifest, workspace, src, vs, config) for src, vs in targets]
+    kafka = [r.source for r in runs if r.source.stream is not None
+             and r.source.stream.kind == "kafka"]
+    from featql.jobs.stream_kafka import BrokerWatch, check_topics
+
+    check_topics(kafka)
+    if spark is None:
+        spark = _session(config, bool(kafka))
+    watch = BrokerWatch(kafka)
+    try:
+        for run in runs:
+            run.start(spark, until_idle, trigger_seconds)
+        _wait(runs, watch, until_idle, on_progress, stop, max_seconds)
+    finally:
+        watch.close()
+        for run in runs:
+            if run.query is not None and run.query.isActive:
+                run.query.stop()
+    for run in runs:
+        run.poll()
+    return StreamReport(workspace, tuple(replace(r.stats) for r in runs),
+                        root / FOLDER / workspace)
+
+
+def _wait(runs: list[_SourceRun], watch: Any, until_idle: bool,
+          on_progress: ProgressFn | None, stop: threading.Event | None,
+          max_seconds: float | None) -> None:
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    while True:
+        for run in runs:
+            run.poll()
+            failure = run.failure()
+            if failure is not None:
+                raise failure
+        gone = watch.gone()
+        if gone is not None:
+            raise StreamError(broker_gone(gone))
+        if on_progress is not None:
+            on_progress([r.stats for r in runs])
+        if until_idle and not any(r.query.isActive for r in runs):
+            for run in runs:  # a query that ended with an error
+                failure = run.failure()
+                if failure is not None:
+                    raise failure
+            return
+        if (stop is not None and stop.is_set()) or (
+                deadline is not None and time.monotonic() >= deadline):
+            return
+        time.sleep(POLL_S)
+
+
+def _session(config: ProjectConfig | None, kafka: bool) -> Any:
+    from featql.engines.kafka_jars import spark_kafka_conf
+    from featql.engines.spark import spark_session
+
+    conf = dict(config.spark_conf) if config is not None else {}
+    if kafka:
+        conf.update(spark_kafka_conf())
+    master = config.spark_master if config is not None else "local[2]"
+    return spark_session(master, conf)
