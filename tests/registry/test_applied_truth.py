@@ -377,7 +377,9 @@ def test_a_schema_1_registry_is_upgraded_and_an_apply_without_hook_sources_is_na
     assert str(e.value) == (f"apply #1 of workspace 'dev' holds no source for the hook file(s) "
                             f"{HOOK} (recorded by an older featql); apply the project again")
     con = sqlite3.connect(db)
-    assert con.execute("SELECT value FROM registry_meta").fetchone() == ("2",)
+    assert con.execute("SELECT value FROM registry_meta").fetchone() == ("3",)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"registry_hooks", "materialization_sources", "materialization_files"} <= tables
     con.close()
     code, out, _ = run("apply", "--project", str(project), "--yes")
     assert code == 0 and "apply #1 lacks the source of its Python hooks" in out
