@@ -12,6 +12,7 @@ import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,60 @@ def test_spark_recomputes_late_intervals_like_duckdb(tmp_path: Path, spark_engin
     before = _store_digest(root)
     _run(root, c, views=["last_event", "merchant_aggs"], overwrite=True, engine=spark_engine)
     assert _store_digest(root) == before
+
+
+@pytest.fixture()
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A bucket on moto's server on 127.0.0.1; AWS_* point at it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"
+                       }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="late")
+    try:
+        yield "late"
+    finally:
+        server.stop()
+
+
+def test_s3_source_files_are_signed_by_etag(tmp_path: Path, s3_bucket: str) -> None:
+    import boto3
+
+    root, case = _project(tmp_path)
+    src = root / "sources" / "events.sql"
+    src.write_text(src.read_text().replace("parquet('data/events/')",
+                                           f"parquet('s3://{s3_bucket}/events/')"))
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    s3.upload_file(str(root / "data" / "events" / "base.parquet"), s3_bucket,
+                   "events/base.parquet")
+    (root / "data" / "events" / "base.parquet").unlink()
+    c = compiled(root)
+    _run(root, c, views=["last_event"])
+    late = _events(random.Random(6), 10, datetime(2024, 1, 3, 1), datetime(2024, 1, 3, 2))
+    _write_events(tmp_path / "late.parquet", late)
+    s3.upload_file(str(tmp_path / "late.parquet"), s3_bucket, "events/late.parquet")
+    run = _by_view(_run(root, c, views=["last_event"]))["last_event"]
+    assert _intervals(run) == "1 (2024-01-03..2024-01-04)"
+    assert run.reason == f"1 new file in source events (s3://{s3_bucket}/events/late.parquet)"
+    assert _by_view(_run(root, c, views=["last_event"]))["last_event"].note == "up to date"
+    moved = [{**r, "ts": r["ts"] + timedelta(days=1)} for r in late]  # same size, new bytes
+    _write_events(tmp_path / "late.parquet", moved)
+    s3.upload_file(str(tmp_path / "late.parquet"), s3_bucket, "events/late.parquet")
+    run = _by_view(_run(root, c, views=["last_event"]))["last_event"]
+    assert _intervals(run) == "2 (2024-01-03..2024-01-05)"
+    assert run.reason.startswith("1 changed file in source events")
+    case["events"] = case["events"] + moved
+    report = TrainingReport()
+    got = training_set(root, c.manifest, c.config, "svc",
+                       pa.Table.from_pylist(case["spine"], schema=SPINE), report=report)
+    assert report.reads["last_event"] == "store"
+    assert [r["last_event__x"] for r in got.to_pylist()] == [
+        w["last_event__x"] for w in _expected(case)]
