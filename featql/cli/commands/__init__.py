@@ -30,6 +30,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("history", "history"),
     Command("materialize", "materialize"),
     Command("stream", "stream"),
+    Command("ingest", "ingest"),
     Command("training-set", "training_set"),
     Command("serve", "serve"),
     Command("demo", "demo"),
