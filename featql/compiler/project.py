@@ -34,6 +34,7 @@ from featql.compiler.leakage import lint_leakage
 from featql.compiler.loader import ParsedFile, display_path, load
 from featql.compiler.resolve import Resolved, resolve
 from featql.compiler.services import build_py_transform, build_service, build_sql_transform
+from featql.compiler.storage import storage_fingerprint, storage_upstream, stored_groups
 from featql.compiler.streams import check_incremental
 from featql.compiler.typecheck import TypedView, type_view, window_feature
 from featql.compiler.windows import lint_windows
@@ -51,6 +52,9 @@ from featql.core.ir import (
 )
 from featql.core.pool import gc_paused
 from featql.core.types import KEY_TYPES, UNKNOWN, from_sql_text
+
+CREATED = "_featql_created"
+"""The created column a view's rows carry (featql.dialects.contract names it too)."""
 
 
 @dataclass
@@ -270,6 +274,9 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
         if fingerprints else ""
     header = {"keys": key_names, "ts": typed.timestamp, "ttl": decl.get("ttl"),
               "windows": list(typed.windows), "slide": typed.slide}
+    created, known_at = _created_column(f, name, deps, is_agg, typed, res, sources, views, diags)
+    if known_at:  # only when set: the fingerprints of views without it stay as they were
+        header["known_at"] = True
     features: list[Feature] = []
     if is_agg:
         for agg in typed.aggregations:
@@ -284,6 +291,9 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
             features.append(Feature(col.name, col.type, digest(
                 shared, projection_sql(canonical, col.name), header, upstream)
                 if fingerprints else ""))
+    # the stored data's identity, without what applies only when reading (compiler/storage.py)
+    stored_up = storage_upstream(deps, read, views, sources) if fingerprints else []
+    stored = stored_groups(canonical, typed, shared, stored_up) if fingerprints else ()
     try:
         # canonical is this function's own copy and this is its last use: no second copy
         sql = canonical.sql(dialect="duckdb", normalize=True, copy=False,
@@ -301,10 +311,6 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
     if decl.get("deprecated"):
         diags.warning("W801", f"feature view '{name}' is deprecated"
                       + (f"; use '{replacement}'" if replacement else ""), decl.at("deprecated"))
-    created = None
-    if len(deps) == 1 and deps[0] in sources and len(res.table_refs.get(name, [])) == 1 \
-            and _rows_preserved(typed.query.qualified, deps[0]):
-        created = sources[deps[0]].created
     return FeatureView(
         name=name,
         base_name=decl.name,
@@ -331,7 +337,45 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
         offline=bool(decl.get("offline", True)),
         meta=decl.meta,
         prevent_destroy=bool(decl.get("prevent_destroy", False)),
+        known_at=known_at,
+        storage_fingerprint=storage_fingerprint(sql, header, stored_up, created)
+        if fingerprints else "",
+        stored=stored,
+        lookback_seconds=decl.get("lookback"),
     )
+
+
+def _created_column(f: ParsedFile, name: str, deps: list[str], is_agg: bool, typed: TypedView,
+                    res: Resolved, sources: dict[str, Source], views: dict[str, FeatureView],
+                    diags: Diagnostics) -> tuple[str | None, bool]:
+    """The view's created column (its single source's, carried through a row-preserving
+    query; `_featql_created` of a single upstream `known_at` view) and whether the view is
+    `known_at` (PRODUCT §3). A view reading a `known_at` source or view that cannot carry the
+    created column with each row is refused (E423): it could not hide rows not yet created."""
+    refs = res.table_refs.get(name, [])
+    single = len(deps) == 1 and len(refs) == 1 and not is_agg \
+        and _rows_preserved(typed.query.qualified, deps[0])
+    if single and deps[0] in sources:
+        src = sources[deps[0]]
+        return src.created, src.known_at is not None
+    if single and deps[0] in views and views[deps[0]].known_at:
+        return CREATED, True
+    known = [d for d in deps if (d in sources and sources[d].known_at is not None)
+             or (d in views and views[d].known_at)]
+    if known:
+        assert f.decl is not None
+        at = next((node_span(f.src, t) for t in refs if t.name.lower() == known[0]),
+                  f.decl.span)
+        what = "source" if known[0] in sources else "feature view"
+        why = ("an aggregate view cannot count events as of when they were created yet"
+               if is_agg else "its rows do not come one by one from that one relation, so "
+               "they cannot carry the created column")
+        diags.error("E423", f"feature view '{name}' reads {what} '{known[0]}', which is "
+                    f"known_at (a row is visible once created), but {why}", at,
+                    hint="read it in a plain SELECT ... FROM <it> [WHERE ...] in a row-level "
+                    "view, or drop known_at from the source" if not is_agg else
+                    "drop known_at from the source, or read a source without it")
+    return None, False
 
 
 def _rows_preserved(query: exp.Expr, source: str) -> bool:

@@ -14,7 +14,8 @@ from typing import Literal
 ViewKind = Literal["row", "aggregate"]
 AggFunction = Literal["count", "sum", "avg", "min", "max",
                       "stddev_samp", "stddev_pop", "var_samp", "var_pop",
-                      "last_n", "last_distinct_n", "first_n", "first_distinct_n", "top_k"]
+                      "last_n", "last_distinct_n", "first_n", "first_distinct_n", "top_k",
+                      "approx_count_distinct", "approx_percentile"]
 OMIT_DEFAULT = "omit_default"
 """Field metadata key: the manifest leaves the field out while it holds its default, so a
 manifest written before the field existed (and its fingerprints) stays byte-identical."""

@@ -3,16 +3,20 @@
 Intervals follow each view's schedule from its `start` (the first one also holds every earlier
 row). A run covers `start` (or `--start`, aligned down) up to `--end`, or else up to the end of
 the interval holding the view's latest event, never past now. Incremental by default: intervals
-recorded as done for the view's current fingerprint are skipped. `overwrite=True` recomputes
-the whole range and swaps it in as one transaction per view. Runs are idempotent: the files of an
-interval are a pure function of its data (see `offline_store`). Row-level views store one row
-per (keys, event time): the tie winner of PRODUCT §3 (greatest created, then feature tuple).
+recorded as done for the view's current storage fingerprint are skipped (an aggregate view's
+new definition takes its unchanged columns from an older one's tiles: `featql.jobs.reuse`).
+`overwrite=True` recomputes the whole range and swaps it in as one transaction per view. Runs
+are idempotent: the files of an interval are a pure function of its data (see `offline_store`).
+Row-level views store one row per (keys, event time): the tie winner of PRODUCT §3 (greatest
+created, then feature tuple); a `known_at` view stores every (keys, event time, created)
+version, since which one wins at (keys, event time) depends on the time asked about (only rows
+created by then are seen).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,8 @@ from featql.core.progress import SILENT, Advance, Progress
 from featql.dialects.pit_sql import dedup_rows_sql
 from featql.engines.engine import Engine, open_engine
 from featql.jobs.relations import ProjectData, time_column, view_start
+from featql.jobs.reuse import ViewReuse, find_reuse, reused_tiles
+from featql.jobs.stale import LateRows, StaleIntervals, interval_range
 from featql.offline.locks import WriterLock
 from featql.offline.store import OfflineStore, ViewLayout
 from featql.registry.materializations import Done, MaterializationState
@@ -42,6 +48,10 @@ class ViewRun:
     rows: int
     files: int
     note: str = ""
+    recomputed: int = 0  # of `written`: intervals already done, computed again (late rows)
+    recomputed_span: str = ""  # their event-time span, `2024-01-05..2024-01-08`
+    reason: str = ""  # why (`featql.jobs.stale.StaleIntervals.reason`)
+    reused: int = 0  # of `written`: built from an older definition's tiles (reuse.py)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,10 @@ class MaterializeReport:
     @property
     def written(self) -> int:
         return sum(v.written for v in self.views)
+
+    @property
+    def recomputed(self) -> int:
+        return sum(v.recomputed for v in self.views)
 
 
 def parse_time(text: str | datetime | None, what: str) -> datetime | None:
@@ -134,7 +148,10 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
         data = ProjectData(eng, manifest, root)
         state = MaterializationState(root)
         store = OfflineStore(root, config, workspace, manifest)
-        work: list[tuple[FeatureView, list[tuple[datetime, datetime]], int]] = []
+        late = LateRows(root, manifest, workspace, state, progress)  # late rows: stale.py
+        reuses: dict[str, ViewReuse] = {}
+        work: list[tuple[FeatureView, list[tuple[datetime, datetime]], int,
+                         StaleIntervals]] = []
         for view in chosen:
             data_end = None
             if hi is None:
@@ -145,14 +162,26 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
                 if data_end is not None and getattr(data_end, "tzinfo", None):
                     data_end = data_end.replace(tzinfo=None)
             planned = schedule_intervals(view, data_end, lo, hi, now)
-            done = {d.start for d in state.done(workspace, view.name, view.fingerprint)}
+            done_ivs = state.done(workspace, view.name, view.stored_as)
+            done = {d.start for d in done_ivs}
             todo = planned if overwrite else [iv for iv in planned if iv[0] not in done]
-            work.append((view, todo, len(planned)))
-        total = sum(len(list(_chunks(t, v.schedule_seconds))) for v, t, _ in work)
+            stale = late.check(view, done_ivs, view_start(view), lo, hi, now)
+            todo = sorted(set(todo) | set(stale.recompute))
+            work.append((view, todo, len(planned), stale))
+            found = None if overwrite else find_reuse(store, state, late, workspace, view, todo,
+                                                      lo, hi, now)
+            if found is not None:  # compute only the new columns (reuse.py)
+                reuses[view.name] = found
+        total = sum(len(list(_view_chunks(v, t, reuses.get(v.name)))) for v, t, _, _ in work)
         with progress.task("materializing", total) as advance:
-            for view, todo, n_planned in work:
-                runs.append(_run_view(view, todo, n_planned, data, store, state, workspace,
-                                      overwrite, advance))
+            for view, todo, n_planned, stale in work:
+                run = _run_view(view, todo, n_planned, data, store, state, workspace,
+                                overwrite, advance, reuses.get(view.name))
+                late.record(stale)  # the files as they are now: what the intervals hold
+                if stale.recompute and not overwrite:
+                    run = replace(run, recomputed=len(stale.recompute), reason=stale.reason,
+                                  recomputed_span=interval_range(stale.recompute))
+                runs.append(run)
     finally:
         if engine is None or isinstance(engine, str):
             eng.close()
@@ -165,9 +194,10 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
 
 def _run_view(view: FeatureView, todo: list[tuple[datetime, datetime]], n_planned: int,
               data: ProjectData, store: OfflineStore, state: MaterializationState,
-              workspace: str, overwrite: bool, advance: Advance) -> ViewRun:
+              workspace: str, overwrite: bool, advance: Advance,
+              reuse: ViewReuse | None = None) -> ViewRun:
     if not todo:
-        return ViewRun(view.name, view.fingerprint, n_planned, 0, 0, 0,
+        return ViewRun(view.name, view.stored_as, n_planned, 0, 0, 0,
                        "up to date" if n_planned else "no data in range")
     lay = ViewLayout.of(view)
     # one writer per view at a time: wait for another run's lock, hold it until the last commit
@@ -175,7 +205,7 @@ def _run_view(view: FeatureView, todo: list[tuple[datetime, datetime]], n_planne
         lambda holder: advance(0, f"waiting for another materialize of {view.name}..."))
     try:
         return _write_view(view, todo, n_planned, lay, lock, data, store, state, workspace,
-                           overwrite, advance)
+                           overwrite, advance, reuse)
     finally:
         lock.release()
 
@@ -183,25 +213,30 @@ def _run_view(view: FeatureView, todo: list[tuple[datetime, datetime]], n_planne
 def _write_view(view: FeatureView, todo: list[tuple[datetime, datetime]], n_planned: int,
                 lay: ViewLayout, lock: WriterLock, data: ProjectData, store: OfflineStore,
                 state: MaterializationState, workspace: str, overwrite: bool,
-                advance: Advance) -> ViewRun:
+                advance: Advance, reuse: ViewReuse | None = None) -> ViewRun:
     first = view_start(view)
-    rows = files = 0
+    rows = files = reused = 0
     txn = store.begin(lay, lock) if overwrite else None
     recorded: list[Done] = []
-    for chunk in _chunks(todo, view.schedule_seconds):
+    for chunk in _view_chunks(view, todo, reuse):
         a, b = chunk[0][0], chunk[-1][1]
-        sql = data.fresh_sql(view, None if a == first else a, b)
-        if view.kind == "row":
-            sql = dedup_rows_sql(data.engine.name, sql, [n for n, _ in lay.columns],
-                                 [k.name for k in view.keys], view.timestamp,
-                                 [f.name for f in view.features])
-        table = data.engine.query(sql)
+        table = None
+        if reuse is not None and a in reuse.covered:  # older tiles + only the new partials
+            table = reused_tiles(reuse, chunk, data, store, data.manifest)
+            reused += len(chunk) if table is not None else 0
+        if table is None:
+            sql = data.fresh_sql(view, None if a == first else a, b)
+            if view.kind == "row" and not view.known_at:  # known_at: every version (doc)
+                sql = dedup_rows_sql(data.engine.name, sql, [n for n, _ in lay.columns],
+                                     [k.name for k in view.keys], view.timestamp,
+                                     [f.name for f in view.features])
+            table = data.engine.query(sql)
         current = txn or store.begin(lay, lock)
         stats = current.add(table, chunk, open_below=first)
         done = [Done(s, e, *stats[s]) for s, e in chunk]
         if txn is None:
             current.commit()
-            state.record(workspace, view.name, view.fingerprint, done)
+            state.record(workspace, view.name, view.stored_as, done)
         else:
             recorded.extend(done)
         rows += sum(d.rows for d in done)
@@ -209,8 +244,17 @@ def _write_view(view: FeatureView, todo: list[tuple[datetime, datetime]], n_plan
         advance(1, f"materializing {view.name}")
     if txn is not None:
         txn.commit()
-        state.record(workspace, view.name, view.fingerprint, recorded)
-    return ViewRun(view.name, view.fingerprint, n_planned, len(todo), rows, files)
+        state.record(workspace, view.name, view.stored_as, recorded)
+    return ViewRun(view.name, view.stored_as, n_planned, len(todo), rows, files,
+                   reuse.note(reused) if reuse is not None and reused else "", reused=reused)
+
+
+def _view_chunks(view: FeatureView, todo: list[tuple[datetime, datetime]],
+                 reuse: ViewReuse | None) -> Iterator[list[tuple[datetime, datetime]]]:
+    def cut(ivs: list[tuple[datetime, datetime]]) -> Iterator[list[tuple[datetime, datetime]]]:
+        return _chunks(ivs, view.schedule_seconds)
+
+    return reuse.chunks(todo, cut) if reuse is not None else cut(todo)
 
 
 def _load_online(root: Path, manifest: Manifest, workspace: str, views: Sequence[str] | None,

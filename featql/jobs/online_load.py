@@ -3,12 +3,14 @@
 `load_online(project_root, manifest, workspace, views=None, progress=SILENT)`:
 - row-level view → per entity the offline row with the greatest (event time, created, features)
   — the same order the training set uses — written as a cell versioned (event time, created).
+  A `known_at` view takes the newest row among those created by the load time (`now`).
 - aggregate view → per entity the tiles of the longest window before `hi` (the end of the
   materialized data, floored to the slide), packed in one cell versioned by (hi, load time).
 
 Incremental: the store remembers per view how far it was loaded (`get_state`); the next run reads
-only rows at or after that event time (row-level) or skips an aggregate view whose tiles did not
-change (same `hi`, same content digest). Tiles re-materialized offline for the same `hi` (late
+only rows at or after that event time (row-level; a `known_at` view reads all: a row created
+since may have any event time) or skips an aggregate view whose tiles did not change (same `hi`,
+same content digest). Tiles re-materialized offline for the same `hi` (late
 data) replace the online ones. Idempotent: a re-run writes nothing (row cells: versions are not
 newer; tiles: same digest). Cells are named `<view>@<fingerprint>`, so a redefined view never
 mixes with values of its old definition.
@@ -36,7 +38,7 @@ from featql.online.base import Cell, OnlineStore, version
 from featql.online.codec import cell_name
 from featql.online.tiles import TileMerger, encode_tiles, unpack
 from featql.semantics.aggregates import partial_columns
-from featql.semantics.rows import tiebreak_order_sql
+from featql.semantics.rows import known_sql, tiebreak_order_sql
 from featql.semantics.time import floor
 
 if TYPE_CHECKING:
@@ -120,7 +122,7 @@ def default_scan(manifest: Manifest, root: Path, config: ProjectConfig, workspac
     def scan(view: FeatureView, start: dt.datetime | None, end: dt.datetime | None) -> pa.Table:
         try:
             offline.layout(view.name)  # raises when nothing is materialized
-            if offline.files(view.name, view.fingerprint):
+            if offline.files(view.name, view.stored_as):
                 return offline.scan(view.name, start, end)
         except (UserError, FileNotFoundError, KeyError):
             pass
@@ -140,9 +142,11 @@ def _us(v: Any) -> int | None:
     return None if v is None else codec.to_micros(v)
 
 
-def latest_rows(view: FeatureView, table: pa.Table) -> Iterator[Cell]:
+def latest_rows(view: FeatureView, table: pa.Table,
+                known_by: dt.datetime | None = None) -> Iterator[Cell]:
     """Per entity, the row the training set would pick last: greatest event time, then
-    created, then feature tuple (NULL lowest), computed by DuckDB over the Arrow rows."""
+    created, then feature tuple (NULL lowest), computed by DuckDB over the Arrow rows. A
+    `known_at` view picks among the rows known by `known_by` (created <= it; NULL: never)."""
     import duckdb
 
     keys = [k.name for k in view.keys]
@@ -152,6 +156,9 @@ def latest_rows(view: FeatureView, table: pa.Table) -> Iterator[Cell]:
     order = tiebreak_order_sql("duckdb", q(CREATED) if has_created else None, feats,
                                timestamp=view.timestamp)
     not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in [*keys, view.timestamp])
+    if view.known_at and known_by is not None:
+        cutoff = f"TIMESTAMP '{known_by.isoformat(sep=' ')}'"
+        not_null += " AND " + known_sql(cutoff, q(CREATED))
     con = duckdb.connect()
     try:
         con.register("rows_in", table)
@@ -209,11 +216,14 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
                 views: Sequence[str] | None = None, progress: Progress = SILENT, *,
                 end: dt.datetime | None = None, store: OnlineStore | None = None,
                 scan: Scan | None = None, full: bool = False,
-                config: ProjectConfig | None = None) -> LoadReport:
+                config: ProjectConfig | None = None,
+                now: dt.datetime | None = None) -> LoadReport:
     """Load the online store of `workspace` from the offline data (see module doc).
 
     `end` (naive UTC) bounds the data loaded (rows before it, tiles ending by it); `full`
-    ignores the incremental state. `config` defaults to the project's featql.toml.
+    ignores the incremental state. `config` defaults to the project's featql.toml. `now`
+    (naive UTC; the wall clock by default) is the load time: a `known_at` view loads, per
+    entity, the newest row created by then (by `end` when that is earlier).
     """
     from featql.online.stores import open_store
 
@@ -233,7 +243,9 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
         scan, close_scan = default_scan(manifest, root, config, workspace)
     chosen = [v for v in manifest.views if v.online and (views is None or v.name in views)]
     try:
-        loads = [_view_load(view, store, scan, end, full) for view in chosen]
+        now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        known_by = min(now, end) if end is not None else now
+        loads = [_view_load(view, store, scan, end, full, known_by) for view in chosen]
         cells = [c for p in loads for c in p.cells]
         with progress.task(f"online ← {len(chosen)} views", len(cells)) as advance:
             rep = store.write(_tracked(cells, advance))
@@ -262,7 +274,7 @@ class _ViewLoad:
 
 
 def _view_load(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.datetime | None,
-               full: bool) -> _ViewLoad:
+               full: bool, known_by: dt.datetime) -> _ViewLoad:
     import pyarrow.compute as pc
 
     state_key = "loaded:" + cell_name(view)
@@ -291,8 +303,11 @@ def _view_load(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.dateti
             return _ViewLoad(view, [], state_key, None, hi_iso, "up to date")
         return _ViewLoad(view, cells, state_key, {"hi": hi_s, "digest": digest}, hi_iso)
     since = state.get("through")
-    table = scan(view, None if since is None else codec.from_micros(since), end)
-    cells = list(latest_rows(view, table))
+    # a known_at view reads every row each time: a row created since the last load may have
+    # any event time (last-writer-wins keeps the newer cells)
+    table = scan(view, None if since is None or view.known_at else codec.from_micros(since),
+                 end)
+    cells = list(latest_rows(view, table, known_by))
     new_state = None
     if table.num_rows:
         top = codec.to_micros(pc.max(table.column(view.timestamp)).as_py())

@@ -83,7 +83,7 @@ class ProjectData:
         lay = ViewLayout.of(view)
         if is_s3(store.path):  # engines read S3 through pyarrow here (see sources.py)
             self.engine.register_arrow(relation_name(view.name, view.kind),
-                                       store.scan(view.name, lo, hi, None, view.fingerprint))
+                                       store.scan(view.name, lo, hi, None, view.stored_as))
             return
-        files = store.files(view.name, view.fingerprint, lo, hi)
+        files = store.files(view.name, view.stored_as, lo, hi)
         self.engine.register_parquet(relation_name(view.name, view.kind), files, lay.schema)

@@ -1,8 +1,11 @@
 """The offline store: Parquet per workspace, view and view fingerprint, by event date (and hour).
 
-Layout of a view folder `<path>/<workspace>/<view>/<fingerprint>/`:
+Layout of a view folder `<path>/<workspace>/<view>/<fingerprint>/`, where `<fingerprint>` is the
+view's storage fingerprint (`FeatureView.stored_as`: its fingerprint without the TTL and an
+aggregate's windows, which apply when reading):
 
-    _featql_view.json                        the stored columns, keys, time column
+    _featql_view.json                        the stored columns, keys, time column, and the
+                                             identity of each stored column group
     date=YYYY-MM-DD/[hour=HH/]<file>.parquet    the data, partitioned by event time
     _snapshot.json                           s3:// only: the live files (the commit point)
 
@@ -83,6 +86,10 @@ class ViewLayout:
     keys: tuple[str, ...]
     hourly: bool
     columns: tuple[tuple[str, str], ...]  # (name, featql type) in lowered order
+    # (column group, identity of its stored values): FeatureView.stored, so a later definition
+    # can reuse the groups it shares (featql.jobs.reuse)
+    stored: tuple[tuple[str, str], ...] = ()
+    start: str = ""  # the view's start: its first interval also holds every earlier row
 
     @property
     def schema(self) -> pa.Schema:
@@ -92,10 +99,11 @@ class ViewLayout:
     def of(view: FeatureView) -> ViewLayout:
         from featql.dialects.contract import lowered_columns
 
-        return ViewLayout(view.name, view.fingerprint, view.kind,
+        return ViewLayout(view.name, view.stored_as, view.kind,
                           TILE_START if view.kind == "aggregate" else view.timestamp,
                           tuple(k.name for k in view.keys), view.schedule_seconds < 86400,
-                          tuple((c.name, c.type) for c in lowered_columns(view)))
+                          tuple((c.name, c.type) for c in lowered_columns(view)), view.stored,
+                          str(view.start) if view.stored else "")
 
 
 def interval_token(t: datetime) -> str:
@@ -141,13 +149,20 @@ class OfflineStore:
     def layout(self, view: str, fingerprint: str | None = None) -> ViewLayout:
         if self.manifest is not None:
             fv = self.manifest.view(view)
-            if fv is not None and fingerprint in (None, fv.fingerprint):
+            if fv is not None and fingerprint in (None, fv.stored_as):
                 return ViewLayout.of(fv)
         fp = fingerprint or self._latest_fingerprint(view)
         meta = json.loads(self._read_text(f"{self.view_dir(view, fp)}/{META}"))
         return ViewLayout(meta["view"], meta["fingerprint"], meta["kind"], meta["time_column"],
                           tuple(meta["keys"]), meta["hourly"],
-                          tuple((n, t) for n, t in meta["columns"]))
+                          tuple((n, t) for n, t in meta["columns"]),
+                          tuple((g, i) for g, i in meta.get("stored", ())),
+                          meta.get("start", ""))
+
+    def stored_fingerprints(self, view: str) -> list[str]:
+        """The storage fingerprints the view has data folders for in this workspace."""
+        base = f"{self.path}/{self.workspace}/{view}"
+        return [d for d in self._listdir(base) if self._exists(f"{base}/{d}/{META}")]
 
     def _latest_fingerprint(self, view: str) -> str:
         base = f"{self.path}/{self.workspace}/{view}"
@@ -524,7 +539,9 @@ def _time(t: datetime | str | None) -> datetime | None:
 def meta_json(lay: ViewLayout) -> str:
     return json.dumps({"view": lay.view, "fingerprint": lay.fingerprint, "kind": lay.kind,
                        "time_column": lay.time_column, "keys": list(lay.keys),
-                       "hourly": lay.hourly, "columns": [list(c) for c in lay.columns]},
+                       "hourly": lay.hourly, "columns": [list(c) for c in lay.columns]}
+                      | ({"stored": [list(g) for g in lay.stored], "start": lay.start}
+                         if lay.stored else {}),
                       sort_keys=True, indent=1) + "\n"
 
 

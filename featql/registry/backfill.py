@@ -4,17 +4,22 @@ no data pages are read).
 
 Intervals run from the view's `start` every `schedule` up to the end of its sources' data
 (the latest event time, rounded up to an interval) or now, whichever is earlier. Intervals the
-offline engine already materialized for the view's *new* fingerprint (a rollback to a state that
-was applied before) are subtracted.
+offline engine already materialized for the view's *new* storage fingerprint (a rollback to a
+state that was applied before; a TTL-only change, which keeps the stored data) are subtracted.
+Of the rest, those stored for the old definition can reuse its unchanged column groups
+(`featql.registry.reuse`): `reused` counts them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from featql.core.durations import format_duration
 from featql.core.ir import FeatureView, Manifest, Source
+from featql.registry.reuse import Reuse, reuse_from
 from featql.registry.store import Interval
 
 _EPOCH = datetime(1970, 1, 1)
@@ -30,7 +35,7 @@ class SourceStats:
 @dataclass(frozen=True)
 class BackfillEstimate:
     view: str
-    fingerprint: str
+    fingerprint: str  # the storage fingerprint the backfill writes (FeatureView.stored_as)
     start: datetime
     end: datetime | None  # exclusive; None when the sources hold no data yet
     interval_seconds: int
@@ -39,6 +44,9 @@ class BackfillEstimate:
     source_rows: int | None
     sources: tuple[str, ...]
     until: str  # "data" | "now" | "no data"
+    reuse: Reuse | None = None  # unchanged column groups taken from the old definition's data
+    reused: int = 0  # of `intervals`, those computing only `reuse.computed`
+    note: str | None = None  # why nothing stored is recomputed, or why nothing is reused
 
 
 def upstream_sources(manifest: Manifest, view: FeatureView) -> tuple[str, ...]:
@@ -127,21 +135,37 @@ def estimate(root: Path, manifest: Manifest, view: FeatureView, done: list[Inter
         end, until = now_end, "now"
     total = 0 if end is None or end <= start else int((end - start).total_seconds()) // step
     covered = _covered(start, step, total, done)
-    return BackfillEstimate(view.name, view.fingerprint, start, end, step, total - covered,
+    return BackfillEstimate(view.name, view.stored_as, start, end, step, total - covered,
                             covered, rows, names, until)
+
+
+def reusable(b: BackfillEstimate, done: list[Interval], base_done: list[Interval]) -> int:
+    """How many of the intervals `b` computes (not in `done`) are stored in `base_done`."""
+    if b.end is None:
+        return 0
+    total = b.intervals + b.done
+    mine = _mask(b.start, b.interval_seconds, total, done)
+    base = _mask(b.start, b.interval_seconds, total, base_done)
+    return sum(1 for m, o in zip(mine, base, strict=True) if o and not m)
 
 
 def _covered(start: datetime, step: int, total: int, done: list[Interval]) -> int:
     """How many of the `total` planned intervals lie inside materialized ranges (linear)."""
+    return sum(_mask(start, step, total, done))
+
+
+def _mask(start: datetime, step: int, total: int, done: list[Interval]) -> list[bool]:
+    """Per planned interval, whether it lies inside a materialized range (linear)."""
+    out = [False] * total
     if not done or total == 0:
-        return 0
+        return out
     merged: list[list[datetime]] = []
     for d in sorted(done, key=lambda i: i.start):
         if merged and d.start <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], d.end)
         else:
             merged.append([d.start, d.end])
-    count, j = 0, 0
+    j = 0
     for k in range(total):
         a = start + timedelta(seconds=k * step)
         b = a + timedelta(seconds=step)
@@ -150,5 +174,50 @@ def _covered(start: datetime, step: int, total: int, done: list[Interval]) -> in
         if j == len(merged):
             break
         if merged[j][0] <= a:
-            count += 1
-    return count
+            out[k] = True
+    return out
+
+
+def with_reuse(b: BackfillEstimate, old: FeatureView | None, new: FeatureView,
+               old_manifest: Manifest | None, new_manifest: Manifest, done: list[Interval],
+               materialized: Callable[[str, str], list[Interval]]) -> BackfillEstimate:
+    """`b` with what the old definition's stored data saves: nothing to recompute when the
+    storage fingerprint is unchanged (the change applies at read time), else the column groups
+    reused and in how many intervals (`featql.registry.reuse`)."""
+    if old is None:
+        return b
+    if old.stored_as == new.stored_as:
+        return replace(b, note=read_time_note(old, new, old_manifest, new_manifest))
+    found = reuse_from(new, old.stored_as, old.kind, old.stored)
+    if isinstance(found, str):
+        return replace(b, note=f"no reuse: {found}")
+    if found is None or not b.intervals:
+        return b
+    return replace(b, reuse=found,
+                   reused=reusable(b, done, materialized(new.name, old.stored_as)))
+
+
+def read_time_note(old: FeatureView, new: FeatureView, old_manifest: Manifest | None,
+                   new_manifest: Manifest) -> str:
+    """What changed although the stored data did not: "ttl 30d → 90d: applies at read time"."""
+    what: list[str] = []
+    if old.ttl_seconds != new.ttl_seconds:
+        what.append(f"ttl {_dur(old.ttl_seconds)} → {_dur(new.ttl_seconds)}")
+    if old.windows != new.windows:
+        what.append(f"windows {_durs(old.windows)} → {_durs(new.windows)}")
+    if not what and old.fingerprint != new.fingerprint:
+        ups = [d for d in new.depends_on if old_manifest is not None
+               and (ov := old_manifest.view(d)) is not None
+               and (nv := new_manifest.view(d)) is not None and ov.fingerprint != nv.fingerprint]
+        what.append(f"the change upstream ({', '.join(ups) or 'inputs'})")
+    if not what:
+        return "the stored data does not change"
+    return f"{', '.join(what)}: applies at read time, no recompute"
+
+
+def _dur(v: int | None) -> str:
+    return "none" if v is None else format_duration(v)
+
+
+def _durs(v: tuple[int, ...]) -> str:
+    return "[" + ", ".join(format_duration(x) for x in v) + "]"

@@ -12,11 +12,11 @@ from datetime import datetime
 from pathlib import Path
 
 from featql.core.ir import LineageEdge, Manifest
-from featql.registry.backfill import BackfillEstimate, SourceStats, estimate
+from featql.registry.backfill import BackfillEstimate, SourceStats, estimate, with_reuse
 from featql.registry.diff import Action, Detail, Level, ObjectDiff, diff_manifests
 from featql.registry.store import ApplyRecord, Interval
 
-Materialized = Callable[[str, str], list[Interval]]  # (view, fingerprint) -> intervals
+Materialized = Callable[[str, str], list[Interval]]  # (view, storage fp) -> intervals
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,8 @@ def changed_columns(d: ObjectDiff, old: Manifest | None, new: Manifest) -> set[s
         if os_ is None:
             return None
         every = {c.name for c in os_.columns}
-        if ns is None or (os_.timestamp, os_.created, os_.batch, os_.stream) != (
-                ns.timestamp, ns.created, ns.batch, ns.stream):
+        if ns is None or (os_.timestamp, os_.created, os_.known_at, os_.batch, os_.stream) != (
+                ns.timestamp, ns.created, ns.known_at, ns.batch, ns.stream):
             return every
         now = {c.name: c.type for c in ns.columns}
         return {c.name for c in os_.columns if now.get(c.name) != c.type}
@@ -241,8 +241,10 @@ def make_plan(root: Path, workspace: str, base: ApplyRecord | None, old: Manifes
         if _needs_backfill(d):
             view = new.view(d.name)
             assert view is not None
-            backfill = estimate(root, new, view, materialized(view.name, view.fingerprint),
-                                now, stats)
+            done = materialized(view.name, view.stored_as)
+            backfill = with_reuse(estimate(root, new, view, done, now, stats),
+                                  old.view(d.name) if old else None, view, old, new, done,
+                                  materialized)
         changes.append(Change(d.kind, d.name, d.action, d.level, d.details, down, backfill,
                               _warnings(d, new), _refusal(d, old, new)))
     return Plan(workspace, base, new, tuple(changes))

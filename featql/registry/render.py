@@ -30,6 +30,9 @@ def backfill_text(b: BackfillEstimate) -> str:
     if total == 0:
         return f"backfill: nothing to compute (the data ends before {_ts(b.start)})"
     if b.intervals == 0:
+        if b.note and not b.note.startswith("no reuse"):
+            return (f"backfill: none, {b.note} (the {total} × {step} intervals stored under "
+                    f"{b.fingerprint} are kept)")
         return (f"backfill: none, all {total} × {step} intervals are already materialized "
                 "for this definition")
     done = f" ({b.done} already materialized)" if b.done else ""
@@ -38,6 +41,34 @@ def backfill_text(b: BackfillEstimate) -> str:
             else f"source rows unknown ({srcs}: not local Parquet)")
     return (f"backfill: {b.intervals} × {step} intervals{done}, {_ts(b.start)} → "
             f"{_ts(b.end)} ({until}), {rows}")
+
+
+def reuse_text(b: BackfillEstimate) -> str | None:
+    """What the backfill takes from the old definition's stored data, or why nothing."""
+    if not b.intervals or b.end is None:
+        return None
+    if b.reuse is None:
+        return b.note
+    r = b.reuse
+    total = b.intervals
+    if not b.reused:
+        return (f"reuse: none, no interval of the {total} is stored under {r.base} (the old "
+                f"definition), so every column is computed")
+    kept = f"{len(r.kept)} aggregation{'s' if len(r.kept) != 1 else ''}"
+    kept_features = len(r.kept_features)
+    reused = (f"{kept} ({', '.join(r.kept)}: {kept_features} "
+              f"feature{'s' if kept_features != 1 else ''}) reused from {r.base}")
+    if not r.computed:
+        return f"reuse: {b.reused} of {total} intervals compute nothing; {reused}"
+    computed = list(r.computed_features)
+    what = (f"{len(r.computed)} aggregation{'s' if len(r.computed) != 1 else ''}, "
+            f"{', '.join(r.computed)} ({names_of(computed)})")
+    return f"reuse: {b.reused} of {total} intervals compute only {what}; {reused}"
+
+
+def names_of(items: list[str], limit: int = 4) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
 def change_lines(c: Change) -> list[Line]:
@@ -49,6 +80,9 @@ def change_lines(c: Change) -> list[Line]:
         out.append((f"      downstream: {', '.join(c.downstream)}", "yellow"))
     if c.backfill is not None:
         out.append((f"      {backfill_text(c.backfill)}", "cyan"))
+        extra = reuse_text(c.backfill)
+        if extra:
+            out.append((f"      {extra}", "cyan"))
     for w in c.warnings:
         out.append((f"      {w}", "bold yellow"))
     if c.refused:
@@ -101,6 +135,10 @@ def backfill_json(b: BackfillEstimate | None) -> dict[str, Any] | None:
         "end": b.end.isoformat() if b.end else None, "interval_seconds": b.interval_seconds,
         "intervals": b.intervals, "already_materialized": b.done,
         "source_rows": b.source_rows, "sources": list(b.sources), "until": b.until,
+        "reuse": None if b.reuse is None else {
+            "base": b.reuse.base, "kept": list(b.reuse.kept),
+            "computed": list(b.reuse.computed), "intervals": b.reused},
+        "note": b.note,
     }
 
 

@@ -60,7 +60,7 @@ def test_incremental_runs_only_new_intervals(small_example: Path) -> None:
                        config=c.config)
     assert part.views[0].written == 5
     rest = materialize(small_example, c.manifest, views=[view], config=c.config)
-    fp = c.manifest.view(view).fingerprint
+    fp = c.manifest.view(view).stored_as
     done = MaterializationState(small_example).done("dev", view, fp)
     assert rest.views[0].written == len(done) - 5
     assert [d.start for d in done] == sorted({d.start for d in done})
@@ -98,7 +98,7 @@ def test_overwrite_killed_half_way_leaves_old_data(small_example: Path) -> None:
     materialize(small_example, c.manifest, views=[view], config=c.config)
     store = OfflineStore(small_example, c.config, "dev", c.manifest)
     before = store.scan(view)
-    vdir = Path(store.view_dir(view, c.manifest.view(view).fingerprint))
+    vdir = Path(store.view_dir(view, c.manifest.view(view).stored_as))
     live = {k: v for k, v in _digest(vdir).items() if not k.startswith("_")}
     def staged() -> None:
         assert any(p.name.startswith("_staging-") for p in vdir.iterdir())

@@ -130,7 +130,7 @@ def _data_files(c: Any, root: Path) -> dict[str, str]:
     import hashlib
 
     store = OfflineStore(root, c.config, "dev", c.manifest)
-    vdir = store.view_dir(VIEW, c.manifest.view(VIEW).fingerprint)
+    vdir = store.view_dir(VIEW, c.manifest.view(VIEW).stored_as)
     if vdir.startswith("s3://"):
         bucket_name = vdir[len("s3://"):].split("/", 1)[0]
         prefix = vdir[len("s3://") + len(bucket_name) + 1:]
@@ -152,7 +152,7 @@ def _reference(root: Path) -> dict[datetime, tuple[int, int, pa.Table]]:
         assert code == 0, err
     c = compiled(ref)
     return _per_interval(OfflineStore(ref, c.config, "dev", c.manifest),
-                         MaterializationState(ref), c.manifest.view(VIEW).fingerprint)
+                         MaterializationState(ref), c.manifest.view(VIEW).stored_as)
 
 
 @pytest.mark.parametrize("second", [["--start", "2024-01-05", "--end", "2024-01-06"], []],
@@ -160,7 +160,7 @@ def _reference(root: Path) -> dict[datetime, tuple[int, int, pa.Table]]:
 def test_overlapping_overwrites_lose_no_row(project: Any, small_example: Path,
                                             second: list[str]) -> None:
     c, root = project, small_example
-    fp = c.manifest.view(VIEW).fingerprint
+    fp = c.manifest.view(VIEW).stored_as
     code, _, err = _finish(_cli(root, "materialize", "--view", VIEW))  # data to replace
     assert code == 0, err
     _double_amounts(root)  # new source data, so the overwrites write new files

@@ -1,0 +1,273 @@
+"""Plan precision (issue 15 item 7): a feature added to an aggregate view computes only what is
+new, a TTL change recomputes nothing, a row-level view says why it is recomputed, a breaking
+change backfills everything. Real DuckDB, real Parquet; the offline data written by reuse is
+compared with a from-scratch materialization and training sets with the brute-force oracle."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from runtime.oracle import AggSpec, AggView, RowView
+from runtime.oracle import training_set as oracle_training_set
+
+from featql.core.config import ProjectConfig
+from featql.engines.engine import Engine, open_engine
+from featql.jobs.materialize import MaterializeReport, ViewRun, materialize
+from featql.jobs.training import TrainingReport, training_set
+from featql.offline.store import OfflineStore
+from featql.registry.reuse import ROW_VIEW_REASON
+
+from .helpers import Proj, write_txns
+
+ADD_MIN = ("SUM(amount) AS amount_sum",
+           "SUM(amount) AS amount_sum,\n       MIN(amount) AS amount_min")
+DAY, WEEK = 86400, 7 * 86400
+
+
+class Recording:
+    """The engine materialize runs, with every query and registered view it was given."""
+
+    def __init__(self) -> None:
+        self.engine: Engine = open_engine("duckdb", ProjectConfig(), deterministic=True)
+        self.queries: list[str] = []
+        self.views: dict[str, str] = {}
+        query, register = self.engine.query, self.engine.register_sql
+
+        def on_query(sql: str) -> pa.Table:
+            self.queries.append(sql)
+            return query(sql)
+
+        def on_register(name: str, sql: str) -> None:
+            self.views[name] = sql
+            register(name, sql)
+
+        self.engine.query = on_query  # type: ignore[method-assign]
+        self.engine.register_sql = on_register  # type: ignore[method-assign]
+
+
+def run(proj: Proj, recording: Recording | None = None) -> dict[str, ViewRun]:
+    engine = recording.engine if recording else None
+    try:
+        report: MaterializeReport = materialize(proj.root, proj.manifest(), "dev", engine=engine)
+    finally:
+        if recording:
+            recording.engine.close()
+    return {v.view: v for v in report.views}
+
+
+@pytest.fixture
+def stored(applied: Proj) -> Proj:
+    """Apply #1 with 10 days of txns, materialized offline."""
+    write_txns(applied.root, days=10)
+    runs = run(applied)
+    assert runs["user_aggs"].written == runs["user_last"].written == 10
+    return applied
+
+
+def storage(proj: Proj, view: str) -> str:
+    v = proj.manifest().view(view)
+    assert v is not None
+    return v.stored_as
+
+
+def backfill_lines(text: str, view: str) -> list[str]:
+    """The detail lines under the view's change in a plan's text."""
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if f" feature view {view} (" in line)
+    out = []
+    for line in lines[at + 1:]:
+        if not line.startswith("      "):
+            break
+        out.append(line.strip())
+    return out
+
+
+# -- the plan --------------------------------------------------------------------------------
+def test_added_aggregation_plans_only_the_new_partials(stored: Proj) -> None:
+    old = storage(stored, "user_aggs")
+    stored.edit("views/user_aggs.sql", *ADD_MIN)
+    new = storage(stored, "user_aggs")
+    assert new != old
+    assert backfill_lines(stored.plan_text(), "user_aggs") == [
+        "query changed; existing features keep their meaning",
+        "features added: amount_min_1d, amount_min_7d",
+        "backfill: 10 × 1d intervals, 2024-01-01 00:00 → 2024-01-11 00:00 (end of data), "
+        "30 source rows to scan (txns)",
+        "reuse: 10 of 10 intervals compute only 1 aggregation, amount_min (amount_min_1d, "
+        f"amount_min_7d); 2 aggregations (txn_count, amount_sum: 4 features) reused from {old}",
+    ]
+    b = stored.plan().changes[0].backfill
+    assert b is not None and b.fingerprint == new and b.reuse is not None
+    assert (b.reuse.base, b.reuse.kept, b.reuse.computed, b.reused) == (
+        old, ("txn_count", "amount_sum"), ("amount_min",), 10)
+
+
+def test_added_aggregation_before_anything_is_stored_computes_everything(applied: Proj) -> None:
+    write_txns(applied.root, days=10)
+    old = storage(applied, "user_aggs")
+    applied.edit("views/user_aggs.sql", *ADD_MIN)
+    lines = backfill_lines(applied.plan_text(), "user_aggs")
+    assert lines[-1] == (f"reuse: none, no interval of the 10 is stored under {old} (the old "
+                         "definition), so every column is computed")
+
+
+def test_added_row_column_is_recomputed_and_the_plan_says_why(stored: Proj) -> None:
+    stored.edit("views/user_last.sql", "t.channel AS last_channel",
+                "t.channel AS last_channel, t.amount * 2 AS last_double")
+    lines = backfill_lines(stored.plan_text(), "user_last")
+    assert lines == [
+        "query changed; existing features keep their meaning",
+        "features added: last_double",
+        "backfill: 10 × 1d intervals, 2024-01-01 00:00 → 2024-01-11 00:00 (end of data), "
+        "30 source rows to scan (txns)",
+        f"no reuse: {ROW_VIEW_REASON}",
+    ]
+    stored.apply()
+    assert run(stored)["user_last"].written == 10  # recomputed whole, as the plan says
+
+
+def test_ttl_change_needs_no_backfill(stored: Proj) -> None:
+    kept = storage(stored, "user_last")
+    fingerprint = stored.manifest().view("user_last").fingerprint  # type: ignore[union-attr]
+    stored.edit("views/user_last.sql", "ttl = '30d'", "ttl = '1d'")
+    assert storage(stored, "user_last") == kept  # the stored rows' identity is unchanged
+    assert stored.manifest().view("user_last").fingerprint != fingerprint  # type: ignore[union-attr]
+    text = stored.plan_text()
+    assert backfill_lines(text, "user_last") == [
+        "ttl: 30d → 1d",
+        "all 2 features change meaning",
+        "downstream: service scoring (1 of 5 features)",
+        "backfill: none, ttl 30d → 1d: applies at read time, no recompute (the 10 × 1d "
+        f"intervals stored under {kept} are kept)",
+    ]
+    assert "-/+ recreate feature view user_last (breaking)" in text
+    apply_id = stored.apply()
+    reg = stored.registry()
+    try:
+        assert [b for b in reg.backfills("dev") if b.apply_id == apply_id] == []
+    finally:
+        reg.close()
+    runs = run(stored)
+    assert (runs["user_last"].written, runs["user_last"].note) == (0, "up to date")
+    # the kept rows answer with the new TTL (user 2's last row is 34 hours old by then)
+    spine = [{"user_id": u, "ts": datetime(2024, 1, 10, 20)} for u in range(4)]
+    table, report = training(stored, spine)
+    assert report.reads["user_last"] == "store"
+    expected = [r["user_last__last_amount"] for r in oracle(stored, spine, ttl=DAY)]
+    assert table.column("user_last__last_amount").to_pylist() == expected
+    assert expected[2] is None and None not in expected[:2] + expected[3:]
+
+
+def test_window_added_keeps_the_tiles(stored: Proj) -> None:
+    kept = storage(stored, "user_aggs")
+    stored.edit("views/user_aggs.sql", "windows = ['1d', '7d']", "windows = ['1d', '7d', '30d']")
+    lines = backfill_lines(stored.plan_text(), "user_aggs")
+    assert lines[-1] == ("backfill: none, windows [1d, 7d] → [1d, 7d, 30d]: applies at read "
+                         f"time, no recompute (the 10 × 1d intervals stored under {kept} are "
+                         "kept)")
+
+
+def test_breaking_change_backfills_everything(stored: Proj) -> None:
+    stored.edit("views/user_aggs.sql", "WHERE amount > 0", "WHERE amount > 1")
+    text = stored.plan_text()
+    assert "-/+ recreate feature view user_aggs (breaking)" in text
+    lines = backfill_lines(text, "user_aggs")
+    assert lines[-1] == ("backfill: 10 × 1d intervals, 2024-01-01 00:00 → 2024-01-11 00:00 "
+                         "(end of data), 30 source rows to scan (txns)")
+    assert not any(line.startswith("reuse:") for line in lines)
+    stored.apply()
+    rec = Recording()
+    runs = run(stored, rec)
+    assert (runs["user_aggs"].written, runs["user_aggs"].reused) == (10, 0)
+    assert not any(name.startswith("_featql_new_") for name in rec.views)
+
+
+# -- what materialize does ---------------------------------------------------------------------
+def test_added_aggregation_computes_only_the_new_partials(stored: Proj, tmp_path: Path) -> None:
+    old = storage(stored, "user_aggs")
+    stored.edit("views/user_aggs.sql", *ADD_MIN)
+    stored.apply()
+    rec = Recording()
+    runs = run(stored, rec)
+    r = runs["user_aggs"]
+    assert (r.written, r.reused) == (10, 10)
+    assert r.note == f"10 interval(s) computed amount_min only; txn_count, amount_sum reused " \
+                     f"from {old}"
+    # the engine was asked for the new aggregation's partials alone
+    new_only = rec.views["_featql_new_user_aggs"]
+    assert "MIN(" in new_only and "SUM(" not in new_only and "COUNT(" not in new_only
+    interval_queries = [q for q in rec.queries if "_tile_start" in q and ">=" in q]
+    assert interval_queries and all("_featql_new_user_aggs" in q for q in interval_queries)
+
+    # the stored data equals a from-scratch materialization of the new definition
+    scratch = Proj(tmp_path / "scratch")
+    scratch.write("views/user_aggs.sql", stored.read("views/user_aggs.sql"))
+    shutil.copytree(stored.root / "data" / "txns", scratch.root / "data" / "txns")
+    scratch.apply()
+    assert run(scratch)["user_aggs"].reused == 0
+    new = storage(stored, "user_aggs")
+    assert storage(scratch, "user_aggs") == new
+    mine, theirs = data_files(stored, new), data_files(scratch, new)
+    assert mine.keys() == theirs.keys() and len(mine) == 10
+    for name in mine:
+        assert pq.read_table(mine[name]).equals(pq.read_table(theirs[name])), name
+        assert mine[name].read_bytes() == theirs[name].read_bytes(), name
+
+    # training sets read the reused data and equal the oracle
+    spine = [{"user_id": u, "ts": datetime(2024, 1, d, h)}
+             for u in range(4) for d in (2, 5, 9, 10) for h in (0, 13)]
+    table, report = training(stored, spine)
+    assert report.reads["user_aggs"] == "store"
+    expected = oracle(stored, spine, ttl=30 * DAY, with_min=True)
+    for col in ("user_aggs__txn_count_1d", "user_aggs__amount_sum_7d",
+                "user_aggs__amount_min_1d", "user_aggs__amount_min_7d"):
+        assert table.column(col).to_pylist() == [e[col] for e in expected], col
+
+
+def test_a_second_run_changes_nothing(stored: Proj) -> None:
+    stored.edit("views/user_aggs.sql", *ADD_MIN)
+    stored.apply()
+    assert run(stored)["user_aggs"].reused == 10
+    again = run(stored)["user_aggs"]
+    assert (again.written, again.note) == (0, "up to date")
+    assert stored.plan().has_changes is False
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def data_files(proj: Proj, fingerprint: str) -> dict[str, Path]:
+    store = OfflineStore(proj.root, None, "dev")
+    vdir = Path(store.view_dir("user_aggs", fingerprint))
+    return {str(p.relative_to(vdir)): p for p in sorted(vdir.rglob("*.parquet"))}
+
+
+def training(proj: Proj, spine: list[dict[str, Any]]) -> tuple[pa.Table, TrainingReport]:
+    report = TrainingReport()
+    table = training_set(proj.root, proj.manifest(), ProjectConfig(), "scoring",
+                         pa.Table.from_pylist(spine, pa.schema([("user_id", pa.int64()),
+                                                                ("ts", pa.timestamp("us"))])),
+                         workspace="dev", report=report)
+    return table, report
+
+
+def oracle(proj: Proj, spine: list[dict[str, Any]], ttl: int,
+           with_min: bool = False) -> list[dict[str, Any]]:
+    rows = pq.read_table(proj.root / "data" / "txns").to_pylist()
+    aggs = [AggSpec("txn_count", "count", None), AggSpec("amount_sum", "sum", "amount")]
+    if with_min:
+        aggs.append(AggSpec("amount_min", "min", "amount"))
+    events = [{"user_id": r["user_id"], "ts": r["event_ts"], "amount": r["amount"]}
+              for r in rows if r["amount"] > 0]
+    last = [{"user_id": r["user_id"], "event_ts": r["event_ts"], "_featql_created": None,
+             "last_amount": r["amount"], "last_channel": r["channel"]} for r in rows]
+    return oracle_training_set(spine, "ts", [
+        AggView("user_aggs", ["user_id"], DAY, [DAY, WEEK], aggs, events,
+                {DAY: "1d", WEEK: "7d"}),
+        RowView("user_last", ["user_id"], "event_ts", ["last_amount", "last_channel"], ttl,
+                last)])
+
