@@ -271,3 +271,46 @@ def oracle(proj: Proj, spine: list[dict[str, Any]], ttl: int,
         RowView("user_last", ["user_id"], "event_ts", ["last_amount", "last_channel"], ttl,
                 last)])
 
+
+
+def test_apply_and_the_materialize_command_do_what_the_plan_says(
+        applied: Proj, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    import featql.jobs.materialize as job
+    from featql.cli.main import main
+    from featql.registry.materializations import MaterializationState
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    write_txns(applied.root, days=10)
+    p = str(applied.root)
+    assert main(["materialize", "--project", p]) == 0  # apply #1's data
+    reused: list[int] = []
+    original = job.reused_tiles
+
+    def counting(*args: Any) -> pa.Table | None:
+        table = original(*args)
+        reused.append(len(args[1]) if table is not None else 0)
+        return table
+
+    monkeypatch.setattr(job, "reused_tiles", counting)
+    old = storage(applied, "user_aggs")
+    applied.edit("views/user_aggs.sql", *ADD_MIN)
+    capsys.readouterr()
+    assert main(["apply", "--project", p, "--yes"]) == 0  # runs the backfill
+    out = capsys.readouterr().out
+    assert f"reused from {old}" in out and "Backfilled: user_aggs." in out
+    assert sum(reused) == 10
+    second = storage(applied, "user_aggs")
+    assert len(MaterializationState(applied.root).done("dev", "user_aggs", second)) == 10
+
+    # the materialize command says what it reused
+    applied.edit("views/user_aggs.sql", "MIN(amount) AS amount_min",
+                 "MIN(amount) AS amount_min, MAX(amount) AS amount_max")
+    applied.apply()  # recorded only: the command computes it
+    capsys.readouterr()
+    assert main(["materialize", "--project", p]) == 0
+    out = capsys.readouterr().out
+    assert ("↳ user_aggs: 10 interval(s) computed amount_max only; txn_count, amount_sum, "
+            f"amount_min reused from {second}") in out

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         if v.written > v.recomputed:
             out.print(f"[green]✓[/] {v.view}: {v.written} interval(s), {v.rows:,} rows, "
                       f"{v.files} file(s)  [dim]{v.fingerprint}[/]")
+            if v.reused:  # an older definition's tiles, only new columns computed (jobs/reuse.py)
+                out.print(f"  ↳ {v.view}: {v.note}", markup=False)
         elif not v.written:
             out.print(f"[dim]·[/] {v.view}: {v.note} ({v.intervals} interval(s))")
         if v.recomputed:  # late rows (featql.jobs.stale): intervals already done, again
