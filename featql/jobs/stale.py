@@ -66,6 +66,7 @@ class StaleIntervals:
     # what to record once the run has written `recompute` (see `record`)
     _current: dict[str, list[FileSignature]] = field(default_factory=dict, repr=False)
     _held: dict[str, set[str]] = field(default_factory=dict, repr=False)  # changes kept stale
+    _recorded: dict[str, list[FileSignature]] = field(default_factory=dict, repr=False)
 
     @property
     def reason(self) -> str:
@@ -150,7 +151,7 @@ class LateRows:
                 stale |= extra
         return StaleIntervals(view.name, view.stored_as,
                               tuple(sorted(by_k[k] for k in stale)), tuple(changes), lookback,
-                              current, held)
+                              current, held, recorded)
 
     def _signed(self, source: Source, old: list[FileSignature] | None) -> list[FileSignature]:
         """The source's files now, each with its time range (reused from a recorded signature
@@ -161,11 +162,17 @@ class LateRows:
         mine = {s.path: s for s in old or ()}
         todo = [s for s in listed if (source.name, s.path) not in self._ranged]
         if todo:
-            known = self.state.known_files(source.name)
+            def mine_(s: FileSignature) -> FileSignature | None:
+                m = mine.get(s.path)
+                return m if m is not None and m.has_range and m.same_content(s) else None
+
+            # other views' records only when this view's own do not know every file
+            known = ({} if all(mine_(s) is not None for s in todo)
+                     else self.state.known_files(source.name))
 
             def same(s: FileSignature) -> FileSignature | None:
-                m = mine.get(s.path)
-                if m is not None and m.has_range and m.same_content(s):
+                m = mine_(s)
+                if m is not None:
                     return m
                 return next((k for k in known.get(s.path, ()) if k.same_content(s)), None)
 
@@ -185,7 +192,7 @@ class LateRows:
     def record(self, stale: StaleIntervals) -> None:
         """Store the files as they are now for the view (after its run succeeded), except the
         changes that still leave done intervals stale outside the run's range."""
-        recorded = self.state.signatures(self.workspace, stale.view, stale.fingerprint)
+        recorded = stale._recorded  # as `check` read them
         for source, files in stale._current.items():
             old = {s.path: s for s in recorded.get(source, [])}
             held = stale._held.get(source, set())

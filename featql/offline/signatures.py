@@ -58,7 +58,7 @@ def sign_files(source: Source, root: Path) -> list[FileSignature]:
     if is_s3(source.batch.path):
         return _sign_s3(source)
     out = []
-    base = Path(root).resolve()
+    base = Path(os.path.abspath(root))
     for f in local_files(source, root):
         try:
             st = os.stat(f)
@@ -69,11 +69,9 @@ def sign_files(source: Source, root: Path) -> list[FileSignature]:
 
 
 def _relative(f: str, base: Path) -> str:
-    p = Path(f).resolve()
-    try:
-        return p.relative_to(base).as_posix()
-    except ValueError:
-        return str(p)
+    full = os.path.abspath(f)
+    rel = os.path.relpath(full, base)
+    return full if rel.startswith("..") else Path(rel).as_posix()
 
 
 def _sign_s3(source: Source) -> list[FileSignature]:
