@@ -122,6 +122,7 @@ def diff_source(old: Source, new: Source) -> list[Detail]:
             out.append(Detail("breaking", f"column {n}: {oc[n]} → {nc[n]}"))
     _field(out, "breaking", "timestamp", old.timestamp, new.timestamp)
     _field(out, "breaking", "created", old.created, new.created)
+    _field(out, "breaking", "known_at", old.known_at, new.known_at)
     if old.batch != new.batch:
         out.append(Detail("breaking", f"batch: {old.batch.format}('{old.batch.path}') → "
                                       f"{new.batch.format}('{new.batch.path}')"))
@@ -157,6 +158,7 @@ def diff_view(old: FeatureView, new: FeatureView, old_m: Manifest,
     _field(header, "breaking", "slide", old.slide_seconds, new.slide_seconds, _dur)
     if new.kind == "row":  # the tie-break column; aggregates do not break ties
         _field(header, "breaking", "created", old.created, new.created)
+        _field(header, "breaking", "known_at", old.known_at, new.known_at)
     out.extend(header)
     of = {f.name: f for f in old.features}
     nf = {f.name: f for f in new.features}
@@ -190,6 +192,7 @@ def diff_view(old: FeatureView, new: FeatureView, old_m: Manifest,
         out.append(Detail("breaking", "query changed"))
     _field(out, "non-breaking", "entity", old.entity, new.entity)
     _field(out, "non-breaking", "schedule", old.schedule_seconds, new.schedule_seconds, _dur)
+    _field(out, "metadata", "lookback", old.lookback_seconds, new.lookback_seconds, _dur)
     _field(out, "non-breaking", "start", old.start, new.start)
     _field(out, "non-breaking", "online", old.online, new.online)
     _field(out, "non-breaking", "offline", old.offline, new.offline)

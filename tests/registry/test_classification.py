@@ -139,6 +139,16 @@ def test_owner_and_tags_are_metadata(applied: Proj) -> None:
         "(0 breaking, 0 non-breaking, 1 metadata).\n")
 
 
+def test_a_lookback_is_metadata(applied: Proj) -> None:
+    applied.edit("views/user_last.sql", "schedule = '1d', start = '2024-01-01'",
+                 "schedule = '1d', start = '2024-01-01', lookback = '2d'")
+    assert applied.plan_text() == HEAD + (
+        "~   update   feature view user_last (metadata)\n"
+        "      lookback: none → 2d\n\n"
+        "Plan: 0 to create, 1 to update, 0 to recreate, 0 to delete "
+        "(0 breaking, 0 non-breaking, 1 metadata).\n")
+
+
 def test_schedule_is_non_breaking_and_start_earlier_backfills(applied: Proj) -> None:
     applied.edit("views/user_last.sql", "schedule = '1d', start = '2024-01-01'",
                  "schedule = '6h', start = '2023-06-01'")
