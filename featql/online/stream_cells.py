@@ -26,7 +26,7 @@ already folded into a tile cannot split that tile and is refused too.
 from __future__ import annotations
 
 import base64
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +37,6 @@ from featql.core.ir import Aggregation, FeatureView
 from featql.semantics.aggregates import (
     FUNCTIONS,
     AggregateFunction,
-    ListWindow,
     partial_column,
     partial_columns,
 )
@@ -144,8 +143,10 @@ def add_events(view: FeatureView, cell: StreamCell, events: Sequence[tuple[int, 
 
 def fold_into_tiles(view: FeatureView, cell: StreamCell,
                     events: Sequence[tuple[int, list[Any]]]) -> None:
-    """Fold raw events into the cell's tiles, per slide (merged with a tile already there by
-    the function's own merge)."""
+    """Fold raw events into the cell's tiles, one new tile per slide. A slide that already has
+    a tile gets a second one with the same start: partials are never merged into stored form
+    (a function's merged state, a sketch union, is not a partial), and every window merges
+    all the tiles of its slides."""
     slide = view.slide_seconds or 1
     by_slide: dict[int, list[tuple[int, list[Any]]]] = {}
     for ev in events:
@@ -153,16 +154,10 @@ def fold_into_tiles(view: FeatureView, cell: StreamCell,
     names = partial_columns(view)
     for start, evs in sorted(by_slide.items()):
         folded = _fold(view, evs)
-        i = bisect_left(cell.starts, start)
-        if i < len(cell.starts) and cell.starts[i] == start:
-            old = {c: cell.columns[c][i] for c in names}
-            new = _merge_two(view, old, folded)
-            for c in names:
-                cell.columns[c][i] = new[c]
-        else:
-            cell.starts.insert(i, start)
-            for c in names:
-                cell.columns.setdefault(c, []).insert(i, folded[c])
+        i = bisect_right(cell.starts, start)
+        cell.starts.insert(i, start)
+        for c in names:
+            cell.columns.setdefault(c, []).insert(i, folded[c])
 
 
 def _fold(view: FeatureView, events: Sequence[tuple[int, list[Any]]]) -> dict[str, Any]:
@@ -171,17 +166,6 @@ def _fold(view: FeatureView, events: Sequence[tuple[int, list[Any]]]) -> dict[st
         fn = function_of(a)
         ordered = getattr(fn, "ordered", False)  # LAST_N and the like fold (time, value)
         for p, v in fn.fold([(e[0], e[1][k]) if ordered else e[1][k] for e in events]).items():
-            out[partial_column(a.name, p)] = v
-    return out
-
-
-def _merge_two(view: FeatureView, old: Mapping[str, Any], new: Mapping[str, Any]
-               ) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for a in view.aggregations:
-        fn = function_of(a)
-        cols = {c: [old[c], new[c]] for c in old if c.startswith(a.name + "__")}
-        for p, v in fn.merge(ListWindow(cols, 0, 2), a.name).items():
             out[partial_column(a.name, p)] = v
     return out
 
@@ -233,8 +217,8 @@ class StreamMerger:
 def _with_folded(view: FeatureView, agg: str, k: int, fn: Any, starts_us: list[int],
                  columns: Mapping[str, list[Any]], events: Sequence[tuple[int, list[Any]]],
                  slide_us: int) -> tuple[list[int], dict[str, list[Any]]]:
-    """The tiles of one aggregation with the raw events before the head folded in, per
-    slide (merged into a tile of the same slide by the function's merge)."""
+    """The tiles of one aggregation with the raw events before the head folded in, one more
+    tile per slide."""
     prefix = agg + "__"
     cols = {c: list(v) for c, v in columns.items() if c.startswith(prefix)}
     starts = list(starts_us)
@@ -245,16 +229,10 @@ def _with_folded(view: FeatureView, agg: str, k: int, fn: Any, starts_us: list[i
     for t, inputs in events:
         by_slide.setdefault(floor(t, slide_us), []).append((t, inputs[k]) if ordered
                                                            else inputs[k])
-    for s, values in sorted(by_slide.items()):
+    for s, values in sorted(by_slide.items()):  # one more tile per slide (see fold_into_tiles)
         folded = {partial_column(agg, p): v for p, v in fn.fold(values).items()}
-        i = bisect_left(starts, s)
-        if i < len(starts) and starts[i] == s:
-            both = {c: [cols[c][i], folded[c]] for c in cols}
-            merged = fn.merge(ListWindow(both, 0, 2), agg)
-            for p, v in merged.items():
-                cols[partial_column(agg, p)][i] = v
-        else:
-            starts.insert(i, s)
-            for c in cols:
-                cols[c].insert(i, folded[c])
+        i = bisect_right(starts, s)
+        starts.insert(i, s)
+        for c in cols:
+            cols[c].insert(i, folded[c])
     return starts, cols

@@ -16,7 +16,8 @@ def floor_us(t: int, slide_us: int) -> int:
     return t - t % slide_us
 
 
-def aggregate(function: str, values: list[Any], call_args: tuple[Any, ...] = ()) -> Any:
+def aggregate(function: str, values: list[Any], call_args: tuple[Any, ...] = (),
+              agg: Any = None) -> Any:
     """The value of one aggregate function over the raw inputs of a window (None = NULL)."""
     present = [v for v in values if v is not None]
     if function == "count":
@@ -54,8 +55,16 @@ def aggregate(function: str, values: list[Any], call_args: tuple[Any, ...] = ())
         return [v for v, _ in sorted(counts.items(), key=lambda e: (-e[1], e[0]))][:call_args[0]]
     if function == "approx_count_distinct":
         return len(set(present))
-    fn = FUNCTIONS[function]  # a function this oracle does not know yet: one tile's value
-    return fn.finalize(fn.fold(present), "DOUBLE")
+    # a sketch (APPROX_PERCENTILE) or a function this oracle does not know: its value over the
+    # window's raw inputs as one tile (small sketches keep every item: exact here)
+    from featql.online.stream_cells import function_of
+
+    assert agg is not None, function
+    from featql.semantics.aggregates import ListWindow, partial_column
+
+    fn = function_of(agg)
+    tile = {partial_column(agg.name, p): [v] for p, v in fn.fold(present).items()}
+    return fn.finalize(fn.merge(ListWindow(tile, 0, 1), agg.name), agg.type)
 
 
 def window_events(events: list[dict[str, Any]], user: int, t: dt.datetime, window_s: int,

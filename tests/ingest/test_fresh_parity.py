@@ -107,6 +107,7 @@ def test_lookup_training_set_and_oracle_agree_on_fresh_windows(stream_project) -
     calls = aggregate_calls()
     view = manifest.view("user_aggs")
     functions = {a.name: a.function for a in view.aggregations}
+    aggs = {a.name: a for a in view.aggregations}
     assert set(functions) == set(calls)  # every function of FUNCTIONS is in the view
     assert len(calls) == len(FUNCTIONS) + 1 or os.environ.get("FEATQL_TEST_FUNCTIONS")
     checked = 0
@@ -120,8 +121,8 @@ def test_lookup_training_set_and_oracle_agree_on_fresh_windows(stream_project) -
                 column = "kind" if function in ("top_k", "approx_count_distinct") else "amount"
                 values = [1 for _ in evs] if agg == "n_events" else [e[column] for e in evs]
                 name = "count_star" if agg == "n_events" else function
-                args = (3,) if name.endswith("_n") else (2,) if name == "top_k" else ()
-                want = aggregate(name, values, args)
+                want = aggregate(name, values, tuple(getattr(aggs[agg], "args", ())) or
+                                 ((3,) if name.endswith("_n") else (2,)), aggs[agg])
                 feature = f"{agg}_{w}"
                 on = got[f"user_aggs.{feature}"]
                 off = train.column(f"user_aggs__{feature}")[r].as_py()
