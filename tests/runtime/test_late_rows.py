@@ -209,6 +209,29 @@ def test_new_changed_and_deleted_files_recompute_exactly_their_intervals(tmp_pat
     assert all(r.recomputed == 0 for r in _run(root, c).views)
 
 
+def test_csv_and_json_files_are_located_by_their_time_column(tmp_path: Path) -> None:
+    root, case = _project(tmp_path)
+    c = compiled(root)
+    _run(root, c)
+    tag = {"user_id": 3, "tag": "q", "tagged_at": datetime(2024, 1, 3, 12)}
+    pcsv.write_csv(pa.Table.from_pylist([tag], schema=pa.schema(
+        [("user_id", pa.int64()), ("tag", pa.string()), ("tagged_at", pa.timestamp("us"))])),
+        root / "data" / "tags" / "late.csv")
+    profile = {"user_id": 2, "merchant": "b", "score": 3.25,
+               "updated_at": datetime(2024, 1, 2, 6)}
+    (root / "data" / "profiles" / "late.json").write_text(
+        json.dumps({**profile, "updated_at": "2024-01-02 06:00:00"}) + "\n")
+    run = _by_view(_run(root, c))
+    assert _intervals(run["user_tag"]) == "1 (2024-01-03..2024-01-04)"
+    assert run["user_tag"].reason == "1 new file in source tags (data/tags/late.csv)"
+    assert _intervals(run["pair_profile"]) == "1 (2024-01-02..2024-01-03)"
+    assert run["pair_profile"].reason == "1 new file in source profiles (data/profiles/late.json)"
+    assert run["last_event"].note == run["merchant_aggs"].note == "up to date"
+    case["tags"] = [*case["tags"], tag]
+    case["profiles"] = [*case["profiles"], profile]
+    _assert_store_is_right(root, c, case)
+
+
 def test_a_run_limited_to_a_range_keeps_the_rest_stale(tmp_path: Path) -> None:
     root, case = _project(tmp_path)
     c = compiled(root)
