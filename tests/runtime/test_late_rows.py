@@ -284,6 +284,8 @@ def test_a_bad_lookback_is_one_positioned_error(tmp_path: Path, value: str, head
 
 
 def test_time_source_follows_bare_timestamps_only(tmp_path: Path) -> None:
+    """Intervals are located only through a source timestamp passed on unchanged; a computed
+    time, or a change in a joined source, makes every done interval stale."""
     from featql.jobs.stale import view_time_source
 
     root, _ = _project(tmp_path)
@@ -291,8 +293,13 @@ def test_time_source_follows_bare_timestamps_only(tmp_path: Path) -> None:
         "-- @feature_view(name = shifted, entity = user, timestamp = ts, schedule = '1d',\n"
         "--               start = '2024-01-01')\n"
         "SELECT user_id, ts + INTERVAL 1 DAY AS ts, x FROM events\n")
+    (root / "views" / "tagged.sql").write_text(
+        "-- @feature_view(name = tagged, entity = user, timestamp = ts, schedule = '1d',\n"
+        "--               start = '2024-01-01')\n"
+        "SELECT e.user_id, e.ts, t.tag FROM events AS e JOIN tags AS t ON e.user_id = t.user_id\n")
     c = compiled(root)
     m = c.manifest
+    assert view_time_source(m, m.view("tagged")) == "events"
     assert view_time_source(m, m.view("last_sign")) == "events"  # through last_event
     assert view_time_source(m, m.view("merchant_aggs")) == "events"
     assert view_time_source(m, m.view("shifted")) is None
@@ -302,6 +309,12 @@ def test_time_source_follows_bare_timestamps_only(tmp_path: Path) -> None:
     run = _by_view(_run(root, c, views=["shifted"]))["shifted"]
     # its time is computed: every done interval is stale (never a silently missed one)
     assert _intervals(run) == "6 (2024-01-01..2024-01-07)"
+    # a file of the joined source (not the one giving the event time): every done interval
+    _run(root, c, views=["tagged"])
+    (root / "data" / "tags" / "late.csv").write_text("user_id,tag,tagged_at\n1,p,2024-01-02\n")
+    run = _by_view(_run(root, c, views=["tagged"]))["tagged"]
+    assert _intervals(run) == "5 (2024-01-01..2024-01-06)"
+    assert run.reason == "1 new file in source tags (data/tags/late.csv)"
 
 
 FEATQL = Path(sys.executable).with_name("featql")
@@ -406,3 +419,23 @@ def test_s3_source_files_are_signed_by_etag(tmp_path: Path, s3_bucket: str) -> N
     assert report.reads["last_event"] == "store"
     assert [r["last_event__x"] for r in got.to_pylist()] == [
         w["last_event__x"] for w in _expected(case)]
+
+
+def test_a_parquet_file_without_statistics_is_located_by_reading_its_time_column(
+        tmp_path: Path) -> None:
+    from featql.offline.signatures import sign_files, time_range
+
+    root, _ = _project(tmp_path)
+    rows = _events(random.Random(7), 50, datetime(2024, 1, 2, 3), datetime(2024, 1, 4, 8))
+    pq.write_table(pa.Table.from_pylist(rows, schema=EVENTS),
+                   root / "data" / "events" / "nostats.parquet", write_statistics=False,
+                   row_group_size=7)
+    c = compiled(root)
+    source = c.manifest.source("events")
+    (sig,) = [s for s in sign_files(source, root) if s.path.endswith("nostats.parquet")]
+    meta = pq.ParquetFile(root / sig.path).metadata
+    assert meta.num_row_groups > 1 and not meta.row_group(0).column(4).is_stats_set
+    times = [r["ts"] for r in rows]
+    assert time_range(source, sig, root) == (min(times), max(times))
+    assert sig.size == os.stat(root / sig.path).st_size
+    assert sig.mtime_ns == os.stat(root / sig.path).st_mtime_ns
