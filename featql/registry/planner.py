@@ -13,7 +13,7 @@ from pathlib import Path
 
 from featql.core.ir import LineageEdge, Manifest
 from featql.registry.backfill import BackfillEstimate, SourceStats, estimate, with_reuse
-from featql.registry.diff import Action, Detail, Level, ObjectDiff, diff_manifests
+from featql.registry.diff import KINDS, Action, Detail, Level, ObjectDiff, diff_manifests
 from featql.registry.store import ApplyRecord, Interval
 
 Materialized = Callable[[str, str], list[Interval]]  # (view, storage fp) -> intervals
@@ -247,4 +247,28 @@ def make_plan(root: Path, workspace: str, base: ApplyRecord | None, old: Manifes
                                   materialized)
         changes.append(Change(d.kind, d.name, d.action, d.level, d.details, down, backfill,
                               _warnings(d, new), _refusal(d, old, new)))
+    changes.extend(_moved_storage(root, old, new, {c.name for c in changes if c.kind ==
+                                                   "feature view"}, materialized, now, stats))
+    changes.sort(key=lambda c: (KINDS.index(c.kind), c.name))  # stable: diff order kept
     return Plan(workspace, base, new, tuple(changes))
+
+
+MOVED = ("stored data keyed by its storage fingerprint (applied by an older featql, which keyed "
+         "it by the view's fingerprint): materialized again once")
+
+
+def _moved_storage(root: Path, old: Manifest | None, new: Manifest, listed: set[str],
+                   materialized: Materialized, now: datetime,
+                   stats: dict[str, SourceStats]) -> list[Change]:
+    """Unchanged views whose applied definition predates storage fingerprints: their data moves
+    to a new folder, so the plan says so and backfills them rather than leaving it unsaid."""
+    out: list[Change] = []
+    for view in new.views:
+        ov = old.view(view.name) if old else None
+        if view.name in listed or ov is None or ov.storage_fingerprint \
+                or not view.storage_fingerprint or not view.offline:
+            continue
+        b = estimate(root, new, view, materialized(view.name, view.stored_as), now, stats)
+        out.append(Change("feature view", view.name, "update", "non-breaking",
+                          (Detail("non-breaking", MOVED),), backfill=b))
+    return out

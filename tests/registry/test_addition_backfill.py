@@ -314,3 +314,51 @@ def test_apply_and_the_materialize_command_do_what_the_plan_says(
     out = capsys.readouterr().out
     assert ("↳ user_aggs: 10 interval(s) computed amount_max only; txn_count, amount_sum, "
             f"amount_min reused from {second}") in out
+
+
+def test_an_apply_by_an_older_featql_plans_the_move_to_storage_fingerprints(proj: Proj) -> None:
+    from dataclasses import replace
+
+    from featql.registry import apply_now
+    from featql.registry.planner import MOVED
+
+    write_txns(proj.root, days=10)
+    current = proj.manifest()
+    legacy = replace(current, views=tuple(replace(v, storage_fingerprint="", stored=())
+                                          for v in current.views))
+    apply_now(proj.root, legacy)  # what an older featql recorded: data keyed by fingerprint
+    assert backfill_lines(proj.plan_text(), "user_aggs") == [
+        MOVED,
+        "backfill: 10 × 1d intervals, 2024-01-01 00:00 → 2024-01-11 00:00 (end of data), "
+        "30 source rows to scan (txns)",
+    ]
+    assert [c.name for c in proj.plan().changes] == ["user_aggs", "user_last"]
+    proj.apply()
+    assert proj.plan().has_changes is False
+
+
+@pytest.mark.slow
+def test_spark_computes_only_the_new_partials_too(stored: Proj, tmp_path: Path,
+                                                   spark: Any) -> None:
+    from featql.engines.spark import SparkEngine
+
+    stored.edit("views/user_aggs.sql", *ADD_MIN)
+    stored.apply()
+    engine = SparkEngine("local[2]", {"spark.sql.shuffle.partitions": "4"})
+    try:
+        assert engine.spark is spark
+        report = materialize(stored.root, stored.manifest(), "dev", engine=engine)
+    finally:
+        engine.close()
+    r = {v.view: v for v in report.views}["user_aggs"]
+    assert (r.written, r.reused) == (10, 10)
+    scratch = Proj(tmp_path / "scratch")
+    scratch.write("views/user_aggs.sql", stored.read("views/user_aggs.sql"))
+    shutil.copytree(stored.root / "data" / "txns", scratch.root / "data" / "txns")
+    scratch.apply()
+    run(scratch)
+    new = storage(stored, "user_aggs")
+    mine, theirs = data_files(stored, new), data_files(scratch, new)
+    assert mine.keys() == theirs.keys() and len(mine) == 10
+    for name in mine:
+        assert pq.read_table(mine[name]).equals(pq.read_table(theirs[name])), name
