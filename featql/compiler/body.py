@@ -18,6 +18,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from featql.core.diagnostics import Diagnostics, SourceFile, Span
+from featql.semantics.calls import mentions, recognize
 
 READ_DIALECT = "duckdb"
 MAX_SQL_NESTING = 32  # sqlglot's parser and optimizer recurse about 20 frames per level
@@ -173,6 +174,8 @@ def parse_body(src: SourceFile, body_start: int, kind: str,
     try:
         with deep_stack():
             statements = [s for s in sqlglot.parse(src.text, read=READ_DIALECT) if s is not None]
+            if mentions(src.text):  # LAST_N(x, n), TOP_K(x, k): featql's aggregate calls
+                statements = [recognize(s) for s in statements]
     except ParseError as e:
         _report_parse_error(src, e, diags)
         return None

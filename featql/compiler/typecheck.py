@@ -26,11 +26,12 @@ from featql.core.diagnostics import Diagnostics, SourceFile, Span, did_you_mean
 from featql.core.durations import format_duration as _fmt
 from featql.core.ir import Aggregation, Column
 from featql.core.types import KEY_TYPES, UNKNOWN, compatible, from_sqlglot
-from featql.semantics.aggregates import FUNCTIONS, supported
+from featql.semantics.aggregates import FUNCTIONS, AggregateFunction, supported
 from featql.semantics.types import sqlglot_type as to_sqlglot
 
 # the aggregate functions featql accepts (mergeable across tiles): featql.semantics.aggregates
-AGG_FUNCTIONS: dict[type, str] = {f.sqlglot_class(): name for name, f in FUNCTIONS.items()}
+AGG_FUNCTIONS: dict[type, str] = {cls: name for name, f in FUNCTIONS.items()
+                                  for cls in f.sqlglot_classes()}
 SUPPORTED_AGGS = supported()
 
 
@@ -395,18 +396,71 @@ def _check_aggregates(src: SourceFile, stmt: exp.Select, keys: list[str],
 def _aggregation(src: SourceFile, name: str, node: exp.Expression, stmt: exp.Select,
                  diags: Diagnostics) -> Aggregation | None:
     func = AGG_FUNCTIONS[type(node)]
+    fn = FUNCTIONS[func]
     arg = node.this
-    if isinstance(arg, exp.Star) or arg is None:
+    if (isinstance(arg, exp.Star) or arg is None) and func == "count":
         return Aggregation(name, "count", None, None, "BIGINT")
-    in_type = from_sqlglot(arg.type)
-    if not FUNCTIONS[func].accepts(in_type):
-        diags.error("E418", f"{func.upper()}() needs a numeric input; '{name}' aggregates "
-                    f"{in_type}", _projection_span(src, stmt, name, Span(src.path, 1, 1)))
+    args = _constant_args(src, name, node, fn, stmt, diags)
+    if args is None:
         return None
-    out_type = FUNCTIONS[func].result_type(in_type)
+    in_type = from_sqlglot(arg.type)
+    if not fn.accepts(in_type):
+        diags.error("E418", f"{fn.sql_name}() needs {fn.wants}; '{name}' aggregates "
+                    f"{in_type}", _projection_span(src, stmt, name, Span(src.path, 1, 1)),
+                    hint=_input_hint(func, in_type))
+        return None
+    out_type = fn.result_type(in_type)
     if out_type == UNKNOWN:
         diags.error("E403", f"cannot infer a featql type for '{name}'",
                     _projection_span(src, stmt, name, Span(src.path, 1, 1)),
                     hint="CAST the aggregated expression")
         return None
-    return Aggregation(name, func, arg.sql(READ_DIALECT), in_type, out_type)  # type: ignore
+    return Aggregation(name, func, arg.sql(READ_DIALECT), in_type, out_type,  # type: ignore
+                       args=args)
+
+
+def _constant_args(src: SourceFile, name: str, node: exp.Expression, fn: AggregateFunction,
+                   stmt: exp.Select, diags: Diagnostics) -> tuple[int | float, ...] | None:
+    """The constant arguments after an aggregate's input (LAST_N's n), as numbers; None
+    after reporting E430 (a missing, non-literal or refused argument) at the argument."""
+    nodes = [a for a in (node.args.get("expression"), *(node.args["extra"].expressions
+                                                         if node.args.get("extra") else ()))
+             if a is not None] if fn.arity else []
+    if node.this is None or isinstance(node.this, exp.Star):
+        diags.error("E430", f"{fn.sql_name}() needs an input column: "
+                    f"{fn.sql_name}({', '.join(('x', *fn.arity))})", node_span(src, node))
+        return None
+    values: list[int | float] = []
+    for a in nodes:
+        literal = a.this if isinstance(a, exp.Neg) else a
+        if not (isinstance(literal, exp.Literal) and not literal.is_string):
+            what = fn.arity[len(values)] if len(values) < len(fn.arity) else "argument"
+            diags.error("E430", f"{fn.sql_name}()'s {what} must be a number written in the "
+                        f"query, not {a.sql(READ_DIALECT)}", node_span(src, a),
+                        hint=f"e.g. {fn.sql_name}(x, 10)")
+            return None
+        number: int | float = int(literal.name) if literal.is_int else float(literal.name)
+        values.append(-number if isinstance(a, exp.Neg) else number)
+    why = fn.check_args(values)
+    if why is not None:
+        if len(nodes) > len(fn.arity):
+            at = node_span(src, nodes[len(fn.arity)])
+        elif nodes and len(nodes) == len(fn.arity):
+            at = node_span(src, nodes[0])
+        else:
+            at = node_span(src, node)
+        example = ", ".join(("x", *("10" for _ in fn.arity)))
+        diags.error("E430", why, at, hint=f"e.g. {fn.sql_name}({example})")
+        return None
+    return tuple(values)
+
+
+def _input_hint(func: str, in_type: str) -> str | None:
+    """What to write instead when an input's type does not fit the function (the first five
+    functions' E418 has never had a hint)."""
+    if func in ("count", "sum", "avg", "min", "max"):
+        return None
+    fits = [f.sql_name for f in FUNCTIONS.values() if f.name != func and f.accepts(in_type)
+            and f.name not in ("count", "min", "max")]
+    other = f"; over {in_type}, did you mean {' or '.join(fits[:2])}?" if fits else ""
+    return f"CAST the input to a type {FUNCTIONS[func].sql_name}() takes{other}"

@@ -13,6 +13,7 @@ from sqlglot.generators.duckdb import DuckDBGenerator
 from sqlglot.parsers.duckdb import DuckDBParser
 
 from featql.dialects.expressions import TimeFloor, wrap_call
+from featql.semantics.calls import PARSERS, PartialBuild, render_partial
 from featql.semantics.time import floor_offset_sql
 
 
@@ -35,12 +36,14 @@ class FeatqlDuckDB(DuckDB):
         FUNCTIONS: ClassVar[dict[str, Any]] = {
             **DuckDBParser.FUNCTIONS,
             "TIME_FLOOR": lambda args: TimeFloor(this=args[0], seconds=args[1]),
+            **PARSERS,  # LAST_N, FIRST_N, TOP_K, ...: featql's aggregate calls
         }
 
     class Generator(DuckDBGenerator):
         TRANSFORMS: ClassVar[dict[type[exp.Expr], Any]] = {
             **DuckDBGenerator.TRANSFORMS,
             TimeFloor: time_floor_sql,
+            PartialBuild: lambda gen, e: render_partial(gen, e, "duckdb"),
         }
 
         def ignorenulls_sql(self, expression: exp.IgnoreNulls) -> str:

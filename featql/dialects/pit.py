@@ -45,6 +45,7 @@ class OutputFeature:
     function: str | None = None  # aggregate views: count | sum | avg | min | max
     aggregation: str | None = None  # aggregate views: the tile partial prefix
     window_seconds: int | None = None
+    args: tuple[int | float, ...] = ()  # aggregate views: the function's constant arguments
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def build_pit_join(manifest: Manifest, service: FeatureService,
             if view.kind == "aggregate":
                 agg = aggs[feat.aggregation or ""]
                 outs.append(OutputFeature(fname, column, feat.type, agg.function, agg.name,
-                                          feat.window_seconds))
+                                          feat.window_seconds, agg.args))
             else:
                 outs.append(OutputFeature(fname, column, feat.type))
         keys = tuple(k.name for k in view.keys)

@@ -213,7 +213,7 @@ def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
     slide_us = (view.slide_seconds or 1) * _US
     partials: list[str] = []
     for f in view.features:
-        for p in FUNCTIONS[f.function or "count"].merge_ops():
+        for p in FUNCTIONS[f.function or "count"].bind(f.args).merge_ops():
             col = partial_column(f.aggregation or "", p)
             if col not in partials:
                 partials.append(col)
@@ -230,7 +230,7 @@ def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
     for f in view.features:
         frame = (f"OVER (PARTITION BY {', '.join(keys)} ORDER BY _featql_p RANGE BETWEEN "
                  f"{(f.window_seconds or 0) * _US - slide_us} PRECEDING AND CURRENT ROW)")
-        fn = FUNCTIONS[f.function or "count"]
+        fn = FUNCTIONS[f.function or "count"].bind(f.args)
         columns = {p: d.q(partial_column(f.aggregation or "", p)) for p in fn.merge_ops()}
         exprs.append(f"CAST({fn.merge_sql(d.name, columns, frame)} "
                      f"AS {d.type(f.type)}) AS {d.q(f.column)}")

@@ -13,6 +13,7 @@ from sqlglot.generators.spark import SparkGenerator
 from sqlglot.parsers.spark import SparkParser
 
 from featql.dialects.expressions import TimeFloor, wrap_call
+from featql.semantics.calls import PARSERS, PartialBuild, render_partial
 from featql.semantics.time import floor_offset_sql
 
 # DuckDB unit spellings (https://duckdb.org/docs/sql/functions/datepart) -> Spark's TIMESTAMPDIFF
@@ -59,12 +60,14 @@ class FeatqlSpark(Spark):
         FUNCTIONS: ClassVar[dict[str, Any]] = {
             **SparkParser.FUNCTIONS,
             "TIME_FLOOR": lambda args: TimeFloor(this=args[0], seconds=args[1]),
+            **PARSERS,  # LAST_N, FIRST_N, TOP_K, ...: featql's aggregate calls
         }
 
     class Generator(SparkGenerator):
         TRANSFORMS: ClassVar[dict[type[exp.Expr], Any]] = {
             **SparkGenerator.TRANSFORMS,
             TimeFloor: time_floor_sql,
+            PartialBuild: lambda gen, e: render_partial(gen, e, "spark"),
         }
 
         def datediff_sql(self, expression: exp.DateDiff) -> str:

@@ -23,10 +23,11 @@ from featql.dialects.errors import refuse
 from featql.dialects.expressions import TimeFloor
 from featql.dialects.render import parse
 from featql.dialects.scope import Scope, names
-from featql.semantics.aggregates import FUNCTIONS, built_type, partial_column
+from featql.semantics.aggregates import built_type, for_aggregation, partial_column
 from featql.semantics.types import sqlglot_type
 
 RESERVED_CTES = ("feature_rows", "filtered_events", "tiles")
+EVENT_TS = "_featql_event_ts"  # the event time, for functions ranking by it (LAST_N)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
         events.set(arg, None)
     event_columns = [_alias(light_copy(projections[k]), k) for k in keys]
     event_columns.append(_alias(TimeFloor(this=ts, seconds=slide), TILE_START))
+    if any(for_aggregation(a).ordered for a in view.aggregations):
+        event_columns.append(_alias(light_copy(ts), EVENT_TS))
     tile_columns: list[exp.Expr] = [exp.column(k) for k in keys]
     tile_columns.append(exp.column(TILE_START))
     final_columns: list[exp.Expr] = []
@@ -137,7 +140,7 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
             event_columns.append(_alias(_input(agg, arg), f"{agg.name}__input"))
         tile_columns.extend(_partials(agg, has_input))
         input_type = scope.known_type(arg, query) if has_input else None
-        for partial in FUNCTIONS[agg.function].partials(agg.type):
+        for partial in for_aggregation(agg).partials(agg.type):
             name = partial_column(agg.name, partial.name)
             col, cast = _output(name, partial.type, built_type(partial.build, input_type))
             final_columns.append(col)
@@ -167,15 +170,21 @@ def _from(table: str) -> exp.From:
 def _input(agg: Aggregation, arg: exp.Expr) -> exp.Expr:
     """The aggregated expression, cast when the function asks (booleans become 0/1 for SUM
     and AVG: Spark cannot SUM them)."""
-    cast = FUNCTIONS[agg.function].input_cast(agg.input_type)
+    fn = for_aggregation(agg)
+    node = fn.input_node(light_copy(arg), agg.input_type)
+    if node is not None:  # APPROX_COUNT_DISTINCT's hash key
+        return node
+    cast = fn.input_cast(agg.input_type)
     return _cast(light_copy(arg), cast) if cast is not None else light_copy(arg)
 
 
 def _partials(agg: Aggregation, has_input: bool) -> list[exp.Expr]:
     """The tile stage's aggregates of one aggregation, as its function builds them."""
-    fn = FUNCTIONS[agg.function]
+    fn = for_aggregation(agg)
     col = exp.column(f"{agg.name}__input") if has_input else exp.Star()
-    return [_alias(fn.build(partial, col.copy()), partial_column(agg.name, partial.name))
+    time = exp.column(EVENT_TS) if fn.ordered else None
+    return [_alias(fn.build(partial, col.copy(), time.copy() if time else None),
+                   partial_column(agg.name, partial.name))
             for partial in fn.partials(agg.type)]
 
 

@@ -60,7 +60,13 @@ from featql.core.ir import FeatureView
 from featql.online.stream_cells import MAGIC as STREAM_MAGIC
 from featql.online.stream_cells import StreamMerger
 from featql.online.stream_cells import decode as decode_stream
-from featql.semantics.aggregates import FUNCTIONS, AggregateFunction, is_additive, partial_columns
+from featql.semantics.aggregates import (
+    FUNCTIONS,
+    AggregateFunction,
+    for_aggregation,
+    is_additive,
+    partial_columns,
+)
 from featql.semantics.time import batch_window, floor_s, tile_range
 
 __all__ = ["Packed", "TileMerger", "Tiles", "decode_tiles", "encode_tiles", "merged_at",
@@ -364,6 +370,13 @@ class _PackedWindow:
             return [x for x in vals if x is not None]
         return [x for x in vals if x == x]
 
+    def column(self, column: str) -> Sequence[Any]:
+        c = self.columns[column]
+        vals: Sequence[Any] = self.stored[c][self.i:self.j]
+        if not self.nulls[c] or isinstance(self.stored[c], _VarColumn):
+            return vals
+        return [x if x == x else None for x in vals]
+
 
 class IncompleteWindow(UserError):
     """A lookup's window starts before the oldest tile the online store keeps: the store holds
@@ -399,7 +412,7 @@ class TileMerger:
                 continue
             a = aggs[f.aggregation or ""]
             by_window.setdefault(f.window_seconds or 0, []).append(
-                (FUNCTIONS[a.function], a.name, f.type, k))
+                (for_aggregation(a), a.name, f.type, k))
         self.by_window = tuple((w, tuple(specs)) for w, specs in sorted(by_window.items()))
         self.empty = [FUNCTIONS[aggs[f.aggregation].function].empty if f.aggregation else None
                       for f in view.features]

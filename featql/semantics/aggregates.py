@@ -15,13 +15,19 @@ merged state into the feature's value. One `AggregateFunction` per function says
   merge over the tiles of a `Window`) and `finalize(merged, type)` (the online read);
 - `empty`: the value of an empty window: COUNT 0, every other function NULL.
 
-COUNT, SUM, AVG, MIN and MAX today. A new function (STDDEV with Chan's merge, a sketch, LAST_N)
-is one more subclass registered in `FUNCTIONS`: a function whose partials do not merge with
-`sum`/`min`/`max` overrides `merge_sql` and `merge` (a `Window` hands it its tiles' columns).
+COUNT, SUM, AVG, MIN and MAX here; STDDEV/VAR (Chan's merge of count, mean, M2) in
+`spread.py`; LAST_N, FIRST_N (and their DISTINCT forms) and TOP_K in `ranked.py`. A new
+function is one more subclass registered in `FUNCTIONS`: a function whose partials do not merge
+with `sum`/`min`/`max` (build and merge op `custom`) overrides `build`/`build_sql`,
+`merge_sql`, `merge` (a `Window` hands it its tiles' columns) and `fold`. A function with
+constant arguments (LAST_N's n) reads them from `self.args`: `for_aggregation(agg)` binds an
+aggregation's `args` (`bind`); an `ordered` function's partials need each event's time (its
+`fold` takes (time, value) pairs, its builds the event time column).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,8 +40,8 @@ from featql.semantics.types import python_value, sql_type
 if TYPE_CHECKING:
     from sqlglot import exp
 
-BuildOp = Literal["count", "sum", "min", "max"]
-MergeOp = Literal["sum", "min", "max"]
+BuildOp = Literal["count", "sum", "min", "max", "custom"]
+MergeOp = Literal["sum", "min", "max", "custom"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,11 @@ class Window(Protocol):
         """The non-NULL values of a column over the window, in tile order."""
         ...
 
+    def column(self, column: str) -> Sequence[Any]:
+        """Every tile's value of a column, in tile order, NULL as None (an additive column may
+        read 0 for NULL): for functions whose partials are read tile by tile, aligned."""
+        ...
+
 
 def partial_column(aggregation: str, partial: str) -> str:
     """The column of one partial: `<aggregation>__<partial>`."""
@@ -75,6 +86,8 @@ def built_type(build: BuildOp, input_type: str | None) -> str | None:
     `build` over an input of `input_type` (None: not known, the lowering casts)."""
     if build == "count":
         return "BIGINT"
+    if build == "custom":
+        return None
     if build == "sum":
         return input_type if input_type == "DOUBLE" else None  # SUM(BIGINT) is HUGEINT on DuckDB
     return input_type
@@ -86,11 +99,41 @@ class AggregateFunction:
     name: ClassVar[str]  # as in the IR: count, sum, ...
     sql_name: ClassVar[str]  # as users write it: COUNT, SUM, ...
     empty: ClassVar[Any] = None  # the value over an empty window
+    ordered: ClassVar[bool] = False  # its partials need each event's time (LAST_N, FIRST_N)
+    arity: ClassVar[tuple[str, ...]] = ()  # its constant arguments after the input: ("n",)
+    args: tuple[int | float, ...] = ()  # bound by `bind`
+    wants: ClassVar[str] = "a numeric input"  # what `accepts` takes, for diagnostics
+
+    def bind(self, args: tuple[int | float, ...]) -> AggregateFunction:
+        """This function with its constant arguments (`Aggregation.args`); itself without."""
+        if not args:
+            return self
+        key = (self.name, args)
+        bound = _BOUND.get(key)
+        if bound is None:
+            bound = copy.copy(self)
+            bound.args = tuple(args)
+            if len(_BOUND) < 1 << 12:
+                _BOUND[key] = bound
+        return bound
+
+    def check_args(self, args: Sequence[Any]) -> str | None:
+        """Why these constant arguments are refused (None: accepted). Args are numbers as
+        written, in call order; the compiler positions the message."""
+        if len(args) != len(self.arity):
+            form = ", ".join(("x", *self.arity))
+            return f"{self.sql_name}() takes {len(self.arity) + 1} argument" \
+                f"{'s' if self.arity else ''}: {self.sql_name}({form})"
+        return None
 
     # -- compile time ----------------------------------------------------------------------------
     def sqlglot_class(self) -> type[exp.AggFunc]:
         """The sqlglot node of a call (the compiler recognizes calls by it)."""
         raise NotImplementedError
+
+    def sqlglot_classes(self) -> tuple[type[exp.AggFunc], ...]:
+        """Every sqlglot node that is a call of it (aliases such as STDDEV for STDDEV_SAMP)."""
+        return (self.sqlglot_class(),)
 
     def accepts(self, input_type: str | None) -> bool:
         """Can it aggregate an input of that featql type (None: COUNT(*))?"""
@@ -104,28 +147,48 @@ class AggregateFunction:
         """A featql type to cast the input to before building the partials, if any."""
         return None
 
+    def input_node(self, arg: exp.Expr, input_type: str | None) -> exp.Expr | None:
+        """The event stage's input column, when a cast does not say it (None: `input_cast`):
+        APPROX_COUNT_DISTINCT's hash key, which Spark must compute outside the aggregate."""
+        return None
+
     def partials(self, result_type: str) -> tuple[Partial, ...]:
         raise NotImplementedError
 
     # -- the tile stage ------------------------------------------------------------------------
-    def build(self, partial: Partial, arg: exp.Expr) -> exp.Expr:
+    def build(self, partial: Partial, arg: exp.Expr, time: exp.Expr | None = None) -> exp.Expr:
         """The sqlglot aggregate computing `partial` over a tile's rows (`arg`: the input
-        column, or `exp.Star()` for COUNT(*)); each target renders it."""
+        column, or `exp.Star()` for COUNT(*); `time`: the event time column, for `ordered`
+        functions); each target renders it (a `custom` build through `partial_sql`)."""
         from sqlglot import exp
 
+        if partial.build == "custom":
+            from featql.semantics.calls import PartialBuild
+
+            params = exp.Tuple(expressions=[exp.Literal.number(a) for a in self.args])
+            return PartialBuild(this=arg, time=time, function=exp.Literal.string(self.name),
+                                partial=exp.Literal.string(partial.name), params=params)
         node: type[exp.AggFunc] = {"count": exp.Count, "sum": exp.Sum, "min": exp.Min,
                                    "max": exp.Max}[partial.build]
         return node(this=arg)
 
+    def partial_sql(self, dialect: str, partial: str, input_sql: str,
+                    time_sql: str | None) -> str:
+        """The SQL aggregate of a `custom` partial over a GROUP BY's rows (`input_sql` already
+        cast by `input_cast`; `time_sql` the event time, for `ordered` functions)."""
+        raise NotImplementedError(f"{self.sql_name} has no custom partial {partial!r}")
+
     def build_sql(self, dialect: str, input_sql: str | None, input_type: str | None,
-                  result_type: str) -> tuple[tuple[str, str], ...]:
+                  result_type: str, time_sql: str | None = None) -> tuple[tuple[str, str], ...]:
         """(partial, SQL aggregate) pairs over a GROUP BY's rows in `dialect`; `input_sql` None
-        is COUNT(*)."""
+        is COUNT(*); `time_sql` the event time (a TIMESTAMP), needed by `ordered` functions."""
         arg = "*" if input_sql is None else input_sql
         cast = self.input_cast(input_type)
         if cast is not None and input_sql is not None:
             arg = f"CAST({input_sql} AS {sql_type(dialect, cast)})"
-        return tuple((p.name, f"{p.build.upper()}({arg})") for p in self.partials(result_type))
+        return tuple((p.name, self.partial_sql(dialect, p.name, arg, time_sql)
+                      if p.build == "custom" else f"{p.build.upper()}({arg})")
+                     for p in self.partials(result_type))
 
     # -- merge and finalize in SQL ---------------------------------------------------------------
     def merge_sql(self, dialect: str, columns: Mapping[str, str], frame: str) -> str:
@@ -194,6 +257,7 @@ class AggregateFunction:
 
 
 _MERGE_SQL: dict[str, str] = {"sum": "SUM", "min": "MIN", "max": "MAX"}
+_BOUND: dict[tuple[str, tuple[int | float, ...]], AggregateFunction] = {}
 _OPS: dict[str, dict[str, MergeOp]] = {}
 _PLANS: dict[str, dict[str, tuple[tuple[str, MergeOp, str], ...]]] = {}
 
@@ -334,8 +398,24 @@ FUNCTIONS: dict[str, AggregateFunction] = {f.name: f for f in (Count(), Sum(), A
 """Every aggregate function featql accepts, by IR name (the compiler refuses the others)."""
 
 
+def _register() -> None:
+    from featql.semantics.ranked import RANKED
+    from featql.semantics.spread import SPREAD
+
+    for fn in (*SPREAD, *RANKED):
+        FUNCTIONS[fn.name] = fn
+
+
+_register()
+
+
 def function(name: str) -> AggregateFunction:
     return FUNCTIONS[name]
+
+
+def for_aggregation(agg: Aggregation) -> AggregateFunction:
+    """The function of an aggregation, bound to its constant arguments (LAST_N's n)."""
+    return FUNCTIONS[agg.function].bind(agg.args)
 
 
 def supported() -> str:
@@ -383,3 +463,6 @@ class ListWindow:
 
     def present(self, column: str) -> Sequence[Any]:
         return [v for v in self.columns[column][self.i:self.j] if v is not None]
+
+    def column(self, column: str) -> Sequence[Any]:
+        return self.columns[column][self.i:self.j]

@@ -38,7 +38,8 @@ def stream_merge(fn: AggregateFunction, aggregation: str, starts: Sequence[int],
     lo, _ = stream_window(t, window, slide)
     hi = floor(t, slide)
     i, j = tile_range(starts, lo, hi)
-    values = [v for ts, v in head if hi <= ts < t]
+    # an `ordered` function (LAST_N) folds (time, value) pairs
+    values = [(ts, v) if fn.ordered else v for ts, v in head if hi <= ts < t]
     if i == j and not values:
         return fn.empty
     folded = fn.fold(values)

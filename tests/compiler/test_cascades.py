@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from featql.compiler.project import compile_project
+from featql.semantics.aggregates import supported
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ ONE = [
               "source or feature view",), "user_profil"),
     Mutation("function-typo", "views/user_txn_aggs.sql", "MAX(amount)", "MAXX(amount)",
              ("views/user_txn_aggs.sql:9:8: error[E409]: feature 'amount_max' of an aggregate "
-              "view must be one of COUNT, SUM, AVG, MIN, MAX, found MAXX",), "MAXX("),
+              f"view must be one of {supported()}, found MAXX",), "MAXX("),
     Mutation("decorator-typo", "views/user_txn_aggs.sql", "-- @feature_view(",
              "-- @feature_veiw(",
              ("views/user_txn_aggs.sql:1:4: error[E102]: unknown decorator '@feature_veiw'",),

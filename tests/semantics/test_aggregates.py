@@ -20,10 +20,24 @@ def test_the_registry_is_what_the_compiler_accepts() -> None:
 
     from featql.compiler import typecheck
 
-    assert list(FUNCTIONS) == ["count", "sum", "avg", "min", "max"]
-    assert supported() == "COUNT, SUM, AVG, MIN, MAX" == typecheck.SUPPORTED_AGGS
-    want = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg", exp.Min: "min", exp.Max: "max"}
-    assert want == typecheck.AGG_FUNCTIONS
+    from featql.semantics import calls
+
+    exact = ["count", "sum", "avg", "min", "max", "stddev_samp", "stddev_pop", "var_samp",
+             "var_pop", "last_n", "last_distinct_n", "first_n", "first_distinct_n", "top_k"]
+    assert list(FUNCTIONS)[:len(exact)] == exact
+    assert supported() == ", ".join(f.sql_name for f in FUNCTIONS.values()) \
+        == typecheck.SUPPORTED_AGGS
+    assert supported().startswith("COUNT, SUM, AVG, MIN, MAX, STDDEV_SAMP, STDDEV_POP, "
+                                  "VAR_SAMP, VAR_POP, LAST_N, LAST_DISTINCT_N, FIRST_N, "
+                                  "FIRST_DISTINCT_N, TOP_K")
+    want = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg", exp.Min: "min", exp.Max: "max",
+            exp.StddevSamp: "stddev_samp", exp.Stddev: "stddev_samp",
+            exp.StddevPop: "stddev_pop", exp.Variance: "var_samp", exp.VariancePop: "var_pop",
+            calls.LastN: "last_n", calls.LastDistinctN: "last_distinct_n",
+            calls.FirstN: "first_n", calls.FirstDistinctN: "first_distinct_n",
+            calls.TopK: "top_k"}
+    assert want == {c: n for c, n in typecheck.AGG_FUNCTIONS.items() if n in exact}
+    assert set(typecheck.AGG_FUNCTIONS.values()) == set(FUNCTIONS)
 
 
 @pytest.mark.parametrize(("function", "input_type", "result", "partials"), [

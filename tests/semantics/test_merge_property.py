@@ -12,7 +12,11 @@ windows of 1, 2, 3 and 5 slides at each time:
 - and, as an independent oracle, by aggregating the raw events of `[floor(t,S) - W, floor(t,S))`.
 
 All five must be equal, exactly: DOUBLE inputs are multiples of 1/4 in [-256, 256], so every
-sum is exact in any order and AVG is one IEEE division everywhere. Every spine row also asks
+sum is exact in any order and AVG is one IEEE division everywhere. STDDEV/VAR are the exception
+against the oracle only: the merges (both SQL folds and Python's) are the same IEEE operations in
+tile order and must be equal bit for bit to each other, but they differ from a two-pass
+computation over the raw events by rounding (relative 1e-9, `featql.semantics.spread`); the
+functions with an argument (LAST_N, TOP_K, ...) are built with n = 2. Every spine row also asks
 the views of the other slides, where its entity has no tile: empty windows everywhere (COUNT 0,
 the others NULL). The tiles themselves are checked too: DuckDB's and Spark's `build_sql` over
 the raw events give the tiles `fold` gives.
@@ -21,7 +25,9 @@ the raw events give the tiles `fold` gives.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterator
+from fractions import Fraction
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +40,7 @@ from featql.core.ir import Aggregation, Column, Feature, FeatureView, Location
 from featql.dialects.pit import RID, SPINE_TS, TILE_START, OutputFeature, PointInTimeJoin, ViewJoin
 from featql.online.tiles import TileMerger, encode_tiles
 from featql.semantics import sql
-from featql.semantics.aggregates import FUNCTIONS, partial_column, tile_columns
+from featql.semantics.aggregates import FUNCTIONS, for_aggregation, partial_column, tile_columns
 from featql.semantics.time import floor, floor_us_sql
 from featql.semantics.types import arrow_type, python_value
 from featql.semantics.windows import batch_merge
@@ -47,13 +53,20 @@ BASES = (int(dt.datetime(2024, 3, 1).timestamp()) * US, -90 * US)  # after and b
 EPOCH = dt.datetime(1970, 1, 1)
 
 
+P = 0.3  # APPROX_PERCENTILE's p (ceil(0.3 * n) is where float rounding would bite)
+
+
+def _args(name: str, arity: tuple[str, ...]) -> tuple[int | float, ...]:
+    return (P,) if name == "approx_percentile" else tuple(2 for _ in arity)
+
+
 def _aggregations() -> tuple[Aggregation, ...]:
     out = [Aggregation("n", "count", None, None, "BIGINT")]
     for col, t in INPUTS.items():
         for name, fn in FUNCTIONS.items():
             if fn.accepts(t):
                 out.append(Aggregation(f"{name}_{col}", name, col, t,  # type: ignore[arg-type]
-                                       fn.result_type(t)))
+                                       fn.result_type(t), args=_args(name, fn.arity)))
     return tuple(out)
 
 
@@ -78,7 +91,8 @@ AGG = {a.name: a for a in AGGS}
 def _join(view: FeatureView) -> ViewJoin:
     feats = tuple(OutputFeature(f.name, f"{view.name}__{f.name}", f.type,
                                 AGG[f.aggregation or ""].function, f.aggregation,
-                                f.window_seconds) for f in view.features)
+                                f.window_seconds, AGG[f.aggregation or ""].args)
+                  for f in view.features)
     return ViewJoin(view.name, "aggregate", f"tiles_{view.name}", ("k",), TILE_START, feats,
                     slide_seconds=view.slide_seconds)
 
@@ -131,7 +145,9 @@ def tiles_of(case: Case) -> tuple[list[int], dict[str, list[Any]]]:
     columns: dict[str, list[Any]] = {c: [] for c, _ in tile_columns(VIEWS[case.slide])}
     for s in starts:
         for a in AGGS:
-            folded = FUNCTIONS[a.function].fold([_input(a, e) for e in by_tile[s]])
+            fn = for_aggregation(a)
+            folded = fn.fold([(e[0], _input(a, e)) if fn.ordered else _input(a, e)
+                              for e in by_tile[s]])
             for p, v in folded.items():
                 columns[partial_column(a.name, p)].append(v)
     return starts, columns
@@ -200,20 +216,53 @@ def list_values(batch: list[Case]) -> list[dict[str, Any]]:
                 for f in view.features:
                     a = AGG[f.aggregation or ""]
                     row[f"{view.name}__{f.name}"] = batch_merge(
-                        FUNCTIONS[a.function], a.name, starts if mine else [],
+                        for_aggregation(a), a.name, starts if mine else [],
                         columns, t, (f.window_seconds or 0) * US, slide * US, f.type)
             out.append(row)
     return out
 
 
-def _direct(function: str, values: list[Any], result_type: str) -> Any:
+SPREAD = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
+
+
+def _direct(function: str, values: list[Any], result_type: str,
+            times: list[int] | None = None, n: int = 2) -> Any:
     """The aggregate of raw input values, written from the definition (not the library)."""
     present = [int(v) if isinstance(v, bool) and function in ("sum", "avg") else v
                for v in values if v is not None]
     if function == "count":
         return len(present)
+    if function == "approx_count_distinct":  # at most 10 values: the sketch's coupons are exact
+        return len({int(v) if isinstance(v, bool) else v for v in present})
     if not present:
         return None
+    if function == "approx_percentile":  # nearest rank; at most 10 values: KLL is exact
+        ordered = sorted(float(v) for v in present)
+        return ordered[max(1, math.ceil(Fraction(str(P)) * len(ordered))) - 1]
+    if function in SPREAD:
+        mean = sum(present) / len(present)
+        ss = sum((x - mean) ** 2 for x in present)
+        sample = function.endswith("samp")
+        if sample and len(present) < 2:
+            return None
+        var = ss / (len(present) - 1 if sample else len(present))
+        return var ** 0.5 if function.startswith("stddev") else var
+    if function == "top_k":
+        counts: dict[Any, int] = {}
+        for v in present:
+            counts[v] = counts.get(v, 0) + 1
+        return [float(v) if result_type == "ARRAY<DOUBLE>" else v for v, _ in
+                sorted(counts.items(), key=lambda e: (-e[1], e[0]))[:n]]
+    if function.endswith("_n"):
+        assert times is not None
+        entries = sorted(((t, v) for t, v in zip(times, values, strict=True) if v is not None),
+                         reverse=function.startswith("last"))
+        picked: list[Any] = []
+        for _, v in entries:
+            if "distinct" in function and v in picked:
+                continue
+            picked.append(v)
+        return [float(v) if result_type == "ARRAY<DOUBLE>" else v for v in picked[:n]]
     value = {"sum": lambda: sum(present), "avg": lambda: sum(present) / len(present),
              "min": lambda: min(present), "max": lambda: max(present)}[function]()
     return python_value(value, result_type)
@@ -232,7 +281,7 @@ def oracle(batch: list[Case]) -> list[dict[str, Any]]:
                     evs = [e for e in case.events if lo <= e[0] < hi] if case.slide == slide \
                         else []
                     row[f"{view.name}__{f.name}"] = _direct(
-                        a.function, [_input(a, e) for e in evs], f.type)
+                        a.function, [_input(a, e) for e in evs], f.type, [e[0] for e in evs])
             out.append(row)
     return out
 
@@ -242,10 +291,25 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != RID} for r in table.to_pylist()]
 
 
-def _same(a: list[dict[str, Any]], b: list[dict[str, Any]], what: str) -> None:
+def _spread_column(column: str) -> bool:
+    return any(f"__{f}_" in column for f in SPREAD)
+
+
+def _close(x: Any, y: Any) -> bool:
+    """STDDEV/VAR against the oracle: equal up to rounding (see the module doc)."""
+    if x is None or y is None:
+        return x is y
+    return type(x) is type(y) and math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _same(a: list[dict[str, Any]], b: list[dict[str, Any]], what: str,
+          oracle: bool = True) -> None:
+    """Equal, exactly; with `oracle` (b is the raw events' oracle), STDDEV/VAR up to rounding."""
     assert len(a) == len(b), what
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
-        bad = {c: (x[c], y[c]) for c in x if x[c] != y[c] or type(x[c]) is not type(y[c])}
+        bad = {c: (x[c], y[c]) for c in x
+               if (not _close(x[c], y[c]) if oracle and _spread_column(c)
+                   else x[c] != y[c] or type(x[c]) is not type(y[c]))}
         assert not bad, f"{what}, spine row {i}: {dict(list(bad.items())[:6])}"
 
 
@@ -266,11 +330,31 @@ def build_sql(dialect: str) -> str:
     for slide in SLIDES:
         start = floor_us_sql(dialect, sql.epoch_us(dialect, "ts"), slide)
         built = [f"{expr} AS {sql.quote(dialect, partial_column(a.name, p))}"
-                 for a in AGGS for p, expr in FUNCTIONS[a.function].build_sql(
-                     dialect, a.input_sql, a.input_type, a.type)]
+                 for a in AGGS for p, expr in for_aggregation(a).build_sql(
+                     dialect, a.input_sql, a.input_type, a.type, "ts")]
         parts.append(f"SELECT {slide} AS slide, k, {start} AS start, {', '.join(built)} "
                      f"FROM events WHERE slide = {slide} GROUP BY k, {start}")
     return " UNION ALL ".join(parts)
+
+
+def _same_tiles(built: list[tuple[Any, ...]], folded: list[tuple[Any, ...]]) -> None:
+    """An engine's tiles equal `fold`'s: exactly, but a STDDEV/VAR tile's mean and M2 (the
+    engine's VAR_POP against a two-pass fold) up to rounding."""
+    cols = ["slide", "k", "start", *(c for c, _ in tile_columns(VIEWS[SLIDES[0]]))]
+    assert len(built) == len(folded)
+    for b, f in zip(built, folded, strict=True):
+        for c, x, y in zip(cols, b, f, strict=True):
+            inexact = c.endswith(("__mean", "__m2"))  # only STDDEV/VAR have them
+            if c.endswith(("__hll", "__kll")):  # a sketch's bytes follow the input order
+                x, y = _sketch(c, x), _sketch(c, y)
+            assert (_close(x, y) if inexact else x == y), (c, x, y)
+
+
+def _sketch(column: str, value: bytes) -> Any:
+    """What a tile sketch holds, whatever the order its values came in."""
+    from featql.semantics.sketches import hll_estimate, kll_items
+
+    return hll_estimate([value]) if column.endswith("__hll") else kll_items([value])
 
 
 def built_rows(table: pa.Table) -> list[tuple[Any, ...]]:
@@ -288,11 +372,14 @@ def folded_rows(batch: list[Case]) -> list[tuple[Any, ...]]:
 
 
 # -- the tests -----------------------------------------------------------------------------------
-def check_python(batch: list[Case]) -> list[dict[str, Any]]:
+def check_python(batch: list[Case]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the oracle's values, the online read's values: what each SQL merge must equal
+    exactly)."""
     expected = oracle(batch)
-    _same(online_values(batch), expected, "TileMerger vs the raw events")
-    _same(list_values(batch), expected, "batch_merge vs the raw events")
-    return expected
+    online = online_values(batch)
+    _same(online, expected, "TileMerger vs the raw events")
+    _same(list_values(batch), online, "batch_merge vs TileMerger", oracle=False)
+    return expected, online
 
 
 def run_engine(engine: Any, batch: list[Case]) -> pa.Table:
@@ -313,10 +400,12 @@ def duck() -> Iterator[Any]:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(cases, min_size=1, max_size=6))
 def test_duckdb_and_python_merges_agree(duck: Any, batch: list[Case]) -> None:
-    expected = check_python(batch)
-    _same(_rows(run_engine(duck, batch)), expected, "DuckDB's SQL merge vs the raw events")
+    expected, online = check_python(batch)
+    rows = _rows(run_engine(duck, batch))
+    _same(rows, expected, "DuckDB's SQL merge vs the raw events")
+    _same(rows, online, "DuckDB's SQL merge vs TileMerger", oracle=False)
     duck.register_arrow("events", events_table(batch))
-    assert built_rows(duck.query(build_sql("duckdb"))) == folded_rows(batch)
+    _same_tiles(built_rows(duck.query(build_sql("duckdb"))), folded_rows(batch))
 
 
 @pytest.fixture(scope="module")
@@ -336,8 +425,12 @@ def spark_engine(spark: Any) -> Iterator[Any]:
 def test_spark_duckdb_and_python_merges_agree(spark_engine: Any, duck: Any,
                                               batch: list[Case]) -> None:
     """40 cases in two batches: one Spark join (and one tile build) per batch of 20."""
-    expected = check_python(batch)
-    _same(_rows(run_engine(duck, batch)), expected, "DuckDB's SQL merge vs the raw events")
-    _same(_rows(run_engine(spark_engine, batch)), expected, "Spark's SQL merge vs the raw events")
+    expected, online = check_python(batch)
+    duck_rows = _rows(run_engine(duck, batch))
+    spark_rows = _rows(run_engine(spark_engine, batch))
+    _same(duck_rows, expected, "DuckDB's SQL merge vs the raw events")
+    _same(spark_rows, expected, "Spark's SQL merge vs the raw events")
+    _same(duck_rows, online, "DuckDB's SQL merge vs TileMerger", oracle=False)
+    _same(spark_rows, online, "Spark's SQL merge vs TileMerger", oracle=False)
     spark_engine.register_arrow("events", events_table(batch))
-    assert built_rows(spark_engine.query(build_sql("spark"))) == folded_rows(batch)
+    _same_tiles(built_rows(spark_engine.query(build_sql("spark"))), folded_rows(batch))
