@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from featql.core.config import ProjectConfig
     from featql.engines.duckdb import DuckDBEngine
 
+CREATED = "_featql_created"
 __all__ = ["MAX_RECORDS", "IngestReport", "find_source", "ingest_events", "views_over"]
 
 
@@ -235,8 +236,6 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
     """The cells the events `rows` of a source produce for every online view over it."""
     from featql.dialects.events import EVENT_TS, input_column, lower_events
     from featql.dialects.lower import lower_view
-    from featql.jobs.online_load import latest_rows
-
     engine, sql = _engine(root, manifest)
     views = views_over(manifest, source_name)
     registered: set[str] = {source_name}
@@ -267,7 +266,7 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
                 sql[view.name] = lower_view(manifest, view.name, "duckdb")
             engine.register_sql(view.name, sql[view.name])
             registered.add(view.name)
-            cells.extend(latest_rows(view, engine.query(f'SELECT * FROM "{view.name}"')))
+            cells.extend(_row_cells(view, engine.query(f'SELECT * FROM "{view.name}"')))
             continue
         ev_key = "events:" + view.name
         if ev_key not in sql:
@@ -292,6 +291,40 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
                 (times[i], [col[i] for col in inputs]))
         cells.extend(_aggregate_cells(manifest, view, store, per_item))
     return cells
+
+
+def _row_cells(view: FeatureView, table: pa.Table) -> list[Cell]:
+    """Per entity the newest of the batch's rows by the semantics core's order (event time,
+    created, feature tuple, NULL smallest), as a cell versioned like the online load's: the
+    store keeps it only if it is newer than the row it holds (last-writer-wins)."""
+    from featql.online.base import version
+    from featql.semantics.rows import order_key
+
+    keys = [k.name for k in view.keys]
+    feats = [f.name for f in view.features]
+    cols = {c: table.column(c).to_pylist() for c in [*keys, view.timestamp, *feats]}
+    created = table.column(CREATED).to_pylist() if CREATED in table.column_names \
+        else [None] * table.num_rows
+    best: dict[tuple[Any, ...], tuple[tuple[Any, ...], int]] = {}
+    for i in range(table.num_rows):
+        key = tuple(cols[k][i] for k in keys)
+        ts = cols[view.timestamp][i]
+        if ts is None or any(k is None for k in key):
+            continue
+        ts_us = codec.to_micros(ts)
+        c_us = None if created[i] is None else codec.to_micros(created[i])
+        rank = order_key(ts_us, c_us, [cols[f][i] for f in feats])
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, i)
+    name = codec.cell_name(view)
+    out = []
+    for key, (rank, i) in best.items():
+        ts_us = rank[0]
+        c_us = None if created[i] is None else codec.to_micros(created[i])
+        payload = codec.encode_row(ts_us, c_us, [cols[f][i] for f in feats])
+        out.append(Cell(codec.item_key(view.entity, key), name, version(ts_us, c_us, payload),
+                        payload))
+    return out
 
 
 def _aggregate_cells(manifest: Manifest, view: FeatureView, store: OnlineStore,

@@ -45,6 +45,7 @@ LEDGER = ".featql/ingest.db"
 LOCK = ".featql/ingest.lock"
 LOG_FOLDER = "ingest"
 _THREAD_LOCK = threading.Lock()
+_LEDGERS: dict[tuple[str, int], Ledger] = {}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS logged (source TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -203,11 +204,16 @@ def locked(root: Path) -> Iterator[Ledger]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            ledger = Ledger(root)
+            key = (str(root.resolve()), os.getpid())
+            ledger = _LEDGERS.get(key)
+            if ledger is None:  # one connection per process and project, kept open
+                ledger = _LEDGERS[key] = Ledger(root)
             try:
                 yield ledger
-            finally:
+            except BaseException:
+                _LEDGERS.pop(key, None)
                 ledger.close()
+                raise
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
