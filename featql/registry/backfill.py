@@ -139,13 +139,18 @@ def estimate(root: Path, manifest: Manifest, view: FeatureView, done: list[Inter
                             covered, rows, names, until)
 
 
-def reusable(b: BackfillEstimate, done: list[Interval], base_done: list[Interval]) -> int:
-    """How many of the intervals `b` computes (not in `done`) are stored in `base_done`."""
+def reusable(b: BackfillEstimate, done: list[Interval], base_done: list[Interval],
+             same_start: bool = True) -> int:
+    """How many of the intervals `b` computes (not in `done`) are stored in `base_done`; the
+    first interval (which also holds every earlier row) only if the old definition started at
+    the same time."""
     if b.end is None:
         return 0
     total = b.intervals + b.done
     mine = _mask(b.start, b.interval_seconds, total, done)
     base = _mask(b.start, b.interval_seconds, total, base_done)
+    if base and not same_start:
+        base[0] = False
     return sum(1 for m, o in zip(mine, base, strict=True) if o and not m)
 
 
@@ -193,8 +198,8 @@ def with_reuse(b: BackfillEstimate, old: FeatureView | None, new: FeatureView,
         return replace(b, note=f"no reuse: {found}")
     if found is None or not b.intervals:
         return b
-    return replace(b, reuse=found,
-                   reused=reusable(b, done, materialized(new.name, old.stored_as)))
+    return replace(b, reuse=found, reused=reusable(
+        b, done, materialized(new.name, old.stored_as), str(old.start) == str(new.start)))
 
 
 def read_time_note(old: FeatureView, new: FeatureView, old_manifest: Manifest | None,

@@ -362,3 +362,23 @@ def test_spark_computes_only_the_new_partials_too(stored: Proj, tmp_path: Path,
     assert mine.keys() == theirs.keys() and len(mine) == 10
     for name in mine:
         assert pq.read_table(mine[name]).equals(pq.read_table(theirs[name])), name
+
+
+def test_a_later_start_computes_the_first_interval_whole(stored: Proj, tmp_path: Path) -> None:
+    stored.edit("views/user_aggs.sql", *ADD_MIN)
+    stored.edit("views/user_aggs.sql", "start = '2024-01-01'", "start = '2024-01-03'")
+    lines = backfill_lines(stored.plan_text(), "user_aggs")
+    assert lines[-1].startswith("reuse: 7 of 8 intervals compute only 1 aggregation")
+    stored.apply()
+    r = run(stored)["user_aggs"]
+    assert (r.written, r.reused) == (8, 7)  # the first also holds every tile before it
+    scratch = Proj(tmp_path / "scratch")
+    scratch.write("views/user_aggs.sql", stored.read("views/user_aggs.sql"))
+    shutil.copytree(stored.root / "data" / "txns", scratch.root / "data" / "txns")
+    scratch.apply()
+    run(scratch)
+    new = storage(stored, "user_aggs")
+    mine, theirs = data_files(stored, new), data_files(scratch, new)
+    assert mine.keys() == theirs.keys()
+    for name in mine:
+        assert mine[name].read_bytes() == theirs[name].read_bytes(), name
