@@ -1,6 +1,6 @@
 """Training sets: a feature service and a spine in, one row per spine row out (PRODUCT §3).
 
-Each view is read from the offline store when its current fingerprint is materialized over the
+Each view is read from the offline store when its storage fingerprint is materialized over the
 range the spine needs (per the recorded state), else computed from the sources; both give the
 same rows. Request transforms run afterwards over the joined table with the serving code
 (`featql.transforms.apply_transforms`) when that package is installed.

@@ -6,7 +6,7 @@ table is created with the registry's others (featql/registry/sqlite.py):
     materializations(
         workspace      TEXT NOT NULL,     -- "dev", "prod", ...
         view           TEXT NOT NULL,     -- feature view name, variant included (user_profile:v2)
-        fingerprint    TEXT NOT NULL,     -- the view's fingerprint when its data was written
+        fingerprint    TEXT NOT NULL,     -- the view's storage fingerprint (FeatureView.stored_as)
         interval_start TEXT NOT NULL,     -- UTC, ISO 8601 without zone: 2024-01-01T00:00:00
         interval_end   TEXT NOT NULL,     -- exclusive, same format
         rows           INTEGER NOT NULL,  -- rows (row-level views) or tiles written
