@@ -2,7 +2,9 @@
 
 `serve_demo(project_root, workspace="dev")` starts `featql serve` (2 workers) as a child
 process on a free loopback port, waits for /healthz, prints each query as a curl command with
-its (abridged) JSON answer, and stops the server — also when a query fails.
+its (abridged) JSON answer, and stops the server — also when a query fails. With `push`, it
+then pushes three transactions (`POST /v1/ingest/transactions`) and shows the same lookup
+change at once (the `make demo` step of issue 13).
 """
 
 from __future__ import annotations
@@ -79,8 +81,54 @@ def _highlights(row: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def _post(port: int, path: str, body: Any) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    return resp.status, orjson.loads(resp.read())
+
+
+def _push_step(port: int, base: str, at: str, say: Callable[[str], None]) -> bool:
+    """Push three transactions of user 1 just before `at` (POST /v1/ingest/transactions) and
+    show its features change at once: the answer comes once the online store holds them."""
+    import datetime as dt
+
+    when = dt.datetime.fromisoformat(at)
+    lookup = {"entities": [{"user_id": 1, "merchant_id": 7}], "request": {"amount": 50.0},
+              "at": at}
+    watched = ("user_txn_aggs.txn_count_1h", "user_txn_aggs.amount_sum_1h",
+               "user_last_txn.last_amount")
+    status, before = _post(port, "/v1/features/fraud_detection", lookup)
+    if status != 200:
+        return False
+    run = time.time_ns() // 1000 % 10**9  # new txn ids per demo run: pushes count once each
+    records = [{"txn_id": 9 * 10**15 + run * 10 + i, "user_id": 1, "merchant_id": 7,
+                "amount": amount, "currency": "USD", "category": "electronics",
+                "channel": "online", "is_fraud": False,
+                "event_ts": (when - dt.timedelta(seconds=3 - i)).isoformat(),
+                "created_ts": (when - dt.timedelta(seconds=3 - i)).isoformat()}
+               for i, amount in enumerate((25.0, 80.0, 250.0))]
+    say("$ curl -s -X POST " + base + "/v1/ingest/transactions -d '" +
+        json.dumps({"records": records[:1]})[:-2] + ", ...]}'   # 3 records")
+    status, report = _post(port, "/v1/ingest/transactions", {"records": records})
+    say(f"HTTP {status}")
+    say(json.dumps(report, indent=2))
+    if status != 200:
+        return False
+    status, after = _post(port, "/v1/features/fraud_detection", lookup)
+    if status != 200:
+        return False
+    old, new = before["features"][0], after["features"][0]
+    say("# the same lookup right after the push:")
+    for name in watched:
+        say(f"#   {name}: {old.get(name)} -> {new.get(name)}")
+    return bool(new.get("user_last_txn.last_amount") == 250.0
+                and (new.get("user_txn_aggs.txn_count_1h") or 0) > (
+                    old.get("user_txn_aggs.txn_count_1h") or 0))
+
+
 def serve_demo(project_root: Path | str, workspace: str = "dev",
-               say: Callable[[str], None] = print) -> bool:
+               say: Callable[[str], None] = print, push: bool = False) -> bool:
     """Run the server and a few queries; True when every query answered as expected."""
     root = Path(project_root)
     at = loaded_until(root, workspace)
@@ -136,6 +184,8 @@ def serve_demo(project_root: Path | str, workspace: str = "dev",
         say(f"$ curl -s {base}/metrics | grep 'featql_requests_total.*fraud'")
         say("\n".join(ln for ln in text.splitlines()
                       if ln.startswith("featql_requests_total") and "fraud_detection" in ln))
+        if push and at:
+            ok &= _push_step(port, base, at, say)
     finally:
         proc.terminate()
         try:

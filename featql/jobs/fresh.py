@@ -20,7 +20,7 @@ import pyarrow as pa
 from featql.core.ir import FeatureView, Manifest
 from featql.dialects.pit import ViewJoin
 from featql.online import codec
-from featql.online.stream_cells import function_of
+from featql.online.stream_cells import function_of, plain_input
 from featql.semantics.aggregates import partial_columns
 from featql.semantics.sql import US
 from featql.semantics.time import floor
@@ -59,7 +59,7 @@ def _events(engine: Any, manifest: Manifest, view: FeatureView
     table = table.sort_by([(k, "ascending") for k in keys] + [(EVENT_TS, "ascending")])
     key_cols = [table.column(k).to_pylist() for k in keys]
     times = [codec.to_micros(t) for t in table.column(EVENT_TS).to_pylist()]
-    inputs = [table.column(input_column(a.name)).to_pylist()
+    inputs = [[plain_input(v) for v in table.column(input_column(a.name)).to_pylist()]
               if input_column(a.name) in table.column_names else [1] * table.num_rows
               for a in view.aggregations]
     out: dict[tuple[Any, ...], tuple[list[int], list[list[Any]]]] = {}

@@ -37,6 +37,7 @@ from featql.online import codec
 from featql.online.base import Cell, OnlineStore
 from featql.online.lookup import RequestError
 from featql.online.stream_cells import StreamCell, add_events, decode, encode, from_tiles
+from featql.online.stream_cells import plain_input as plain
 from featql.semantics.aggregates import partial_columns
 from featql.semantics.sql import US
 from featql.semantics.time import floor
@@ -288,7 +289,7 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
             if any(k is None for k in key):
                 continue
             per_item.setdefault(codec.item_key(view.entity, key), []).append(
-                (times[i], [col[i] for col in inputs]))
+                (times[i], [plain(col[i]) for col in inputs]))
         cells.extend(_aggregate_cells(manifest, view, store, per_item))
     return cells
 

@@ -69,6 +69,14 @@ class StreamCell:
     batch: bool = False  # read with the batch window (a view over a batch-only source)
 
 
+def plain_input(value: Any) -> Any:
+    """An event's input value as stored in a cell and folded: DuckDB's DECIMAL (a literal
+    such as `1.0` in a CASE) as a float, the way the tile stage's casts and sums see it."""
+    from decimal import Decimal
+
+    return float(value) if isinstance(value, Decimal) else value
+
+
 def is_stream_cell(payload: bytes) -> bool:
     return payload[:4] == MAGIC
 

@@ -43,8 +43,9 @@ def steps(project: str) -> list[Step]:
           "--out", out], (0,)),
         ("Load the online store: latest values and recent tiles",
          ["materialize", "--project", project, "--online"], (0,)),
-        ("Serve features over HTTP: start featql serve, query it like curl, stop it",
-         ["serve", "--project", project, "--demo"], (0,)),
+        ("Serve features over HTTP: start featql serve, query it like curl, push events and "
+         "see a feature change at once, stop it",
+         ["serve", "--project", project, "--demo", "--push"], (0,)),
     ]
 
 

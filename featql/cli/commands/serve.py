@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="development: Flask's reloading server instead of granian")
     p.add_argument("--demo", action="store_true",
                    help="start the server in the background, query it like curl, stop it")
+    p.add_argument("--push", action="store_true",
+                   help="with --demo: also push a few events (POST /v1/ingest/<source>) and "
+                        "show a feature change at once; the events go to the source's log")
 
 
 def default_threads(store: str, endpoint_url: str | None = None) -> int:
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
         out = console()
         ws = workspace(root, args.workspace)
-        return 0 if serve_demo(root, ws, say=lambda line: out.print(line, markup=False)) else 1
+        return 0 if serve_demo(root, ws, say=lambda line: out.print(line, markup=False),
+                               push=args.push) else 1
     config = _config(root)
     conf = config.serve
     host = args.host or str(conf.get("host", "127.0.0.1"))
