@@ -75,6 +75,7 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
                         f"{names[col].type}, expected TIMESTAMP", decl.at(key),
                         hint="declare it TIMESTAMP or cast it in the files")
             ok = False
+    ok = _check_known_at(decl, names, ok, diags) and ok
     key = decl.get("key")
     if key is not None and key not in names:
         diags.error("E306", f"source '{decl.name}' has no column '{key}' (its key column)",
@@ -99,6 +100,7 @@ def _build_source(f: ParsedFile, root: Path, diags: Diagnostics) -> Source | Non
         columns=tuple(columns),
         schema_from=schema_from,  # type: ignore[arg-type]
         created=decl.get("created"),
+        known_at=decl.get("known_at"),
         stream=stream,
         pii=decl.pii,
         meta=decl.meta,
@@ -121,6 +123,33 @@ def _check_stream_folder(decl: Decl, path: str, root: Path, diags: Diagnostics) 
     diags.error("E901", f"the stream folder '{path}' of source '{decl.name}' {what}",
                 decl.at("stream"), hint=f"create it (mkdir -p {path}) or fix the path; "
                 "`featql stream` reads the files that arrive in it")
+
+
+def _check_known_at(decl: Decl, names: dict[str, Column], created_ok: bool,
+                    diags: Diagnostics) -> bool:
+    """`known_at = <created column>` (PRODUCT §3 "as known at"): it must repeat the source's
+    `created` column, a TIMESTAMP (the created checks above report that column's own errors)."""
+    col = decl.get("known_at")
+    if col is None:
+        return True
+    created = decl.get("created")
+    where = decl.at("known_at")
+    if created is None:
+        hint = (f"declare created = {col} as well" if col in names and
+                names[col].type == "TIMESTAMP" else "declare created = <arrival time column>")
+        diags.error("E308", f"known_at of source '{decl.name}' needs a created column: a row "
+                    "is visible once it has been created", where, hint=hint)
+        return False
+    if col != created:
+        typo = col not in names
+        hint = (did_you_mean(col, [created]) if typo else None) or \
+            f"write known_at = {created}"
+        diags.error("E308", f"known_at of source '{decl.name}' names '{col}', not its created "
+                    f"column '{created}'" + (f" (it has no column '{col}')" if typo else ""),
+                    where, hint=hint)
+        return False
+    # otherwise reported as the created column's error (E306)
+    return created_ok and col in names and names[col].type == "TIMESTAMP"
 
 
 def _columns_from_ddl(f: ParsedFile, decl: Decl, diags: Diagnostics) -> list[Column] | None:

@@ -158,16 +158,16 @@ def source_fingerprint(source: Source, columns: set[str] | None) -> str:
     and the types of those columns; not where it is declared, its metadata or other columns."""
     cols = sorted((c.name, c.type) for c in source.columns
                   if columns is None or c.name in columns)
-    # the stream settings added later are digested only when set, so the fingerprints of
-    # sources without them stay as they were (kafka's topic and bootstrap are not in
-    # StreamSpec's repr)
+    # known_at only when set: fingerprints of sources without it stay as they were
+    known = ({"known_at": source.known_at},) if source.known_at is not None else ()
+    # the stream settings likewise (kafka's topic and bootstrap are not in StreamSpec's repr)
     streams: list[dict[str, object]] = []
     if source.stream is not None and source.stream.topic is not None:
         streams.append({"kafka": [source.stream.topic, source.stream.bootstrap]})
     if source.key is not None or source.lateness_seconds is not None:
         streams.append({"key": source.key, "lateness": source.lateness_seconds})
     return digest(source.name, source.timestamp, source.created, source.batch, source.stream,
-                  cols, *streams)
+                  cols, *known, *streams)
 
 
 def upstream_view_fingerprint(view: FeatureView, columns: set[str] | None) -> str:

@@ -12,6 +12,8 @@ TTL, `time` for floor(t, S) and the windows, `aggregates` for each function's me
   greatest `_featql_created`, then by the greatest feature tuple (features in declaration
   order; NULL is the smallest value at every position); its features are returned when
   `t - ts <= ttl`, else NULL. A NULL in that row stays NULL.
+  A `known_at` view (PRODUCT §3 "as known at") sees only rows with `_featql_created <= t`
+  (a NULL created: never); among them the same rule.
 - aggregate view: tiles with `floor(t, S) - W <= _tile_start < floor(t, S)` merged; COUNT of an
   empty window is 0, every other function NULL; avg = sum / count.
 - rows of the spine whose key or timestamp is NULL get NULL features; no spine row is dropped.
@@ -63,6 +65,7 @@ class ViewJoin:
     slide_seconds: int | None = None
     unique: bool = False  # row-level: at most one row per (keys, ts) (the offline store's rows)
     verify: bool = False  # row-level, with unique: not known; check the matched rows afterwards
+    known_at: bool = False  # row-level: a row is visible at t only when _featql_created <= t
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def build_pit_join(manifest: Manifest, service: FeatureService,
             joins.append(ViewJoin(view.name, "row", relation_name(view.name, "row"), keys,
                                   view.timestamp, tuple(outs),
                                   tiebreak=tuple(f.name for f in view.features),
-                                  ttl_seconds=view.ttl_seconds))
+                                  ttl_seconds=view.ttl_seconds, known_at=view.known_at))
     keys = tuple(dict.fromkeys(k for j in joins for k in j.keys))
     return PointInTimeJoin(keys, tuple(joins))
 

@@ -9,6 +9,9 @@
 - Aggregate views, both engines: the spine's (keys, floor(t, S)) anchors are inserted among the
   tiles as empty rows at position anchor - S, and a RANGE window of W - S before each anchor row
   merges exactly the tiles in [anchor - W, anchor).
+- `known_at` row-level views, both engines: the spine joined to the view's rows on the keys,
+  `ts < t`, `created <= t` and the TTL, the first row per spine row by the tie-break order
+  (the winner depends on t twice, so neither ASOF nor a running window can pick it).
 
 The spine relation `_featql_spine` holds RID, the join keys and SPINE_TS; the output is RID then
 one column per feature, ordered by RID.
@@ -84,7 +87,7 @@ def spark_sql(node: PointInTimeJoin) -> str:
     selects = [f"s.{RID}"]
     groups: dict[tuple[str, ...], list[ViewJoin]] = {}
     for view in node.views:
-        if view.kind == "row":
+        if view.kind == "row" and not view.known_at:
             groups.setdefault(view.keys, []).append(view)
     for group in groups.values():
         ctes.append(_spark_chain_cte(group, f"c{n}", f"c{n + 1}", carried, d))
@@ -96,6 +99,8 @@ def spark_sql(node: PointInTimeJoin) -> str:
     for i, view in enumerate(node.views):
         if view.kind == "aggregate":
             _join_aggregate(view, f"v{i}", t_us, d, ctes, joins, selects)
+        elif view.known_at:
+            _join_known(view, f"v{i}", d, ctes, joins, selects)
     order = {c: i for i, c in enumerate([RID, *node.columns])}
     selects.sort(key=lambda e: order[e.rsplit(".", 1)[1].strip("`")])
     return ("WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(selects)}\nFROM c{n} s\n"
@@ -150,6 +155,9 @@ def _lower_duckdb(node: PointInTimeJoin, d: _Dialect) -> str:
         if view.kind == "aggregate":
             _join_aggregate(view, alias, t_us, d, ctes, joins, selects)
             continue
+        if view.known_at:
+            _join_known(view, alias, d, ctes, joins, selects)
+            continue
         ctes.append(_duck_rows_cte(view, alias, d))
         on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
                            rows.before_sql(f"s.{SPINE_TS}", f"{alias}._featql_ts")])
@@ -178,6 +186,37 @@ def _join_aggregate(view: ViewJoin, alias: str, t_us: str, d: _Dialect, ctes: li
     on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
                        f"{anchor} = {alias}._featql_anchor"])
     joins.append(f"LEFT JOIN {alias} ON {on}")
+    selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
+
+
+def _join_known(view: ViewJoin, alias: str, d: _Dialect, ctes: list[str], joins: list[str],
+                selects: list[str]) -> None:
+    """A `known_at` row-level view (both engines): the winner depends on t through
+    `created <= t`, so no ASOF or running window over event time can pick it. Each spine row
+    is joined to its entity's rows with `ts < t`, `created <= t` and within the TTL (the TTL
+    may filter before the pick: the winner has the greatest ts, so it is outside the TTL
+    exactly when every candidate is), and the tie-break order keeps the first per spine row.
+    Costs the rows per entity times the spine rows per entity."""
+    keys = [d.q(k) for k in view.keys]
+    ts, t = d.q(view.timestamp), f"s.{SPINE_TS}"
+    names = list(view.tiebreak) or [f.feature for f in view.features]
+    tb = [f"_featql_tb{j}" for j in range(len(names))]
+    cols = ", ".join([*keys, f"{ts} AS _featql_ts", "_featql_created AS _featql_c",
+                      *(f"{d.q(n)} AS {c}" for n, c in zip(names, tb, strict=True)),
+                      *(f"{d.q(f.feature)} AS {d.q(f.column)}" for f in view.features)])
+    rel = (f"(SELECT {cols} FROM {d.q(view.relation)} "
+           f"WHERE {_not_null([*keys, ts, '_featql_created'])}) r")
+    cond = [*(f"s.{k} = r.{k}" for k in keys), rows.before_sql(t, "r._featql_ts"),
+            rows.known_sql(t, "r._featql_c")]
+    fresh = rows.ttl_sql(d.epoch_us(t), d.epoch_us("r._featql_ts"), view.ttl_seconds)
+    if fresh:
+        cond.append(fresh)
+    order = rows.tiebreak_order_sql(d.name, "r._featql_c", tb, timestamp="_featql_ts")
+    picked = ", ".join(f"r.{d.q(f.column)}" for f in view.features)
+    ctes.append(f"{alias} AS (SELECT * FROM (SELECT s.{RID} AS _featql_k, {picked}, "
+                f"row_number() OVER (PARTITION BY s.{RID} ORDER BY {order}) AS _featql_n "
+                f"FROM {SPINE} s JOIN {rel} ON {' AND '.join(cond)}) x WHERE _featql_n = 1)")
+    joins.append(f"LEFT JOIN {alias} ON s.{RID} = {alias}._featql_k")
     selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
 
 

@@ -27,6 +27,7 @@ from featql.core.ir import Column, FeatureService, FeatureView, Manifest
 from featql.online import codec
 from featql.online.base import OnlineStore, OnlineStoreError
 from featql.online.tiles import IncompleteWindow, TileMerger, merged_at
+from featql.semantics.rows import known as rows_known
 from featql.semantics.rows import visible as rows_visible
 from featql.semantics.types import python_accepts
 from featql.transforms import CompiledTransform, TransformError, compile_transforms
@@ -446,6 +447,7 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
     ttl = view.ttl_seconds
     decode_row, visible, from_micros, iso_cache = (codec.decode_row, rows_visible,
                                                    codec.from_micros, _ISO)
+    known_at = view.known_at
 
     def rows(get: Callable[[str, Any], Any], items: Iterable[str], now: int,
              ) -> tuple[dict[str, Entry], list[str]]:
@@ -456,7 +458,13 @@ def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
             if payload is None:
                 out[item] = hidden
                 continue
-            event_us, _created, values = decode_row(payload)
+            event_us, created_us, values = decode_row(payload)
+            if known_at and not rows_known(created_us, now):
+                # the kept row had not arrived by `now`: the row a training set would use at
+                # `now` (an older one, or none) is not in the store, so this is never a guess
+                out[item] = hidden
+                newer.append(item)
+                continue
             if not visible(event_us, now, ttl):
                 out[item] = hidden
                 if event_us >= now:  # the store holds a newer row than the one asked for
@@ -480,7 +488,8 @@ def _refuse_replay(vp: ViewRead, item: str, now: int) -> None:
         422, "at_before_online_data",
         f"cannot replay {vp.view.name} for {item} at {codec.from_micros(now).isoformat()}: the "
         "online store keeps only the newest row per entity, and that row is from that time or "
-        "later; compute a training set to see older values", "at")
+        "later" + (" or was created after it (the view is known_at)" if vp.view.known_at else "")
+        + "; compute a training set to see older values", "at")
 
 
 def describe(plan: ServiceRead) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 - Visibility: a row with event time `ts` is seen at `t` when `ts < t` (strictly before: the
   event being scored is never its own feature) and, with a TTL, `t - ts <= ttl`.
+- As known at (a source with `known_at = created`): a row is seen at `t` only when it had
+  arrived, `created <= t`; a row whose created is NULL never is (its arrival is unknown, and
+  showing it could leak a later row). Without known_at, created only breaks ties.
 - Tie-break: among rows of one entity, the greatest event time wins; on equal event times the
   greatest `created` (the source's `created` column; NULL is the smallest), then the greatest
   tuple of feature values (in declaration order; NULL is the smallest value at every
@@ -27,6 +30,11 @@ def visible(event_us: int, now_us: int, ttl_seconds: int | None) -> bool:
     if event_us >= now_us:
         return False
     return ttl_seconds is None or now_us - event_us <= ttl_seconds * US
+
+
+def known(created_us: int | None, now_us: int) -> bool:
+    """As known at: the row had arrived by `now` (`created <= now`; NULL: never)."""
+    return created_us is not None and created_us <= now_us
 
 
 def _nulls_smallest(value: Any) -> tuple[bool, Any]:
@@ -79,3 +87,8 @@ def before_sql(t_us: str, ts_us: str) -> str:
 def ttl_sql(t_us: str, ts_us: str, ttl_seconds: int | None) -> str:
     """`t - ts <= ttl` over epoch microseconds; '' without a TTL."""
     return f"{t_us} - {ts_us} <= {ttl_seconds * US}" if ttl_seconds is not None else ""
+
+
+def known_sql(t: str, created: str) -> str:
+    """`created <= t` (the as-known-at rule; a NULL created compares unknown: not seen)."""
+    return f"{created} <= {t}"

@@ -3,7 +3,8 @@
 Nothing here is shared with the runtime: each spine row scans every row or event of every view.
 - Row-level view: among rows with the spine's keys and `ts < t`, the greatest ts; ties broken by
   the greatest created, then by the greatest feature tuple (NULL smallest at every position);
-  its features if `t - ts <= ttl`, else NULL.
+  its features if `t - ts <= ttl`, else NULL. A `known_at` view first drops the rows not created
+  by t (`created <= t`; a NULL created never is).
 - Aggregate view (batch): events with `floor(t, S) - W <= ts < floor(t, S)` (epoch-aligned
   floor); COUNT(*) counts rows, other functions ignore NULL inputs; COUNT of nothing is 0, the
   rest NULL; avg = sum / count.
@@ -27,6 +28,7 @@ class RowView:
     features: list[str]
     ttl: int | None  # seconds
     rows: list[dict[str, Any]] = field(default_factory=list)  # keys, ts, _featql_created, features
+    known_at: bool = False  # a row is seen at t only when its _featql_created <= t
 
 
 @dataclass
@@ -69,6 +71,8 @@ def row_value(view: RowView, key: tuple[Any, ...], t: datetime) -> dict[str, Any
     best_rank: tuple[Any, ...] | None = None
     for r in view.rows:
         if tuple(r[k] for k in view.keys) != key or r[view.ts] is None or not r[view.ts] < t:
+            continue
+        if view.known_at and (r.get("_featql_created") is None or r["_featql_created"] > t):
             continue
         rank = (r[view.ts], _nullable_key(r.get("_featql_created")),
                 *(_nullable_key(r[f]) for f in view.features))
