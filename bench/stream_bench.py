@@ -197,7 +197,8 @@ def baseline(root: Path, seconds: float, rate: float | None, clients: int, batch
             for i in range(batch):
                 ts = codec.to_micros(dt.datetime.now(dt.UTC))
                 payload = codec.encode_row(ts, None, [first + i, float(i)])
-                cells.append(Cell(f"user#[{(first + i) % USERS}]", "user_last@bench",
+                user = c + clients * ((first + i) % (USERS // clients))  # this client's own
+                cells.append(Cell(f"user#[{user}]", "user_last@bench",
                                   version(ts, None, payload), payload))
             store.write(cells)
             got = store.read([cells[-1].item], ["user_last@bench"])

@@ -144,7 +144,10 @@ def ingest_events(root: Path | str, manifest: Manifest, workspace: str, source_n
             apply_rows = select(rows, [first[k] for k in apply_keys])
             seq = ledger.record(source.name, workspace, batch_id, rows.num_rows, log_keys,
                                 log_rows, apply_keys, apply_rows)
-            views = _finish(root, manifest, ledger, store, ledger.batch(seq))
+            views = _finish(root, manifest, ledger, store,
+                            Batch(seq, source.name, workspace, batch_id, "new",
+                                  log_rows if log_keys else None,
+                                  apply_rows if apply_keys else None))
     finally:
         if own_store:
             store.close()
@@ -194,9 +197,11 @@ def _finish(root: Path, manifest: Manifest, ledger: Ledger, store: OnlineStore,
             batch: Batch) -> dict[str, int]:
     if batch.state == "done":
         return {}
-    if batch.state == "new":
-        _write_log(root, manifest, ledger, batch)
-    if batch.state in ("new", "logged"):
+    if batch.state == "new":  # the files are named by the batch: rewriting them is harmless
+        source = manifest.source(batch.source)
+        if batch.log_rows is not None and source is not None:
+            write_log(root, source, batch.seq, batch.log_rows)
+    if batch.state in ("new", "logged"):  # save_redo moves the state on, in one transaction
         cells = []
         if batch.apply_rows is not None:
             cells = online_cells(root, manifest, store, batch.source, batch.apply_rows)

@@ -158,7 +158,7 @@ class Ledger:
                                 "apply_rows FROM batches WHERE state <> 'done' ORDER BY seq")
         return [Batch(r[0], r[1], r[2], r[3], r[4], _table(r[5]), _table(r[6])) for r in rows]
 
-    def batch(self, seq: int) -> Batch:
+    def batch(self, seq: int) -> Batch:  # pragma: no cover - for tools
         r = self.con.execute("SELECT seq, source, workspace, batch_id, state, log_rows, "
                              "apply_rows FROM batches WHERE seq = ?", (seq,)).fetchone()
         return Batch(r[0], r[1], r[2], r[3], r[4], _table(r[5]), _table(r[6]))
