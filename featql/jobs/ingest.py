@@ -24,6 +24,7 @@ in the log, so the training set counts them too and online and offline agree).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,13 +219,13 @@ def _finish(root: Path, manifest: Manifest, ledger: Ledger, store: OnlineStore,
 
 
 # -- the online cells of new events ---------------------------------------------------------------
-_ENGINES: dict[tuple[str, int], tuple[Manifest, DuckDBEngine, dict[str, str]]] = {}
+_ENGINES: dict[tuple[str, int], tuple[Manifest, DuckDBEngine, dict[str, Any]]] = {}
 
 
-def _engine(root: Path, manifest: Manifest) -> tuple[DuckDBEngine, dict[str, str]]:
+def _engine(root: Path, manifest: Manifest) -> tuple[DuckDBEngine, dict[str, Any]]:
     """A DuckDB engine kept per project and manifest (a server pushes many batches), with the
     lowered SQL of views cached."""
-    key = (str(root.resolve()), id(manifest))
+    key = (os.path.abspath(root), id(manifest))
     got = _ENGINES.get(key)
     if got is None or got[0] is not manifest:
         from featql.engines.duckdb import DuckDBEngine
@@ -244,7 +245,10 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
     from featql.dialects.lower import lower_view
     engine, sql = _engine(root, manifest)
     views = views_over(manifest, source_name)
-    registered: set[str] = {source_name}
+    # views and other sources are registered once per engine; they read `source_name`, the
+    # Arrow table of this batch's events, replaced on every call
+    registered: set[str] = sql.setdefault("\0registered", set())
+    registered.add(source_name)
     engine.register_arrow(source_name, rows)
 
     def register(name: str) -> None:
@@ -268,10 +272,7 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
         for dep in view.depends_on:
             register(dep)
         if view.kind == "row":
-            if view.name not in sql:
-                sql[view.name] = lower_view(manifest, view.name, "duckdb")
-            engine.register_sql(view.name, sql[view.name])
-            registered.add(view.name)
+            register(view.name)
             cells.extend(_row_cells(view, engine.query(f'SELECT * FROM "{view.name}"')))
             continue
         ev_key = "events:" + view.name

@@ -204,7 +204,7 @@ def locked(root: Path) -> Iterator[Ledger]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            key = (str(root.resolve()), os.getpid())
+            key = (os.path.abspath(root), os.getpid())  # no resolve(): a stat per part
             ledger = _LEDGERS.get(key)
             if ledger is None:  # one connection per process and project, kept open
                 ledger = _LEDGERS[key] = Ledger(root)
