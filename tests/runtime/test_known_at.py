@@ -378,36 +378,6 @@ def test_a_row_created_on_0120_is_not_served_on_0110_but_is_on_0121(
             assert got.column("profile_flags__positive").to_pylist() == [not known, True]
 
 
-def test_the_online_store_serves_the_row_once_it_has_arrived(tmp_path: Path) -> None:
-    root = write_project(tmp_path / "p", ISSUE_ROWS)
-    result = compile_project(root)
-    m = result.manifest
-    assert m is not None
-    materialize(root, m, "dev", engine="duckdb", config=result.config, now=NOW)
-    store = SqliteStore(root / "online.db", "dev")
-    try:
-        online = OnlineService(m, store, root)
-        # loaded on 01-15: the 01-05 row had not arrived; the 01-02 row is served
-        load_online(root, m, "dev", store=store, now=datetime(2024, 1, 15))
-        [got], _ = online.lookup("svc", [{"user_id": 1}], now_us=to_micros(AT_10))
-        assert (got["profile.score"], got["profile.tier"]) == (-2.0, "b")
-        # loaded on 01-25: it had; served from 01-20 on, and a replay before is refused
-        load_online(root, m, "dev", store=store, now=datetime(2024, 1, 25))
-        [got], _ = online.lookup("svc", [{"user_id": 1}], now_us=to_micros(AT_21))
-        assert (got["profile.score"], got["profile.tier"]) == (1.0, "a")
-        assert got["profile_flags.positive"] is True
-        with pytest.raises(RequestError) as e:
-            online.lookup("svc", [{"user_id": 1}], now_us=to_micros(AT_10))
-        assert (e.value.status, e.value.code) == (422, "at_before_online_data")
-        assert e.value.message == (
-            "cannot replay profile for user#[1] at 2024-01-10T00:00:00: the online store keeps "
-            "only the newest row per entity, and that row is from that time or later or was "
-            "created after it (the view is known_at); compute a training set to see older "
-            "values")
-    finally:
-        store.close()
-
-
 def test_a_null_created_row_is_never_visible(tmp_path: Path) -> None:
     rows = [{"user_id": 2, "score": 5.0, "tier": "a", "updated_at": datetime(2024, 1, 3),
              "arrived_at": None}]
