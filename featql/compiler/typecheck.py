@@ -435,8 +435,9 @@ def _constant_args(src: SourceFile, name: str, node: exp.Expression, fn: Aggrega
         literal = a.this if isinstance(a, exp.Neg) else a
         if not (isinstance(literal, exp.Literal) and not literal.is_string):
             what = fn.arity[len(values)] if len(values) < len(fn.arity) else "argument"
+            shown = a.name if isinstance(a, exp.Column) else a.sql(READ_DIALECT)
             diags.error("E430", f"{fn.sql_name}()'s {what} must be a number written in the "
-                        f"query, not {a.sql(READ_DIALECT)}", node_span(src, a),
+                        f"query, not {shown}", node_span(src, a),
                         hint=f"e.g. {fn.sql_name}(x, 10)")
             return None
         number: int | float = int(literal.name) if literal.is_int else float(literal.name)
