@@ -184,7 +184,12 @@ def _quote(ident: str) -> str:
 
 
 def tile_cells(view: FeatureView, table: pa.Table, hi_us: int,
-               loaded_us: int | None = None) -> Iterator[Cell]:
+               loaded_us: int | None = None, compact: bool = False) -> Iterator[Cell]:
+    """Per entity, its tiles packed (FQT3) with the values merged for the slide at `hi_us`;
+    `compact`: the tail of long windows at coarser tiles where the plan allows it (FQC1,
+    `featql.online.compacted`), exactly equal at every slide up to the compaction horizon."""
+    from featql.online import compacted
+
     keys = [k.name for k in view.keys]
     cols = partial_columns(view)
     table = table.sort_by([(k, "ascending") for k in keys] + [(TILE_START, "ascending")])
@@ -205,7 +210,12 @@ def tile_cells(view: FeatureView, table: pa.Table, hi_us: int,
             packed = encode_tiles(starts_us[i:j], columns)
             # the features a lookup in the slide right after hi reads without merging
             merged = merger.merge(unpack(packed, merger.names, merger.layouts), hi_s)
-            payload = encode_tiles(starts_us[i:j], columns, merged=(hi_s, merged))
+            payload = None
+            if compact:
+                payload = compacted.encode(view, starts_us[i:j], columns, hi_s,
+                                           merged=(hi_s, merged))
+            if payload is None:
+                payload = encode_tiles(starts_us[i:j], columns, merged=(hi_s, merged))
             yield Cell(codec.item_key(view.entity, key), name,
                        version(hi_us, loaded_us, payload), payload)
         i = j
@@ -217,13 +227,15 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
                 end: dt.datetime | None = None, store: OnlineStore | None = None,
                 scan: Scan | None = None, full: bool = False,
                 config: ProjectConfig | None = None,
-                now: dt.datetime | None = None) -> LoadReport:
+                now: dt.datetime | None = None, compact: bool = True) -> LoadReport:
     """Load the online store of `workspace` from the offline data (see module doc).
 
     `end` (naive UTC) bounds the data loaded (rows before it, tiles ending by it); `full`
     ignores the incremental state. `config` defaults to the project's featql.toml. `now`
     (naive UTC; the wall clock by default) is the load time: a `known_at` view loads, per
-    entity, the newest row created by then (by `end` when that is earlier).
+    entity, the newest row created by then (by `end` when that is earlier). `compact` (the
+    default) stores the tail of long windows at coarser tiles (`featql.semantics.compaction`;
+    stream views never: pushes rewrite their cells).
     """
     from featql.online.stores import open_store
 
@@ -245,7 +257,9 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
     try:
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         known_by = min(now, end) if end is not None else now
-        loads = [_view_load(view, store, scan, end, full, known_by) for view in chosen]
+        loads = [_view_load(view, store, scan, end, full, known_by,
+                            compact and manifest.stream_source(view) is None)
+                 for view in chosen]
         cells = [c for p in loads for c in p.cells]
         with progress.task(f"online ← {len(chosen)} views", len(cells)) as advance:
             rep = store.write(_tracked(cells, advance))
@@ -274,7 +288,7 @@ class _ViewLoad:
 
 
 def _view_load(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.datetime | None,
-               full: bool, known_by: dt.datetime) -> _ViewLoad:
+               full: bool, known_by: dt.datetime, compact: bool = False) -> _ViewLoad:
     import pyarrow.compute as pc
 
     state_key = "loaded:" + cell_name(view)
@@ -296,7 +310,8 @@ def _view_load(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.dateti
                      codec.from_micros(hi_s * 1_000_000))
         # versions: (end of the tiles, load time): a later end always wins; for the same end
         # (late data re-materialized offline) the later load wins
-        cells = list(tile_cells(view, table, hi_s * 1_000_000, time.time_ns() // 1000))
+        cells = list(tile_cells(view, table, hi_s * 1_000_000, time.time_ns() // 1000,
+                                compact))
         digest = hashlib.blake2b(b"".join(c.item.encode() + c.payload for c in cells),
                                  digest_size=12).hexdigest()
         if state.get("hi") == hi_s and state.get("digest") == digest:

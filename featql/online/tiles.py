@@ -74,6 +74,8 @@ __all__ = ["Packed", "TileMerger", "Tiles", "decode_tiles", "encode_tiles", "mer
 
 _MAGIC = b"FQT3"
 _MAGIC_V2 = b"FQT2"
+COMPACT_MAGIC = b"FQC1"  # an FQT3 cell with coarse tiles after it (featql.online.compacted)
+_FQT = (_MAGIC, COMPACT_MAGIC)
 _FIXED = struct.Struct("<4sIqIHqI")
 _NO_MERGED = -(1 << 63)
 _SIZES = {"B": 1, "H": 2, "I": 4, "Q": 8, "b": 1, "h": 2, "i": 4, "q": 8, "d": 8}
@@ -246,7 +248,7 @@ def unpack(payload: bytes, names: Sequence[str] | None = None,
     """Read a tile set; `names` (the view's `partial_columns`) are needed for FQT3, `layouts`
     caches parsed layouts for those names."""
     mv = memoryview(payload)
-    if payload[:4] == _MAGIC:
+    if payload[:4] in _FQT:
         if names is None:
             raise ValueError("FQT3 tile sets are read with the view's partial columns")
         _m, n, base, unit, hlen, _at, plen = _FIXED.unpack_from(payload)
@@ -298,7 +300,7 @@ def split_merged(payload: bytes) -> tuple[bytes, bytes] | None:
     whose windows all start after the last tile (an entity idle for longer than the longest
     window: every feature empty). tiles: the same cell without the values, its header still
     naming `merged_at` (see `merged_at`). `TileMerger` reads both."""
-    if payload[:4] != _MAGIC:
+    if payload[:4] not in _FQT:
         return None
     magic, n, base, unit, hlen, at, plen = _FIXED.unpack_from(payload)
     if not plen:
@@ -310,6 +312,10 @@ def split_merged(payload: bytes) -> tuple[bytes, bytes] | None:
         (offset,) = struct.unpack_from("<" + scode, payload,
                                        start + plen + (n - 1) * _SIZES[scode])
         last = b"%d" % (base + unit * offset)
+    if magic == COMPACT_MAGIC:  # the last tile with data may be in a coarse tile
+        from featql.online.compacted import last_start
+
+        last = b"%d" % last_start(payload)
     head = b"[%d,%s,%s]" % (at, payload[start:start + plen], last)
     tiles = b"".join([_FIXED.pack(magic, n, base, unit, hlen, at, 0),
                       payload[_FIXED.size:start], payload[start + plen:]])
@@ -320,7 +326,7 @@ def merged_at(payload: bytes) -> int | None:
     """The slide start whose values were merged at load (head or tile set), if any."""
     if payload[:1] == b"[":
         return int(orjson.loads(payload)[0])
-    if payload[:4] == _MAGIC:
+    if payload[:4] in _FQT:
         at = int(_FIXED.unpack_from(payload)[5])
         return None if at == _NO_MERGED else at
     return None
@@ -445,7 +451,7 @@ class TileMerger:
             if head[0] == hi:
                 return head[1]
             return self.idle(head, hi)
-        if payload[:4] == _MAGIC:
+        if payload[:4] in _FQT:
             head = _FIXED.unpack_from(payload)
             if head[6] and head[5] == hi:  # values merged at load time for this very slide
                 start = _FIXED.size + head[4]
@@ -454,6 +460,10 @@ class TileMerger:
         loaded = merged_at(payload)
         if loaded is not None and hi < loaded and hi - self.reach < loaded - self.stored:
             raise IncompleteWindow(hi, loaded)
+        if payload[:4] == COMPACT_MAGIC:  # fine edges and coarse middles
+            from featql.online import compacted
+
+            return compacted.merge(self, payload, hi)
         return self.merge(unpack(payload, self.names, self.layouts), hi)
 
     def merge(self, p: Packed, hi: int) -> list[Any]:
