@@ -3,9 +3,10 @@
 The point-in-time join merges whole tiles, the batch window. A view over a stream source also
 counts the events of its current slide that happened before t (the head), as a lookup at t
 does (`featql.online.stream_cells`). `fresh_columns` computes those features for every spine
-row with the semantics core's `stream_merge`: the view's tiles (its lowered SQL over the
-source, which includes the events pushed or streamed into its log) for the tail, and its
-per-event rows (`featql.dialects.events.lower_events`, same WHERE and inputs) for the head.
+row with the semantics core's `stream_merge`, from the view's per-event rows
+(`featql.dialects.events.lower_events`: its WHERE, joins and inputs, over the source's log,
+which includes the events pushed or streamed into it): the tail's tiles folded per slide by
+each function's `fold`, as the online cells fold them, and the head's exact events.
 """
 
 from __future__ import annotations
@@ -21,33 +22,10 @@ from featql.core.ir import FeatureView, Manifest
 from featql.dialects.pit import ViewJoin
 from featql.online import codec
 from featql.online.stream_cells import function_of, plain_input
-from featql.semantics.aggregates import partial_columns
+from featql.semantics.aggregates import partial_column
 from featql.semantics.sql import US
 from featql.semantics.time import floor
 from featql.semantics.windows import stream_merge
-
-
-def _tiles(engine: Any, manifest: Manifest, view: FeatureView
-           ) -> dict[tuple[Any, ...], tuple[list[int], dict[str, list[Any]]]]:
-    from featql.dialects.lower import lower_view
-
-    table = engine.query(lower_view(manifest, view.name, "duckdb"))
-    keys = [k.name for k in view.keys]
-    table = table.sort_by([(k, "ascending") for k in keys] + [("_tile_start", "ascending")])
-    names = partial_columns(view)
-    key_cols = [table.column(k).to_pylist() for k in keys]
-    starts = [codec.to_micros(t) for t in table.column("_tile_start").to_pylist()]
-    data = {c: table.column(c).to_pylist() for c in names}
-    out: dict[tuple[Any, ...], tuple[list[int], dict[str, list[Any]]]] = {}
-    for i in range(table.num_rows):
-        key = tuple(kc[i] for kc in key_cols)
-        got = out.get(key)
-        if got is None:
-            got = out[key] = ([], {c: [] for c in names})
-        got[0].append(starts[i])
-        for c in names:
-            got[1][c].append(data[c][i])
-    return out
 
 
 def _events(engine: Any, manifest: Manifest, view: FeatureView
@@ -74,15 +52,37 @@ def _events(engine: Any, manifest: Manifest, view: FeatureView
     return out
 
 
+def _tiles(cache: dict[tuple[Any, ...], tuple[list[int], dict[str, list[Any]]]],
+           key: tuple[Any, ...], k: int, agg: Any, fn: Any, times: list[int],
+           inputs: list[list[Any]], slide: int) -> tuple[list[int], dict[str, list[Any]]]:
+    """One entity's tiles of one aggregation, folded from its events per slide by the
+    function's own `fold`: the partials the online stream cells fold, so a training row and a
+    lookup at the same t merge the same tiles."""
+    got = cache.get((*key, agg.name))
+    if got is not None:
+        return got
+    by_slide: dict[int, list[Any]] = {}
+    ordered = getattr(fn, "ordered", False)
+    for t, v in zip(times, inputs[k] if inputs else [], strict=False):
+        by_slide.setdefault(floor(t, slide), []).append((t, v) if ordered else v)
+    starts = sorted(by_slide)
+    columns: dict[str, list[Any]] = {}
+    for s in starts:
+        for p, v in fn.fold(by_slide[s]).items():
+            columns.setdefault(partial_column(agg.name, p), []).append(v)
+    got = cache[(*key, agg.name)] = (starts, columns)
+    return got
+
+
 def fresh_columns(engine: Any, manifest: Manifest, view: FeatureView, join: ViewJoin,
                   keys: Sequence[Sequence[Any]], times: Sequence[int | None]
                   ) -> dict[str, list[Any]]:
     """The training columns (`<view>__<feature>`) of a stream aggregate view for spine rows
     (`keys[i]`, `times[i]` in µs; a NULL key or time gives the empty value: COUNT 0)."""
-    tiles = _tiles(engine, manifest, view)
     events = _events(engine, manifest, view)
     slide = (view.slide_seconds or 1) * US
     aggs = {a.name: (k, a) for k, a in enumerate(view.aggregations)}
+    tiles: dict[tuple[Any, ...], tuple[list[int], dict[str, list[Any]]]] = {}
     out: dict[str, list[Any]] = {}
     for f in join.features:
         k, a = aggs[f.aggregation or ""]
@@ -93,8 +93,8 @@ def fresh_columns(engine: Any, manifest: Manifest, view: FeatureView, join: View
             if t is None or any(x is None for x in key):
                 col.append(fn.empty)
                 continue
-            starts, columns = tiles.get(tuple(key), ([], {}))
             ev_times, ev_inputs = events.get(tuple(key), ([], []))
+            starts, columns = _tiles(tiles, tuple(key), k, a, fn, ev_times, ev_inputs, slide)
             hi = floor(t, slide)
             i, j = bisect_left(ev_times, hi), bisect_left(ev_times, t)
             head = [(ev_times[x], ev_inputs[k][x]) for x in range(i, j)]
