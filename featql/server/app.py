@@ -206,11 +206,14 @@ class Dispatcher:
         start_response(reason(reply.status), headers)
         return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else reply.body]
 
-    def reply_for(self, environ: dict[str, Any], started: float) -> Reply:
-        """The reply to a request (counted in the metrics), whichever entry it came through."""
+    def reply_for(self, environ: dict[str, Any], started: float, check: bool = True
+                  ) -> Reply:
+        """The reply to a request (counted in the metrics), whichever entry it came through;
+        `check` False: the entry has already found no `refusal` for it."""
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO") or "/"
-        reply = refusal(environ, method, path) or self._route(method, path, environ)
+        reply = (check and refusal(environ, method, path)) or self._route(method, path,
+                                                                          environ)
         self.count(reply, started)
         return reply
 

@@ -53,7 +53,8 @@ class AsgiEntry:
         problem = refusal(environ, environ["REQUEST_METHOD"], environ["PATH_INFO"])
         try:
             if problem is None:
-                problem = await asyncio.wait_for(self._body(environ, receive), BODY_SECONDS)
+                async with asyncio.timeout(BODY_SECONDS):  # no task of its own (wait_for's)
+                    problem = await self._body(environ, receive)
         except Disconnected:  # granian says so of a broken body too (a bad chunk size, a body
             # shorter than its Content-Length): answer, or granian answers a 500
             problem = Reply(400, error_body(400, "bad_body", "the request body ended early or "
@@ -69,11 +70,11 @@ class AsgiEntry:
             self.dispatcher.count(problem, started)
             reply = problem
         elif self.pool is None:
-            reply = self.dispatcher.reply_for(environ, started)
+            reply = self.dispatcher.reply_for(environ, started, False)
         else:
             loop = asyncio.get_running_loop()
             reply = await loop.run_in_executor(self.pool, self.dispatcher.reply_for, environ,
-                                               started)
+                                               started, False)
         await send({"type": "http.response.start", "status": reply.status,
                     "headers": [(b"content-type", reply.content_type.encode()),
                                 (b"content-length", str(len(reply.body)).encode())]})

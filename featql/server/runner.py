@@ -1,9 +1,9 @@
 """Run the feature server: granian (a maintained Rust HTTP server: HTTP/1.1 parsing,
 keep-alive, pipelining, timeouts and the worker processes are its own) serving the app through
-its ASGI entry (featql.server.asgi), N worker processes, T request threads each; Flask's dev
-server with `--reload`. The master process (`featql serve`) loads the workspace's applied
-manifest once and writes it to `settings.manifest_path`; each worker builds its app from that
-file after the fork."""
+its RSGI entry (featql.server.rsgi) on granian's Rust event loop (rloop), N worker processes,
+T request threads each; Flask's dev server with `--reload`. The master process (`featql
+serve`) loads the workspace's applied manifest once and writes it to
+`settings.manifest_path`; each worker builds its app from that file after the fork."""
 
 from __future__ import annotations
 
@@ -59,27 +59,35 @@ def describe(workers: int, threads: int, reload: bool = False) -> str:
         return "Flask dev server (--reload)"
     from granian import __version__
 
-    return (f"granian {__version__} (ASGI), {workers} worker(s) × {threads} "
+    return (f"granian {__version__} (RSGI), {workers} worker(s) × {threads} "
             f"thread{'s' if threads != 1 else ''}")
 
 
 def _worker_app(settings: ServeSettings, threads: int, interface: str) -> Any:
     """In each worker process, after the fork: the app, built from the manifest, behind the
-    ASGI entry (featql.server.asgi says why ASGI), or its WSGI one."""
-    from featql.server.asgi import AsgiEntry
-
+    RSGI entry (featql.server.rsgi says why RSGI), or the ASGI or WSGI one (the bench)."""
     dispatcher = create_app(settings).extensions["featql.dispatcher"]
     if interface == "wsgi":
         return dispatcher
+    if interface == "rsgi":
+        from featql.server.rsgi import RsgiEntry
+
+        return RsgiEntry(dispatcher, threads, settings.max_body_bytes)
+    from featql.server.asgi import AsgiEntry
+
     return AsgiEntry(dispatcher, threads, settings.max_body_bytes)
 
 
 def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: int,
-          reload: bool = False, interface: str = "asgi") -> None:
-    """`interface` "wsgi" runs granian's WSGI mode instead (T Python threads read bodies and
-    run handlers): about the event-loop worker's CPU per request, but a body that stalls holds
-    its thread (the bench measures both)."""
+          reload: bool = False, interface: str | None = None, loop: str | None = None
+          ) -> None:
+    """`interface` (for the bench's comparisons): "rsgi" (the default, what `featql serve`
+    runs), "asgi" (featql.server.asgi, what served before), or "wsgi": granian's WSGI mode,
+    where T Python threads read bodies and run handlers, at less CPU per request but a body
+    that stalls holds its thread. `loop`: the event loop of the RSGI/ASGI workers, "rloop"
+    (the default: granian's own Rust loop) or "asyncio"; the README has the measurements."""
     use_directory(settings.metrics_dir)  # before any worker starts: they inherit it
+    interface = interface or "rsgi"
     if reload:
         _plain_dev_server_log()
         app = create_app(settings)
@@ -92,10 +100,12 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
 
     level = os.environ.get("FEATQL_LOG_LEVEL", "warning").lower()
     wsgi = interface == "wsgi"
+    kind = {"wsgi": Interfaces.WSGI, "rsgi": Interfaces.RSGI}.get(interface, Interfaces.ASGINL)
     server = Server(
-        "featql.server.asgi:AsgiEntry", address=host, port=port,
-        interface=Interfaces.WSGI if wsgi else Interfaces.ASGINL, workers=workers,
-        blocking_threads=threads if wsgi else 1, loop=Loops.asyncio,
+        "featql.server.rsgi:RsgiEntry", address=host, port=port,
+        interface=kind, workers=workers,
+        blocking_threads=threads if wsgi else 1,
+        loop=Loops(loop or "rloop"),
         http=HTTPModes.http1, websockets=False, backlog=2048,
         backpressure=CONNECTIONS_PER_WORKER,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),

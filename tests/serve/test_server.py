@@ -106,7 +106,7 @@ def test_the_startup_line_names_the_server(sqlite_server: tuple[Server, Path]) -
     while not any("featql serve" in ln for ln in lines) and sel.select(timeout=10):
         lines.append(server.proc.stderr.readline().decode())
     line = next(ln for ln in lines if "featql serve" in ln)
-    assert "granian" in line and "(ASGI), 2 worker(s) × 1 thread" in line, line
+    assert "granian" in line and "(RSGI), 2 worker(s) × 1 thread" in line, line
 
 
 def test_health_and_services(sqlite_server: tuple[Server, Path]) -> None:

@@ -99,9 +99,12 @@ VALID = [
     _case("chunk-extension", "chunk-ext `;name=value` is valid (RFC 9112 §7.1.1)",
           head(b"POST", ROUTE, ((b"Host", H), JSON, TE))
           + b"%x;name=value\r\n%s\r\n0\r\n\r\n" % (len(FEAT), FEAT), OK, json_key="features"),
+    # 2xx, or a 400: granian's RSGI body stream shows a trailer section exactly as it shows a
+    # broken chunked body (featql.server.rsgi._read_chunks), and a broken body must never be
+    # served as a whole one, so the RSGI entry refuses both
     _case("chunked-trailer", "a trailer field after the last chunk (RFC 9112 §7.1.2)",
           head(b"POST", ROUTE, ((b"Host", H), JSON, TE)) + CH[:-2] + b"X-Trailer: 1\r\n\r\n",
-          OK, json_key="features"),
+          EITHER, json_key="features"),
     _case("lowercase-names", "field names are case-insensitive",
           b"POST " + ROUTE + b" HTTP/1.1\r\nhost: " + H + b"\r\ncontent-type: application/json"
           b"\r\ncontent-length: %d\r\n\r\n%s" % (len(FEAT), FEAT), OK, json_key="features"),
@@ -257,6 +260,9 @@ FRAMING = [
           TE_HEAD + b"5\r\n" + FEAT + b"\r\n0\r\n\r\n", BAD_OR_DROP),
     _case("chunked-no-last-chunk", "the client half-closes before the last chunk",
           TE_HEAD + CH[:-5], BAD_OR_DROP, shut_wr=True),
+    _case("chunk-broken-after-whole-json", "a whole JSON body in its chunks, then a bad "
+          "chunk size: the body is broken, never served as the JSON before it",
+          TE_HEAD + chunks(FEAT)[:-5] + b"zz\r\nab\r\n0\r\n\r\n", BAD_OR_DROP),
     _case("chunk-lines-bare-lf", "chunk lines ended by bare LF",
           TE_HEAD + b"%x\n%s\n0\n\n" % (len(FEAT), FEAT), frozenset({"2xx", "4xx", "drop"})),
     _case("chunked-over-limit", "2 MB of chunks (limit 1 MB): 413 or dropped",
