@@ -277,11 +277,19 @@ class TopK(_ArrayFunction):
         return {"hist_values": keys, "hist_counts": [counts[k] for k in keys]}
 
     def merge(self, window: Window, aggregation: str) -> dict[str, Any]:
+        """The window's whole histogram (a partial like a tile's: values ascending)."""
         counts: Counter[Any] = Counter()
         for v, c in self._columns(window, aggregation):
             counts[v] += int(c)
-        top = self.top(counts)
-        return {"hist_values": top or None, "hist_counts": [counts[v] for v in top] or None}
+        keys = sorted(counts)
+        return {"hist_values": keys or None, "hist_counts": [counts[k] for k in keys] or None}
+
+    def finalize(self, merged: Mapping[str, Any], result_type: str) -> Any:
+        values, counts = merged["hist_values"], merged["hist_counts"]
+        if not values:
+            return None
+        top = self.top(dict(zip(values, counts, strict=True)))
+        return super().finalize({"hist_values": top}, result_type)
 
 
 RANKED: tuple[AggregateFunction, ...] = (LastN(), LastDistinctN(), FirstN(), FirstDistinctN(),
