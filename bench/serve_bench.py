@@ -3,13 +3,22 @@ serve` runs, and the event-loop gunicorn worker featql had before), 2 workers, o
 project over SQLite and DynamoDB (dynalite), against a bare Flask app on granian with the same
 settings that returns a constant JSON body of the same size (the ceiling), all in one run.
 
-    .venv/bin/python bench/serve_bench.py [--transactions 1000000] [--servers granian,loop]
-                                          [--rounds 3] [--quick]
+    .venv/bin/python bench/serve_bench.py [--transactions 1000000] [--rounds 3] [--quick]
+        [--servers granian,granian-asgi,loop]
 
-`loop` is featql's former event-loop worker (featql/server/worker.py + http1.py, deleted from
-the package): the bench takes both files from the commit before their removal (`git show`),
-so the comparison needs the repository's history. Both servers run the same app (create_app)
-from the same manifest file, with `featql serve`'s default threads for the store.
+Servers: `granian` is what `featql serve` runs (granian's RSGI interface on its Rust event
+loop rloop); `granian-<interface>[+<loop>]` the same app on another of granian's interfaces
+(asgi: featql.server.asgi, what served before; rsgi; wsgi: granian's WSGI mode) and event loop
+(rloop, asyncio); `loop` is featql's former event-loop worker (featql/server/worker.py +
+http1.py, deleted from the package): the bench takes both files from the commit before their
+removal (`git show`), so the comparison needs the repository's history. Every server runs the
+same app (create_app) from the same manifest file, with `featql serve`'s default threads for
+the store.
+
+Each row also says how quiet the machine was: `late99`, how late the generator itself sent
+(open loop), and `others`, the cores that processes outside the bench kept busy meanwhile. An
+open-loop p99 at 1,000 rps over 5 s is the 50th-worst request: one scheduling stall of ~50 ms
+(another process holding both cores) is enough to set it, whatever the server.
 
 Load: a bounded generator on loopback (threads, http.client keep-alive connections), either
 open-loop at a fixed rate (latency measured from each request's scheduled send time, so a
@@ -94,7 +103,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 LEGACY_REV = "f5ba0389ddb43ffc49e7df64c7bff5f968ad5273"  # the last commit with worker.py
-SERVERS = ("granian", "granian-wsgi", "loop")  # the first is what featql serve runs
+# "granian" is what featql serve runs; granian-<interface> one of granian's interfaces over the
+# same dispatcher (runner.serve(interface=...)); loop the former event-loop worker
+SERVERS = ("granian", "granian-asgi", "granian-rsgi", "granian-wsgi", "loop")
+DEFAULT_SERVERS = ("granian", "granian-asgi", "loop")
 
 
 def legacy_worker(work: Path) -> Path | None:
@@ -140,9 +152,10 @@ def run_featql_server(server: str, port: int, raw: str, workers: int, threads: i
     settings = ServeSettings(root=Path(conf["root"]), workspace=conf["workspace"],
                              manifest_path=Path(conf["manifest_path"]),
                              metrics_dir=Path(conf["metrics_dir"]))
-    if server in ("granian", "granian-wsgi"):
+    if server.startswith("granian"):  # granian[-<interface>][+<event loop>]
+        name, _, loop = server.partition("+")
         serve(settings, "127.0.0.1", port, workers, threads,
-              interface="wsgi" if server == "granian-wsgi" else "asgi")
+              interface=name.partition("-")[2] or None, loop=loop or None)
         return
     assert server == "loop" and legacy, server
     sys.path.insert(0, legacy)
@@ -249,6 +262,12 @@ class Result:
     response_bytes: int
     server_cpu_ms: float = float("nan")  # CPU (user+sys) of the server's workers per request
     store_cpu_ms: float = float("nan")  # CPU of the store process (dynalite) per request
+    # open loop: p99 of how late the generator sent a request after its scheduled time (the
+    # generator's own stalls; its latency includes them)
+    late_p99_ms: float = float("nan")
+    # cores busy on the machine, during the run, with processes other than this bench, the
+    # server and the store: the load of others, which wall figures follow
+    other_cores: float = float("nan")
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -273,14 +292,27 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all but idle and iowait), /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def measured(run: Any, server: list[int], store: list[int]) -> Result:
-    """`run()` with the CPU its server and store processes spent per request."""
+    """`run()` with the CPU its server and store processes spent per request, and the cores
+    the rest of the machine kept busy meanwhile."""
     s0, d0 = cpu_seconds(server), cpu_seconds(store)
+    m0, b0, t0 = machine_busy_seconds(), sum(os.times()[:2]), time.perf_counter()
     r: Result = run()
     n = max(1, r.requests)
-    r.server_cpu_ms = round((cpu_seconds(server) - s0) / n * 1000, 2)
+    server_s, store_s = cpu_seconds(server) - s0, cpu_seconds(store) - d0
+    ours = server_s + store_s + sum(os.times()[:2]) - b0
+    r.other_cores = round(max(0.0, machine_busy_seconds() - m0 - ours)
+                          / max(1e-9, time.perf_counter() - t0), 2)
+    r.server_cpu_ms = round(server_s / n * 1000, 2)
     if store:
-        r.store_cpu_ms = round((cpu_seconds(store) - d0) / n * 1000, 2)
+        r.store_cpu_ms = round(store_s / n * 1000, 2)
     return r
 
 
@@ -296,6 +328,7 @@ def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total:
     """Send `total` requests over `connections` keep-alive connections (open-loop at `rate`
     requests/s, else closed-loop), stopping early after `max_seconds`."""
     lat: list[list[float]] = [[] for _ in range(connections)]
+    late: list[list[float]] = [[] for _ in range(connections)]
     codes: list[dict[int, int]] = [{} for _ in range(connections)]
     size = [0]
     start = time.perf_counter() + 0.05
@@ -313,6 +346,8 @@ def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total:
             if planned > now:
                 time.sleep(planned - now)
             body = bodies[rng.randrange(len(bodies))]
+            if rate:
+                late[k].append(time.perf_counter() - planned)
             try:
                 conn.request("POST", path, body=body,
                              headers={"Content-Type": "application/json"})
@@ -337,6 +372,7 @@ def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total:
         t.join()
     elapsed = max(1e-9, time.perf_counter() - start)
     all_lat = [x for xs in lat for x in xs]
+    all_late = [x for xs in late for x in xs]
     merged: dict[int, int] = {}
     for c in codes:
         for k, v in c.items():
@@ -347,7 +383,7 @@ def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total:
                   round(_pct(all_lat, 0.99), 2),
                   sum(v for k, v in merged.items() if k >= 500),
                   sum(v for k, v in merged.items() if k != 200 and k < 500),
-                  size[0])
+                  size[0], late_p99_ms=round(_pct(all_late, 0.99), 2))
 
 
 def request_bodies(n_entities: int, users: int, merchants: int, count: int = 200,
@@ -397,10 +433,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="threads per granian worker (default: featql serve's default for each "
                          "store, and the SQLite one's for bare Flask); the loop worker has one")
-    ap.add_argument("--servers", default=",".join(SERVERS),
-                    help="comma-separated: granian (what featql serve runs: its ASGI entry), "
-                         "granian-wsgi (granian's WSGI mode), loop (the former event-loop "
-                         "gunicorn worker)")
+    ap.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                    help="comma-separated: granian (what featql serve runs: RSGI on rloop), "
+                         "granian-<asgi|rsgi|wsgi>[+<rloop|asyncio>] (another granian "
+                         "interface / event loop), loop (the former event-loop gunicorn "
+                         "worker)")
     ap.add_argument("--skip-dynamodb", action="store_true")
     ap.add_argument("--bare-server", nargs=4, metavar=("PORT", "BODY", "WORKERS", "THREADS"),
                     help=argparse.SUPPRESS)
@@ -415,7 +452,7 @@ def main() -> int:
         run_featql_server(server, int(port), raw, int(workers), int(threads), legacy)
         return 0
     chosen = [x for x in args.servers.split(",") if x]
-    unknown = set(chosen) - set(SERVERS)
+    unknown = {x.partition("+")[0] for x in chosen} - set(SERVERS)
     if unknown:
         ap.error(f"unknown server(s) {', '.join(sorted(unknown))}; known: {', '.join(SERVERS)}")
 
@@ -588,7 +625,9 @@ def report(results: list[Result], workers: int, threads: str, speeds: list[float
                      sum(r.errors_5xx for r in rs), sum(r.errors_other for r in rs),
                      max(r.response_bytes for r in rs),
                      round(statistics.median(r.server_cpu_ms for r in rs), 2),
-                     round(statistics.median(r.store_cpu_ms for r in rs), 2))
+                     round(statistics.median(r.store_cpu_ms for r in rs), 2),
+                     round(statistics.median(r.late_p99_ms for r in rs), 2),
+                     round(statistics.median(r.other_cores for r in rs), 2))
            for k, rs in groups.items()}
     n_rounds = max(len(rs) for rs in groups.values())
     print(f"\nthe featql app on {' and '.join(servers)} ({workers} workers; granian: {threads}; "
@@ -597,16 +636,28 @@ def report(results: list[Result], workers: int, threads: str, speeds: list[float
           "summed); open-loop latency from each request's scheduled send time; cpus: "
           + str(os.cpu_count()))
     head = (f"{'scenario':32} {'mode':22} {'reqs':>6} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'best p99':>8} {'5xx':>4} {'4xx':>4} {'bytes':>7} {'cpu/req':>8} {'store':>6}")
+            f"{'best p99':>8} {'5xx':>4} {'4xx':>4} {'bytes':>7} {'cpu/req':>8} {'store':>6} "
+            f"{'late99':>6} {'others':>6}")
     print(head)
     print("-" * len(head))
     for k, r in sorted(med.items(), key=lambda kv: (kv[0][0].split(" ", 2)[1:], kv[0])):
         best = min(x.p99_ms for x in groups[k])
         print(f"{r.scenario:32} {r.mode:22} {r.requests:6d} {r.rps:8.1f} {r.p50_ms:8.2f} "
               f"{r.p99_ms:8.2f} {best:8.2f} {r.errors_5xx:4d} {r.errors_other:4d} "
-              f"{r.response_bytes:7d} {r.server_cpu_ms:8.2f} {r.store_cpu_ms:6.2f}")
+              f"{r.response_bytes:7d} {r.server_cpu_ms:8.2f} {r.store_cpu_ms:6.2f} "
+              f"{r.late_p99_ms:6.2f} {r.other_cores:6.2f}")
     print("cpu/req: CPU ms (user+sys) of the server's processes per request; store: of dynalite "
-          "(judge changes by these on a shared machine: wall figures follow its load)")
+          "(judge changes by these on a shared machine: wall figures follow its load); late99: "
+          "open loop, p99 of how late the generator sent after the schedule (ms); others: "
+          "cores kept busy by processes outside this bench, its servers and dynalite")
+    others = [r.other_cores for r in results]
+    if others:
+        busy = sum(1 for x in others if x > 0.1)
+        print(f"machine: other processes kept {min(others):.2f}-{max(others):.2f} cores busy "
+              f"(median {statistics.median(others):.2f}) during the runs, > 0.1 in {busy} of "
+              f"{len(others)}" + (": NOT a quiet machine, the absolute latency targets are not "
+                                  "judged fairly here (an open-loop p99 is one stall of the "
+                                  "scheduler long)" if busy else ""))
     by = {(r.scenario, r.mode.split()[0]): r for r in med.values()}
     chosen = servers[0]
     ratios = {}
