@@ -34,7 +34,12 @@ from featql.compiler.leakage import lint_leakage
 from featql.compiler.loader import ParsedFile, display_path, load
 from featql.compiler.resolve import Resolved, resolve
 from featql.compiler.services import build_py_transform, build_service, build_sql_transform
-from featql.compiler.storage import storage_fingerprint, storage_upstream, stored_groups
+from featql.compiler.storage import (
+    group_upstream,
+    storage_fingerprint,
+    storage_upstream,
+    stored_groups,
+)
 from featql.compiler.streams import check_incremental
 from featql.compiler.typecheck import TypedView, type_view, window_feature
 from featql.compiler.windows import lint_windows
@@ -277,23 +282,32 @@ def _view_ir(f: ParsedFile, name: str, typed: TypedView, res: Resolved,
     created, known_at = _created_column(f, name, deps, is_agg, typed, res, sources, views, diags)
     if known_at:  # only when set: the fingerprints of views without it stay as they were
         header["known_at"] = True
+    projections: dict[str, str] = {}
+
+    def projection(column: str) -> str:  # each projection's canonical SQL, generated once
+        if column not in projections:
+            projections[column] = projection_sql(canonical, column)
+        return projections[column]
+
     features: list[Feature] = []
     if is_agg:
         for agg in typed.aggregations:
             for w in typed.windows:
                 fname = window_feature(agg.name, w)
                 features.append(Feature(fname, agg.type, digest(
-                    shared, agg.function, projection_sql(canonical, agg.name), w, typed.slide,
+                    shared, agg.function, projection(agg.name), w, typed.slide,
                     upstream) if fingerprints else "",
                     aggregation=agg.name, window_seconds=w))
     else:
         for col in typed.features:
             features.append(Feature(col.name, col.type, digest(
-                shared, projection_sql(canonical, col.name), header, upstream)
+                shared, projection(col.name), header, upstream)
                 if fingerprints else ""))
     # the stored data's identity, without what applies only when reading (compiler/storage.py)
     stored_up = storage_upstream(deps, read, views, sources) if fingerprints else []
-    stored = stored_groups(canonical, typed, shared, stored_up) if fingerprints else ()
+    stored = stored_groups(typed, shared, group_upstream(
+        canonical, key_names + ([] if is_agg else [typed.timestamp]), deps, views, sources,
+        stored_up), projection) if fingerprints else ()
     try:
         # canonical is this function's own copy and this is its last use: no second copy
         sql = canonical.sql(dialect="duckdb", normalize=True, copy=False,

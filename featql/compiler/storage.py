@@ -19,12 +19,12 @@ what lets an added aggregation be computed alone (`featql.registry.reuse`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlglot import exp
 
-from featql.compiler.fingerprint import digest, projection_sql, source_fingerprint
+from featql.compiler.fingerprint import digest, source_fingerprint
 from featql.compiler.typecheck import TypedView
 from featql.core.ir import FeatureView, Source
 
@@ -51,19 +51,70 @@ def storage_upstream(deps: Sequence[str], read: Mapping[str, set[str]],
                    else source_fingerprint(sources[d], read.get(d))) for d in deps)
 
 
-def stored_groups(canonical: exp.Expr, typed: TypedView, shared: str,
-                  upstream: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+def stored_groups(typed: TypedView, shared: str,
+                  upstream: Callable[[str], list[tuple[str, str]]],
+                  projection: Callable[[str], str]) -> tuple[tuple[str, str], ...]:
     """(group, identity) per aggregation (aggregate views) or feature (row views), in stored
-    order; `shared` is the view's context SQL (its query with only keys [and time] kept)."""
+    order; `shared` is the view's context SQL (its query with only keys [and time] kept),
+    `upstream(name)` the inputs as that group reads them (`group_upstream`), `projection(name)`
+    the canonical SQL of a projection (`fingerprint.projection_sql`)."""
     keys = [(k.name, k.type) for k in typed.keys]
     if typed.aggregations:
         return tuple((a.name, digest(
             "tiles", shared, keys, typed.timestamp, typed.slide, a.function,
-            projection_sql(canonical, a.name), a.input_type, a.type,
-            list(getattr(a, "args", ())), upstream)) for a in typed.aggregations)
+            projection(a.name), a.input_type, a.type,
+            list(getattr(a, "args", ())), upstream(a.name))) for a in typed.aggregations)
     return tuple((c.name, digest("rows", shared, keys, typed.timestamp,
-                                 projection_sql(canonical, c.name), c.type, upstream))
+                                 projection(c.name), c.type, upstream(c.name)))
                  for c in typed.features)
+
+
+def group_upstream(canonical: exp.Expr, keep: Sequence[str], deps: Sequence[str],
+                   views: Mapping[str, FeatureView], sources: Mapping[str, Source],
+                   whole: list[tuple[str, str]]) -> Callable[[str], list[tuple[str, str]]]:
+    """Per stored group, its inputs' storage identities over the columns that group reads: the
+    query's context (FROM, WHERE, GROUP BY, the `keep` projections) plus its own projection, so
+    an aggregation over a column read by no other group changes no other group's identity.
+    `whole` (the view's) for a query that is not one SELECT."""
+    reads = _reads(canonical, keep)
+    if reads is None:
+        return lambda name: whole
+    context, own = reads
+
+    def upstream(name: str) -> list[tuple[str, str]]:
+        mine = own.get(name, {})
+        read = {t: context.get(t, set()) | mine.get(t, set()) for t in set(context) | set(mine)}
+        return storage_upstream(deps, read, views, sources)
+
+    return upstream
+
+
+def _reads(canonical: exp.Expr, keep: Sequence[str],
+           ) -> tuple[dict[str, set[str]], dict[str, dict[str, set[str]]]] | None:
+    """(table -> columns) read by the context, and by each other projection on its own."""
+    if not isinstance(canonical, exp.Select):
+        return None
+    tables = {n.alias_or_name.lower(): n.name.lower() for n in canonical.find_all(exp.Table)}
+    own: dict[str, dict[str, set[str]]] = {}
+    in_projection: set[int] = set()
+    for p in canonical.selects:
+        name = p.alias_or_name.lower()
+        if name in keep:
+            continue
+        columns = list(p.find_all(exp.Column))
+        in_projection.update(id(c) for c in columns)
+        own[name] = _by_table(columns, tables)
+    context = [c for c in canonical.find_all(exp.Column) if id(c) not in in_projection]
+    return _by_table(context, tables), own
+
+
+def _by_table(columns: list[exp.Column], tables: Mapping[str, str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for col in columns:
+        table = tables.get(col.table.lower())
+        if table is not None:
+            out.setdefault(table, set()).add(col.name.lower())
+    return out
 
 
 def storage_fingerprint(sql: str, header: Mapping[str, Any], upstream: list[tuple[str, str]],

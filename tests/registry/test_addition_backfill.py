@@ -382,3 +382,50 @@ def test_a_later_start_computes_the_first_interval_whole(stored: Proj, tmp_path:
     assert mine.keys() == theirs.keys()
     for name in mine:
         assert mine[name].read_bytes() == theirs[name].read_bytes(), name
+
+
+def test_an_aggregation_over_a_column_no_other_reads_still_reuses(stored: Proj,
+                                                                  tmp_path: Path) -> None:
+    """The groups' identities cover the columns each reads, not the whole view's: counting
+    `channel` (read by nothing before) leaves txn_count and amount_sum as they were. (The
+    diff still calls the existing features changed: feature fingerprints cover every column
+    the view reads.)"""
+    old = storage(stored, "user_aggs")
+    stored.edit("views/user_aggs.sql", "SUM(amount) AS amount_sum",
+                "SUM(amount) AS amount_sum,\n       COUNT(channel) AS channel_count")
+    lines = backfill_lines(stored.plan_text(), "user_aggs")
+    assert lines[-1] == (
+        "reuse: 10 of 10 intervals compute only 1 aggregation, channel_count (channel_count_1d, "
+        f"channel_count_7d); 2 aggregations (txn_count, amount_sum: 4 features) reused from {old}")
+    stored.apply()
+    assert run(stored)["user_aggs"].reused == 10
+    scratch = Proj(tmp_path / "scratch")
+    scratch.write("views/user_aggs.sql", stored.read("views/user_aggs.sql"))
+    shutil.copytree(stored.root / "data" / "txns", scratch.root / "data" / "txns")
+    scratch.apply()
+    run(scratch)
+    new = storage(stored, "user_aggs")
+    mine, theirs = data_files(stored, new), data_files(scratch, new)
+    assert mine.keys() == theirs.keys() and len(mine) == 10
+    for name in mine:
+        assert mine[name].read_bytes() == theirs[name].read_bytes(), name
+
+
+def test_a_changed_aggregation_is_recomputed_alone(stored: Proj) -> None:
+    old = storage(stored, "user_aggs")
+    stored.edit("views/user_aggs.sql", "SUM(amount) AS amount_sum", "SUM(amount * 2) AS amount_sum")
+    text = stored.plan_text()
+    assert "-/+ recreate feature view user_aggs (breaking)" in text
+    assert backfill_lines(text, "user_aggs")[-1] == (
+        "reuse: 10 of 10 intervals compute only 1 aggregation, amount_sum (amount_sum_1d, "
+        f"amount_sum_7d); 1 aggregation (txn_count: 2 features) reused from {old}")
+    stored.apply()
+    rec = Recording()
+    assert run(stored, rec)["user_aggs"].reused == 10
+    assert "COUNT(*)" not in rec.views["_featql_new_user_aggs"]  # txn_count is not computed
+    tiles = OfflineStore(stored.root, None, "dev", stored.manifest()).scan("user_aggs")
+    raw = pq.read_table(stored.root / "data" / "txns").to_pylist()
+    assert sum(v for v in tiles.column("amount_sum__sum").to_pylist() if v is not None) == sum(
+        2 * r["amount"] for r in raw if r["amount"] > 0)
+    assert sum(tiles.column("txn_count__count").to_pylist()) == sum(
+        1 for r in raw if r["amount"] > 0)
