@@ -47,12 +47,12 @@ from featql.core.errors import UserError
 from featql.core.ir import FeatureView, Manifest, Source
 from featql.jobs.stream_events import Split, set_aside_lines, split_batch
 from featql.jobs.stream_handover import drop_logged
+from featql.registry.streams import FOLDER, show_stream
 from featql.semantics.types import spark_type
 
 if TYPE_CHECKING:
     from featql.core.config import ProjectConfig
 
-FOLDER = ".featql/stream"
 MAX_EVENTS_PER_BATCH = 50_000
 MAX_FILES_PER_BATCH = 100
 KAFKA_TIMEOUT_MS = 10_000
@@ -71,6 +71,7 @@ class SourceStats:
     source: str
     views: tuple[str, ...]
     location: str  # kafka topic 'txns' on host:port, or files in 'path'
+    reset: bool = False  # the checkpoint was reset: the stream location changed
     batches: int = 0
     events: int = 0  # messages read
     ingested: int = 0  # events new to the online store
@@ -187,19 +188,31 @@ def _watermark(state: dict[str, Any]) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
-def _identity(folder: Path) -> str:
-    """The checkpoint's id (made with it; a new checkpoint gets a new one)."""
+def _identity(folder: Path, source: Source) -> tuple[str, bool]:
+    """The checkpoint's id (made with it; a new checkpoint gets a new one), and whether the
+    checkpoint was reset because the source's stream location changed (Spark cannot resume a
+    checkpoint against another location; `featql plan` announces it, registry/streams.py)."""
+    import shutil
+
     path = folder / "identity"
     checkpoint = folder / "checkpoint"
-    if path.is_file() and checkpoint.is_dir():
-        return path.read_text().strip()
+    where = folder / "stream"
+    location = show_stream(source.stream) + "\n"
+    reset = where.is_file() and where.read_text() != location
+    if reset:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    elif path.is_file() and checkpoint.is_dir():
+        if not where.is_file():
+            where.write_text(location)
+        return path.read_text().strip(), False
     folder.mkdir(parents=True, exist_ok=True)
+    where.write_text(location)
     ident = uuid.uuid4().hex[:12]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(ident + "\n")
     os.replace(tmp, path)
     (folder / "state.json").unlink(missing_ok=True)  # counters belong to the old checkpoint
-    return ident
+    return ident, reset
 
 
 # -- the query --------------------------------------------------------------------------------
@@ -207,13 +220,16 @@ class _SourceRun:
     """One source's streaming query and its foreachBatch."""
 
     def __init__(self, root: Path, manifest: Manifest, workspace: str, source: Source,
-                 views: list[FeatureView], config: ProjectConfig | None) -> None:
+                 views: list[FeatureView], config: ProjectConfig | None,
+                 max_batch: int = MAX_EVENTS_PER_BATCH) -> None:
         self.root, self.manifest, self.workspace = root, manifest, workspace
+        self.max_batch = max_batch
         self.source, self.config = source, config
         self.folder = source_folder(root, workspace, source.name)
-        self.identity = _identity(self.folder)
+        self.identity, reset = _identity(self.folder, source)
         self.state = _State.load(self.folder / "state.json")
-        self.stats = SourceStats(source.name, tuple(v.name for v in views), describe(source))
+        self.stats = SourceStats(source.name, tuple(v.name for v in views), describe(source),
+                                 reset=reset)
         after = self.state.after
         self.stats.total_events = int(after.get("events", 0))
         self.stats.total_late = int(after.get("late", 0))
@@ -296,7 +312,7 @@ class _SourceRun:
                     .option("subscribe", stream.topic)
                     .option("startingOffsets", "earliest")
                     .option("failOnDataLoss", "true")
-                    .option("maxOffsetsPerTrigger", str(MAX_EVENTS_PER_BATCH))
+                    .option("maxOffsetsPerTrigger", str(self.max_batch))
                     .option("kafka.request.timeout.ms", str(KAFKA_TIMEOUT_MS))
                     .option("kafka.default.api.timeout.ms", str(KAFKA_TIMEOUT_MS))
                     .option("fetchOffset.numRetries", "1")
@@ -387,11 +403,14 @@ def run_stream(root: Path | str, manifest: Manifest, workspace: str,
                views: Sequence[str] | None = None, *, until_idle: bool = False,
                trigger_seconds: float = 1.0, config: ProjectConfig | None = None,
                on_progress: ProgressFn | None = None, stop: threading.Event | None = None,
-               max_seconds: float | None = None, spark: Any = None) -> StreamReport:
-    """Stream the chosen views' sources into the workspace (see the module doc)."""
+               max_seconds: float | None = None, spark: Any = None,
+               max_batch: int = MAX_EVENTS_PER_BATCH) -> StreamReport:
+    """Stream the chosen views' sources into the workspace (see the module doc);
+    `max_batch`: Kafka messages per micro-batch at most."""
     root = Path(root)
     targets = stream_targets(manifest, views)
-    runs = [_SourceRun(root, manifest, workspace, src, vs, config) for src, vs in targets]
+    runs = [_SourceRun(root, manifest, workspace, src, vs, config, max_batch)
+            for src, vs in targets]
     kafka = [r.source for r in runs if r.source.stream is not None
              and r.source.stream.kind == "kafka"]
     from featql.jobs.stream_kafka import BrokerWatch, check_topics

@@ -26,6 +26,7 @@ from featql.core.ir import (
     RequestTransform,
     Source,
 )
+from featql.registry.streams import show_stream
 
 Action = Literal["create", "update", "recreate", "delete"]
 Level = Literal["metadata", "non-breaking", "breaking"]
@@ -127,9 +128,11 @@ def diff_source(old: Source, new: Source) -> list[Detail]:
         out.append(Detail("breaking", f"batch: {old.batch.format}('{old.batch.path}') → "
                                       f"{new.batch.format}('{new.batch.path}')"))
     if old.stream != new.stream:
-        def show(s: Any) -> str:
-            return "none" if s is None else f"{s.kind}('{s.path}', format = {s.format})"
-        out.append(Detail("breaking", f"stream: {show(old.stream)} → {show(new.stream)}"))
+        out.append(Detail("breaking", f"stream: {show_stream(old.stream)} → "
+                                      f"{show_stream(new.stream)}"))
+    _field(out, "breaking", "key", old.key, new.key)  # the events' identity
+    _field(out, "non-breaking", "lateness", old.lateness_seconds, new.lateness_seconds,
+           lambda v: "none" if v is None else f"'{format_duration(v)}'")
     _field(out, "non-breaking", "schema from", old.schema_from, new.schema_from)
     _field(out, "metadata", "pii", old.pii, new.pii)
     # a view reading a new label is refused at compile time, so marking one changes no feature

@@ -15,6 +15,7 @@ from featql.core.ir import LineageEdge, Manifest
 from featql.registry.backfill import BackfillEstimate, SourceStats, estimate, with_reuse
 from featql.registry.diff import KINDS, Action, Detail, Level, ObjectDiff, diff_manifests
 from featql.registry.store import ApplyRecord, Interval
+from featql.registry.streams import stream_notes
 
 Materialized = Callable[[str, str], list[Interval]]  # (view, storage fp) -> intervals
 
@@ -30,6 +31,7 @@ class Change:
     backfill: BackfillEstimate | None = None
     warnings: tuple[str, ...] = ()
     refused: str | None = None  # why apply refuses this change
+    notes: tuple[str, ...] = ()  # what it does to `featql stream` (registry/streams.py)
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,8 @@ def make_plan(root: Path, workspace: str, base: ApplyRecord | None, old: Manifes
                                   old.view(d.name) if old else None, view, old, new, done,
                                   materialized)
         changes.append(Change(d.kind, d.name, d.action, d.level, d.details, down, backfill,
-                              _warnings(d, new), _refusal(d, old, new)))
+                              _warnings(d, new), _refusal(d, old, new),
+                              stream_notes(d.kind, d.name, d.action, old, new, workspace)))
     changes.extend(_moved_storage(root, old, new, {c.name for c in changes if c.kind ==
                                                    "feature view"}, materialized, now, stats))
     changes.sort(key=lambda c: (KINDS.index(c.kind), c.name))  # stable: diff order kept

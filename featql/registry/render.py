@@ -83,6 +83,8 @@ def change_lines(c: Change) -> list[Line]:
         extra = reuse_text(c.backfill)
         if extra:
             out.append((f"      {extra}", "cyan"))
+    for n in c.notes:
+        out.append((f"      {n}", "cyan"))
     for w in c.warnings:
         out.append((f"      {w}", "bold yellow"))
     if c.refused:
@@ -147,7 +149,7 @@ def change_json(c: Change) -> dict[str, Any]:
         "kind": c.kind, "name": c.name, "action": c.action, "classification": c.level,
         "details": [{"classification": d.level, "text": d.text} for d in c.details],
         "downstream": list(c.downstream), "backfill": backfill_json(c.backfill),
-        "warnings": list(c.warnings), "refused": c.refused,
+        "warnings": list(c.warnings), "refused": c.refused, "notes": list(c.notes),
     }
 
 

@@ -165,3 +165,32 @@ def close(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
     return bool(a == b)
+
+
+def check_online_and_training(root: Path, events: list[dict[str, Any]],
+                               times: list[dt.datetime]) -> int:
+    """Online lookups and a training set at `times` for every user equal `expected` over
+    `events` (each event once); the number of values checked."""
+    from featql.api import Project
+
+    project = Project(root)
+    checked = 0
+    spine_rows = []
+    wanted = []
+    for t in times:
+        rows = project.online("svc", [{"user_id": u} for u in USERS], at=t)
+        for u, row in zip(USERS, rows, strict=True):
+            want = expected(events, u, t)
+            bad = {k: (row.get(k), v) for k, v in want.items() if not close(row.get(k), v)}
+            assert bad == {}, (u, t, bad)
+            checked += len(want)
+            spine_rows.append({"user_id": u, "ts": t})
+            wanted.append(want)
+    spine = pa.Table.from_pylist(spine_rows, schema=pa.schema(
+        [("user_id", pa.int64()), ("ts", pa.timestamp("us"))]))
+    table = project.training_set("svc", spine).to_pylist()
+    for row, want, spine_row in zip(table, wanted, spine_rows, strict=True):
+        got = {k: row[k.replace(".", "__")] for k in want}
+        bad = {k: (got[k], v) for k, v in want.items() if not close(got[k], v)}
+        assert bad == {}, (spine_row, bad)
+    return checked

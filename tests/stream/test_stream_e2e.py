@@ -12,13 +12,19 @@ import random
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from featql.cli.main import main
 
 from .broker import create_topic
-from .project import START, USERS, close, expected, make_events, message, produce, write_project
+from .project import (
+    START,
+    check_online_and_training,
+    make_events,
+    message,
+    produce,
+    write_project,
+)
 
 PARTITIONS = 3
 
@@ -36,33 +42,6 @@ def _stream(root: Path, spark: Any, **kw: Any) -> Any:
     applied = load_applied(root, None)
     return run_stream(root, applied.run_manifest, applied.workspace, until_idle=True,
                       spark=spark, **kw)
-
-
-def _check_online_and_training(root: Path, events: list[dict[str, Any]],
-                               times: list[dt.datetime]) -> int:
-    from featql.api import Project
-
-    project = Project(root)
-    checked = 0
-    spine_rows = []
-    wanted = []
-    for t in times:
-        rows = project.online("svc", [{"user_id": u} for u in USERS], at=t)
-        for u, row in zip(USERS, rows, strict=True):
-            want = expected(events, u, t)
-            bad = {k: (row.get(k), v) for k, v in want.items() if not close(row.get(k), v)}
-            assert bad == {}, (u, t, bad)
-            checked += len(want)
-            spine_rows.append({"user_id": u, "ts": t})
-            wanted.append(want)
-    spine = pa.Table.from_pylist(spine_rows, schema=pa.schema(
-        [("user_id", pa.int64()), ("ts", pa.timestamp("us"))]))
-    table = project.training_set("svc", spine).to_pylist()
-    for row, want, spine_row in zip(table, wanted, spine_rows, strict=True):
-        got = {k: row[k.replace(".", "__")] for k in want}
-        bad = {k: (got[k], v) for k, v in want.items() if not close(got[k], v)}
-        assert bad == {}, (spine_row, bad)
-    return checked
 
 
 @pytest.mark.slow
@@ -116,4 +95,4 @@ def test_stream_until_idle_equals_the_oracle(kafka_spark: Any, kafka_broker: str
     times = [last + dt.timedelta(microseconds=1), last + dt.timedelta(minutes=17),
              last.replace(minute=0, second=0) + dt.timedelta(hours=1),
              last + dt.timedelta(hours=2, minutes=3), last + dt.timedelta(days=1)]
-    assert _check_online_and_training(root, everything, times) > 0
+    assert check_online_and_training(root, everything, times) > 0

@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="micro-batch interval when running continuously (default: 1)")
     p.add_argument("--max-seconds", type=float, metavar="SECONDS",
                    help="stop after this long (default: run until Ctrl-C)")
+    p.add_argument("--max-batch", type=int, default=50_000, metavar="N",
+                   help="Kafka messages per micro-batch at most (default: 50000)")
     add_workspace_argument(p)
 
 
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.trigger <= 0 or (args.max_seconds is not None and args.max_seconds <= 0):
         raise UserError("--trigger and --max-seconds must be positive numbers of seconds")
+    if args.max_batch < 1:
+        raise UserError("--max-batch must be at least 1")
     run_ = applied_run(args.project, args.workspace)
     from featql.jobs.stream import run_stream
 
@@ -52,13 +56,17 @@ def run(args: argparse.Namespace) -> int:
         report = run_stream(Path(args.project), run_.applied.run_manifest, run_.workspace,
                             args.view, until_idle=args.until_idle, trigger_seconds=args.trigger,
                             config=run_.config, on_progress=draw, stop=stop,
-                            max_seconds=args.max_seconds)
+                            max_seconds=args.max_seconds, max_batch=args.max_batch)
     finally:
         draw.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     out = console()
     for s in report.sources:
+        if s.reset:
+            out.print(f"  {s.source}: its stream location changed, so its checkpoint was reset "
+                      f"and {s.location} is read from its start (events ingested before count "
+                      "once)", highlight=False)
         out.print(f"[green]✓[/] {s.source} ({s.location}): {s.batches} batch(es), "
                   f"{s.events:,} event(s) read, {s.ingested:,} ingested, {s.duplicates:,} "
                   f"duplicate(s), {s.late:,} late, {s.dead:,} dead letter(s); views: "
