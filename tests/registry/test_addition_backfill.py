@@ -102,10 +102,16 @@ def test_added_aggregation_plans_only_the_new_partials(stored: Proj) -> None:
         "reuse: 10 of 10 intervals compute only 1 aggregation, amount_min (amount_min_1d, "
         f"amount_min_7d); 2 aggregations (txn_count, amount_sum: 4 features) reused from {old}",
     ]
-    b = stored.plan().changes[0].backfill
+    plan = stored.plan()
+    b = plan.changes[0].backfill
     assert b is not None and b.fingerprint == new and b.reuse is not None
     assert (b.reuse.base, b.reuse.kept, b.reuse.computed, b.reused) == (
         old, ("txn_count", "amount_sum"), ("amount_min",), 10)
+    from featql.registry.render import plan_json
+
+    assert plan_json(plan)["changes"][0]["backfill"]["reuse"] == {
+        "base": old, "kept": ["txn_count", "amount_sum"], "computed": ["amount_min"],
+        "intervals": 10}
 
 
 def test_added_aggregation_before_anything_is_stored_computes_everything(applied: Proj) -> None:
