@@ -24,7 +24,7 @@ from featql.compiler.header import (
     describe,
 )
 from featql.core.diagnostics import Diagnostics, Span, did_you_mean
-from featql.core.durations import parse_duration, parse_start
+from featql.core.durations import LIFETIME_SECONDS, parse_duration, parse_start
 from featql.core.ir import Meta
 
 KINDS = ("source", "entity", "feature_view", "request_transform", "feature_service")
@@ -100,6 +100,13 @@ def boolean(v: Value, diags: Diagnostics) -> Any:
     return v.value if isinstance(v, Bool) else _err(diags, v, "true or false")
 
 
+def positive_number(v: Value, diags: Diagnostics) -> Any:
+    """A number greater than 0 (a budget such as `max_read_kb = 256`)."""
+    if isinstance(v, Num) and not isinstance(v.value, bool) and v.value > 0:
+        return v.value
+    return _err(diags, v, "a number greater than 0")
+
+
 def duration(v: Value, diags: Diagnostics) -> Any:
     if isinstance(v, Num):
         return _err(diags, v, "a duration string such as '1d'",
@@ -112,6 +119,13 @@ def duration(v: Value, diags: Diagnostics) -> Any:
                     hint="use a number and a unit: '30s', '15m', '1h', '7d', '2w'")
         return _INVALID
     return seconds
+
+
+def window(v: Value, diags: Diagnostics) -> Any:
+    """A window: a duration, or 'lifetime' (every event since the view's start)."""
+    if isinstance(v, Str) and v.value.strip().lower() == "lifetime":
+        return LIFETIME_SECONDS
+    return duration(v, diags)
 
 
 def start_date(v: Value, diags: Diagnostics) -> Any:
@@ -269,7 +283,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "ttl": (duration, False),
         "schedule": (duration, False),
         "start": (start_date, True),
-        "windows": (list_of(duration, "durations"), False),
+        "windows": (list_of(window, "durations"), False),
         "slide": (duration, False),
         "lookback": (duration, False),
         "variant": (string, False),
@@ -288,6 +302,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "name": (ident, True),
         "features": (list_of(ref, "feature references"), True),
         "prevent_destroy": (boolean, False),
+        "max_read_kb": (positive_number, False),
     },
 }
 

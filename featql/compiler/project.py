@@ -154,6 +154,10 @@ def _compile(root: Path, with_lineage: bool, fingerprints: bool,
         transforms=tuple(transforms[n] for n in sorted(transforms)),
         services=tuple(services[n] for n in sorted(services)),
     )
+    if any(s.max_read_kb is not None for s in services.values()):
+        from featql.compiler.budgets import check_budgets
+
+        check_budgets(manifest, res.by_kind.get("feature_service", {}), diags)
     if with_lineage and not diags.has_errors():
         from featql.compiler.lineage import build_lineage
 

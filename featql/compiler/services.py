@@ -262,7 +262,8 @@ def build_service(f: ParsedFile, views: dict[str, FeatureView],
             keys.setdefault(k.name, k)
     return FeatureService(decl.name, location_of(f.rel, decl), tuple(refs),
                           tuple(used_transforms), tuple(keys.values()), decl.meta,
-                          prevent_destroy=bool(decl.get("prevent_destroy", False)))
+                          prevent_destroy=bool(decl.get("prevent_destroy", False)),
+                          max_read_kb=decl.get("max_read_kb"))
 
 
 def _resolve_ref(ref: str, span: Span, views: dict[str, FeatureView],

@@ -212,6 +212,8 @@ class FeatureService:
     keys: tuple[Column, ...]  # union of the entity keys, in first-use order
     meta: Meta = field(default_factory=Meta)
     prevent_destroy: bool = False
+    # `max_read_kb = 256`: what one lookup may read at most (featql.semantics.read_cost), in KB
+    max_read_kb: float | None = field(default=None, metadata={OMIT_DEFAULT: True})
 
 
 @dataclass(frozen=True)

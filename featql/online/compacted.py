@@ -13,7 +13,7 @@ combined into one (`compaction.combine`), the others stay as they are. Layout:
 The trailer is found from the end, so `tiles.split_merged` (which drops the merged values from
 the middle of the FQT3 part) keeps it. A coarse tile's partials are the partials of the union
 of its fine tiles: an additive DOUBLE column holds the exact expansion of the fine sum (a
-variable-length column of float lists).
+variable-length column of packed doubles, `compaction.pack_expansion`).
 
 The read (`merge`): per window `[hi - W, hi)` the fine tiles starting inside it and the coarse
 tiles lying wholly inside it, in time order, merged and finalized by each aggregation's function

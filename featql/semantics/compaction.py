@@ -27,8 +27,9 @@ after `loaded` (an idle entity, or a lookup after the longest window has passed)
 
 The coarse partial of each function is the partial of the union of its fine tiles
 (`combine`): sums added (integers exactly; DOUBLE sums as their exact floating-point expansion,
-a list of non-overlapping doubles whose real sum is exactly the fine sum, so `math.fsum` over
-edges and coarse tiles rounds once, to the all-fine value); MIN/MAX the extreme; STDDEV/VAR
+non-overlapping doubles whose real sum is exactly the fine sum, at most one per fine tile and
+in practice two, packed as 8-byte doubles; `math.fsum` over edges and coarse tiles then rounds
+once, to the all-fine value); MIN/MAX the extreme; STDDEV/VAR
 Chan's merge of the fine states (a different merge order than the all-fine fold: the value
 agrees to rounding, about 1e-15 relative); LAST_N and the other ordered functions the n best
 entries (exact: the n best of a union are among each part's n best); TOP_K the full histogram
@@ -40,6 +41,7 @@ values, within the documented bound beyond).
 from __future__ import annotations
 
 import math
+import struct
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -156,8 +158,8 @@ def combine(fn: AggregateFunction, aggregation: str, window: Window,
         col = partial_column(aggregation, p)
         if op == "sum":
             present = [v for v in window.column(col) if v is not None]
-            if types.get(p) == "DOUBLE" or any(isinstance(v, float | list) for v in present):
-                out[p] = expansion(present)
+            if types.get(p) == "DOUBLE" or any(isinstance(v, float) for v in present):
+                out[p] = pack_expansion(expansion(present))
             else:
                 out[p] = sum(int(v) for v in present)
         elif op in ("min", "max"):
@@ -168,16 +170,23 @@ def combine(fn: AggregateFunction, aggregation: str, window: Window,
     return out
 
 
+def pack_expansion(parts: Sequence[float]) -> bytes:
+    """An expansion as stored in a coarse tile: little-endian doubles (8 bytes each, at most
+    one per fine tile combined: never more than the fine tiles' own column)."""
+    return struct.pack(f"<{len(parts)}d", *parts)
+
+
 def total(values: Sequence[Any]) -> int | float:
-    """An additive column's total over fine values and coarse expansions (lists): exact for
-    integers, the correctly rounded exact sum (`math.fsum`) otherwise, as the all-fine read."""
+    """An additive column's total over fine values and coarse expansions (packed doubles):
+    exact for integers, the correctly rounded exact sum (`math.fsum`) otherwise, as the
+    all-fine read."""
     flat: list[Any] = []
     ints = True
     for v in values:
         if v is None:
             continue
-        if isinstance(v, list):
-            flat.extend(v)
+        if isinstance(v, bytes | bytearray | memoryview):
+            flat.extend(struct.unpack(f"<{len(v) // 8}d", v))
             ints = False
         else:
             flat.append(v)

@@ -106,4 +106,39 @@ def _write(args: argparse.Namespace, result: CompileResult, manifest: Manifest,
         file.write_text(sql)
     console().print(f"[bold green]✓[/] wrote {path} and {len(written)} SQL files "
                     f"({', '.join(targets)}) under {out_dir / 'sql'}")
+    _read_report(manifest)
     return 0
+
+
+def _read_report(manifest: Manifest) -> None:
+    """Per service, what one lookup (one entity row) reads at most: a cell per view, its tiles
+    and bytes (`featql.semantics.read_cost`), against the service's `max_read_kb`."""
+    if not manifest.services:
+        return
+    from rich.table import Table
+
+    from featql.compiler.budgets import kb
+    from featql.core.durations import format_duration
+    from featql.semantics.read_cost import service_read
+
+    table = Table(title="Read per lookup (one entity row, at most)", title_justify="left")
+    for col in ("service / view", "window", "tiles", "bytes"):
+        table.add_column(col, justify="left" if col == "service / view" else "right")
+    notes: dict[str, None] = {}
+    for service in manifest.services:
+        read = service_read(manifest, service)
+        total = "no bound" if read.bytes is None else kb(read.bytes) + (" + text" if read.text
+                                                                         else "")
+        budget = f" / {service.max_read_kb:g} KB" if service.max_read_kb is not None else ""
+        table.add_row(f"{service.name} ({read.cells} cells)", "", str(read.tiles),
+                      total + budget, style="bold")
+        for v in read.views:
+            window = format_duration(v.window) if v.window is not None else "row"
+            tiles = f"{v.tiles} of {v.fine_tiles}" if v.tiles != v.fine_tiles else str(v.tiles)
+            size = "no bound" if v.bytes is None else kb(v.bytes) + (" + text" if v.text else "")
+            table.add_row(f"  {v.view}", window, tiles, size)
+            if v.why is not None:
+                notes[f"{v.view}: {'no bound' if v.bytes is None else '+ text'}: {v.why}"] = None
+    console().print(table)
+    for note in notes:
+        console().print(f"  {note}")
