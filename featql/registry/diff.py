@@ -274,6 +274,7 @@ def diff_service(old: FeatureService, new: FeatureService) -> list[Detail]:
     if t_added:
         out.append(Detail("non-breaking", f"transforms added: {names(t_added)}"))
     _field(out, "metadata", "prevent_destroy", old.prevent_destroy, new.prevent_destroy)
+    _field(out, "metadata", "max_read_kb", old.max_read_kb, new.max_read_kb)
     _meta(out, old.meta, new.meta)
     return out
 
