@@ -9,9 +9,10 @@
 - Aggregate views, both engines: the spine's (keys, floor(t, S)) anchors are inserted among the
   tiles as empty rows at position anchor - S, and a RANGE window of W - S before each anchor row
   merges exactly the tiles in [anchor - W, anchor).
-- `known_at` row-level views, both engines: the spine joined to the view's rows on the keys,
-  `ts < t`, `created <= t` and the TTL, the first row per spine row by the tie-break order
-  (the winner depends on t twice, so neither ASOF nor a running window can pick it).
+- `known_at` row-level views: a row is seen from max(ts + 1us, created); the winner at t is
+  the running best (tie-break order) over the rows seen by then: DuckDB ranks the rows, takes
+  the running minimum rank and an `ASOF JOIN` on the time seen; Spark a running max of the
+  tie-break struct over spine and rows unioned by that time.
 
 The spine relation `_featql_spine` holds RID, the join keys and SPINE_TS; the output is RID then
 one column per feature, ordered by RID.
@@ -19,7 +20,7 @@ one column per feature, ordered by RID.
 
 from __future__ import annotations
 
-from featql.dialects.pit import RID, SPINE_TS, PointInTimeJoin, ViewJoin
+from featql.dialects.pit import CREATED, RID, SPINE_TS, PointInTimeJoin, ViewJoin
 from featql.semantics import rows, sql
 from featql.semantics.aggregates import FUNCTIONS, partial_column
 from featql.semantics.time import floor_us_sql
@@ -191,33 +192,64 @@ def _join_aggregate(view: ViewJoin, alias: str, t_us: str, d: _Dialect, ctes: li
 
 def _join_known(view: ViewJoin, alias: str, d: _Dialect, ctes: list[str], joins: list[str],
                 selects: list[str]) -> None:
-    """A `known_at` row-level view (both engines): the winner depends on t through
-    `created <= t`, so no ASOF or running window over event time can pick it. Each spine row
-    is joined to its entity's rows with `ts < t`, `created <= t` and within the TTL (the TTL
-    may filter before the pick: the winner has the greatest ts, so it is outside the TTL
-    exactly when every candidate is), and the tie-break order keeps the first per spine row.
-    Costs the rows per entity times the spine rows per entity."""
+    """A `known_at` row-level view (both engines). A row is seen from `visible_from = max(ts +
+    1us, created)` on (`ts < t` and `created <= t` at once), so the rows seen at t are those
+    with visible_from <= t, a prefix in visible_from order: the winner at t is the running
+    best, by the tie-break order, over that prefix. DuckDB ranks each entity's rows by the
+    tie-break (1 = best), takes the running minimum rank in visible_from order (peers share
+    it: RANGE), picks the prefix with an `ASOF JOIN` and the winning row back by its rank;
+    Spark unions spine and rows by (visible_from, rows first) and takes the running maximum of
+    the tie-break struct (whose ascending order puts the winner last). The TTL is measured on
+    the winner's ts afterwards, as for every row-level view."""
     keys = [d.q(k) for k in view.keys]
-    ts, t = d.q(view.timestamp), f"s.{SPINE_TS}"
+    ts = d.q(view.timestamp)
     names = list(view.tiebreak) or [f.feature for f in view.features]
-    tb = [f"_featql_tb{j}" for j in range(len(names))]
-    cols = ", ".join([*keys, f"{ts} AS _featql_ts", "_featql_created AS _featql_c",
-                      *(f"{d.q(n)} AS {c}" for n, c in zip(names, tb, strict=True)),
-                      *(f"{d.q(f.feature)} AS {d.q(f.column)}" for f in view.features)])
-    rel = (f"(SELECT {cols} FROM {d.q(view.relation)} "
-           f"WHERE {_not_null([*keys, ts, '_featql_created'])}) r")
-    cond = [*(f"s.{k} = r.{k}" for k in keys), rows.before_sql(t, "r._featql_ts"),
-            rows.known_sql(t, "r._featql_c")]
-    fresh = rows.ttl_sql(d.epoch_us(t), d.epoch_us("r._featql_ts"), view.ttl_seconds)
-    if fresh:
-        cond.append(fresh)
-    order = rows.tiebreak_order_sql(d.name, "r._featql_c", tb, timestamp="_featql_ts")
-    picked = ", ".join(f"r.{d.q(f.column)}" for f in view.features)
-    ctes.append(f"{alias} AS (SELECT * FROM (SELECT s.{RID} AS _featql_k, {picked}, "
-                f"row_number() OVER (PARTITION BY s.{RID} ORDER BY {order}) AS _featql_n "
-                f"FROM {SPINE} s JOIN {rel} ON {' AND '.join(cond)}) x WHERE _featql_n = 1)")
+    valid = _not_null([*keys, ts, CREATED])
+    vis = rows.visible_from_sql(d.epoch_us(ts), d.epoch_us(CREATED))
+    if d.name == "spark":
+        struct = rows.tiebreak_struct_sql(d.epoch_us(ts), CREATED, [d.q(n) for n in names])
+        spine_side = (f"SELECT {', '.join(keys)}, {d.epoch_us(SPINE_TS)} AS _featql_o, "
+                      f"1 AS _featql_kind, {RID} AS _featql_k, NULL AS _featql_r FROM {SPINE} "
+                      f"WHERE {_not_null([*keys, SPINE_TS])}")
+        rows_side = (f"SELECT {', '.join(keys)}, {vis} AS _featql_o, 0 AS _featql_kind, "
+                     f"NULL AS _featql_k, {struct} AS _featql_r FROM {d.q(view.relation)} "
+                     f"WHERE {valid}")
+        fresh = rows.ttl_sql("_featql_o", "_featql_best.ts", view.ttl_seconds)
+        outs = _outputs(view, fresh, {f.column: f"_featql_best.t{names.index(f.feature)}"
+                                      for f in view.features}, d)
+        ctes.append(f"{alias} AS (SELECT _featql_k, {outs} FROM (SELECT _featql_k, _featql_o, "
+                    f"_featql_kind, max(_featql_r) OVER (PARTITION BY {', '.join(keys)} ORDER BY "
+                    "_featql_o, _featql_kind ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
+                    f"AS _featql_best FROM ({spine_side} UNION ALL {rows_side}) u) w "
+                    "WHERE _featql_kind = 1)")
+    else:
+        order = rows.tiebreak_order_sql(d.name, CREATED, names, timestamp=view.timestamp)
+        feats = ", ".join(f"{d.q(f.feature)} AS {d.q(f.column)}" for f in view.features)
+        on = " AND ".join(f"p.{k} = r.{k}" for k in keys)
+        spine_on = " AND ".join([*(f"s.{k} = p.{k}" for k in keys),
+                                 "s._featql_tus >= p._featql_v"])
+        ctes.append(f"{alias}_r AS (SELECT {', '.join(keys)}, {ts} AS _featql_ts, {feats}, "
+                    f"{vis} AS _featql_v, row_number() OVER (PARTITION BY {', '.join(keys)} "
+                    f"ORDER BY {order}) AS _featql_rank FROM {d.q(view.relation)} "
+                    f"WHERE {valid})")
+        ctes.append(f"{alias}_p AS (SELECT {', '.join(keys)}, _featql_v, min(_featql_rank) "
+                    f"OVER (PARTITION BY {', '.join(keys)} ORDER BY _featql_v RANGE BETWEEN "
+                    f"UNBOUNDED PRECEDING AND CURRENT ROW) AS _featql_best FROM {alias}_r)")
+        fresh = rows.ttl_sql("s._featql_tus", d.epoch_us("r._featql_ts"), view.ttl_seconds)
+        outs = _outputs(view, fresh, {f.column: f"r.{d.q(f.column)}" for f in view.features}, d)
+        ctes.append(f"{alias} AS (SELECT s.{RID} AS _featql_k, {outs} FROM "
+                    f"(SELECT {RID}, {', '.join(keys)}, {d.epoch_us(SPINE_TS)} AS _featql_tus "
+                    f"FROM {SPINE}) s ASOF JOIN {alias}_p p ON {spine_on} JOIN {alias}_r r ON "
+                    f"{on} AND r._featql_rank = p._featql_best)")
     joins.append(f"LEFT JOIN {alias} ON s.{RID} = {alias}._featql_k")
     selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
+
+
+def _outputs(view: ViewJoin, fresh: str, values: dict[str, str], d: _Dialect) -> str:
+    """Each feature's value, NULL when the TTL test `fresh` fails ('' without a TTL)."""
+    return ", ".join(f"CASE WHEN {fresh} THEN {values[f.column]} END AS {d.q(f.column)}"
+                     if fresh else f"{values[f.column]} AS {d.q(f.column)}"
+                     for f in view.features)
 
 
 def _not_null(cols: list[str], prefix: str = "") -> str:

@@ -89,6 +89,14 @@ def ttl_sql(t_us: str, ts_us: str, ttl_seconds: int | None) -> str:
     return f"{t_us} - {ts_us} <= {ttl_seconds * US}" if ttl_seconds is not None else ""
 
 
+def visible_from_sql(ts_us: str, created_us: str) -> str:
+    """When a row of a known_at view starts being seen, in epoch microseconds:
+    `max(ts + 1us, created)` (strictly after its event time, once created), so a row is seen
+    at t exactly when `visible_from <= t`. `greatest` returns NULL on a NULL created (never
+    seen) only where the dialect does: callers filter NULL created rows out first."""
+    return f"greatest({ts_us} + 1, {created_us})"
+
+
 def known_sql(t: str, created: str) -> str:
     """`created <= t` (the as-known-at rule; a NULL created compares unknown: not seen)."""
     return f"{created} <= {t}"
