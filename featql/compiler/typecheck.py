@@ -23,6 +23,7 @@ from featql.compiler.columns import TableColumns, check_columns
 from featql.compiler.decorators import Decl
 from featql.compiler.leakage import is_nondeterministic
 from featql.core.diagnostics import Diagnostics, SourceFile, Span, did_you_mean
+from featql.core.durations import LIFETIME_SECONDS
 from featql.core.durations import format_duration as _fmt
 from featql.core.ir import Aggregation, Column
 from featql.core.types import KEY_TYPES, UNKNOWN, compatible, from_sqlglot
@@ -260,7 +261,7 @@ def _type_aggregate(src: SourceFile, decl: Decl, stmt: exp.Expression, tables: T
                     "missing", decl.at("windows" if windows is not None else "slide"), hint=hint)
         return None
     for i, w in enumerate(windows):
-        if w % slide:
+        if w % slide and w != LIFETIME_SECONDS:  # 'lifetime' is every tile, whatever the slide
             diags.error("E410", f"window {_fmt(w)} is not a multiple of the slide {_fmt(slide)}",
                         decl.at(f"windows[{i}]"),
                         hint="each window must be a whole number of slides; use slide = "

@@ -19,8 +19,17 @@ def parse_duration(text: str) -> int | None:
     return seconds or None
 
 
+LIFETIME_SECONDS = 1000 * 365 * 86400
+"""`windows = ['lifetime']`: a window of 1000 years (365,000 days), longer than any data a view
+holds, so every rule of a window `[floor(t, S) - W, floor(t, S))` (the SQL frames, the online
+read) applies unchanged and covers all events since the view's start. Written 'lifetime'."""
+
+
 def format_duration(seconds: int) -> str:
-    """The shortest duration string: 3600 → '1h', 5400 → '90m', 86400 * 7 → '7d'."""
+    """The shortest duration string: 3600 → '1h', 5400 → '90m', 86400 * 7 → '7d'; the lifetime
+    window → 'lifetime'."""
+    if seconds == LIFETIME_SECONDS:
+        return "lifetime"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"

@@ -36,7 +36,7 @@ from featql.core.progress import SILENT, Advance, Progress
 from featql.online import codec
 from featql.online.base import Cell, OnlineStore, version
 from featql.online.codec import cell_name
-from featql.online.tiles import TileMerger, encode_tiles, unpack
+from featql.online.tiles import TileMerger, encode_tiles, unpack, with_prefix
 from featql.semantics.aggregates import partial_columns
 from featql.semantics.rows import known_sql, tiebreak_order_sql
 from featql.semantics.time import floor
@@ -207,15 +207,18 @@ def tile_cells(view: FeatureView, table: pa.Table, hi_us: int,
             j += 1
         if not any(k is None for k in key):
             columns = {c: data[c][i:j] for c in cols}
-            packed = encode_tiles(starts_us[i:j], columns)
+            starts = starts_us[i:j]
+            if merger.prefixed:  # a lifetime window: the older tiles as one prefix tile
+                starts, columns = with_prefix(view, starts, columns, hi_s - merger.stored)
+            packed = encode_tiles(starts, columns)
             # the features a lookup in the slide right after hi reads without merging
             merged = merger.merge(unpack(packed, merger.names, merger.layouts), hi_s)
             payload = None
             if compact:
-                payload = compacted.encode(view, starts_us[i:j], columns, hi_s,
+                payload = compacted.encode(view, starts, columns, hi_s,
                                            merged=(hi_s, merged))
             if payload is None:
-                payload = encode_tiles(starts_us[i:j], columns, merged=(hi_s, merged))
+                payload = encode_tiles(starts, columns, merged=(hi_s, merged))
             yield Cell(codec.item_key(view.entity, key), name,
                        version(hi_us, loaded_us, payload), payload)
         i = j

@@ -47,6 +47,7 @@ a JSON header naming the partials), written by earlier versions, are still read.
 
 from __future__ import annotations
 
+import bisect
 import math
 import struct
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from featql.core.durations import LIFETIME_SECONDS
 from featql.core.errors import UserError
 from featql.core.ir import FeatureView
 from featql.online.stream_cells import MAGIC as STREAM_MAGIC
@@ -63,9 +65,12 @@ from featql.online.stream_cells import decode as decode_stream
 from featql.semantics.aggregates import (
     FUNCTIONS,
     AggregateFunction,
+    ListWindow,
     for_aggregation,
     is_additive,
+    partial_column,
     partial_columns,
+    tile_partials,
 )
 from featql.semantics.time import batch_window, floor_s, tile_range
 
@@ -384,6 +389,31 @@ class _PackedWindow:
         return [x if x == x else None for x in vals]
 
 
+def with_prefix(view: FeatureView, starts: Sequence[int], columns: Mapping[str, Sequence[Any]],
+                keep_from: int) -> tuple[list[int], dict[str, list[Any]]]:
+    """The tiles of one entity with those starting before `keep_from` folded into one *prefix
+    tile* at the oldest one's start: per aggregation, its function's merge of them (a partial
+    like any tile's). What a view with a lifetime window stores online: a lifetime lookup reads
+    the prefix tile and the tiles of the longest finite window, not every tile since the start;
+    a finite window never reaches the prefix (the lookups it could reach are refused,
+    `IncompleteWindow`). Exact for every exact function (integer sums, MIN/MAX, LAST_N's n best
+    entries, TOP_K's whole histogram); a DOUBLE sum or STDDEV/VAR is rounded once more at the
+    prefix (last bits)."""
+    k = bisect.bisect_left(starts, keep_from)
+    if k <= 1:
+        return list(starts), {c: list(v) for c, v in columns.items()}
+    window = ListWindow(columns, 0, k)
+    out: dict[str, list[Any]] = {}
+    for a in view.aggregations:
+        merged = for_aggregation(a).merge(window, a.name)
+        for p, _ in tile_partials(a):
+            col = partial_column(a.name, p)
+            if p not in merged:
+                raise ValueError(f"{a.function} cannot fold tiles into a lifetime prefix")
+            out[col] = [merged[p], *columns[col][k:]]
+    return [starts[0], *starts[k:]], out
+
+
 class IncompleteWindow(UserError):
     """A lookup's window starts before the oldest tile the online store keeps: the store holds
     the tiles of the longest window before its last load, so an earlier time may need tiles
@@ -422,14 +452,21 @@ class TileMerger:
         self.by_window = tuple((w, tuple(specs)) for w, specs in sorted(by_window.items()))
         self.empty = [FUNCTIONS[aggs[f.aggregation].function].empty if f.aggregation else None
                       for f in view.features]
-        self.reach = max((w for w, _ in self.by_window), default=0)  # the longest window used
-        # a load keeps the tiles of the view's longest window before its slide (online_load)
-        self.stored = max(view.windows) if view.windows else self.slide
+        # the longest finite window used; a lifetime window reads the prefix tile (with_prefix)
+        self.lifetime = any(w == LIFETIME_SECONDS for w, _ in self.by_window)
+        self.reach = max((w for w, _ in self.by_window if w != LIFETIME_SECONDS), default=0)
+        # a load keeps the tiles of the view's longest finite window before its slide
+        # (online_load); a view with a lifetime window folds the older ones into one tile
+        finite = [w for w in view.windows if w != LIFETIME_SECONDS]
+        self.stored = max(finite) if finite else self.slide
+        self.prefixed = LIFETIME_SECONDS in view.windows
 
     def idle(self, head: list[Any], hi: int) -> list[Any] | None:
         """The features at slide `hi` from a head made for another slide: empty when every
         window starts after the head's last tile, else None (the tiles must be merged)."""
         last = head[2] if len(head) > 2 else None
+        if self.lifetime:  # never empty once the entity has a tile
+            return list(self.empty) if len(head) > 2 and last is None else None
         return list(self.empty) if last is not None and last < hi - self.reach else None
 
     def slide_start(self, now_us: int) -> int:
