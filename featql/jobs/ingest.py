@@ -305,8 +305,9 @@ def _row_cells(view: FeatureView, table: pa.Table) -> list[Cell]:
     created, feature tuple, NULL smallest), as a cell versioned like the online load's: the
     store keeps it only if it is newer than the row it holds (last-writer-wins)."""
     from featql.online.base import version
-    from featql.semantics.rows import order_key
+    from featql.semantics.rows import known, order_key
 
+    now_us = time.time_ns() // 1000
     keys = [k.name for k in view.keys]
     feats = [f.name for f in view.features]
     cols = {c: table.column(c).to_pylist() for c in [*keys, view.timestamp, *feats]}
@@ -320,6 +321,8 @@ def _row_cells(view: FeatureView, table: pa.Table) -> list[Cell]:
             continue
         ts_us = codec.to_micros(ts)
         c_us = None if created[i] is None else codec.to_micros(created[i])
+        if view.known_at and not known(c_us, now_us):
+            continue  # as known at: a row not created yet (or never: NULL) is not served
         rank = order_key(ts_us, c_us, [cols[f][i] for f in feats])
         if key not in best or rank > best[key][0]:
             best[key] = (rank, i)

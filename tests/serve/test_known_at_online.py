@@ -48,3 +48,38 @@ def test_the_online_store_serves_the_row_once_it_has_arrived(store: OnlineStore,
     load_online(root, m, "dev", store=store, now=datetime(2024, 1, 15), full=True)
     [got], _ = online.lookup("svc", [{"user_id": 1}], now_us=to_micros(AT_21))
     assert got["profile.score"] == 1.0
+
+
+def test_a_pushed_row_is_served_only_once_created(tmp_path: Path) -> None:
+    """Push ingest of a known_at stream source writes no cell for a row created in the future
+    (it would hide the row a training set uses now), nor for one without a created time."""
+    from featql.jobs.ingest import ingest_events
+    from featql.online.sqlite import SqliteStore
+
+    root = write_project(tmp_path / "p", ISSUE_ROWS[1:])
+    (root / "data" / "stream").mkdir()
+    src = (root / "sources" / "profiles.sql").read_text()
+    (root / "sources" / "profiles.sql").write_text(src.replace(
+        "batch = parquet('data/profiles/'))",
+        "batch = parquet('data/profiles/'),\n--         stream = files('data/stream/', "
+        "format = json), key = updated_at)"))
+    result = compile_project(root)
+    assert result.ok, [d.headline() for d in result.diagnostics]
+    m = result.manifest
+    store = SqliteStore(root / "online.db", "dev")
+    try:
+        load_online(root, m, "dev", store=store, now=NOW)
+        online = OnlineService(m, store, root)
+        future = {"user_id": 1, "score": 9.0, "tier": "z", "updated_at": "2024-02-01 00:00:00",
+                  "arrived_at": "2099-01-01 00:00:00"}
+        unknown = {**future, "updated_at": "2024-02-02 00:00:00", "arrived_at": None}
+        ingest_events(root, m, "dev", "profiles", [future, unknown], store=store)
+        [got], _ = online.lookup("svc", [{"user_id": 1}], now_us=to_micros(NOW))
+        assert got["profile.score"] == -2.0  # the row known now, not the pushed ones
+        arrived = {**future, "updated_at": "2024-02-03 00:00:00",
+                   "arrived_at": "2024-02-03 00:00:00"}
+        ingest_events(root, m, "dev", "profiles", [arrived], store=store)
+        [got], _ = online.lookup("svc", [{"user_id": 1}], now_us=to_micros(NOW))
+        assert got["profile.score"] == 9.0
+    finally:
+        store.close()
