@@ -60,6 +60,7 @@ class MaterializeReport:
     engine: str
     views: tuple[ViewRun, ...]
     online: Any = None
+    compacted: tuple[Any, ...] = ()  # featql.jobs.compact.LevelRun per view and coarse level
 
     @property
     def written(self) -> int:
@@ -128,8 +129,9 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
                 end: str | datetime | None = None, overwrite: bool = False,
                 engine: str | Engine | None = None, progress: Progress = SILENT, *,
                 config: ProjectConfig | None = None, online: bool = False,
-                now: datetime | None = None) -> MaterializeReport:
-    """Materialize views into the offline store of `workspace` (see module doc)."""
+                now: datetime | None = None, compact: bool = True) -> MaterializeReport:
+    """Materialize views into the offline store of `workspace` (see module doc); `compact`:
+    then store the complete coarse periods of long windows (`featql.jobs.compact`)."""
     root = Path(project_root)
     if config is None:
         from featql.core.config import load_config
@@ -185,10 +187,17 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
     finally:
         if engine is None or isinstance(engine, str):
             eng.close()
-    report = MaterializeReport(workspace, eng.name, tuple(runs))
+    compacted: tuple[Any, ...] = ()
+    if compact:
+        from featql.jobs.compact import compact_offline
+
+        compacted = tuple(compact_offline(root, manifest, workspace,
+                                          [v.name for v in chosen], config))
+    report = MaterializeReport(workspace, eng.name, tuple(runs), compacted=compacted)
     if online:
         report = MaterializeReport(workspace, eng.name, tuple(runs),
-                                   _load_online(root, manifest, workspace, views, progress))
+                                   _load_online(root, manifest, workspace, views, progress),
+                                   compacted)
     return report
 
 

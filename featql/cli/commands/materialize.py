@@ -11,11 +11,16 @@ in atomically; `--online` then loads the online store.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from featql.cli.commands._common import applied_run
 from featql.cli.commands._registry import add_workspace_argument
 from featql.cli.console import RichProgress, console
+
+if TYPE_CHECKING:
+    from featql.jobs.compact import LevelRun
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="recompute intervals already done and replace them atomically")
     p.add_argument("--online", action="store_true",
                    help="then load the latest values into the online store")
+    p.add_argument("--compact", action="store_true",
+                   help="only compact: store the complete coarse periods of long windows "
+                   "(materialize does it after every run)")
     p.add_argument("--engine", choices=("duckdb", "spark"),
                    help="offline engine (default: [offline] engine in featql.toml)")
     add_workspace_argument(p)
@@ -38,6 +46,15 @@ def run(args: argparse.Namespace) -> int:
     from featql.jobs.materialize import materialize
 
     workspace = run_.workspace
+    if args.compact:
+        from featql.jobs.compact import compact_offline
+
+        levels = compact_offline(Path(args.project), run_.applied.run_manifest, workspace,
+                                 args.view, run_.config)
+        _print_compacted(levels)
+        console().print(f"compacted {len(levels)} level(s) in workspace '{workspace}' "
+                        f"({run_.applied.label})", markup=False)
+        return 0
     report = materialize(Path(args.project), run_.applied.run_manifest, workspace, args.view,
                          args.start, args.end, args.overwrite, args.engine,
                          progress=RichProgress(), config=run_.config, online=args.online)
@@ -57,7 +74,23 @@ def run(args: argparse.Namespace) -> int:
     again = f" ({report.recomputed} recomputed)" if report.recomputed else ""
     out.print(f"materialized {report.written} interval(s){again} into workspace '{workspace}' "
               f"with {report.engine} ({run_.applied.label})", markup=False)
+    _print_compacted(report.compacted)
     if report.online is not None:
         views = getattr(report.online, "views", ())
         out.print(f"online store loaded: {len(views)} view(s)")
     return 0
+
+
+def _print_compacted(levels: Sequence[LevelRun]) -> None:
+    from featql.core.durations import format_duration
+
+    out = console()
+    for lv in levels:
+        res = format_duration(lv.resolution)
+        if lv.note:
+            out.print(f"[dim]·[/] {lv.view}: {res} tiles: {lv.note}")
+        elif lv.written:
+            out.print(f"⊞ {lv.view}: {lv.coarse_tiles:,} × {res} tiles ({lv.periods} period(s)) "
+                      f"from {lv.fine_tiles:,} fine tiles", markup=False)
+        else:
+            out.print(f"[dim]·[/] {lv.view}: {res} tiles up to date ({lv.periods} period(s))")
