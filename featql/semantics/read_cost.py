@@ -32,6 +32,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from featql.core.durations import LIFETIME_SECONDS
 from featql.core.ir import FeatureService, FeatureView, Manifest
 from featql.semantics import compaction
 from featql.semantics.aggregates import FUNCTIONS, Partial
@@ -158,7 +159,8 @@ def _cell_bytes(view: FeatureView, fine: int, coarse: dict[int, int]) -> int | N
     merged = _merged_chars(view)
     if merged is None:
         return None
-    longest = max(view.windows) if view.windows else slide
+    finite = [w for w in view.windows if w != LIFETIME_SECONDS]  # the lifetime prefix: 1 tile
+    longest = max(finite) if finite else slide
     width = next((w for w, bound in ((1, 1 << 8), (2, 1 << 16), (4, 1 << 32))
                   if longest // slide < bound), 8)
 
@@ -228,8 +230,14 @@ def view_read(view: FeatureView, stream: bool = False, compact: bool = True) -> 
         return ViewRead(view.name, "stream", longest, full, full, None,
                         "the current slide's events of a stream view")
     why = _why_unbounded(view)
-    plans = (_plans(slide, tuple(view.windows), view.schedule_seconds or slide) if compact
-             else ((full, ()),))
+    # a lifetime window: the cell keeps the longest finite window's tiles plus one prefix
+    # tile for everything older (featql.online.tiles.with_prefix)
+    finite = tuple(w for w in view.windows if w != LIFETIME_SECONDS)
+    prefix = int(len(finite) < len(view.windows))
+    kept = (max(finite) if finite else slide) // slide + prefix
+    plans = (_plans(slide, finite or (slide,), view.schedule_seconds or slide) if compact
+             else ((kept - prefix, ()),))
+    plans = tuple((f + prefix, c) for f, c in plans)
     tiles = max(f + sum(n for _, n in c) for f, c in plans)
     if why is not None:
         return ViewRead(view.name, "aggregate", longest, tiles, full, None, why)

@@ -208,3 +208,12 @@ def test_spark_training_sets_match_the_oracle(
     spine = [{**r, "user_id": r["user_id"] + 10 * i} for i, (_, sp) in enumerate(batch)
              for r in sp]
     _check_training(project, events, spine, spark_engine)
+
+
+def test_compile_time_read_cost_counts_the_prefix_tile(project: tuple[Path, Any]) -> None:
+    """`featql compile`'s per-lookup bound: the 3h window's 3 tiles and the prefix tile."""
+    from featql.semantics.read_cost import view_read
+
+    view = project[1].manifest.view("life")
+    for compact in (False, True):
+        assert view_read(view, compact=compact).tiles == 3 + 1
