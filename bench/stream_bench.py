@@ -16,8 +16,10 @@ same SQLite file, one cell per event, written and read back by the same number o
 process, no HTTP, no validation, no log): the figure a push cannot beat. Each figure is printed
 next to its baseline and the ratio. Results also go to bench/out/stream_bench.json.
 
-The Kafka → Spark → online half of issue 13 is measured by the stream job's own section
-(ENGINEER "STREAM"); this file holds the push half.
+`--kafka` then measures the Kafka → Spark → online half (`bench/stream_kafka.py`, which also
+runs on its own): `featql stream --trigger 1` on a real broker, freshness p50/p99 from produce
+to the first lookup that sees the event, and sustained events/s, each next to the same events
+written straight into the online store in the same run.
 """
 
 from __future__ import annotations
@@ -230,6 +232,11 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1000.0, help="events/s pushed in total")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batch", type=int, default=10, help="events per push")
+    ap.add_argument("--kafka", action="store_true",
+                    help="then the Kafka -> Spark -> online half (bench/stream_kafka.py: "
+                    "`featql stream --trigger 1` on a real broker; needs `make kafka`)")
+    ap.add_argument("--kafka-rate", type=float, default=200.0,
+                    help="events/s produced to Kafka (with --kafka)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="featql-stream-bench-"))
     root = tmp / "proj"
@@ -272,6 +279,12 @@ def main() -> None:
         {"push": {"freshness": fresh, "sustained": sustained,
                   "baseline_freshness": base_fresh, "baseline_sustained": base_sustained,
                   "args": vars(args)}}, indent=2))
+    if args.kafka:
+        from bench.stream_kafka import report, run
+
+        result = run(args.seconds, args.kafka_rate, 50_000)
+        report(result)
+        (out / "stream_kafka_bench.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
