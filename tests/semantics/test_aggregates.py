@@ -19,7 +19,6 @@ def test_the_registry_is_what_the_compiler_accepts() -> None:
     from sqlglot import exp
 
     from featql.compiler import typecheck
-
     from featql.semantics import calls
 
     exact = ["count", "sum", "avg", "min", "max", "stddev_samp", "stddev_pop", "var_samp",
