@@ -439,7 +439,7 @@ def _constant_args(src: SourceFile, name: str, node: exp.Expression, fn: Aggrega
             shown = a.name if isinstance(a, exp.Column) else a.sql(READ_DIALECT)
             diags.error("E430", f"{fn.sql_name}()'s {what} must be a number written in the "
                         f"query, not {shown}", node_span(src, a),
-                        hint=f"e.g. {fn.sql_name}(x, 10)")
+                        hint=f"e.g. {fn.sql_name}({_example(fn)})")
             return None
         number: int | float = int(literal.name) if literal.is_int else float(literal.name)
         values.append(-number if isinstance(a, exp.Neg) else number)
@@ -451,10 +451,15 @@ def _constant_args(src: SourceFile, name: str, node: exp.Expression, fn: Aggrega
             at = node_span(src, nodes[0])
         else:
             at = node_span(src, node)
-        example = ", ".join(("x", *("10" for _ in fn.arity)))
+        example = _example(fn)
         diags.error("E430", why, at, hint=f"e.g. {fn.sql_name}({example})")
         return None
     return tuple(values)
+
+
+def _example(fn: AggregateFunction) -> str:
+    """A valid call's arguments, for hints: `x, 10` (LAST_N), `x, 0.5` (APPROX_PERCENTILE)."""
+    return ", ".join(("x", *(fn.examples or tuple("10" for _ in fn.arity))))
 
 
 def _input_hint(func: str, in_type: str) -> str | None:

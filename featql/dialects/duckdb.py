@@ -14,6 +14,7 @@ from sqlglot.parsers.duckdb import DuckDBParser
 
 from featql.dialects.expressions import TimeFloor, wrap_call
 from featql.semantics.calls import PARSERS, PartialBuild, render_partial
+from featql.semantics.sketch_key import SketchKey, render_key
 from featql.semantics.time import floor_offset_sql
 
 
@@ -44,6 +45,7 @@ class FeatqlDuckDB(DuckDB):
             **DuckDBGenerator.TRANSFORMS,
             TimeFloor: time_floor_sql,
             PartialBuild: lambda gen, e: render_partial(gen, e, "duckdb"),
+            SketchKey: lambda gen, e: render_key(gen, e, "duckdb"),
         }
 
         def ignorenulls_sql(self, expression: exp.IgnoreNulls) -> str:

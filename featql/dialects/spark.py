@@ -14,6 +14,7 @@ from sqlglot.parsers.spark import SparkParser
 
 from featql.dialects.expressions import TimeFloor, wrap_call
 from featql.semantics.calls import PARSERS, PartialBuild, render_partial
+from featql.semantics.sketch_key import SketchKey, render_key
 from featql.semantics.time import floor_offset_sql
 
 # DuckDB unit spellings (https://duckdb.org/docs/sql/functions/datepart) -> Spark's TIMESTAMPDIFF
@@ -68,6 +69,7 @@ class FeatqlSpark(Spark):
             **SparkGenerator.TRANSFORMS,
             TimeFloor: time_floor_sql,
             PartialBuild: lambda gen, e: render_partial(gen, e, "spark"),
+            SketchKey: lambda gen, e: render_key(gen, e, "spark"),
         }
 
         def datediff_sql(self, expression: exp.DateDiff) -> str:

@@ -13,6 +13,7 @@ from featql.dialects.pit import RID, PointInTimeJoin
 from featql.dialects.pit_sql import SPINE, duckdb_sql, duckdb_twins_sql
 from featql.engines.engine import EngineName
 from featql.engines.sources import source_input
+from featql.semantics.sketches import register_udfs
 from featql.semantics.types import conform, duckdb_type
 
 
@@ -41,6 +42,7 @@ class DuckDBEngine:
         if memory_limit:
             self.con.execute(f"SET memory_limit = {_lit(memory_limit)}")
         self.con.execute("SET TimeZone = 'UTC'")
+        register_udfs(self.con)  # the sketch functions' Python UDFs (DuckDB has no DataSketches)
         self._keep: dict[str, pa.Table] = {}
 
     def register_source(self, source: Source, root: Path) -> None:

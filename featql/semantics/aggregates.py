@@ -101,6 +101,7 @@ class AggregateFunction:
     empty: ClassVar[Any] = None  # the value over an empty window
     ordered: ClassVar[bool] = False  # its partials need each event's time (LAST_N, FIRST_N)
     arity: ClassVar[tuple[str, ...]] = ()  # its constant arguments after the input: ("n",)
+    examples: ClassVar[tuple[str, ...]] = ()  # a valid value of each, for hints (default 10)
     args: tuple[int | float, ...] = ()  # bound by `bind`
     wants: ClassVar[str] = "a numeric input"  # what `accepts` takes, for diagnostics
 
@@ -400,9 +401,10 @@ FUNCTIONS: dict[str, AggregateFunction] = {f.name: f for f in (Count(), Sum(), A
 
 def _register() -> None:
     from featql.semantics.ranked import RANKED
+    from featql.semantics.sketches import SKETCHES
     from featql.semantics.spread import SPREAD
 
-    for fn in (*SPREAD, *RANKED):
+    for fn in (*SPREAD, *RANKED, *SKETCHES):
         FUNCTIONS[fn.name] = fn
 
 

@@ -15,6 +15,7 @@ Arrow table, a CAST in DuckDB or Spark SQL, a sqlglot tree, a Python value — a
 | TIMESTAMP  | timestamp(us)  | TIMESTAMP | TIMESTAMP | ISO text (naive UTC)        |
 | DATE       | date32         | DATE      | DATE      | ISO text                    |
 | ARRAY<E>   | list<E>        | E[]       | ARRAY<E>  | list                        |
+| BINARY     | binary         | BLOB      | BINARY    | bytes (sketch partials only) |
 
 Spark's TIMESTAMP is its session-zone type; featql runs Spark in UTC, and every table an engine
 returns is `conform`ed to the Arrow types above.
@@ -37,9 +38,9 @@ _INT_RANGE = {"BIGINT": (-(2**63), 2**63 - 1), "INT": (-(2**31), 2**31 - 1),
               "INTEGER": (-(2**31), 2**31 - 1), "SMALLINT": (-(2**15), 2**15 - 1),
               "TINYINT": (-(2**7), 2**7 - 1)}
 
-_DUCKDB = {"STRING": "VARCHAR", "INT": "INTEGER"}
+_DUCKDB = {"STRING": "VARCHAR", "INT": "INTEGER", "BINARY": "BLOB"}
 _ARROW_NAMES = {"BIGINT": "int64", "INT": "int32", "DOUBLE": "float64", "FLOAT": "float32",
-                "STRING": "string", "BOOLEAN": "bool_", "DATE": "date32"}
+                "STRING": "string", "BOOLEAN": "bool_", "DATE": "date32", "BINARY": "binary"}
 
 
 def _norm(featql_type: str) -> str:

@@ -27,8 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator
-from fractions import Fraction
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import pyarrow as pa
