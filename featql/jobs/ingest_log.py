@@ -6,17 +6,23 @@ digest of the whole record). One transaction records, at once, the identities of
 events (per source for the log, per workspace for the online store) and the batch itself with
 its events (Arrow IPC): that commit is the point where the push happened. Then:
 
-1. `logged`: the events new to the source are written to its offline log as Parquet, one file
-   per batch and event day, `<batch path>/ingest/<YYYY-MM-DD>/ingest-<seq>.parquet` (written
-   under a hidden name, then renamed: readers never see half a file; the name depends only on
-   the batch, so redoing the step rewrites the same file);
-2. `applying`: the online cells the batch produces are computed and stored in the ledger
-   (a redo record) before any is written;
-3. `done`: the cells were written, the redo record is dropped.
+The online cells the batch produces are computed first, under the lock and before anything
+is recorded (a view whose SQL fails on the records refuses the push, nothing kept), and are
+stored in that same transaction (a redo record): the batch is `applying`. Then:
+
+1. the events new to the source are written to its offline log as Parquet, one file per batch
+   and event day, `<batch path>/ingest/<YYYY-MM-DD>/ingest-<seq>.parquet` (written under a
+   hidden name, then renamed: readers never see half a file; the name depends only on the
+   batch, so redoing the step rewrites the same file);
+2. the cells are written to the online store;
+3. `done`: the redo record is dropped.
+
+(A batch recorded `new`, by a call from another workspace's recovery or an older version,
+has its log written and its cells computed by the next call of its workspace.)
 
 A crashed push (kill -9 anywhere) is finished by the next one, which redoes the steps of every
 unfinished batch (`recover`): rewriting the same files and the same cells changes nothing, and
-a batch is never applied twice because its cells are computed once, before the first write.
+a batch is never applied twice because its cells are computed once, before it is recorded.
 A client retrying a push whose answer it did not get sends events the ledger already holds:
 they are counted as duplicates, not ingested again. All of it runs under one file lock per
 project (`.featql/ingest.lock`): pushes are serialized across threads and processes.
@@ -98,7 +104,10 @@ class Ledger:
     def __init__(self, root: Path):
         path = root / LEDGER
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        # used under the ingest lock only, from whichever thread holds it (a server's workers,
+        # the py4j threads Spark calls a stream's foreachBatch on)
+        self.con = sqlite3.connect(path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.executescript(_SCHEMA)
@@ -131,12 +140,16 @@ class Ledger:
 
     def record(self, source: str, workspace: str, batch_id: str | None, received: int,
                log_keys: Sequence[str], log_rows: pa.Table | None, apply_keys: Sequence[str],
-               apply_rows: pa.Table | None) -> int:
-        """The commit point of a push: identities and events in one transaction; its seq."""
+               apply_rows: pa.Table | None,
+               cells: Sequence[tuple[str, str, str, bytes]] | None = None) -> int:
+        """The commit point of a push: identities, events and (when given) the online cells
+        they produce, in one transaction; its seq. With `cells` the batch is `applying`:
+        only its log files and the cells' writes are left, both redone as they are."""
         con = self.con
         con.execute("BEGIN IMMEDIATE")
         try:
-            state = "new" if log_keys or apply_keys else "done"
+            state = "done" if not (log_keys or apply_keys) else \
+                "new" if cells is None else "applying"
             cur = con.execute(
                 "INSERT INTO batches (source, workspace, batch_id, state, log_rows, apply_rows, "
                 "received, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -147,6 +160,9 @@ class Ledger:
                             [(source, k, seq) for k in log_keys])
             con.executemany("INSERT INTO applied (workspace, source, key) VALUES (?, ?, ?)",
                             [(workspace, source, k) for k in apply_keys])
+            if cells and state == "applying":
+                con.executemany("INSERT INTO redo (seq, item, view, version, payload) VALUES "
+                                "(?, ?, ?, ?, ?)", [(seq, *c) for c in cells])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
