@@ -46,6 +46,7 @@ BODY_FIELDS = ("entities", "request", "at")
 INGEST_FIELDS = ("records", "batch_id")
 MAX_BODY_BYTES = 1 << 20
 DRAIN_BYTES = 16 << 20  # a body over the limit declared up to this is read before the 413
+MATCHES_KEPT = 1024  # routing-table matches a dispatcher remembers (cleared when full)
 JSON = "application/json"
 
 
@@ -197,6 +198,10 @@ class Dispatcher:
     def __init__(self, routes: Routes, metrics: Metrics, max_body: int):
         self.routes, self.metrics, self.max_body = routes, metrics, max_body
         self.adapter = routes.flask.url_map.bind("featql")  # hosts do not matter here
+        # (method, path) -> what the table matched: feature requests name a few paths, and
+        # werkzeug's matcher builds a recursive closure per call (a reference cycle: 8 objects
+        # per request left to the cyclic GC); bounded, only successful matches kept
+        self._matched: dict[tuple[str, str], tuple[str, Mapping[str, Any]]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         """The WSGI entry (Flask's dev server and test client)."""
@@ -223,6 +228,9 @@ class Dispatcher:
                                  reply.entities)
 
     def _route(self, method: str, path: str, environ: dict[str, Any]) -> Reply:
+        hit = self._matched.get((method, path))
+        if hit is not None:
+            return self._call(hit[0], hit[1], environ)
         from werkzeug.exceptions import MethodNotAllowed, NotFound
 
         try:
@@ -237,6 +245,9 @@ class Dispatcher:
         except Exception:  # any other routing exception (a redirect): no such route either
             return Reply(404, error_body(404, "not_found", f"no route {method} {path}",
                                          "path"), service=OTHER)
+        if len(self._matched) >= MATCHES_KEPT:
+            self._matched.clear()
+        self._matched[(method, path)] = (endpoint, args)
         return self._call(endpoint, args, environ)
 
     def _call(self, endpoint: str, args: Mapping[str, Any], environ: dict[str, Any]) -> Reply:

@@ -239,6 +239,41 @@ def test_one_table_holds_every_route(sqlite_server: tuple[Server, Path], tmp_pat
         assert client.get("/metrics").status_code == 200
 
 
+def test_remembered_matches_answer_like_the_table(sqlite_server: tuple[Server, Path],
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatcher remembers the table's matches (bounded): every answer, before and past
+    the bound, equals the one the table gives with nothing remembered; refusals of the table
+    (404, 405) are never remembered."""
+    from featql.core.manifest import write_manifest
+    from featql.server.app import MATCHES_KEPT, ServeSettings, create_app
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    _, root = sqlite_server
+    result = compile_project(root)
+    assert result.manifest is not None
+    settings = ServeSettings(root=root, workspace="dev",
+                             manifest_path=write_manifest(result.manifest, tmp_path),
+                             metrics_dir=tmp_path / "metrics")
+    app = create_app(settings)
+    dispatcher = app.extensions["featql.dispatcher"]
+    paths = ([f"/v1/services/s{i}" for i in range(MATCHES_KEPT + 100)]
+             + ["/v1/services/fraud_detection", "/v1/services", "/healthz", "/nope",
+                "/v1/features/fraud_detection"])
+    with app.test_client() as client:
+        for path in paths * 2:  # the second pass answers from what was remembered
+            got = client.get(path)
+            remembered = dict(dispatcher._matched)
+            dispatcher._matched.clear()
+            fresh = client.get(path)
+            dispatcher._matched.update(remembered)
+            assert (got.status_code, got.data) == (fresh.status_code, fresh.data), path
+            assert len(dispatcher._matched) <= MATCHES_KEPT
+    assert ("GET", "/nope") not in dispatcher._matched  # 404
+    assert ("GET", "/v1/features/fraud_detection") not in dispatcher._matched  # 405
+    assert ("GET", "/healthz") in dispatcher._matched
+
+
 def test_bodies_that_never_finish_hold_no_worker(sqlite_server: tuple[Server, Path]) -> None:
     """Clients that send a head and part of a body, then nothing: more of them than the
     server has threads (2 workers × 1); requests on fresh connections still answer at once."""
