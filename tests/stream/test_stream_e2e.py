@@ -46,7 +46,8 @@ def _stream(root: Path, spark: Any, **kw: Any) -> Any:
 
 @pytest.mark.slow
 def test_stream_until_idle_equals_the_oracle(kafka_spark: Any, kafka_broker: str,
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     rng = random.Random(13)
     topic = "txns-e2e"
     create_topic(kafka_broker, topic, PARTITIONS)
@@ -87,8 +88,16 @@ def test_stream_until_idle_equals_the_oracle(kafka_spark: Any, kafka_broker: str
     assert stats.late == len(late), (stats.late, len(late))
     assert stats.total_dead == len(bad)
 
-    # a third run with nothing new reads nothing
-    assert _stream(root, kafka_spark).sources[0].events == 0
+    # a third run, through the command, with nothing new reads nothing and says so
+    capsys.readouterr()
+    assert main(["stream", "--project", str(root), "--until-idle"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"✓ txns (kafka topic '{topic}' on {kafka_broker}): 0 batch(es), 0 "
+                        "event(s) read, 0 ingested, 0 duplicate(s), 0 late, 0 dead letter(s); "
+                        "views: user_aggs, user_last")
+    assert lines[1].startswith(f"  dead letters ({len(bad)} since the checkpoint began): ")
+    assert lines[1].endswith(".featql/stream/dev/txns/deadletter")
+    assert lines[2] == "streamed until idle into workspace 'dev' (apply #1 of workspace 'dev')"
 
     everything = history + live + late + more  # each event once
     last = max(e["event_ts"] for e in everything)
