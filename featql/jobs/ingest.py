@@ -143,12 +143,17 @@ def ingest_events(root: Path | str, manifest: Manifest, workspace: str, source_n
             apply_keys = [k for k in uniq if k not in in_ws]
             log_rows = select(rows, [first[k] for k in log_keys])
             apply_rows = select(rows, [first[k] for k in apply_keys])
+            # the cells first: a view whose SQL fails on these records refuses the push
+            # before anything is recorded (never a batch that blocks every later push)
+            cells = _checked_cells(root, manifest, store, source.name, apply_rows) \
+                if apply_keys else []
             seq = ledger.record(source.name, workspace, batch_id, rows.num_rows, log_keys,
-                                log_rows, apply_keys, apply_rows)
+                                log_rows, apply_keys, apply_rows,
+                                [(c.item, c.view, c.version, c.payload) for c in cells])
             views = _finish(root, manifest, ledger, store,
-                            Batch(seq, source.name, workspace, batch_id, "new",
+                            Batch(seq, source.name, workspace, batch_id, "applying",
                                   log_rows if log_keys else None,
-                                  apply_rows if apply_keys else None))
+                                  apply_rows if apply_keys else None), cells)
     finally:
         if own_store:
             store.close()
@@ -194,11 +199,26 @@ def _write_log(root: Path, manifest: Manifest, ledger: Ledger, batch: Batch) -> 
     ledger.set_state(batch.seq, "logged")
 
 
+def _checked_cells(root: Path, manifest: Manifest, store: OnlineStore, source: str,
+                   rows: pa.Table) -> list[Cell]:
+    """`online_cells`, with an engine error on the records (a cast that fails on a value, a
+    division by zero) as a 422 naming the view, instead of a featql error."""
+    import duckdb
+
+    try:
+        return online_cells(root, manifest, store, source, rows)
+    except duckdb.Error as e:
+        view = getattr(e, "featql_view", "?")
+        raise RequestError(422, "view_failed", f"the SQL of view '{view}' fails on these "
+                           f"records: {str(e).splitlines()[0]}", "records") from None
+
+
 def _finish(root: Path, manifest: Manifest, ledger: Ledger, store: OnlineStore,
-            batch: Batch) -> dict[str, int]:
+            batch: Batch, cells: list[Cell] | None = None) -> dict[str, int]:
+    """The steps left of a recorded batch (see `ingest_log`): its log files, its cells."""
     if batch.state == "done":
         return {}
-    if batch.state == "new":  # the files are named by the batch: rewriting them is harmless
+    if batch.state in ("new", "applying"):  # files named by the batch: rewriting is harmless
         source = manifest.source(batch.source)
         if batch.log_rows is not None and source is not None:
             write_log(root, source, batch.seq, batch.log_rows)
@@ -207,7 +227,7 @@ def _finish(root: Path, manifest: Manifest, ledger: Ledger, store: OnlineStore,
         if batch.apply_rows is not None:
             cells = online_cells(root, manifest, store, batch.source, batch.apply_rows)
         ledger.save_redo(batch.seq, [(c.item, c.view, c.version, c.payload) for c in cells])
-    else:  # applying: the cells were computed before the crash
+    elif cells is None:  # applying: the cells were computed before the crash
         cells = [Cell(*c) for c in ledger.redo_cells(batch.seq)]
     store.write(cells)
     ledger.set_state(batch.seq, "done")
@@ -273,12 +293,13 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
             register(dep)
         if view.kind == "row":
             register(view.name)
-            cells.extend(_row_cells(view, engine.query(f'SELECT * FROM "{view.name}"')))
+            cells.extend(_row_cells(view, _query(engine, view.name,
+                                                 f'SELECT * FROM "{view.name}"')))
             continue
         ev_key = "events:" + view.name
         if ev_key not in sql:
             sql[ev_key] = lower_events(manifest, view.name, "duckdb")
-        events = engine.query(sql[ev_key])
+        events = _query(engine, view.name, sql[ev_key])
         if events.num_rows == 0:
             continue
         keys = [k.name for k in view.keys]
@@ -298,6 +319,17 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
                 (times[i], [plain(col[i]) for col in inputs]))
         cells.extend(_aggregate_cells(manifest, view, store, per_item))
     return cells
+
+
+def _query(engine: DuckDBEngine, view: str, text: str) -> pa.Table:
+    """A view's query over the events; an engine error names the view (`featql_view`)."""
+    import duckdb
+
+    try:
+        return engine.query(text)
+    except duckdb.Error as e:
+        e.featql_view = view  # type: ignore[attr-defined]
+        raise
 
 
 def _row_cells(view: FeatureView, table: pa.Table) -> list[Cell]:

@@ -15,8 +15,9 @@ from .project import write_project
 
 @pytest.fixture
 def stream_project(tmp_path: Path) -> Callable[..., tuple[Path, Manifest]]:
-    def make(stream: bool = True, name: str = "proj") -> tuple[Path, Manifest]:
-        root = write_project(tmp_path / name, stream=stream)
+    def make(stream: bool = True, name: str = "proj",
+             extra: dict[str, str] | None = None) -> tuple[Path, Manifest]:
+        root = write_project(tmp_path / name, stream=stream, extra=extra)
         result = compile_project(root)
         assert result.ok, [d.headline() for d in result.diagnostics]
         return root, result.manifest

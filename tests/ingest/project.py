@@ -36,7 +36,8 @@ def aggregate_calls() -> dict[str, str]:
     return calls
 
 
-def write_project(root: Path, stream: bool = True, rows: pa.Table | None = None) -> Path:
+def write_project(root: Path, stream: bool = True, rows: pa.Table | None = None,
+                  extra: dict[str, str] | None = None) -> Path:
     if root.exists():
         shutil.rmtree(root)
     for d in ("sources", "entities", "views", "services", "data/events", "data/events_stream"):
@@ -67,6 +68,8 @@ def write_project(root: Path, stream: bool = True, rows: pa.Table | None = None)
         "-- @feature_service(name = svc, features = [user_aggs.*, user_last.*])\n")
     (root / "services/aggs.sql").write_text(
         "-- @feature_service(name = aggs, features = [user_aggs.*])\n")
+    for path, text in (extra or {}).items():
+        (root / path).write_text(text)
     if rows is None:
         rows = events_table([])
     pq.write_table(rows, root / "data/events/part-000.parquet")

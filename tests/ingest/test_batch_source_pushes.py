@@ -41,3 +41,30 @@ def test_batch_views_count_a_pushed_event_once_its_slide_is_over(stream_project)
             [g[f"user_aggs.n_events_{w}"] for g in got]
         assert train.column(f"user_aggs__f_sum_{w}").to_pylist() == \
             [g[f"user_aggs.f_sum_{w}"] for g in got]
+
+
+CODES = ("-- @feature_view(name = user_codes, entity = user, timestamp = ts, ttl = '7d',\n"
+         "--               schedule = '1d', start = '2024-03-01')\n"
+         "SELECT user_id, ts, CAST(kind AS INT) AS code FROM events\n")
+
+
+def test_a_view_failing_on_the_records_refuses_the_push_and_keeps_nothing(stream_project
+                                                                           ) -> None:
+    import pytest
+
+    from featql.jobs.ingest_log import locked
+    from featql.online.lookup import RequestError
+
+    root, manifest = stream_project(extra={"views/user_codes.sql": CODES})
+    bad = [{"event_id": 1, "user_id": 5, "amount": 1.0, "kind": "x",
+            "ts": "2024-03-02T10:00:00"}]
+    with pytest.raises(RequestError) as refused:
+        ingest_events(root, manifest, "dev", "events", bad)
+    assert (refused.value.status, refused.value.code) == (422, "view_failed")
+    assert "user_codes" in refused.value.message
+    with locked(root) as ledger:
+        assert ledger.counts("events") == 0 and not ledger.unfinished()
+    assert not (root / "data/events/ingest").exists()
+    good = [{**bad[0], "kind": "7"}]  # the same event, now valid: ingested, not a duplicate
+    rep = ingest_events(root, manifest, "dev", "events", good)
+    assert (rep.ingested, rep.duplicates) == (1, 0)
