@@ -320,6 +320,27 @@ def random_rows(rng: random.Random, users: int, n: int) -> list[dict[str, Any]]:
     return rows
 
 
+def test_duckdb_seeded_project_and_online_match_oracle(tmp_path: Path) -> None:
+    """One larger seeded case, so both outcomes of the online comparison are sure to happen:
+    lookups served (equal to the oracle) and replays refused (the kept row not yet seen)."""
+    rng = random.Random(8)
+    rows = random_rows(rng, 20, 160)
+    spine_rows = [{"user_id": rng.randrange(22),
+                   "t": BASE + timedelta(minutes=15 * rng.randrange(31))} for _ in range(300)]
+    root = write_project(tmp_path / "p", rows)
+    result = compile_project(root)
+    m = result.manifest
+    spine = pa.Table.from_pylist(spine_rows, schema=SPINE)
+    assert_oracle(training_set(root, m, result.config, "svc", spine, engine="duckdb",
+                               use_store=False), spine_rows, rows)
+    materialize(root, m, "dev", engine="duckdb", config=result.config, now=NOW)
+    assert_oracle(training_set(root, m, result.config, "svc", spine, engine="duckdb"),
+                  spine_rows, rows)
+    served, refused = check_online(root, m, {"rows": rows, "load": BASE + timedelta(hours=5)},
+                                   spine_rows)
+    assert served >= 20 and refused >= 20, (served, refused)
+
+
 @pytest.mark.slow
 def test_spark_sources_and_store_match_oracle(tmp_path: Path, spark_engine: Any) -> None:
     """Random rows of 60 users in one Spark job: from the sources, then materialized by Spark
