@@ -279,3 +279,41 @@ def test_spark_training_sets_match_the_oracle(
     want = expected(events, spine)
     assert_rows(_training(project, events, spine, spark_engine), want, "Spark training set")
     assert_rows(_training(project, events, spine, "duckdb"), want, "DuckDB training set")
+
+
+def test_apply_materialize_and_online_lookups_match_the_oracle(tmp_path: Path) -> None:
+    """The whole path on one random data set: `featql apply` (backfill into Parquet tiles with
+    list partials), a training set read from the offline store, `materialize --online`
+    (SQLite cells) and `Project.online` lookups (the HTTP route's code) at the end of data."""
+    import random
+    import subprocess
+    import sys
+
+    import featql
+
+    root = tmp_path / "project"
+    for rel, text in PROJECT.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    r = random.Random(14)
+    events = [{"user_id": r.choice([1, 2, 3]), "x": r.choice([None, r.randint(-5, 5)]),
+               "d": r.choice([None, r.random() * 10 - 5, 1e6 + r.random()]),
+               "s": r.choice([None, "a", "b", "é"]),
+               "ts": BASE + timedelta(minutes=20 * r.randint(0, 18))} for _ in range(60)]
+    write_events(root, events)
+    featql_cli = Path(sys.executable).parent / "featql"
+    for cmd in (["apply", "--yes"], ["materialize", "--online"]):
+        done = subprocess.run([str(featql_cli), *cmd], cwd=root, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    project = featql.Project(root)
+    spine = [{"user_id": u, "t": BASE + timedelta(hours=h)} for u in (1, 2, 3, 4)
+             for h in (1, 3, 5, 6, 7)]
+    stored = project.training_set("svc", pa.Table.from_pylist(spine, SPINE)).to_pylist()
+    assert_rows(stored, expected(events, spine), "training set from the offline store")
+    end = BASE + timedelta(hours=7)  # the slide after the data: what the online store holds
+    for user in (1, 2, 3, 4):
+        [row] = project.online("svc", [{"user_id": user}], at=end.isoformat())
+        got = {k.replace(".", "__"): v for k, v in row.items() if k.startswith("ua.")}
+        assert_rows([{**got, "user_id": user, "t": end}],
+                    expected(events, [{"user_id": user, "t": end}]), f"online, user {user}")
