@@ -27,7 +27,7 @@ never reused (`featql.registry.reuse.ROW_VIEW_REASON`), nor is anything under `-
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import pyarrow as pa
@@ -50,6 +50,13 @@ class ViewReuse:
     view: FeatureView
     reuse: Reuse
     covered: frozenset[datetime]  # interval starts taken from the older data
+    listed: dict[str, list[str]] = field(default_factory=dict, compare=False)  # its files
+
+    def files(self, store: OfflineStore) -> list[str]:
+        """The older data's files, listed once (the writer lock held meanwhile keeps them)."""
+        if "all" not in self.listed:
+            self.listed["all"] = store.files(self.view.name, self.reuse.base)
+        return self.listed["all"]
 
     def chunks(self, todo: list[Interval], cut: Callable[[list[Interval]], Iterator[list[Interval]]]
                ) -> Iterator[list[Interval]]:
@@ -126,7 +133,7 @@ def reused_tiles(vr: ViewReuse, chunk: list[Interval], data: ProjectData, store:
     lo = None if a == first else a
     keys = [k.name for k in view.keys]
     kept = kept_columns(view, r)
-    old = store.scan(view.name, lo, b, [*keys, TILE_START, *kept], r.base)
+    old = store.read(view.name, r.base, vr.files(store), lo, b, [*keys, TILE_START, *kept])
     if not r.computed:
         return old
     new = data.engine.query(_computed_sql(view, r, data, manifest, lo, b))

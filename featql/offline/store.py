@@ -240,6 +240,25 @@ class OfflineStore:
                     raise
         raise AssertionError("unreachable")
 
+    def read(self, view: str, fingerprint: str, files: list[str], start: datetime | None,
+             end: datetime | None, columns: list[str]) -> pa.Table:
+        """`scan` over files listed before (`files`), for a caller holding the view's writer
+        lock, so that none of them can go meanwhile: rows with start <= time < end."""
+        import pyarrow.dataset as ds
+
+        lay = self.layout(view, fingerprint)
+        files = [f for f in files if _partition_overlaps(_partition(f), start, end)]
+        if not files:
+            return lay.schema.empty_table().select(columns)
+        t = ds.field(lay.time_column)
+        filt = t < pa.scalar(end, pa.timestamp("us")) if end is not None else None
+        if start is not None:
+            low = t >= pa.scalar(start, pa.timestamp("us"))
+            filt = low if filt is None else (low & filt)
+        paths = [s3_key(f) for f in files] if is_s3(self.path) else files
+        dataset = ds.dataset(paths, schema=lay.schema, format="parquet", filesystem=self._fs())
+        return dataset.to_table(columns=columns, filter=filt)
+
     # -- writing -----------------------------------------------------------------------------
     def writer_lock(self, view: str) -> WriterLock:
         """The writer lock of a view (not yet acquired): `lock.acquire(on_wait)` waits for
@@ -518,6 +537,13 @@ def file_interval(name: str) -> str:
     """The interval token of a data file's name (`part-<interval>[-<hash>].parquet`)."""
     ok = name.startswith("part-") and name.endswith(".parquet")
     return name[len("part-"):len("part-") + len("20240101T000000")] if ok else ""
+
+
+def _partition(path: str) -> str:
+    """`date=.../[hour=...]` of a data file's path."""
+    parts = path.split("/")
+    at = max(i for i, p in enumerate(parts) if p.startswith("date="))
+    return "/".join(p for p in parts[at:-1] if p.startswith(("date=", "hour=")))
 
 
 def _partition_overlaps(p: str, lo: datetime | None, hi: datetime | None) -> bool:
