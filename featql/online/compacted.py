@@ -24,6 +24,8 @@ plan rules out for every slide in `[loaded, loaded + horizon]`.
 
 from __future__ import annotations
 
+import itertools
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,7 @@ from featql.online.tiles import (
     Packed,
     _iso,
     _PackedWindow,
+    _VarColumn,
     encode_tiles,
     merged_at,
     unpack,
@@ -107,7 +110,8 @@ def last_start(payload: bytes) -> int:
     return int(_FOOT.unpack_from(payload, len(payload) - _FOOT.size)[0])
 
 
-def levels_of(payload: bytes, names: Sequence[str]) -> list[tuple[int, Packed]]:
+def levels_of(payload: bytes, names: Sequence[str],
+              layouts: dict[bytes, Any] | None = None) -> list[tuple[int, Packed]]:
     """(resolution, coarse tile set) of each level of a compacted cell."""
     _last, count, size, end = _FOOT.unpack_from(payload, len(payload) - _FOOT.size)
     if end != _END:
@@ -117,7 +121,7 @@ def levels_of(payload: bytes, names: Sequence[str]) -> list[tuple[int, Packed]]:
     for _ in range(count):
         r, length = _LEVEL.unpack_from(payload, pos)
         pos += _LEVEL.size
-        out.append((r, unpack(payload[pos:pos + length], names)))
+        out.append((r, unpack(payload[pos:pos + length], names, layouts)))
         pos += length
     return out
 
@@ -136,12 +140,16 @@ class CoarseEdge(IncompleteWindow):
 
 
 class _Mixed:
-    """A `Window` over time-ordered runs of tiles from several tile sets (fine and coarse)."""
+    """A `Window` over the fine tiles and the coarse tiles of one window (the merges of every
+    function but STDDEV/VAR do not depend on tile order, and those agree to rounding: the parts
+    are read set by set). An additive column's total is one `math.fsum` over every fine value
+    and every coarse expansion's doubles, so it rounds once, as the all-fine read's."""
 
-    __slots__ = ("parts",)
+    __slots__ = ("parts", "totals")
 
     def __init__(self, parts: list[_PackedWindow]) -> None:
         self.parts = parts
+        self.totals: dict[str, int | float] = {}
 
     def column(self, column: str) -> list[Any]:
         out: list[Any] = []
@@ -150,21 +158,40 @@ class _Mixed:
         return out
 
     def present(self, column: str) -> list[Any]:
-        return [v for v in self.column(column) if v is not None]
+        out: list[Any] = []
+        for w in self.parts:
+            out.extend(w.present(column))
+        return out
 
     def total(self, column: str) -> int | float:
-        return compaction.total(self.column(column))
+        t = self.totals.get(column)
+        if t is not None:
+            return t
+        chunks: list[Any] = []
+        ints = True
+        for w in self.parts:
+            col = w.stored[w.columns[column]]
+            if isinstance(col, _VarColumn):  # coarse expansions: packed doubles, back to back
+                ints = False
+                chunks.append(col.data[col.ends[w.i]:col.ends[w.j]].cast("d"))
+            else:
+                vals = col[w.i:w.j]
+                ints = ints and vals.format != "d"
+                chunks.append(vals)
+        t = self.totals[column] = sum(sum(c) for c in chunks) if ints else \
+            math.fsum(itertools.chain.from_iterable(chunks))
+        return t
 
 
 def merge(merger: TileMerger, payload: bytes, hi: int) -> list[Any]:
     """The features at slide `hi` from a compacted cell (see the module doc)."""
     sets = [(merger.slide, unpack(payload, merger.names, merger.layouts)),
-            *levels_of(payload, merger.names)]
+            *levels_of(payload, merger.names, merger.layouts)]
     out: list[Any] = list(merger.empty)
     slide = merger.slide
     for w, specs in merger.by_window:
         lo, _ = batch_window(hi, w, slide)
-        tiles: list[tuple[int, int, int]] = []  # (start, set, tile index)
+        parts: list[_PackedWindow] = []
         for n, (r, p) in enumerate(sets):
             base, unit = p.base, p.unit
             if n:  # a coarse tile starting in (edge - r, edge) straddles the edge
@@ -177,17 +204,11 @@ def merge(merger: TileMerger, payload: bytes, hi: int) -> list[Any]:
                                          compaction.horizon(merger.view))
             i, j = tile_range(p.offsets, -((base - lo) // unit),
                               -((base - (hi - r + 1)) // unit))
-            tiles.extend((base + unit * p.offsets[t], n, t) for t in range(i, j))
-        if not tiles:
+            if i < j:
+                parts.append(_PackedWindow(p, i, j))
+        if not parts:
             continue
-        tiles.sort()
-        runs: list[list[int]] = []  # [set, i, j]
-        for _start, n, t in tiles:
-            if runs and runs[-1][0] == n and runs[-1][2] == t:
-                runs[-1][2] = t + 1
-            else:
-                runs.append([n, t, t + 1])
-        window = _Mixed([_PackedWindow(sets[n][1], a, b) for n, a, b in runs])
+        window = _Mixed(parts)
         for fn, agg, type_, k in specs:
             out[k] = fn.finalize(fn.merge(window, agg), type_)
     return out

@@ -176,6 +176,10 @@ def pack_expansion(parts: Sequence[float]) -> bytes:
     return struct.pack(f"<{len(parts)}d", *parts)
 
 
+def unpack_expansion(packed: bytes | bytearray | memoryview) -> tuple[float, ...]:
+    return struct.unpack(f"<{len(packed) // 8}d", packed)
+
+
 def total(values: Sequence[Any]) -> int | float:
     """An additive column's total over fine values and coarse expansions (packed doubles):
     exact for integers, the correctly rounded exact sum (`math.fsum`) otherwise, as the
@@ -186,7 +190,7 @@ def total(values: Sequence[Any]) -> int | float:
         if v is None:
             continue
         if isinstance(v, bytes | bytearray | memoryview):
-            flat.extend(struct.unpack(f"<{len(v) // 8}d", v))
+            flat.extend(unpack_expansion(v))
             ints = False
         else:
             flat.append(v)
