@@ -16,10 +16,12 @@ of its fine tiles: an additive DOUBLE column holds the exact expansion of the fi
 variable-length column of packed doubles, `compaction.pack_expansion`).
 
 The read (`merge`): per window `[hi - W, hi)` the fine tiles starting inside it and the coarse
-tiles lying wholly inside it, in time order, merged and finalized by each aggregation's function
-exactly as `TileMerger.merge` does over all-fine tiles. A window edge strictly inside a stored
-coarse tile cannot be answered exactly: the lookup is refused (`IncompleteWindow`), which the
-plan rules out for every slide in `[loaded, loaded + horizon]`.
+tiles lying wholly inside it, read set by set (every merge but STDDEV/VAR's Chan fold is
+independent of tile order, and that one agrees to rounding), merged and finalized by each
+aggregation's function as `TileMerger.merge` does over all-fine tiles; an additive column's
+total is one `math.fsum` over the fine values and the coarse expansions. A window edge
+strictly inside a stored coarse tile cannot be answered exactly: the lookup is refused
+(`IncompleteWindow`), which the plan rules out for every slide in `[loaded, loaded + horizon]`.
 """
 
 from __future__ import annotations

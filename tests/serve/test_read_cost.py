@@ -182,3 +182,64 @@ def test_an_unbounded_view_under_a_budget(example_project: Path, tmp_path: Path)
         "services/long_windows.sql:2:82: error[E509]: service 'long_windows' has "
         "max_read_kb = 256, but view 'user_txn_long', window 90d has no size bound: "
         "the histogram of TOP_K (top_channels)")
+
+
+def test_every_bounded_function_stays_within_its_bound() -> None:
+    """A view with every function of FUNCTIONS over a DOUBLE and a BIGINT input (TOP_K aside:
+    no bound), dense tiles of 1-40 events each (more than LAST_N's n, more than a few distinct
+    values), compacted and not: the real cells against the bound."""
+    from featql.core.ir import Aggregation, Column, Feature, Location
+    from featql.semantics.aggregates import FUNCTIONS
+
+    aggs = [Aggregation("n", "count", None, None, "BIGINT")]
+    for col, t in (("x", "DOUBLE"), ("k", "BIGINT")):
+        for name, fn in FUNCTIONS.items():
+            if fn.accepts(t) and name != "top_k":
+                args = (0.5,) if name == "approx_percentile" else tuple(10 for _ in fn.arity)
+                aggs.append(Aggregation(f"{name}_{col}", name, col, t,  # type: ignore[arg-type]
+                                        fn.result_type(t), args=args))
+    windows = (H, D, 30 * D)
+    view = FeatureView(
+        name="all", base_name="all", variant=None, location=Location("v.sql", 1, 1),
+        kind="aggregate", entity="e", keys=(Column("user_id", "BIGINT"),), timestamp="ts",
+        sql="", depends_on=(), features=tuple(Feature(f"{a.name}_{w}", a.type, "", a.name, w)
+                                              for a in aggs for w in windows),
+        fingerprint="f", schedule_seconds=H, start="2024-01-01", windows=windows,
+        slide_seconds=H, aggregations=tuple(aggs))
+    bound = read_cost.view_read(view)
+    plain = read_cost.view_read(view, compact=False)
+    assert bound.bytes is not None and plain.bytes is not None
+    rng = random.Random(9)
+    loaded = 1_704_067_200 + 100 * D + 11 * H
+    types = dict(_tile_types(view))
+    cols: dict[str, list[Any]] = {c: [] for c in partial_columns(view)}
+    starts = list(range(loaded - 30 * D, loaded, H))
+    for s in starts:
+        n = rng.randrange(1, 41)
+        times = sorted(s * 1_000_000 + rng.randrange(H * 1_000_000) for _ in range(n))
+        xs = [rng.uniform(-1e9, 1e9) for _ in range(n)]
+        ks = [rng.randrange(-(1 << 40), 1 << 40) for _ in range(n)]  # sums exact as doubles
+        for a in aggs:
+            fn = for_aggregation(a)
+            vals = [1] * n if a.input_sql is None else xs if a.input_sql == "x" else ks
+            got = fn.fold(list(zip(times, vals, strict=True)) if fn.ordered else vals)
+            for p, v in got.items():
+                cols[partial_column(a.name, p)].append(v)
+    table = pa.table({"user_id": pa.array([1] * len(starts), pa.int64()),
+                      TILE_START: pa.array([s * 1_000_000 for s in starts], pa.timestamp("us")),
+                      **{c: pa.array(v, arrow_type(types[c])) for c, v in cols.items()}})
+    [cell] = tile_cells(view, table, loaded * 1_000_000, compact=True)
+    [fine] = tile_cells(view, table, loaded * 1_000_000, compact=False)
+    assert cell.payload[:4] == compacted.MAGIC
+    assert len(cell.payload) <= bound.bytes, (len(cell.payload), bound.bytes)
+    assert len(fine.payload) <= plain.bytes, (len(fine.payload), plain.bytes)
+    print(f"every function, 30d: compacted {len(cell.payload)} B (bound {bound.bytes}), "
+          f"fine {len(fine.payload)} B (bound {plain.bytes})")
+
+
+def test_the_sketch_bounds_hold_for_big_sketches() -> None:
+    from featql.semantics.sketches import hll_build, kll_build
+
+    rng = random.Random(2)
+    assert len(hll_build(list(range(200_000)))) <= read_cost.HLL_MAX
+    assert len(kll_build([rng.random() for _ in range(300_000)])) <= read_cost.KLL_MAX
