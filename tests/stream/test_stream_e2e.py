@@ -2,7 +2,8 @@
 real Kafka client over 3 partitions, read by Spark's own Kafka source, applied through the one
 write path; the online store and a training set then equal a brute-force oracle. Ties, NULLs,
 late events, duplicates, dead letters (malformed JSON, a missing key, a wrong type) and the
-hand-over from the backfill (events of the batch log replayed on the topic) are all included."""
+hand-over from the backfill (events of the batch log replayed on the topic) are all included;
+then `materialize --overwrite` recomputes from the log, streamed events included."""
 
 from __future__ import annotations
 
@@ -105,3 +106,6 @@ def test_stream_until_idle_equals_the_oracle(kafka_spark: Any, kafka_broker: str
              last.replace(minute=0, second=0) + dt.timedelta(hours=1),
              last + dt.timedelta(hours=2, minutes=3), last + dt.timedelta(days=1)]
     assert check_online_and_training(root, everything, times) > 0
+    # materialize --overwrite recomputes the views from the log, the streamed events included
+    assert main(["materialize", "--project", str(root), "--overwrite"]) == 0
+    assert check_online_and_training(root, everything, times, online=False) > 0
