@@ -391,7 +391,8 @@ class ApproxPercentile(AggregateFunction):
         return {"kll": list(window.present(partial_column(aggregation, "kll")))}
 
     def finalize(self, merged: Mapping[str, Any], result_type: str) -> Any:
-        return kll_quantile(merged["kll"] or [], _p(self.args))
+        sketches = merged["kll"]
+        return kll_quantile(sketches, _p(self.args)) if sketches else None
 
 
 SKETCHES: tuple[AggregateFunction, ...] = (ApproxCountDistinct(), ApproxPercentile())

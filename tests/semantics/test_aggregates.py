@@ -90,7 +90,7 @@ def test_an_empty_window_finalizes_to_empty(name: str) -> None:
     cols = {partial_column("a", p): [] for p in fn.merge_ops()}
     for t in ("BIGINT", "DOUBLE"):
         assert fn.finalize(fn.merge(ListWindow(cols, 0, 0), "a"), t) == fn.empty
-    assert fn.empty == (0 if name == "count" else None)
+    assert fn.empty == (0 if name in ("count", "approx_count_distinct") else None)
 
 
 def test_fold_merge_finalize() -> None:
