@@ -85,7 +85,8 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
     runs), "asgi" (featql.server.asgi, what served before), or "wsgi": granian's WSGI mode,
     where T Python threads read bodies and run handlers, at less CPU per request but a body
     that stalls holds its thread. `loop`: the event loop of the RSGI/ASGI workers, "rloop"
-    (the default: granian's own Rust loop) or "asyncio"; the README has the measurements."""
+    (granian's own Rust loop: RSGI's default) or "asyncio" (ASGI's default, as it served
+    before); the README has the measurements."""
     use_directory(settings.metrics_dir)  # before any worker starts: they inherit it
     interface = interface or "rsgi"
     if reload:
@@ -105,7 +106,7 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         "featql.server.rsgi:RsgiEntry", address=host, port=port,
         interface=kind, workers=workers,
         blocking_threads=threads if wsgi else 1,
-        loop=Loops(loop or "rloop"),
+        loop=Loops(loop or ("rloop" if interface == "rsgi" else "asyncio")),
         http=HTTPModes.http1, websockets=False, backlog=2048,
         backpressure=CONNECTIONS_PER_WORKER,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
