@@ -396,11 +396,18 @@ def _as_stream_cell(view: FeatureView, payload: bytes | None) -> StreamCell:
         return decode(payload)
     from featql.online.tiles import decode_tiles, merged_at
 
-    tiles = decode_tiles(payload, partial_columns(view))
     hi = merged_at(payload)
     longest = max(view.windows) if view.windows else (view.slide_seconds or 1)
-    columns = {c: list(v) for c, v in tiles.columns.items()}
-    cell = from_tiles(view, tiles.starts, columns, None if hi is None else hi - longest)
+    kept_from = None if hi is None else hi - longest
+    if payload[:4] == b"FQC1":  # compacted by the load: only its fine tail carries over
+        from featql.online.compacted import fine_suffix
+
+        starts, columns, boundary = fine_suffix(view, payload)
+        kept_from = boundary if kept_from is None else max(kept_from, boundary)
+    else:
+        tiles = decode_tiles(payload, partial_columns(view))
+        starts, columns = tiles.starts, {c: list(v) for c, v in tiles.columns.items()}
+    cell = from_tiles(view, starts, columns, kept_from)
     cell.hi = hi
     return cell
 

@@ -238,7 +238,8 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
     (naive UTC; the wall clock by default) is the load time: a `known_at` view loads, per
     entity, the newest row created by then (by `end` when that is earlier). `compact` (the
     default) stores the tail of long windows at coarser tiles (`featql.semantics.compaction`;
-    stream views never: pushes rewrite their cells).
+    never for stream views, nor views over a source events were pushed into in this workspace:
+    pushes fold into fine tiles).
     """
     from featql.online.stores import open_store
 
@@ -260,8 +261,10 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
     try:
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         known_by = min(now, end) if end is not None else now
+        pushed = _pushed_sources(root, workspace) if compact else set()
         loads = [_view_load(view, store, scan, end, full, known_by,
-                            compact and manifest.stream_source(view) is None)
+                            compact and manifest.stream_source(view) is None
+                            and not _reads_any(manifest, view, pushed))
                  for view in chosen]
         cells = [c for p in loads for c in p.cells]
         with progress.task(f"online ← {len(chosen)} views", len(cells)) as advance:
@@ -278,6 +281,39 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
         if own_store:
             store.close()
     return LoadReport(workspace, store.kind, tuple(results))
+
+
+def _pushed_sources(root: Path, workspace: str) -> set[str]:
+    """Sources events were pushed or streamed into in this workspace (the ingest ledger):
+    their views' cells are kept fine, since pushes fold events into fine tiles."""
+    import sqlite3
+
+    from featql.jobs.ingest_log import LEDGER
+
+    path = root / LEDGER
+    if not path.exists():
+        return set()
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            return {r[0] for r in con.execute(
+                "SELECT DISTINCT source FROM batches WHERE workspace = ?", (workspace,))}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return set()
+
+
+def _reads_any(manifest: Manifest, view: FeatureView, sources: set[str]) -> bool:
+    if not sources:
+        return False
+    for dep in view.depends_on:
+        if dep in sources:
+            return True
+        up = manifest.view(dep)
+        if up is not None and _reads_any(manifest, up, sources):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -214,3 +214,20 @@ def merge(merger: TileMerger, payload: bytes, hi: int) -> list[Any]:
         for fn, agg, type_, k in specs:
             out[k] = fn.finalize(fn.merge(window, agg), type_)
     return out
+
+
+def fine_suffix(view: FeatureView, payload: bytes) -> tuple[list[int], dict[str, list[Any]], int]:
+    """The fine tiles after the last coarse tile, and where they start: what a stream cell
+    (`featql.online.stream_cells`, which holds fine tiles only) can take over exactly from a
+    compacted cell when pushes reach it; its `kept_from` is that boundary, so a window reaching
+    before it is refused (`IncompleteWindow`) until the next load, never merged wrongly."""
+    from featql.online.tiles import decode_tiles
+    from featql.semantics.aggregates import partial_columns
+
+    names = partial_columns(view)
+    tiles = decode_tiles(payload, names)
+    boundary = max((int(p.base + p.unit * p.offsets[len(p.offsets) - 1]) + r
+                    for r, p in levels_of(payload, names) if len(p.offsets)), default=0)
+    keep = [k for k, s in enumerate(tiles.starts) if s >= boundary]
+    return ([tiles.starts[k] for k in keep],
+            {c: [v[k] for k in keep] for c, v in tiles.columns.items()}, boundary)
