@@ -21,8 +21,8 @@ as the online read. The estimate is the union's, rounded half up (Java's `Math.r
 `hll_sketch_estimate` returns); an empty window is 0 (NULL inputs never count).
 Error: relative standard error 1.04 / sqrt(4096) = 1.625 % (`HLL_RSE`); up to 384 distinct
 values the sketch holds exact 26-bit coupons (about 4 bytes a value; above, 4,136 bytes) and
-the estimate is exact but for hash collisions. The bound the tests hold it to, in >= 99 % of windows: |estimate - exact| <=
-3 * HLL_RSE * exact (`hll_bound`), plus one for rounding.
+the estimate is exact but for hash collisions. The bound the tests hold it to, in >= 99 % of
+windows: |estimate - exact| <= 3 * HLL_RSE * exact (`hll_bound`), plus one for rounding.
 
 APPROX_PERCENTILE(x, p): a KLL sketch of doubles, k = 200 (Spark's `kll_sketch_agg_double(x,
 200)`, whose bytes the Python library reads and writes), p a constant in (0, 1). The value is a
