@@ -20,7 +20,9 @@ one column per feature, ordered by RID.
 
 from __future__ import annotations
 
-from featql.dialects.pit import CREATED, RID, SPINE_TS, PointInTimeJoin, ViewJoin
+from dataclasses import replace
+
+from featql.dialects.pit import CREATED, RID, SPINE_TS, OutputFeature, PointInTimeJoin, ViewJoin
 from featql.semantics import rows, sql
 from featql.semantics.aggregates import FUNCTIONS, partial_column
 from featql.semantics.time import floor_us_sql
@@ -184,10 +186,13 @@ def _join_aggregate(view: ViewJoin, alias: str, t_us: str, d: _Dialect, ctes: li
     (the same on both engines; `t_us` is the spine time in microseconds)."""
     ctes.extend(_aggregate_ctes(view, alias, d))
     anchor = floor_us_sql(d.name, t_us, view.slide_seconds or 1)
-    on = " AND ".join([*(f"s.{d.q(k)} = {alias}.{d.q(k)}" for k in view.keys),
-                       f"{anchor} = {alias}._featql_anchor"])
-    joins.append(f"LEFT JOIN {alias} ON {on}")
-    selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
+    for rel, feats in ((alias, _framed(view)), (f"{alias}_j", _grouped(view))):
+        if not feats:
+            continue
+        on = " AND ".join([*(f"s.{d.q(k)} = {rel}.{d.q(k)}" for k in view.keys),
+                           f"{anchor} = {rel}._featql_anchor"])
+        joins.append(f"LEFT JOIN {rel} ON {on}")
+        selects.extend(f"{rel}.{d.q(f.column)}" for f in feats)
 
 
 def _join_known(view: ViewJoin, alias: str, d: _Dialect, ctes: list[str], joins: list[str],
@@ -279,7 +284,59 @@ def dedup_rows_sql(engine: str, sql: str, columns: list[str], keys: list[str], t
             f"FROM ({sql}) x) y WHERE _featql_rn = 1")
 
 
+def _grouped(view: ViewJoin) -> list[OutputFeature]:
+    """Features merged by a join of anchors and tiles grouped per anchor (`_grouped_cte`):
+    functions whose merge does not depend on the tiles' order (LAST_N, TOP_K: `order_free`).
+    A list over a window frame is built for every tile row too; grouped, once per anchor."""
+    return [f for f in view.features if FUNCTIONS[f.function or "count"].order_free]
+
+
+def _framed(view: ViewJoin) -> list[OutputFeature]:
+    """Features merged over a window frame of the tiles and anchors (`_aggregate_ctes`)."""
+    return [f for f in view.features if not FUNCTIONS[f.function or "count"].order_free]
+
+
+def _grouped_cte(view: ViewJoin, alias: str, d: _Dialect, feats: list[OutputFeature]) -> str:
+    """`<alias>_j`: per anchor, the tiles with `anchor - W <= start < anchor` of the longest
+    window joined and grouped; each feature's merge gets the tiles of its own window through
+    `FILTER (WHERE ...)` (both engines)."""
+    keys = [d.q(k) for k in view.keys]
+    partials: list[str] = []
+    for f in feats:
+        for p in FUNCTIONS[f.function or "count"].bind(f.args).merge_ops():
+            col = partial_column(f.aggregation or "", p)
+            if col not in partials:
+                partials.append(col)
+    tiles = (f"SELECT {', '.join(keys)}, {d.epoch_us(d.q(view.timestamp))} AS _featql_p, "
+             f"{', '.join(d.q(p) for p in partials)} FROM {d.q(view.relation)} "
+             f"WHERE {_not_null([*keys, d.q(view.timestamp)])}")
+    longest = max((f.window_seconds or 0) for f in feats) * _US
+    on = " AND ".join([*(f"a.{k} = t.{k}" for k in keys),
+                       f"t._featql_p >= a._featql_anchor - {longest}",
+                       "t._featql_p < a._featql_anchor"])
+    exprs = []
+    for f in feats:
+        fn = FUNCTIONS[f.function or "count"].bind(f.args)
+        columns = {p: d.q(partial_column(f.aggregation or "", p)) for p in fn.merge_ops()}
+        frame = f"FILTER (WHERE t._featql_p >= a._featql_anchor - {(f.window_seconds or 0) * _US})"
+        exprs.append(f"CAST({fn.merge_sql(d.name, columns, frame)} "
+                     f"AS {d.type(f.type)}) AS {d.q(f.column)}")
+    group = [*(f"a.{k}" for k in keys), "a._featql_anchor"]
+    return (f"{alias}_j AS (SELECT {', '.join(group)}, {', '.join(exprs)} "
+            f"FROM {alias}_a a JOIN ({tiles}) t ON {on} GROUP BY {', '.join(group)})")
+
+
 def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
+    grouped = _grouped(view)
+    if grouped:  # the frame below merges the other features only
+        view = replace(view, features=tuple(_framed(view)))
+    ctes = _frame_ctes(view, alias, d)
+    if grouped:
+        ctes.append(_grouped_cte(view, alias, d, grouped))
+    return ctes
+
+
+def _frame_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
     keys = [d.q(k) for k in view.keys]
     slide_us = (view.slide_seconds or 1) * _US
     partials: list[str] = []
@@ -291,6 +348,8 @@ def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
     anchor = floor_us_sql(d.name, d.epoch_us(SPINE_TS), view.slide_seconds or 1)
     anchors = (f"{alias}_a AS (SELECT DISTINCT {', '.join(keys)}, {anchor} AS _featql_anchor "
                f"FROM {SPINE} WHERE {_not_null([*keys, SPINE_TS])})")
+    if not view.features:  # every feature is merged by `_grouped_cte`
+        return [anchors]
     tiles_side = (f"SELECT {', '.join(keys)}, {d.epoch_us(d.q(view.timestamp))} AS _featql_p, "
                   f"0 AS _featql_is_anchor, {', '.join(d.q(p) for p in partials)} "
                   f"FROM {d.q(view.relation)} WHERE {_not_null([*keys, d.q(view.timestamp)])}")

@@ -100,6 +100,9 @@ class AggregateFunction:
     sql_name: ClassVar[str]  # as users write it: COUNT, SUM, ...
     empty: ClassVar[Any] = None  # the value over an empty window
     ordered: ClassVar[bool] = False  # its partials need each event's time (LAST_N, FIRST_N)
+    # its SQL merge does not depend on the order of the tiles (LAST_N ranks its entries, TOP_K
+    # adds counts): the point-in-time join may group tiles per anchor instead of a frame
+    order_free: ClassVar[bool] = False
     arity: ClassVar[tuple[str, ...]] = ()  # its constant arguments after the input: ("n",)
     examples: ClassVar[tuple[str, ...]] = ()  # a valid value of each, for hints (default 10)
     args: tuple[int | float, ...] = ()  # bound by `bind`

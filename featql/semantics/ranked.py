@@ -66,6 +66,7 @@ class _ArrayFunction(AggregateFunction):
 
     arity = ("n",)
     wants = "a BIGINT, INT, DOUBLE, FLOAT or STRING input"
+    order_free = True  # entries are ranked, counts added: any tile order merges the same
     parts: ClassVar[tuple[str, str]]  # the two partial arrays
     result_part: ClassVar[str]  # the one finalized
 
@@ -162,15 +163,21 @@ class _Ordered(_ArrayFunction):
 
     def _select_sql(self, dialect: str, entries: str, struct_a: str) -> str:
         """SQL of `select` over a list of structs (`struct_a` is the time field's name, the
-        value is `b`), as a list of structs."""
-        order = _fn(dialect, f"list_sort({entries}, '{'DESC' if self.newest else 'ASC'}')",
-                    f"sort_array({entries}, {'false' if self.newest else 'true'})")
+        value is `b`), as a list of structs. DISTINCT: sorted by (value, time) the same way,
+        the first entry of each value is its best one (one pass, no search per entry)."""
+        desc = self.newest
         if self.distinct:
-            vals = _fn(dialect, "list_transform(es, lambda x: x.b)",
-                       "transform(es, x -> x.b)")
-            keep = _fn(dialect, f"list_filter(es, lambda e, i: list_position({vals}, e.b) = i)",
-                       f"filter(es, (e, i) -> array_position({vals}, e.b) = i + 1)")
-            order = _let(dialect, order, "es", keep)
+            by_value = _fn(dialect, f"list_sort(list_transform({entries}, lambda e: "
+                           f"struct_pack(b := e.b, a := e.a)), '{'DESC' if desc else 'ASC'}')",
+                           f"sort_array(transform({entries}, e -> named_struct('b', e.b, "
+                           f"'a', e.a)), {'false' if desc else 'true'})")
+            firsts = _fn(dialect, "list_transform(list_filter(bv, lambda e, i: i = 1 OR "
+                         "bv[i - 1].b <> e.b), lambda e: struct_pack(a := e.a, b := e.b))",
+                         "transform(filter(bv, (e, i) -> i = 0 OR bv[i - 1].b != e.b), "
+                         "e -> named_struct('a', e.a, 'b', e.b))")
+            entries = _let(dialect, by_value, "bv", firsts)
+        order = _fn(dialect, f"list_sort({entries}, '{'DESC' if desc else 'ASC'}')",
+                    f"sort_array({entries}, {'false' if desc else 'true'})")
         return _fn(dialect, f"list_slice({order}, 1, {self.n})", f"slice({order}, 1, {self.n})")
 
     def partial_sql(self, dialect: str, partial: str, input_sql: str,
