@@ -24,8 +24,10 @@ on a 1-hour slide reads up to 720 × d (value, count) pairs per entity. Use it o
 columns (a channel, a country, a merchant category), not on identifiers.
 
 Result types: ARRAY<BIGINT> (BIGINT, INT inputs), ARRAY<DOUBLE> (DOUBLE, FLOAT), ARRAY<STRING>.
-In SQL every merge is a lambda over the window frame's list (`list(...) OVER` in DuckDB,
-`collect_list(...) OVER` in Spark); `_let` binds a repeated expression once.
+In SQL every merge is a lambda over the list of the window's tiles (`list(...)` in DuckDB,
+`collect_list(...)` in Spark, followed by `frame`: the point-in-time join groups the tiles per
+spine anchor with `FILTER (WHERE ...)`, as the merge does not depend on the tiles' order,
+`order_free`; an `OVER (...)` frame works too); `_let` binds a repeated expression once.
 """
 
 from __future__ import annotations
