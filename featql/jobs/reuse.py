@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from featql.core.ir import FeatureView, Manifest
 from featql.jobs.relations import ProjectData, ts_literal, view_start
@@ -41,6 +42,7 @@ from featql.registry.reuse import Reuse, reuse_from
 from featql.semantics.aggregates import partial_column, tile_partials
 
 Interval = tuple[datetime, datetime]
+ONE_SIDED = "_featql_one_sided"  # in the join: a tile that only one side has
 
 
 @dataclass(frozen=True)
@@ -171,20 +173,19 @@ def _join(old: pa.Table, new: pa.Table, keys: list[str]) -> pa.Table | None:
 
     cols = [f"COALESCE(o.{q(c)}, n.{q(c)}) AS {q(c)}" for c in on]
     cols += [f"o.{q(c)} AS {q(c)}" for c in kept] + [f"n.{q(c)} AS {q(c)}" for c in other]
+    ts = q(TILE_START)
+    cols.append(f"o.{ts} IS NULL OR n.{ts} IS NULL AS {q(ONE_SIDED)}")
     cond = " AND ".join(f"o.{q(c)} IS NOT DISTINCT FROM n.{q(c)}" for c in on)
     con = duckdb.connect()
     try:
         con.register("o", old)
         con.register("n", new)
-        one_sided = con.sql(
-            f"SELECT count(*) FROM (SELECT o.{q(TILE_START)} AS a, n.{q(TILE_START)} AS b "
-            f"FROM o FULL OUTER JOIN n ON {cond}) WHERE a IS NULL OR b IS NULL").fetchall()
-        if one_sided[0][0]:
-            return None
         rel = con.sql(f"SELECT {', '.join(cols)} FROM o FULL OUTER JOIN n ON {cond}")
         fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
         out = fetch()
         table = out if isinstance(out, pa.Table) else out.read_all()
     finally:
         con.close()
-    return table
+    if pc.any(table.column(ONE_SIDED)).as_py():  # a tile on one side only
+        return None
+    return table.drop_columns([ONE_SIDED])

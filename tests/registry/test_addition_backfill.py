@@ -435,3 +435,19 @@ def test_a_changed_aggregation_is_recomputed_alone(stored: Proj) -> None:
         2 * r["amount"] for r in raw if r["amount"] > 0)
     assert sum(tiles.column("txn_count__count").to_pylist()) == sum(
         1 for r in raw if r["amount"] > 0)
+
+
+def test_the_join_matches_null_keys_and_refuses_one_sided_tiles() -> None:
+    from featql.jobs.reuse import _join
+
+    t0, t1 = datetime(2024, 1, 1), datetime(2024, 1, 2)
+    old = pa.table({"user_id": pa.array([None, 1], pa.int64()), "_tile_start": [t0, t1],
+                    "txn_count__count": pa.array([3, 4], pa.int64())})
+    new = pa.table({"user_id": pa.array([1, None], pa.int64()), "_tile_start": [t1, t0],
+                    "amount_min__min": [2.5, 0.5]})
+    joined = _join(old, new, ["user_id"])
+    assert joined is not None
+    assert sorted(joined.to_pylist(), key=lambda r: r["_tile_start"]) == [
+        {"user_id": None, "_tile_start": t0, "txn_count__count": 3, "amount_min__min": 0.5},
+        {"user_id": 1, "_tile_start": t1, "txn_count__count": 4, "amount_min__min": 2.5}]
+    assert _join(old, new.slice(0, 1), ["user_id"]) is None  # (NULL, t0) only in the old tiles
