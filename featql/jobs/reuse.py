@@ -26,6 +26,7 @@ never reused (`featql.registry.reuse.ROW_VIEW_REASON`), nor is anything under `-
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -37,7 +38,7 @@ from featql.core.ir import FeatureView, Manifest
 from featql.jobs.relations import ProjectData, ts_literal, view_start
 from featql.jobs.stale import LateRows
 from featql.offline.store import TILE_START, OfflineStore, ViewLayout
-from featql.registry.materializations import MaterializationState, covers
+from featql.registry.materializations import MaterializationState
 from featql.registry.reuse import Reuse, reuse_from
 from featql.semantics.aggregates import partial_column, tile_partials
 
@@ -98,9 +99,10 @@ def find_reuse(store: OfflineStore, state: MaterializationState, late: LateRows,
         # the older intervals whose sources changed since they were computed are not taken
         base = replace(view, storage_fingerprint=fp)
         stale = late.check(base, done, first, lo, hi, now).recompute
+        stored = _Ranges([(d.start, d.end) for d in done])
+        gone = _Ranges(list(stale))
         covered = frozenset(
-            a for a, b in todo if covers(done, a, b)
-            and not any(s < b and a < e for s, e in stale)
+            a for a, b in todo if stored.covers(a, b) and not gone.overlaps(a, b)
             and (a != first or lay.start == new_lay.start))
         if not covered:
             continue
@@ -108,6 +110,28 @@ def find_reuse(store: OfflineStore, state: MaterializationState, late: LateRows,
         if best is None or rank > best[0]:
             best = (rank, ViewReuse(view, found, covered))
     return best[1] if best else None
+
+
+class _Ranges:
+    """A union of [start, end) ranges, merged once, asked by bisection."""
+
+    def __init__(self, ranges: list[Interval]) -> None:
+        merged: list[list[datetime]] = []
+        for a, b in sorted(ranges):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        self.starts = [m[0] for m in merged]
+        self.ends = [m[1] for m in merged]
+
+    def covers(self, a: datetime, b: datetime) -> bool:
+        i = bisect_right(self.starts, a) - 1
+        return i >= 0 and self.ends[i] >= b
+
+    def overlaps(self, a: datetime, b: datetime) -> bool:
+        i = bisect_left(self.starts, b) - 1  # the last range starting before b
+        return i >= 0 and self.ends[i] > a
 
 
 def _compatible(old: ViewLayout, new: ViewLayout, view: FeatureView, r: Reuse) -> bool:

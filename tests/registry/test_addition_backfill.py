@@ -451,3 +451,27 @@ def test_the_join_matches_null_keys_and_refuses_one_sided_tiles() -> None:
         {"user_id": None, "_tile_start": t0, "txn_count__count": 3, "amount_min__min": 0.5},
         {"user_id": 1, "_tile_start": t1, "txn_count__count": 4, "amount_min__min": 2.5}]
     assert _join(old, new.slice(0, 1), ["user_id"]) is None  # (NULL, t0) only in the old tiles
+
+
+def test_the_interval_ranges_agree_with_a_brute_force_reading() -> None:
+    import random
+    from datetime import timedelta
+
+    from featql.jobs.reuse import _Ranges
+
+    rng = random.Random(7)
+    t0 = datetime(2024, 1, 1)
+    for _ in range(200):
+        ranges = []
+        for _ in range(rng.randint(0, 6)):
+            a = rng.randint(0, 30)
+            ranges.append((t0 + timedelta(hours=a), t0 + timedelta(hours=a + rng.randint(1, 5))))
+        r = _Ranges(ranges)
+        for _ in range(20):
+            a = rng.randint(0, 34)
+            lo, hi = t0 + timedelta(hours=a), t0 + timedelta(hours=a + rng.randint(1, 4))
+            hours = {lo + timedelta(hours=h) for h in range((hi - lo) // timedelta(hours=1))}
+            inside = {s + timedelta(hours=h) for s, e in ranges
+                      for h in range((e - s) // timedelta(hours=1))}
+            assert r.covers(lo, hi) == (hours <= inside)
+            assert r.overlaps(lo, hi) == any(s < hi and lo < e for s, e in ranges)
