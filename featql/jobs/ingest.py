@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from featql.core.diagnostics import did_you_mean
 from featql.core.ir import FeatureView, Manifest, Source
+from featql.jobs.ingest_group import Call, Done, submit
 from featql.jobs.ingest_log import Batch, Ledger, locked, record_keys, select, write_log
 from featql.jobs.ingest_records import MAX_RECORDS, records_table
 from featql.online import codec
@@ -116,7 +117,11 @@ def ingest_events(root: Path | str, manifest: Manifest, workspace: str, source_n
                   limit: int | None = MAX_RECORDS) -> IngestReport:
     """Apply a batch of events of `source_name` (see the module doc). `records`: JSON records
     (a list of objects) or a pyarrow Table; `now`: epoch microseconds (default: the clock),
-    for the lateness count; `limit`: records per call (None: any number, for files)."""
+    for the lateness count; `limit`: records per call (None: any number, for files).
+
+    Calls made at the same time from several threads with the same store are applied together
+    (`ingest_group`: one DuckDB pass, one ledger transaction, one log file, one online write),
+    each answered once the online store holds the values of all of them."""
     root = Path(root)
     source = find_source(manifest, source_name)
     rows = records_table(source, records, limit if limit is not None else 1 << 62)
@@ -127,39 +132,95 @@ def ingest_events(root: Path | str, manifest: Manifest, workspace: str, source_n
 
         store = open_store(_config(root, config), root, workspace)
     try:
-        with locked(root) as ledger:
-            _recover(root, manifest, workspace, ledger, store)
-            if batch_id is not None and ledger.replayed(source.name, workspace, batch_id):
-                return IngestReport(source.name, workspace, rows.num_rows, 0, 0, rows.num_rows,
-                                    0, {}, batch_id, replayed=True)
-            keys = record_keys(source, rows)
-            first: dict[str, int] = {}
-            for i, k in enumerate(keys):
-                first.setdefault(k, i)
-            uniq = list(first)
-            in_log = ledger.known("logged", source.name, uniq)
-            in_ws = ledger.known("applied", source.name, uniq, workspace)
-            log_keys = [k for k in uniq if k not in in_log]
-            apply_keys = [k for k in uniq if k not in in_ws]
-            log_rows = select(rows, [first[k] for k in log_keys])
-            apply_rows = select(rows, [first[k] for k in apply_keys])
-            # the cells first: a view whose SQL fails on these records refuses the push
-            # before anything is recorded (never a batch that blocks every later push)
-            cells = _checked_cells(root, manifest, store, source.name, apply_rows) \
-                if apply_keys else []
-            seq = ledger.record(source.name, workspace, batch_id, rows.num_rows, log_keys,
-                                log_rows, apply_keys, apply_rows,
-                                [(c.item, c.view, c.version, c.payload) for c in cells])
-            views = _finish(root, manifest, ledger, store,
-                            Batch(seq, source.name, workspace, batch_id, "applying",
-                                  log_rows if log_keys else None,
-                                  apply_rows if apply_keys else None), cells)
+        call = Call(root, manifest, workspace, source, rows, batch_id, store)
+        submit(call, _apply_group)
     finally:
         if own_store:
             store.close()
-    late = _late(source, apply_rows, now_us)
-    return IngestReport(source.name, workspace, rows.num_rows, len(apply_keys), len(log_keys),
-                        rows.num_rows - len(apply_keys), late, views, batch_id, seq=seq)
+    done = call.done
+    assert done is not None
+    if done.replayed:
+        return IngestReport(source.name, workspace, rows.num_rows, 0, 0, rows.num_rows,
+                            0, {}, batch_id, replayed=True)
+    late = _late(source, done.apply_rows, now_us)
+    return IngestReport(source.name, workspace, rows.num_rows, done.ingested, done.logged,
+                        rows.num_rows - done.ingested, late, done.views, batch_id,
+                        seq=done.seq)
+
+
+def _apply_group(ledger: Ledger, calls: list[Call]) -> None:
+    """Apply calls of one store, workspace and source together (see `ingest_group`); a group
+    whose view SQL fails on its records is applied call by call, so that only the calls whose
+    records make it fail are refused."""
+    first = calls[0]
+    root, manifest, workspace, source, store = (first.root, first.manifest, first.workspace,
+                                                first.source, first.store)
+    _recover(root, manifest, workspace, ledger, store)
+    ids: set[str] = set()
+    in_group_log: set[str] = set()
+    in_group_ws: set[str] = set()
+    plans: list[tuple[Call, list[str], pa.Table, list[str], pa.Table]] = []
+    for call in calls:
+        if call.batch_id is not None and (call.batch_id in ids or ledger.replayed(
+                source.name, workspace, call.batch_id)):
+            call.done = Done(replayed=True)
+            continue
+        if call.batch_id is not None:
+            ids.add(call.batch_id)
+        keys = record_keys(source, call.rows)
+        firsts: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            firsts.setdefault(k, i)
+        uniq = list(firsts)
+        in_log = ledger.known("logged", source.name, uniq) | (in_group_log & firsts.keys())
+        in_ws = ledger.known("applied", source.name, uniq, workspace) | \
+            (in_group_ws & firsts.keys())
+        log_keys = [k for k in uniq if k not in in_log]
+        apply_keys = [k for k in uniq if k not in in_ws]
+        in_group_log.update(log_keys)
+        in_group_ws.update(apply_keys)
+        plans.append((call, log_keys, select(call.rows, [firsts[k] for k in log_keys]),
+                      apply_keys, select(call.rows, [firsts[k] for k in apply_keys])))
+    if not plans:
+        return
+    log_keys = [k for p in plans for k in p[1]]
+    apply_keys = [k for p in plans for k in p[3]]
+    log_rows = _concat([p[2] for p in plans])
+    apply_rows = _concat([p[4] for p in plans])
+    # the cells first: a view whose SQL fails on these records refuses the push before
+    # anything is recorded (never a batch that blocks every later push)
+    try:
+        cells = _checked_cells(root, manifest, store, source.name, apply_rows) \
+            if apply_keys else []
+    except RequestError:
+        if len(plans) == 1:
+            raise
+        for call, *_ in plans:  # alone, each in its turn (the later ones see the earlier)
+            try:
+                _apply_group(ledger, [call])
+            except Exception as e:  # that call's answer
+                call.error = e
+        return
+    lead = plans[0][0]
+    seq = ledger.record(source.name, workspace, lead.batch_id, lead.rows.num_rows, log_keys,
+                        log_rows, apply_keys, apply_rows,
+                        [(c.item, c.view, c.version, c.payload) for c in cells],
+                        [(p[0].batch_id, p[0].rows.num_rows) for p in plans[1:]])
+    views = _finish(root, manifest, ledger, store,
+                    Batch(seq, source.name, workspace, lead.batch_id, "applying",
+                          log_rows if log_keys else None,
+                          apply_rows if apply_keys else None), cells)
+    for call, logged, _, applied, rows in plans:
+        call.done = Done(seq=seq, ingested=len(applied), logged=len(logged), views=views,
+                         apply_rows=rows)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    if len(tables) == 1:
+        return tables[0]
+    import pyarrow as pa
+
+    return pa.concat_tables(tables)
 
 
 def _config(root: Path, config: ProjectConfig | None) -> ProjectConfig:

@@ -141,10 +141,16 @@ class Ledger:
     def record(self, source: str, workspace: str, batch_id: str | None, received: int,
                log_keys: Sequence[str], log_rows: pa.Table | None, apply_keys: Sequence[str],
                apply_rows: pa.Table | None,
-               cells: Sequence[tuple[str, str, str, bytes]] | None = None) -> int:
+               cells: Sequence[tuple[str, str, str, bytes]] | None = None,
+               members: Sequence[tuple[str | None, int]] = ()) -> int:
         """The commit point of a push: identities, events and (when given) the online cells
         they produce, in one transaction; its seq. With `cells` the batch is `applying`:
-        only its log files and the cells' writes are left, both redone as they are."""
+        only its log files and the cells' writes are left, both redone as they are.
+
+        `members` (group commit: further calls applied with this one, each `(batch_id,
+        received)`): each gets a batch row of its own, `done` at once and holding nothing
+        (its events and cells are this batch's), so that its batch id is known as applied
+        from this same commit on."""
         con = self.con
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -156,6 +162,11 @@ class Ledger:
                 (source, workspace, batch_id, state, _ipc(log_rows), _ipc(apply_rows), received,
                  dt.datetime.now(dt.UTC).isoformat()))
             seq = int(cur.lastrowid or 0)
+            created = dt.datetime.now(dt.UTC).isoformat()
+            con.executemany(
+                "INSERT INTO batches (source, workspace, batch_id, state, received, created) "
+                "VALUES (?, ?, ?, 'done', ?, ?)",
+                [(source, workspace, b, n, created) for b, n in members])
             con.executemany("INSERT INTO logged (source, key, seq) VALUES (?, ?, ?)",
                             [(source, k, seq) for k in log_keys])
             con.executemany("INSERT INTO applied (workspace, source, key) VALUES (?, ?, ?)",

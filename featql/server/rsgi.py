@@ -31,6 +31,7 @@ from typing import Any
 from featql.server.app import DRAIN_BYTES, Dispatcher, Reply, error_body, refusal
 from featql.server.metrics import OTHER
 
+INGEST_THREADS = 8  # pushes applied at once per worker (they queue on the ingest lock)
 BODY_SECONDS = 30.0  # a request body must arrive whole within this, or the request is a 408
 
 
@@ -42,6 +43,10 @@ class RsgiEntry:
     def __init__(self, dispatcher: Dispatcher, threads: int, max_body: int):
         self.dispatcher, self.max_body = dispatcher, max_body
         self.pool = ThreadPoolExecutor(threads, "featql-req") if threads > 1 else None
+        # pushes run off the event loop, several at once: lookups are not held behind a push,
+        # and pushes that wait on the ingest lock together are applied as one group
+        # (featql.jobs.ingest_group)
+        self.ingest_pool = ThreadPoolExecutor(INGEST_THREADS, "featql-ingest")
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         if scope.proto != "http":
@@ -54,6 +59,10 @@ class RsgiEntry:
         if problem is not None:
             self.dispatcher.count(problem, started)
             reply = problem
+        elif environ["PATH_INFO"].startswith("/v1/ingest/"):
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(self.ingest_pool, self.dispatcher.reply_for,
+                                               environ, started, False)
         elif self.pool is None:
             reply = self.dispatcher.reply_for(environ, started, False)
         else:
