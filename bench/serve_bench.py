@@ -4,7 +4,7 @@ project over SQLite and DynamoDB (dynalite), against a bare Flask app on granian
 settings that returns a constant JSON body of the same size (the ceiling), all in one run.
 
     .venv/bin/python bench/serve_bench.py [--transactions 1000000] [--rounds 3] [--quick]
-        [--servers granian,granian-asgi,loop]
+        [--servers granian,granian-asgi,loop] [--compaction]
 
 Servers: `granian` is what `featql serve` runs (granian's RSGI interface on its Rust event
 loop rloop); `granian-<interface>[+<loop>]` the same app on another of granian's interfaces
@@ -399,14 +399,21 @@ def request_bodies(n_entities: int, users: int, merchants: int, count: int = 200
 
 
 # -- setup -------------------------------------------------------------------------------------
-def prepare_project(work: Path, transactions: int) -> Path:
+def prepare_project(work: Path, transactions: int, extra: dict[str, str] | None = None,
+                    edit: Any = None) -> Path:
+    """The example project with the bench's service (and `extra` files: path -> text; `edit`,
+    called with the project folder once the data is generated, before the apply)."""
     from featql.examples.generate import generate
 
     root = work / "features"
     shutil.copytree(REPO / "features", root,
                     ignore=shutil.ignore_patterns("data", "target", ".featql"))
     (root / "services" / "bench_50.sql").write_text(SERVICE_SQL)
+    for rel, text in (extra or {}).items():
+        (root / rel).write_text(text)
     generate(root, transactions=transactions, days=90)
+    if edit is not None:
+        edit(root)
     from featql.compiler.project import compile_project
     from featql.registry import apply_now
 
@@ -439,6 +446,10 @@ def main() -> int:
                          "interface / event loop), loop (the former event-loop gunicorn "
                          "worker)")
     ap.add_argument("--skip-dynamodb", action="store_true")
+    ap.add_argument("--compaction", action="store_true",
+                    help="only the compaction scenario (bench/serve_compaction.py): a service "
+                         "with 30-day and 90-day windows on 1-hour slides, loaded compacted "
+                         "and not; p99 and bytes read per 100-entity lookup")
     ap.add_argument("--bare-server", nargs=4, metavar=("PORT", "BODY", "WORKERS", "THREADS"),
                     help=argparse.SUPPRESS)
     ap.add_argument("--featql-server", nargs=6, help=argparse.SUPPRESS)
@@ -451,6 +462,10 @@ def main() -> int:
         server, port, raw, workers, threads, legacy = args.featql_server
         run_featql_server(server, int(port), raw, int(workers), int(threads), legacy)
         return 0
+    if args.compaction:
+        from serve_compaction import run as run_compaction  # bench/ is sys.path[0]
+
+        return run_compaction(args.transactions, args.rounds, args.quick)
     chosen = [x for x in args.servers.split(",") if x]
     unknown = {x.partition("+")[0] for x in chosen} - set(SERVERS)
     if unknown:
