@@ -38,10 +38,11 @@ java:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
 
 # Kafka for the stream tests and `featql stream`: Spark's Kafka connector for the pinned pyspark
-# (jvm/spark-kafka/pom.xml) and a KRaft broker (jvm/kafka/pom.xml), fetched through Maven into
+# (jvm/spark-kafka/pom.xml), Spark's Avro functions for `format = avro` streams
+# (jvm/spark-avro/pom.xml) and a KRaft broker (jvm/kafka/pom.xml), fetched through Maven into
 # .cache/jars/<name>/; a stamp per folder makes it run once per pom. `make demo` needs none of it.
 MVN := mvn -B -q -Dstyle.color=never
-kafka: .cache/jars/spark-kafka/.stamp .cache/jars/kafka/.stamp
+kafka: .cache/jars/spark-kafka/.stamp .cache/jars/spark-avro/.stamp .cache/jars/kafka/.stamp
 maven: java
 	@command -v mvn >/dev/null 2>&1 || { \
 	  echo "installing Maven for the Kafka jars"; \

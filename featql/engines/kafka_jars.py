@@ -1,10 +1,13 @@
-"""Where the Kafka jars are: Spark's Kafka connector (for `format("kafka")`) and the test broker.
+"""Where the Kafka jars are: Spark's Kafka connector (for `format("kafka")`), Spark's Avro
+functions (`from_avro`, for `format = avro` streams) and the test broker.
 
-`make kafka` (part of `make test`) fetches both through Maven, from `jvm/spark-kafka/pom.xml`
-and `jvm/kafka/pom.xml`, into `.cache/jars/spark-kafka/` and `.cache/jars/kafka/` of the featql
-checkout, each with a `.stamp` once complete. pyspark does not ship the connector, and a
-connector of another Spark version fails at run time in obscure ways, so `kafka_jars` checks
-that the cached connector's version is the installed pyspark's.
+`make kafka` (part of `make test`) fetches them through Maven, from `jvm/spark-kafka/pom.xml`,
+`jvm/spark-avro/pom.xml` and `jvm/kafka/pom.xml`, into `.cache/jars/spark-kafka/`,
+`.cache/jars/spark-avro/` and `.cache/jars/kafka/` of the featql checkout, each with a `.stamp`
+once complete. pyspark ships neither the connector nor spark-avro, and a jar of another Spark
+version fails at run time in obscure ways, so `kafka_jars` and `avro_jars` check that the cached
+jar's version is the installed pyspark's. `kafka_jars` adds the Avro jar when it was fetched
+(a JSON stream does not need it), so a session started with `spark_kafka_conf()` reads both.
 
 The folder holding `spark-kafka/` and `kafka/` is, in order: `root/.cache/jars` when a root is
 given, `$FEATQL_JARS` when set, else the first `.cache/jars` found from the working directory
@@ -22,10 +25,13 @@ from featql.core.errors import UserError
 
 ENV = "FEATQL_JARS"
 SPARK_KAFKA = "spark-kafka"
+SPARK_AVRO = "spark-avro"
 BROKER = "kafka"
 STAMP = ".stamp"
 _CONNECTOR = re.compile(r"^spark-sql-kafka-0-10_(?P<scala>[0-9.]+)-(?P<version>.+)\.jar$")
+_AVRO = re.compile(r"^spark-avro_(?P<scala>[0-9.]+)-(?P<version>.+)\.jar$")
 _CONNECTOR_NAME = "Spark's Kafka connector"
+_AVRO_NAME = "Spark's Avro functions (spark-avro)"
 _BROKER_NAME = "the Kafka broker"
 
 
@@ -79,25 +85,50 @@ def installed_pyspark() -> str | None:
         return None
 
 
-def kafka_jars(root: Path | None = None) -> list[str]:
-    """The absolute paths of Spark's Kafka connector and its dependencies, for `spark.jars`.
-
-    Raises `KafkaJarsMissing` (a `UserError`) when they were not fetched, or when they are for
-    a Spark version other than the installed pyspark's."""
-    jars = _complete(jars_folder(root) / SPARK_KAFKA, _CONNECTOR_NAME)
-    version = connector_version(jars)
+def _same_spark(version: str, what: str, pom: str) -> None:
     pyspark = installed_pyspark()
     if pyspark is not None and pyspark != version:
         raise KafkaJarsMissing(
-            f"the cached Kafka connector is for Spark {version} but pyspark {pyspark} is "
+            f"the cached {what} is for Spark {version} but pyspark {pyspark} is "
             f"installed: install the pinned pyspark (pip install -e '.[spark]'), or pin "
-            f"jvm/spark-kafka/pom.xml to {pyspark} if Maven Central serves it, then {_hint()}")
+            f"jvm/{pom}/pom.xml to {pyspark} if Maven Central serves it, then "
+            f"{_hint(what)}")
+
+
+def avro_jars(root: Path | None = None) -> list[str]:
+    """The absolute path of Spark's `spark-avro` jar (its dependencies are pyspark's own).
+
+    Raises `KafkaJarsMissing` when it was not fetched or is for another Spark version."""
+    jars = _complete(jars_folder(root) / SPARK_AVRO, _AVRO_NAME)
+    match = next((m for m in map(_AVRO.match, (j.name for j in jars)) if m), None)
+    if match is None:
+        raise KafkaJarsMissing(
+            f"no spark-avro jar among {[j.name for j in jars]}: {_hint(_AVRO_NAME)}")
+    _same_spark(match.group("version"), "Avro jar (spark-avro)", SPARK_AVRO)
     return [str(jar.resolve()) for jar in jars]
 
 
-def spark_kafka_conf(root: Path | None = None) -> dict[str, str]:
-    """The SparkSession settings that put the connector on its classpath (before it starts)."""
-    return {"spark.jars": ",".join(kafka_jars(root))}
+def kafka_jars(root: Path | None = None) -> list[str]:
+    """The absolute paths of Spark's Kafka connector and its dependencies, for `spark.jars`,
+    and of `spark-avro` when it was fetched (`avro_jars`).
+
+    Raises `KafkaJarsMissing` (a `UserError`) when the connector was not fetched, or when it is
+    for a Spark version other than the installed pyspark's."""
+    jars = _complete(jars_folder(root) / SPARK_KAFKA, _CONNECTOR_NAME)
+    _same_spark(connector_version(jars), "Kafka connector", SPARK_KAFKA)
+    out = [str(jar.resolve()) for jar in jars]
+    if (jars_folder(root) / SPARK_AVRO / STAMP).is_file():
+        out += avro_jars(root)
+    return out
+
+
+def spark_kafka_conf(root: Path | None = None, avro: bool = False) -> dict[str, str]:
+    """The SparkSession settings that put the connector on its classpath (before it starts);
+    with `avro`, `spark-avro` must be among them (`KafkaJarsMissing` when it was not fetched)."""
+    jars = kafka_jars(root)
+    if avro and not any(_AVRO.match(Path(j).name) for j in jars):
+        jars += avro_jars(root)  # raises, saying how to fetch it
+    return {"spark.jars": ",".join(jars)}
 
 
 def broker_classpath(root: Path | None = None) -> str:

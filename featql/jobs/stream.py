@@ -135,9 +135,12 @@ def stream_targets(manifest: Manifest, views: Sequence[str] | None
         by_source.setdefault(src.name, (src, []))[1].append(view)
     for src, _ in by_source.values():
         if src.stream is not None and src.stream.format == "avro":
-            raise StreamError(
-                f"source '{src.name}': format = avro needs Spark's Avro reader (spark-avro), "
-                "which featql does not ship yet; produce JSON (format = json)")
+            from featql.jobs.stream_avro import avro_schema
+
+            try:
+                avro_schema(src)  # every column has an Avro type
+            except UserError as e:
+                raise StreamError(str(e)) from None
     return [by_source[n] for n in sorted(by_source)]
 
 
@@ -307,7 +310,7 @@ class _SourceRun:
         stream = self.source.stream
         assert stream is not None
         if stream.kind == "kafka":
-            return (spark.readStream.format("kafka")
+            kafka = (spark.readStream.format("kafka")
                     .option("kafka.bootstrap.servers", stream.bootstrap)
                     .option("subscribe", stream.topic)
                     .option("startingOffsets", "earliest")
@@ -316,8 +319,10 @@ class _SourceRun:
                     .option("kafka.request.timeout.ms", str(KAFKA_TIMEOUT_MS))
                     .option("kafka.default.api.timeout.ms", str(KAFKA_TIMEOUT_MS))
                     .option("fetchOffset.numRetries", "1")
-                    .load()
-                    .selectExpr("CAST(value AS STRING) AS value",
+                    .load())
+            if stream.format == "avro":
+                return _avro_frame(kafka, self.source)
+            return (kafka.selectExpr("CAST(value AS STRING) AS value",
                                 "concat(CAST(partition AS STRING), ':', "
                                 "CAST(offset AS STRING)) AS origin"))
         path = str(Path(stream.path) if Path(stream.path).is_absolute()
@@ -360,6 +365,22 @@ class _SourceRun:
         if exc is None and self.error is None:
             return None
         return explain(self.source, self.error, exc)
+
+
+def _avro_frame(kafka: Any, source: Source) -> Any:
+    """The topic's messages decoded by Spark's `from_avro` (`featql.jobs.stream_avro`)."""
+    from featql.jobs.stream_avro import decoded_frame
+
+    try:
+        return decoded_frame(kafka, source)
+    except Exception as e:  # py4j: the spark-avro classes are not on the session's classpath
+        from featql.engines.kafka_jars import SPARK_AVRO, jars_folder
+
+        raise StreamError(
+            f"source '{source.name}' (format = avro): Spark's Avro functions are not on the "
+            f"SparkSession's classpath ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            f"run `make kafka` to fetch spark-avro into {jars_folder() / SPARK_AVRO}, and start "
+            "the session with featql.engines.kafka_jars.spark_kafka_conf(avro=True)") from None
 
 
 def explain(source: Source, inner: BaseException | None, spark_error: Any) -> StreamError:
@@ -417,7 +438,8 @@ def run_stream(root: Path | str, manifest: Manifest, workspace: str,
 
     check_topics(kafka)
     if spark is None:
-        spark = _session(config, bool(kafka))
+        spark = _session(config, bool(kafka), any(
+            s.stream is not None and s.stream.format == "avro" for s in kafka))
     watch = BrokerWatch(kafka)
     try:
         for run in runs:
@@ -461,12 +483,12 @@ def _wait(runs: list[_SourceRun], watch: Any, until_idle: bool,
         time.sleep(POLL_S)
 
 
-def _session(config: ProjectConfig | None, kafka: bool) -> Any:
+def _session(config: ProjectConfig | None, kafka: bool, avro: bool = False) -> Any:
     from featql.engines.kafka_jars import spark_kafka_conf
     from featql.engines.spark import spark_session
 
     conf = dict(config.spark_conf) if config is not None else {}
     if kafka:
-        conf.update(spark_kafka_conf())
+        conf.update(spark_kafka_conf(avro=avro))
     master = config.spark_master if config is not None else "local[2]"
     return spark_session(master, conf)

@@ -2,12 +2,15 @@
 
 `featql stream` collects each Spark micro-batch to the driver as Arrow (`value`, the raw
 message text, and `origin`, where it came from: `partition:offset` of a Kafka topic or the file
-it was read from). `split_batch` sorts every message into events or dead letters, so none is
-dropped without a word:
+it was read from; for a `format = avro` topic also `record`, the message decoded by Spark's
+`from_avro`, and `value` is then its bytes in base64: `featql.jobs.stream_avro`).
+`split_batch` sorts every message into events or dead letters, so none is dropped without a
+word:
 
 - **events**: decoded and checked against the source's schema by the push path's own checker
   (`featql.jobs.ingest_records.records_table`: one set of rules for pushes and streams);
-- **dead letters**: messages that are not a JSON object, records missing the event time or the
+- **dead letters**: messages that are not a JSON object (or not an Avro record of the
+  source's schema), records missing the event time or the
   key, values of the wrong type, fields the source does not declare; each with the checker's
   reason (`record.amount must be DOUBLE, got string`). The stream job writes them as JSON
   lines, one file per batch named by the batch id (a replayed batch rewrites the same file).
@@ -116,8 +119,14 @@ def split_batch(source: Source, raw: pa.Table, watermark: dt.datetime | None) ->
     records: list[dict[str, Any]] = []
     at: list[int] = []  # message index of each record
     out = Split(None)
-    for i, value in enumerate(values):
-        rec, why = decode(value)
+    if "record" in raw.column_names:  # format = avro: decoded by Spark
+        from featql.jobs.stream_avro import decode_batch
+
+        decoded = decode_batch(raw)
+    else:
+        decoded = [decode(value) for value in values]
+    for i, (rec, why) in enumerate(decoded):
+        value = values[i]
         if rec is None:
             out.dead.append(SetAside(str(origins[i]), value, why or "not a record"))
             continue
