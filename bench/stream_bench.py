@@ -240,6 +240,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="featql-stream-bench-"))
     root = tmp / "proj"
+    load = [os.getloadavg()[0], 0.0]
     try:
         write_project(root)
         done = cli(root, "apply", "--yes")
@@ -256,6 +257,7 @@ def main() -> None:
             server.stop()
         base_fresh = baseline(root, args.seconds, args.rate, args.clients, args.batch, ids)
         base_sustained = baseline(root, args.seconds, None, args.clients, 100, ids)
+        load[1] = os.getloadavg()[0]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rows = [
@@ -269,6 +271,8 @@ def main() -> None:
     print(f"push path: {args.clients} clients, {args.rate:.0f} events/s offered in batches of "
           f"{args.batch}, {args.seconds:.0f} s per phase; baseline = the same load written "
           "straight into the SQLite online store in process, same run")
+    print(f"load average (1 min) {load[0]:.1f} at the start, {load[1]:.1f} at the end, on "
+          f"{os.cpu_count()} cores")
     print(f"{'figure':<40} {'featql':>10} {'baseline':>10} {'ratio':>8}")
     for name, got, base in rows:
         print(f"{name:<40} {got:>10.1f} {base:>10.1f} {got / base:>8.2f}")
@@ -278,7 +282,7 @@ def main() -> None:
     (out / "stream_bench.json").write_text(json.dumps(
         {"push": {"freshness": fresh, "sustained": sustained,
                   "baseline_freshness": base_fresh, "baseline_sustained": base_sustained,
-                  "args": vars(args)}}, indent=2))
+                  "load_average": load, "args": vars(args)}}, indent=2))
     if args.kafka:
         from bench.stream_kafka import report, run
 
