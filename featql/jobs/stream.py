@@ -373,14 +373,16 @@ def _avro_frame(kafka: Any, source: Source) -> Any:
 
     try:
         return decoded_frame(kafka, source)
-    except Exception as e:  # py4j: the spark-avro classes are not on the session's classpath
+    except Exception as e:  # Spark 4: AnalysisException [AVRO_NOT_LOADED_SQL_FUNCTIONS_UNUSABLE]
+        if "AVRO_NOT_LOADED" not in str(e) and "JavaPackage" not in str(e):
+            raise
         from featql.engines.kafka_jars import SPARK_AVRO, jars_folder
 
         raise StreamError(
-            f"source '{source.name}' (format = avro): Spark's Avro functions are not on the "
-            f"SparkSession's classpath ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            f"run `make kafka` to fetch spark-avro into {jars_folder() / SPARK_AVRO}, and start "
-            "the session with featql.engines.kafka_jars.spark_kafka_conf(avro=True)") from None
+            f"source '{source.name}' (format = avro): Spark's Avro functions (spark-avro) are "
+            f"not on the SparkSession's classpath: run `make kafka` to fetch them into "
+            f"{jars_folder() / SPARK_AVRO}, and start the session with "
+            "featql.engines.kafka_jars.spark_kafka_conf(avro=True)") from None
 
 
 def explain(source: Source, inner: BaseException | None, spark_error: Any) -> StreamError:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from featql.core.errors import UserError
@@ -54,6 +55,7 @@ _PRIMITIVE: dict[str, Any] = {
     "TIMESTAMP": {"type": "long", "logicalType": "timestamp-micros"},
     "DATE": {"type": "int", "logicalType": "date"},
 }
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # Avro's rule for record and field names
 NOT_AVRO = ("not an Avro record of the source's schema (plain Avro binary, no header), or a "
             "record whose fields are all NULL")
 
@@ -70,7 +72,13 @@ def avro_type(featql_type: str, where: str) -> Any:
 
 
 def avro_schema(source: Source) -> dict[str, Any]:
-    """The Avro schema of the source's messages (see the module doc)."""
+    """The Avro schema of the source's messages (see the module doc); a `UserError` when a
+    name is not an Avro name or a column type has no Avro type."""
+    for what, name in (("source", source.name), *(("column", c.name) for c in source.columns)):
+        if not _NAME.match(name):
+            raise UserError(f"source '{source.name}': {what} name '{name}' is not an Avro name "
+                            "(letters, digits and _, not starting with a digit), so format = "
+                            "avro cannot name it; rename it or use format = json")
     return {"type": "record", "name": source.name, "namespace": "featql",
             "fields": [{"name": c.name, "type": ["null", avro_type(c.type, f"source "
                                                                   f"'{source.name}', column "

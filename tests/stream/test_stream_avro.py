@@ -89,6 +89,13 @@ def test_the_schema_of_a_source() -> None:
     with pytest.raises(UserError, match="no Avro type for MAP<STRING, INT>"):
         avro_type("MAP<STRING, INT>", "column 'm'")
 
+    class Odd:
+        name = "events"
+        columns = (Column("id", "BIGINT"), Column("1st", "INT"))
+
+    with pytest.raises(UserError, match="column name '1st' is not an Avro name"):
+        avro_schema(Odd())  # type: ignore[arg-type]
+
 
 @pytest.mark.slow
 def test_spark_decodes_every_type(kafka_spark: Any) -> None:
@@ -229,3 +236,39 @@ def test_missing_or_mismatched_avro_jars_say_how_to_get_them(tmp_path: Path) -> 
     jars = spark_kafka_conf(tmp_path, avro=True)["spark.jars"].split(",")
     assert [Path(j).name for j in jars] == [f"spark-sql-kafka-0-10_2.13-{version}.jar",
                                             f"spark-avro_2.13-{version}.jar"]
+
+
+_NO_AVRO = """
+from featql.core.ir import Column
+from featql.engines.spark import spark_session
+from featql.jobs.stream import StreamError, _avro_frame
+
+class Src:
+    name = "events"
+    columns = (Column("id", "BIGINT"), Column("ts", "TIMESTAMP"))
+
+spark = spark_session("local[1]", {})
+frame = spark.createDataFrame([(b"", 0, 0)], "value BINARY, partition INT, offset LONG")
+try:
+    _avro_frame(frame, Src())
+except StreamError as e:
+    print("StreamError:", e)
+else:
+    print("no error")
+"""
+
+
+@pytest.mark.slow
+def test_a_session_without_spark_avro_is_a_clear_error(tmp_path: Path) -> None:
+    """A SparkSession started without the spark-avro jar (its own process: this one has it)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYSPARK_SUBMIT_ARGS"}
+    done = subprocess.run([sys.executable, "-c", _NO_AVRO], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1].startswith(
+        "StreamError: source 'events' (format = avro): Spark's Avro functions (spark-avro) are "
+        "not on the SparkSession's classpath: run `make kafka`"), done.stdout
