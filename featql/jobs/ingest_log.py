@@ -25,7 +25,10 @@ unfinished batch (`recover`): rewriting the same files and the same cells change
 a batch is never applied twice because its cells are computed once, before it is recorded.
 A client retrying a push whose answer it did not get sends events the ledger already holds:
 they are counted as duplicates, not ingested again. All of it runs under one file lock per
-project (`.featql/ingest.lock`): pushes are serialized across threads and processes.
+project (`.featql/ingest.lock`): pushes are serialized across threads and processes. Calls
+that wait on the lock together in one process are one batch (`ingest_group`: group commit):
+one batch row holds their events and cells, and each further call has a batch row of its own,
+`done` from the same commit (its `batch_id` is applied), so recovery is a single batch's.
 """
 
 from __future__ import annotations
