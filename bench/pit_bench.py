@@ -11,7 +11,10 @@ join per anchor, then the same functions in SQL: DuckDB's own approx_count_disti
 approx_quantile for the sketches). Rounds are interleaved and medians reported (--repeat);
 then, outside the timing, every value is checked: the exact functions against the
 hand-written query (equal; STDDEV/VAR to 1e-9 relative), the sketches against the exact
-count distinct and nearest-rank percentile within their documented bounds.
+count distinct and nearest-rank percentile within their documented bounds. Its own project and
+data live under --dir/s3. At 10M events the hand-written query needs more than the default
+1 GB (`--scenario 3 --duckdb-memory 4GB`, for both); develop at
+`--scenario 3 --events 1000000 --spine3 100000 --entities 10000` (the same density).
 Each measurement runs in a fresh child process; the parent polls the RSS of the child's whole
 process tree (Spark's JVM included) in /proc for the peak. Seconds are the wall time of the
 training-set call with the project compiled (compile time and Spark's session start-up are
