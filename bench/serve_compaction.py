@@ -1,5 +1,5 @@
 """Compaction at serving (issue 14): a service with 30-day and 90-day windows on 1-hour slides,
-loaded into SQLite compacted (FQC1, `load_online(..., compact=True)`, the default) and all-fine
+loaded into SQLite compacted (FQC1, `load_online(..., compact=True)`; opt-in: `[online] compact`)
 (`compact=False`) from the same offline data, then the same 100-entity lookups against both.
 
     .venv/bin/python bench/serve_bench.py --compaction [--transactions N] [--rounds R] [--quick]

@@ -16,7 +16,8 @@ DEFAULT_EXCLUDE = ("target", ".featql", "data", ".venv", "node_modules", "__pyca
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "project": ("name", "exclude"),
     "offline": ("engine", "path"),
-    "online": ("store", "path", "region", "endpoint_url", "table_prefix", "read_deadline_ms"),
+    "online": ("store", "path", "region", "endpoint_url", "table_prefix", "read_deadline_ms",
+               "compact"),
     "spark": ("master", "conf"),
     "serve": ("host", "port", "workers", "threads", "max_entities", "max_body_bytes"),
 }
@@ -105,6 +106,7 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, Any], ...] = (
     ("online", "path", "a string", lambda v: isinstance(v, str)),
     ("online", "read_deadline_ms", "a number of milliseconds (0 < ms <= 600000)",
      lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 600_000),
+    ("online", "compact", "true or false", lambda v: isinstance(v, bool)),
     ("spark", "master", "a string", lambda v: isinstance(v, str)),
     ("spark", "conf", "a table of settings", lambda v: isinstance(v, dict)),
 )

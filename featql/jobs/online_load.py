@@ -230,16 +230,18 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
                 end: dt.datetime | None = None, store: OnlineStore | None = None,
                 scan: Scan | None = None, full: bool = False,
                 config: ProjectConfig | None = None,
-                now: dt.datetime | None = None, compact: bool = True) -> LoadReport:
+                now: dt.datetime | None = None, compact: bool | None = None) -> LoadReport:
     """Load the online store of `workspace` from the offline data (see module doc).
 
     `end` (naive UTC) bounds the data loaded (rows before it, tiles ending by it); `full`
     ignores the incremental state. `config` defaults to the project's featql.toml. `now`
     (naive UTC; the wall clock by default) is the load time: a `known_at` view loads, per
-    entity, the newest row created by then (by `end` when that is earlier). `compact` (the
-    default) stores the tail of long windows at coarser tiles (`featql.semantics.compaction`;
-    never for stream views, nor views over a source events were pushed into in this workspace:
-    pushes fold into fine tiles).
+    entity, the newest row created by then (by `end` when that is earlier). `compact` stores
+    the tail of long windows at coarser tiles (`featql.semantics.compaction`; never for stream
+    views, nor views over a source events were pushed into in this workspace: pushes fold into
+    fine tiles). It is opt-in, `[online] compact = true` in featql.toml when None: a push that
+    reaches a compacted cell keeps only its fine tail, so that entity's long windows are
+    refused (422) until the next load.
     """
     from featql.online.stores import open_store
 
@@ -258,6 +260,8 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
         assert config is not None
         scan, close_scan = default_scan(manifest, root, config, workspace)
     chosen = [v for v in manifest.views if v.online and (views is None or v.name in views)]
+    if compact is None:
+        compact = bool(config.online.get("compact", False)) if config is not None else False
     try:
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         known_by = min(now, end) if end is not None else now

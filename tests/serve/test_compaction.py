@@ -418,7 +418,7 @@ def test_views_over_a_pushed_source_are_loaded_fine(example_project: Path,
         store = SqliteStore(tmp_path / f"{name}.db", "dev")
         try:
             load_online(root, m, "dev", store=store, config=result.config,
-                        views=["user_txn_aggs"])
+                        views=["user_txn_aggs"], compact=True)
             return {bytes(p[:4]) for (p,) in store._conn().execute(
                 f"SELECT payload FROM {store.table} WHERE view = ?", [cell_name(view)])}
         finally:
