@@ -117,6 +117,8 @@ def _push_step(port: int, base: str, at: str, say: Callable[[str], None]) -> boo
         return False
     status, after = _post(port, "/v1/features/fraud_detection", lookup)
     if status != 200:
+        say(f"# the lookup after the push failed: HTTP {status}")
+        say(json.dumps(after, indent=2))
         return False
     old, new = before["features"][0], after["features"][0]
     say("# the same lookup right after the push:")
