@@ -225,15 +225,35 @@ class Ledger:
                                     (source,)).fetchone()[0])
 
 
+class IngestLockBusy(UserError):
+    """The ingest lock was not free within a caller's timeout (`locked(root, timeout)`)."""
+
+
 @contextmanager
-def locked(root: Path) -> Iterator[Ledger]:
-    """The project's ingest lock (threads and processes), with its ledger open."""
+def locked(root: Path, timeout: float | None = None) -> Iterator[Ledger]:
+    """The project's ingest lock (threads and processes), with its ledger open; `timeout`
+    (seconds): raise `IngestLockBusy` when it is not free by then (None: wait for it)."""
+    import time
+
     path = root / LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _THREAD_LOCK:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if not _THREAD_LOCK.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+        raise IngestLockBusy(f"the ingest lock {path} was not free within {timeout:g} s")
+    try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            while deadline is not None:  # poll: flock itself cannot time out
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise IngestLockBusy(f"the ingest lock {path} was not free within "
+                                             f"{timeout:g} s") from None
+                    time.sleep(0.02)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX)
             key = (os.path.abspath(root), os.getpid())  # no resolve(): a stat per part
             ledger = _LEDGERS.get(key)
             if ledger is None:  # one connection per process and project, kept open
@@ -246,6 +266,8 @@ def locked(root: Path) -> Iterator[Ledger]:
                 raise
         finally:
             os.close(fd)  # closing the descriptor releases the lock
+    finally:
+        _THREAD_LOCK.release()
 
 
 # -- the offline log ---------------------------------------------------------------------------
