@@ -371,8 +371,21 @@ def _created_column(f: ParsedFile, name: str, deps: list[str], is_agg: bool, typ
     `known_at` (PRODUCT §3). A view reading a `known_at` source or view that cannot carry the
     created column with each row is refused (E423): it could not hide rows not yet created."""
     refs = res.table_refs.get(name, [])
-    single = len(deps) == 1 and len(refs) == 1 and not is_agg \
-        and _rows_preserved(typed.query.qualified, deps[0])
+    # an aggregate view's events are the rows of its FROM: they carry the created column when
+    # they come one by one from the one relation read (its GROUP BY aside)
+    single = len(deps) == 1 and len(refs) == 1 \
+        and _rows_preserved(typed.query.qualified, deps[0], grouped=is_agg)
+    if single and is_agg and not _is_known(deps[0], sources, views):
+        return None, False  # an aggregate view has no created column of its own
+    if single and is_agg and _streamed(deps[0], sources, views):
+        assert f.decl is not None
+        at = next((node_span(f.src, t) for t in refs), f.decl.span)
+        diags.error("E423", f"feature view '{name}' aggregates the known_at events of "
+                    f"'{deps[0]}', which come from a stream source, but a stream view cannot "
+                    "count events as of when they were created yet (only batch aggregate "
+                    "views can)", at, hint="drop known_at from the source, or aggregate a "
+                    "batch source")
+        return None, False
     if single and deps[0] in sources:
         src = sources[deps[0]]
         return src.created, src.known_at is not None
@@ -385,30 +398,49 @@ def _created_column(f: ParsedFile, name: str, deps: list[str], is_agg: bool, typ
         at = next((node_span(f.src, t) for t in refs if t.name.lower() == known[0]),
                   f.decl.span)
         what = "source" if known[0] in sources else "feature view"
-        why = ("an aggregate view cannot count events as of when they were created yet"
-               if is_agg else "its rows do not come one by one from that one relation, so "
-               "they cannot carry the created column")
+        why = ("its events do not come one by one from that one relation, so they cannot "
+               "carry the created column" if is_agg else "its rows do not come one by one "
+               "from that one relation, so they cannot carry the created column")
         diags.error("E423", f"feature view '{name}' reads {what} '{known[0]}', which is "
                     f"known_at (a row is visible once created), but {why}", at,
                     hint="read it in a plain SELECT ... FROM <it> [WHERE ...] in a row-level "
                     "view, or drop known_at from the source" if not is_agg else
-                    "drop known_at from the source, or read a source without it")
+                    "aggregate it in a plain SELECT ... FROM <it> [WHERE ...] GROUP BY <keys>, "
+                    "or drop known_at from the source")
     return None, False
 
 
-def _rows_preserved(query: exp.Expr, source: str) -> bool:
-    """Does every row of the view come from exactly one row of `source`?
+def _streamed(dep: str, sources: dict[str, Source], views: dict[str, FeatureView]) -> bool:
+    """Does `dep` (a source or view) read a stream source, directly or through views?"""
+    if dep in sources:
+        return sources[dep].stream is not None
+    view = views.get(dep)
+    return view is not None and any(_streamed(d, sources, views) for d in view.depends_on)
+
+
+def _is_known(dep: str, sources: dict[str, Source], views: dict[str, FeatureView]) -> bool:
+    return (dep in sources and sources[dep].known_at is not None) or (
+        dep in views and views[dep].known_at)
+
+
+def _rows_preserved(query: exp.Expr, source: str, grouped: bool = False) -> bool:
+    """Does every row of the view come from exactly one row of `source`? (`grouped`: an
+    aggregate view, whose own GROUP BY and aggregates are allowed at the top: does every event
+    it aggregates?)
 
     Only then can the source's `created` column travel with the row to break ties; through a
     GROUP BY, DISTINCT, aggregate, JOIN or set operation it cannot.
     """
     ctes = {c.alias_or_name.lower(): c.this for c in query.find_all(exp.CTE)}
     node: exp.Expr | None = query
+    top = grouped
     while isinstance(node, exp.Select):
-        if node.args.get("group") or node.args.get("distinct") or node.args.get("joins") or any(
+        if node.args.get("joins") or (not top and (
+                node.args.get("group") or node.args.get("distinct") or any(
                 p.find(exp.AggFunc) is not None and p.find(exp.Window) is None
-                for p in node.selects):
+                for p in node.selects))):
             return False
+        top = False
         from_ = node.args.get("from_")
         rel = from_.this if from_ is not None else None
         if isinstance(rel, exp.Subquery):

@@ -6,7 +6,8 @@
   aggregation, in declaration order, its mergeable partials `<agg>__<partial>`, as
   `featql.semantics.aggregates` defines them (count → `count`; sum → `sum`, `count` (non-NULL
   inputs, so an all-NULL window sums to NULL); avg → `sum` (DOUBLE), `count`; min → `min`;
-  max → `max`).
+  max → `max`). A `known_at` aggregate view has `_featql_known` after `_tile_start`: its
+  tiles are keyed by (keys, `_tile_start`, `_featql_known`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from featql.semantics.aggregates import tile_columns, tile_partials
 
 CREATED = "_featql_created"
 TILE_START = "_tile_start"
+KNOWN = "_featql_known"
+"""A `known_at` aggregate view's tiles: when the partial became known (see stages.py)."""
 
-__all__ = ["CREATED", "TILE_START", "lowered_columns", "tile_partials"]
+__all__ = ["CREATED", "KNOWN", "TILE_START", "lowered_columns", "tile_partials"]
 
 
 def lowered_columns(view: FeatureView) -> tuple[Column, ...]:
@@ -26,4 +29,5 @@ def lowered_columns(view: FeatureView) -> tuple[Column, ...]:
         return (*view.keys, Column(view.timestamp, "TIMESTAMP"), Column(CREATED, "TIMESTAMP"),
                 *(Column(f.name, f.type) for f in view.features))
     tiles = [Column(c, t) for c, t in tile_columns(view)]
-    return (*view.keys, Column(TILE_START, "TIMESTAMP"), *tiles)
+    known = (Column(KNOWN, "TIMESTAMP"),) if view.known_at else ()
+    return (*view.keys, Column(TILE_START, "TIMESTAMP"), *known, *tiles)

@@ -16,6 +16,9 @@ TTL, `time` for floor(t, S) and the windows, `aggregates` for each function's me
   (a NULL created: never); among them the same rule.
 - aggregate view: tiles with `floor(t, S) - W <= _tile_start < floor(t, S)` merged; COUNT of an
   empty window is 0, every other function NULL; avg = sum / count.
+  A `known_at` view's tiles have several partials per tile, keyed by `_featql_known` (when
+  its events were known: the tile's end, or a later created; NULL created: never); those with
+  `_featql_known <= t` are merged, in (`_tile_start`, `_featql_known`) order.
 - rows of the spine whose key or timestamp is NULL get NULL features; no spine row is dropped.
 """
 
@@ -35,6 +38,7 @@ SPINE_TS = "_featql_t"
 """The spine timestamp as TIMESTAMP (microseconds, no zone), the time each row asks about."""
 CREATED = "_featql_created"
 TILE_START = "_tile_start"
+KNOWN = "_featql_known"
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,9 @@ class ViewJoin:
     slide_seconds: int | None = None
     unique: bool = False  # row-level: at most one row per (keys, ts) (the offline store's rows)
     verify: bool = False  # row-level, with unique: not known; check the matched rows afterwards
-    known_at: bool = False  # row-level: a row is visible at t only when _featql_created <= t
+    # a row (row-level) or a tile's partial (aggregate: its `_featql_known`) is visible at t
+    # only when created (known) <= t
+    known_at: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,8 @@ def build_pit_join(manifest: Manifest, service: FeatureService,
         if view.kind == "aggregate":
             joins.append(ViewJoin(view.name, "aggregate", relation_name(view.name, "aggregate"),
                                   keys, TILE_START, tuple(outs),
-                                  slide_seconds=view.slide_seconds or view.schedule_seconds))
+                                  slide_seconds=view.slide_seconds or view.schedule_seconds,
+                                  known_at=view.known_at))
         else:
             joins.append(ViewJoin(view.name, "row", relation_name(view.name, "row"), keys,
                                   view.timestamp, tuple(outs),

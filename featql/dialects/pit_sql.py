@@ -9,6 +9,8 @@
 - Aggregate views, both engines: the spine's (keys, floor(t, S)) anchors are inserted among the
   tiles as empty rows at position anchor - S, and a RANGE window of W - S before each anchor row
   merges exactly the tiles in [anchor - W, anchor).
+- `known_at` aggregate views: each distinct (keys, t) of the spine joined to the partials of
+  its window known by t, merged over that partition in (tile start, known) order.
 - `known_at` row-level views: a row is seen from max(ts + 1us, created); the winner at t is
   the running best (tie-break order) over the rows seen by then: DuckDB ranks the rows, takes
   the running minimum rank and an `ASOF JOIN` on the time seen; Spark a running max of the
@@ -22,7 +24,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from featql.dialects.pit import CREATED, RID, SPINE_TS, OutputFeature, PointInTimeJoin, ViewJoin
+from featql.dialects.pit import (
+    CREATED,
+    KNOWN,
+    RID,
+    SPINE_TS,
+    OutputFeature,
+    PointInTimeJoin,
+    ViewJoin,
+)
 from featql.semantics import rows, sql
 from featql.semantics.aggregates import FUNCTIONS, partial_column
 from featql.semantics.time import floor_us_sql
@@ -184,6 +194,9 @@ def _join_aggregate(view: ViewJoin, alias: str, t_us: str, d: _Dialect, ctes: li
                     joins: list[str], selects: list[str]) -> None:
     """An aggregate view's merged windows, joined on the spine's keys and tile anchor
     (the same on both engines; `t_us` is the spine time in microseconds)."""
+    if view.known_at:
+        _join_known_aggregate(view, alias, t_us, d, ctes, joins, selects)
+        return
     ctes.extend(_aggregate_ctes(view, alias, d))
     anchor = floor_us_sql(d.name, t_us, view.slide_seconds or 1)
     for rel, feats in ((alias, _framed(view)), (f"{alias}_j", _grouped(view))):
@@ -193,6 +206,62 @@ def _join_aggregate(view: ViewJoin, alias: str, t_us: str, d: _Dialect, ctes: li
                            f"{anchor} = {rel}._featql_anchor"])
         joins.append(f"LEFT JOIN {rel} ON {on}")
         selects.extend(f"{rel}.{d.q(f.column)}" for f in feats)
+
+
+def _join_known_aggregate(view: ViewJoin, alias: str, t_us: str, d: _Dialect, ctes: list[str],
+                          joins: list[str], selects: list[str]) -> None:
+    """A `known_at` aggregate view (both engines). Its tiles hold several partials per tile,
+    one per time known (`_featql_known`); which ones a spine row sees depends on its own t, not
+    only on its anchor, so the RANGE-frame trick cannot filter them. Each distinct (keys, t) of
+    the spine is joined to the partials with `anchor - W <= start < anchor` (the longest
+    window) and `known <= t` (a LEFT JOIN: an empty window still gets its row), and every
+    feature is merged by its function's SQL over the whole partition of that (keys, t), in
+    (start, known) order: the order the online cells keep, so order-sensitive merges (Chan's
+    VAR, LAST_N) fold the same partials in the same order. A shorter window masks the partials
+    of the tiles before its own start (NULL partials merge as nothing)."""
+    keys = [d.q(k) for k in view.keys]
+    partials: list[str] = []
+    for f in view.features:
+        for p in FUNCTIONS[f.function or "count"].bind(f.args).merge_ops():
+            col = partial_column(f.aggregation or "", p)
+            if col not in partials:
+                partials.append(col)
+    longest = max((f.window_seconds or 0) for f in view.features) * _US
+    spine_t = d.epoch_us(SPINE_TS)
+    anchor = floor_us_sql(d.name, spine_t, view.slide_seconds or 1)
+    ctes.append(f"{alias}_a AS (SELECT DISTINCT {', '.join(keys)}, {spine_t} AS _featql_tus, "
+                f"{anchor} AS _featql_anchor FROM {SPINE} WHERE {_not_null([*keys, SPINE_TS])})")
+    start, known = d.q(view.timestamp), d.q(KNOWN)
+    tiles = (f"SELECT {', '.join(keys)}, {d.epoch_us(start)} AS _featql_p, {d.epoch_us(known)} "
+             f"AS _featql_kn, {', '.join(d.q(p) for p in partials)} FROM {d.q(view.relation)} "
+             f"WHERE {_not_null([*keys, start, known])}")
+    on = " AND ".join([*(f"a.{k} = t.{k}" for k in keys),
+                       f"t._featql_p >= a._featql_anchor - {longest}",
+                       "t._featql_p < a._featql_anchor", "t._featql_kn <= a._featql_tus"])
+    ctes.append(f"{alias}_x AS (SELECT {', '.join(f'a.{k}' for k in keys)}, a._featql_tus, "
+                f"a._featql_anchor, t._featql_p, t._featql_kn, "
+                f"{', '.join(f't.{d.q(p)}' for p in partials)} FROM {alias}_a a "
+                f"LEFT JOIN ({tiles}) t ON {on})")
+    part = f"PARTITION BY {', '.join(keys)}, _featql_tus ORDER BY _featql_p, _featql_kn"
+    frame = f"OVER ({part} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
+    exprs: list[str] = []
+    for f in view.features:
+        fn = FUNCTIONS[f.function or "count"].bind(f.args)
+        w = (f.window_seconds or 0) * _US
+        columns = {p: d.q(partial_column(f.aggregation or "", p)) for p in fn.merge_ops()}
+        if w < longest:
+            columns = {p: f"CASE WHEN _featql_p >= _featql_anchor - {w} THEN {c} END"
+                       for p, c in columns.items()}
+        exprs.append(f"CAST({fn.merge_sql(d.name, columns, frame)} "
+                     f"AS {d.type(f.type)}) AS {d.q(f.column)}")
+    cols = ", ".join(d.q(f.column) for f in view.features)
+    ctes.append(f"{alias} AS (SELECT {', '.join(keys)}, _featql_tus, {cols} FROM (SELECT "
+                f"{', '.join(keys)}, _featql_tus, {', '.join(exprs)}, row_number() OVER ({part}) "
+                f"AS _featql_rn FROM {alias}_x) w WHERE _featql_rn = 1)")
+    on = " AND ".join([*(f"s.{k} = {alias}.{k}" for k in keys),
+                       f"{t_us} = {alias}._featql_tus"])
+    joins.append(f"LEFT JOIN {alias} ON {on}")
+    selects.extend(f"{alias}.{d.q(f.column)}" for f in view.features)
 
 
 def _join_known(view: ViewJoin, alias: str, d: _Dialect, ctes: list[str], joins: list[str],

@@ -18,7 +18,7 @@ from featql.core.diagnostics import Span
 from featql.core.durations import format_duration
 from featql.core.ir import Aggregation, FeatureView, Manifest
 from featql.core.treecopy import light_copy
-from featql.dialects.contract import CREATED, TILE_START
+from featql.dialects.contract import CREATED, KNOWN, TILE_START
 from featql.dialects.errors import refuse
 from featql.dialects.expressions import TimeFloor
 from featql.dialects.render import parse
@@ -146,20 +146,45 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
             final_columns.append(col)
             casts |= cast
     events.set("expressions", event_columns)
+    stamped = f"stamped with their {format_duration(slide)} tile"
+    if view.known_at:  # as known at: each event's created time goes with it
+        assert view.created is not None
+        scope.carry_created(events, view.depends_on[0], view.created)
+        stamped += f" and {view.depends_on[0]}.{view.created} (known_at)"
     _check_unique(events, view, span)
     group = [exp.column(k) for k in keys] + [exp.column(TILE_START)]
-    tiles = exp.select(*tile_columns).from_(_from("filtered_events"), copy=False).group_by(
-        *group, copy=False)
+    tiles = exp.select(*tile_columns).from_(_from("filtered_events"), copy=False)
+    per = "tile"
+    if view.known_at:
+        tiles.select(_alias(_known_at(slide), KNOWN), copy=False)
+        tiles.where(exp.Not(this=exp.Is(this=exp.column(CREATED), expression=exp.null())),
+                    copy=False)
+        group.append(_known_at(slide))
+        final_columns.insert(len(keys) + 1, exp.column(KNOWN))
+        per = "tile and time known (the tile's end, or a later created)"
+    tiles = tiles.group_by(*group, copy=False)
     step = format_duration(slide)
-    what = "contract: keys, _tile_start, each aggregate's partials"
+    what = "contract: keys, _tile_start, " + ("_featql_known, " if view.known_at else "") + \
+        "each aggregate's partials"
     return [
-        Stage("filtered_events", f"events after the view's FROM, joins and WHERE, stamped with "
-              f"their {step} tile", events),
-        Stage("tiles", f"one row per key and {step} tile: partials any window of whole tiles "
+        Stage("filtered_events", f"events after the view's FROM, joins and WHERE, {stamped}",
+              events),
+        Stage("tiles", f"one row per key and {step} {per}: partials any window of whole tiles "
               "can merge", tiles),
         Stage(None, what + (" (cast to compiled types)" if casts else ""),
               exp.select(*final_columns).from_(_from("tiles"), copy=False)),
     ]
+
+
+def _known_at(slide: int) -> exp.Expr:
+    """When a known_at tile's partial is known: `greatest(tile end, created)`. Every event
+    created by its tile's end shares one partial (known at the end: before any window that
+    holds the tile closes), each later one gets a partial at its created time. Events whose
+    created is NULL are never known (filtered out before: `greatest` skips NULLs)."""
+    end = exp.Add(this=exp.column(TILE_START), expression=exp.Interval(
+        this=exp.Literal.string(str(slide)), unit=exp.Var(this="SECOND")))
+    return exp.Greatest(this=end, expressions=[_cast(exp.column(CREATED), "TIMESTAMP")],
+                        ignore_nulls=True)
 
 
 def _from(table: str) -> exp.From:

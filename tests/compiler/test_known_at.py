@@ -1,6 +1,7 @@
 """`known_at = <created column>` on @source (PRODUCT §3 "as known at"): the header, the IR, the
 fingerprints, and one positioned error per mistake (E308 on the source, E423 on a view that
-cannot honour it)."""
+cannot honour it). Aggregate views over a known_at source are known_at themselves (their tiles
+are keyed by when their events were known, `_featql_known`)."""
 
 from __future__ import annotations
 
@@ -56,15 +57,17 @@ CASES = [
          "expected TIMESTAMP", "arrived", "declare it TIMESTAMP or cast it in the files"),
     Case("known-at-unquoted-kind", _src("created = arrived, known_at = 'a b'"),
          "sources/p.sql:1:68: error[E105]: expected a name, found the string 'a b'", "'a b'"),
-    Case("known-at-aggregate-view",
+    Case("known-at-aggregate-join",
          {"sources/p.sql": SRC,
           "views/a.sql": "-- @feature_view(name = a, entity = user, timestamp = ts,\n"
           "--   windows = ['1d'], slide = '1d', start = '2024-01-01')\n"
-          "SELECT user_id, COUNT(*) AS n FROM p GROUP BY user_id\n"},
-         "views/a.sql:3:36: error[E423]: feature view 'a' reads source 'p', which is known_at "
-         "(a row is visible once created), but an aggregate view cannot count events as of "
-         "when they were created yet", "p GROUP BY",
-         "drop known_at from the source, or read a source without it"),
+          "SELECT p.user_id, COUNT(*) AS n FROM p JOIN users u ON p.user_id = u.user_id "
+          "GROUP BY p.user_id\n"},
+         "views/a.sql:3:38: error[E423]: feature view 'a' reads source 'p', which is known_at "
+         "(a row is visible once created), but its events do not come one by one from that "
+         "one relation, so they cannot carry the created column", "p JOIN",
+         "aggregate it in a plain SELECT ... FROM <it> [WHERE ...] GROUP BY <keys>, or drop "
+         "known_at from the source"),
     Case("known-at-join",
          {"sources/p.sql": SRC,
           "views/j.sql": "-- @feature_view(name = j, entity = user, timestamp = ts, "
@@ -131,3 +134,45 @@ def test_known_at_changes_the_fingerprints_only_where_set(project: Compile,
     assert with_known.view("last_txn") == without.view("last_txn")
     assert json.dumps(to_data(without.view("last_txn"))) == json.dumps(
         to_data(with_known.view("last_txn")))
+
+
+AGG = ("-- @feature_view(name = a, entity = user, timestamp = ts,\n"
+       "--   windows = ['1h', '1d'], slide = '1h', start = '2024-01-01')\n"
+       "SELECT user_id, COUNT(*) AS n, SUM(score) AS s FROM (SELECT * FROM p WHERE score > 0) x "
+       "GROUP BY user_id\n")
+
+
+def test_an_aggregate_view_over_a_known_at_source_is_known_at(project: Compile) -> None:
+    """No E423 any more: the view is known_at, its events carry the source's created column
+    through the row-preserving subquery, and its lowered tiles have `_featql_known`."""
+    from featql.dialects.contract import lowered_columns
+    from featql.dialects.lower import lower_view
+
+    plain = ("-- @feature_view(name = b, entity = user, timestamp = event_ts, windows = ['1d'],"
+             "\n--   slide = '1h', start = '2024-01-01')\n"
+             "SELECT user_id, COUNT(*) AS n FROM txns GROUP BY user_id\n")
+    result = project({**KNOWN, "views/a.sql": AGG, "views/b.sql": plain})
+    assert [d.headline() for d in result.diagnostics] == []
+    m = result.manifest
+    assert m is not None
+    a, b = m.view("a"), m.view("b")
+    assert a is not None and b is not None
+    assert (a.kind, a.known_at, a.created) == ("aggregate", True, "arrived")
+    assert (b.known_at, b.created) == (False, None)
+    assert [c.name for c in lowered_columns(a)][:3] == ["user_id", "_tile_start", "_featql_known"]
+    assert "_featql_known" not in [c.name for c in lowered_columns(b)]
+    for target in ("duckdb", "spark"):
+        sql = lower_view(m, "a", target)
+        assert "AS _featql_created" in sql and "AS _featql_known" in sql, sql
+        assert "_featql_known" not in lower_view(m, "b", target)
+
+
+def test_an_aggregate_over_a_known_at_view_is_known_at(project: Compile) -> None:
+    up = ("-- @feature_view(name = c, entity = user, timestamp = ts, windows = ['1d'],\n"
+          "--   slide = '1h', start = '2024-01-01')\n"
+          "SELECT user_id, MAX(score) AS top FROM prof GROUP BY user_id\n")
+    result = project({**KNOWN, "views/c.sql": up})
+    assert [d.headline() for d in result.diagnostics] == []
+    assert result.manifest is not None
+    c = result.manifest.view("c")
+    assert c is not None and (c.known_at, c.created) == (True, "_featql_created")
