@@ -129,9 +129,12 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
                 end: str | datetime | None = None, overwrite: bool = False,
                 engine: str | Engine | None = None, progress: Progress = SILENT, *,
                 config: ProjectConfig | None = None, online: bool = False,
-                now: datetime | None = None, compact: bool = True) -> MaterializeReport:
+                now: datetime | None = None, compact: bool = True,
+                lock_timeout: float | None = 60.0) -> MaterializeReport:
     """Materialize views into the offline store of `workspace` (see module doc); `compact`:
-    then store the complete coarse periods of long windows (`featql.jobs.compact`)."""
+    then store the complete coarse periods of long windows (`featql.jobs.compact`). `online`
+    then loads the online store; stream views under the ingest lock, waited for at most
+    `lock_timeout` seconds (`featql.jobs.stream_handover.load_online_locked`)."""
     root = Path(project_root)
     if config is None:
         from featql.core.config import load_config
@@ -195,9 +198,17 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
                                           [v.name for v in chosen], config))
     report = MaterializeReport(workspace, eng.name, tuple(runs), compacted=compacted)
     if online:
-        report = MaterializeReport(workspace, eng.name, tuple(runs),
-                                   _load_online(root, manifest, workspace, views, progress),
-                                   compacted)
+        from featql.jobs.stream_handover import load_online_locked
+
+        def catch_up(names: list[str]) -> None:  # under the lock: what pushes logged since
+            stored = [n for n in names if (v := manifest.view(n)) is not None and v.offline]
+            if stored:
+                materialize(root, manifest, workspace, stored, start, end, False, engine,
+                            config=config, now=now, compact=False)
+
+        report = MaterializeReport(workspace, eng.name, tuple(runs), load_online_locked(
+            root, manifest, workspace, views, progress, config, catch_up, lock_timeout),
+            compacted)
     return report
 
 
@@ -264,10 +275,3 @@ def _view_chunks(view: FeatureView, todo: list[tuple[datetime, datetime]],
         return _chunks(ivs, view.schedule_seconds)
 
     return reuse.chunks(todo, cut) if reuse is not None else cut(todo)
-
-
-def _load_online(root: Path, manifest: Manifest, workspace: str, views: Sequence[str] | None,
-                 progress: Progress) -> Any:
-    from featql.jobs.online_load import load_online
-
-    return load_online(root, manifest, workspace, list(views) if views else None, progress)

@@ -16,13 +16,22 @@ from the Parquet footers (cached per file).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featql.core.ir import Source
+from featql.core.errors import UserError
+from featql.core.ir import FeatureView, Manifest, Source
+from featql.core.progress import Progress
+from featql.jobs.online_load import LoadReport
+from featql.online import codec
+from featql.online.base import Cell, OnlineStore
+from featql.semantics.sql import US
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from featql.core.config import ProjectConfig
 
 _NEWEST: dict[tuple[str, int, int, str], Any] = {}  # (file, mtime_ns, size, column) -> max
 
@@ -109,3 +118,183 @@ def _keys_in(files: list[str], key: str, candidates: Any) -> set[Any]:
     finally:
         con.close()
     return {r[0] for r in rows}
+
+
+# -- the online load of stream views: under the ingest lock, the still-running slide open --------
+def load_online_locked(root: Path, manifest: Manifest, workspace: str,
+                       views: Sequence[str] | None, progress: Progress, config: ProjectConfig,
+                       catch_up: Callable[[list[str]], Any], lock_timeout: float | None
+                       ) -> LoadReport:
+    """`featql materialize --online`: `load_online`, with the stream views loaded under the
+    project's ingest lock (pushes and `featql stream` wait meanwhile) and their heads opened.
+
+    Under the lock: the batches a crashed push left are finished first (their events are in
+    the log and must be in the cells once: `ingest._recover`); `catch_up(names)` materializes
+    again, incrementally, what pushes logged since the caller's offline run (their log files
+    are new files to `featql.jobs.stale`); the stream views are loaded; then `open_heads`
+    rewrites their cells so that the slide the backfill ended in holds exact events. A push
+    that waited on the lock then adds its events to those cells: nothing is rolled back or
+    counted twice. `lock_timeout` (seconds, None: wait): a lock held longer is a clear error,
+    the offline store and the other views loaded all the same."""
+    from featql.jobs.ingest import _recover, is_stream_view
+    from featql.jobs.ingest_log import IngestLockBusy, locked
+    from featql.jobs.online_load import load_online
+    from featql.online.stores import open_store
+
+    chosen = [v for v in manifest.views if v.online and (not views or v.name in views)]
+    streams = [v.name for v in chosen if is_stream_view(manifest, v)]
+    others = [v.name for v in chosen if v.name not in streams]
+    if not streams:
+        return load_online(root, manifest, workspace, list(views) if views else None,
+                           progress, config=config)
+    first = load_online(root, manifest, workspace, others, progress, config=config) \
+        if others else None
+    try:
+        with locked(root, lock_timeout) as ledger:
+            store = open_store(config, root, workspace)
+            try:
+                _recover(root, manifest, workspace, ledger, store)
+                catch_up(streams)
+                loaded = load_online(root, manifest, workspace, streams, progress,
+                                     store=store, config=config)
+                open_heads(root, manifest, config, workspace, store, loaded)
+            finally:
+                store.close()
+    except IngestLockBusy as e:
+        raise UserError(
+            f"materialize --online: the stream views {', '.join(streams)} were not loaded: "
+            f"{e}, held by a push, `featql ingest` or `featql stream` writing into this "
+            "project; the offline store is materialized"
+            + (" and the other views are loaded" if others else "")
+            + "; rerun `featql materialize --online` when they are done (or raise "
+            "--lock-timeout)") from None
+    views_ = (*(first.views if first else ()), *loaded.views)
+    return LoadReport(workspace, loaded.store, tuple(views_))
+
+
+def open_heads(root: Path, manifest: Manifest, config: ProjectConfig, workspace: str,
+               store: OnlineStore, loaded: LoadReport) -> int:
+    """Rewrite the loaded cells of stream aggregate views so that lookups inside the slide the
+    load ended in (`[hi - S, hi)`, the backfill's still-running slide) are exact: per entity,
+    the tiles of the longest window before that slide plus every event of the source's log
+    from it on as exact events (the batch log's events after `hi` included: the load does not
+    hold them and `drop_logged` keeps the stream from applying them). A push then adds its
+    events to that head: the slide = the backfilled events + the streamed ones, each once.
+    Call it under the ingest lock, after `load_online`. Returns the cells written. Views with
+    a lifetime window keep the load's cells (their prefix tile is the load's)."""
+    import datetime as dt
+
+    from featql.core.durations import LIFETIME_SECONDS
+    from featql.jobs.ingest import is_stream_view
+
+    written = 0
+    for run in loaded.views:
+        view = manifest.view(run.view)
+        if (view is None or view.kind != "aggregate" or run.through is None
+                or not is_stream_view(manifest, view) or LIFETIME_SECONDS in view.windows):
+            continue
+        hi_s = codec.to_micros(dt.datetime.fromisoformat(run.through)) // US
+        cells = head_cells(root, manifest, config, workspace, view, hi_s)
+        store.write(cells)
+        written += len(cells)
+    return written
+
+
+def head_cells(root: Path, manifest: Manifest, config: ProjectConfig, workspace: str,
+               view: FeatureView, hi_s: int) -> list[Cell]:
+    """The stream cells of `view` for a load ending at `hi_s` (see `open_heads`)."""
+    from featql.jobs.ingest import bump
+    from featql.jobs.online_load import TILE_START, default_scan
+    from featql.online.stream_cells import StreamCell, add_events, encode, from_tiles
+    from featql.semantics.aggregates import partial_columns
+
+    slide = view.slide_seconds or 1
+    longest = max(view.windows) if view.windows else slide
+    open_at = hi_s - slide  # the slide the load ended in
+    scan, close = default_scan(manifest, root, config, workspace)
+    try:
+        tiles = scan(view, codec.from_micros((open_at - longest) * US),
+                     codec.from_micros(open_at * US))
+    finally:
+        close()
+    keys = [k.name for k in view.keys]
+    names = partial_columns(view)
+    tiles = tiles.sort_by([(k, "ascending") for k in keys] + [(TILE_START, "ascending")])
+    per_item: dict[str, tuple[list[int], dict[str, list[Any]]]] = {}
+    key_cols = [tiles.column(k).to_pylist() for k in keys]
+    starts = [codec.to_micros(t) // US for t in tiles.column(TILE_START).to_pylist()]
+    data = {c: tiles.column(c).to_pylist() for c in names}
+    for i in range(tiles.num_rows):
+        key = [kc[i] for kc in key_cols]
+        if any(k is None for k in key):
+            continue
+        got = per_item.setdefault(codec.item_key(view.entity, key), ([], {c: [] for c in names}))
+        got[0].append(starts[i])
+        for c in names:
+            got[1][c].append(data[c][i])
+    events = _head_events(root, manifest, view, open_at)
+    name = codec.cell_name(view)
+    out = []
+    for item in dict.fromkeys([*per_item, *events]):
+        t_starts, t_cols = per_item.get(item, ([], {c: [] for c in names}))
+        cell = from_tiles(view, t_starts, t_cols, open_at - longest)
+        cell = add_events(view, StreamCell(cell.starts, cell.columns, [], cell.kept_from, hi_s),
+                          events.get(item, []))
+        body = encode(cell)
+        ends = [hi_s, *(cell.starts[-1:] and [cell.starts[-1] + slide])]
+        if cell.events:
+            ends.append((cell.events[-1][0] // US) // slide * slide + slide)
+        out.append(Cell(item, name, bump(max(ends) * US, body), body))
+    return out
+
+
+def _head_events(root: Path, manifest: Manifest, view: FeatureView, from_s: int
+                 ) -> dict[str, list[tuple[int, list[Any]]]]:
+    """Per entity, the view's events (its WHERE, joins and inputs over the sources: the batch
+    log and the events pushed or streamed into it) at or after `from_s`, as stream-cell
+    events (µs, input per aggregation), in event-time order."""
+    from featql.dialects.events import EVENT_TS, input_column, lower_events
+    from featql.dialects.lower import lower_view
+    from featql.engines.duckdb import DuckDBEngine
+    from featql.online.stream_cells import plain_input
+
+    engine = DuckDBEngine()
+    try:
+        registered: set[str] = set()
+
+        def register(name: str) -> None:
+            if name in registered:
+                return
+            src = manifest.source(name)
+            if src is not None:
+                engine.register_source(src, root)
+            else:
+                up = manifest.view(name)
+                assert up is not None, name
+                for dep in up.depends_on:
+                    register(dep)
+                engine.register_sql(name, lower_view(manifest, name, "duckdb"))
+            registered.add(name)
+
+        for dep in view.depends_on:
+            register(dep)
+        since = codec.from_micros(from_s * US).isoformat(sep=" ")
+        table = engine.query(f"SELECT * FROM ({lower_events(manifest, view.name, 'duckdb')}) "
+                             f"e WHERE \"{EVENT_TS}\" >= TIMESTAMP '{since}' "
+                             f"ORDER BY \"{EVENT_TS}\"")
+    finally:
+        engine.close()
+    keys = [k.name for k in view.keys]
+    key_cols = [table.column(k).to_pylist() for k in keys]
+    times = [codec.to_micros(t) for t in table.column(EVENT_TS).to_pylist()]
+    inputs = [table.column(input_column(a.name)).to_pylist()
+              if input_column(a.name) in table.column_names else [1] * table.num_rows
+              for a in view.aggregations]
+    out: dict[str, list[tuple[int, list[Any]]]] = {}
+    for i in range(table.num_rows):
+        key = [kc[i] for kc in key_cols]
+        if any(k is None for k in key):
+            continue
+        out.setdefault(codec.item_key(view.entity, key), []).append(
+            (times[i], [plain_input(col[i]) for col in inputs]))
+    return out

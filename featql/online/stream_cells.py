@@ -29,7 +29,7 @@ import base64
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -50,11 +50,33 @@ COMPACT_AT = 256  # raw events per cell before the complete slides are folded in
 
 def function_of(agg: Aggregation) -> AggregateFunction:
     """The aggregation's function bound to its constant arguments (LAST_N's n), when the
-    semantics core binds them."""
+    semantics core binds them; APPROX_COUNT_DISTINCT folding DuckDB's sketch keys."""
     fn = FUNCTIONS[agg.function]
     bind = getattr(fn, "bind", None)
     args = getattr(agg, "args", ())
-    return bind(tuple(args)) if bind is not None and args else fn
+    fn = bind(tuple(args)) if bind is not None and args else fn
+    return cast(AggregateFunction, _DuckKeys(fn)) \
+        if agg.function == "approx_count_distinct" else fn
+
+
+class _DuckKeys:
+    """APPROX_COUNT_DISTINCT over the event stage's inputs on DuckDB (the push path's and the
+    fresh training columns' engine): each is the value as kind-tagged text
+    (`featql.semantics.sketches.key_sql`), which the tile stage's `featql_hll_build` parses
+    back before hashing. Folded here the same way, so that a tile folded from events and one
+    the tile stage built (a load's) hash a value alike and their union counts it once."""
+
+    def __init__(self, fn: AggregateFunction):
+        self._fn = fn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fn, name)
+
+    def fold(self, values: Sequence[Any]) -> dict[str, Any]:
+        from featql.semantics.sketches import _tagged
+
+        return self._fn.fold([_tagged(v) if isinstance(v, str) and v[:1] in "ids" else v
+                              for v in values])
 
 
 @dataclass
