@@ -34,6 +34,7 @@ from featql.core.diagnostics import did_you_mean
 from featql.core.ir import FeatureView, Manifest, Source
 from featql.jobs.ingest_group import Call, Done, submit
 from featql.jobs.ingest_log import Batch, Ledger, locked, record_keys, select, write_log
+from featql.jobs.ingest_log import expired as past_retention
 from featql.jobs.ingest_records import MAX_RECORDS, records_table
 from featql.online import codec
 from featql.online.base import Cell, OnlineStore
@@ -67,12 +68,16 @@ class IngestReport:
     batch_id: str | None = None
     replayed: bool = False  # the whole batch id was applied before: nothing changed
     seq: int | None = None
+    # events older than the ledger's retention (`ingest_log`): set aside, not applied
+    expired: int = 0
+    expired_rows: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "workspace": self.workspace, "received": self.received,
                 "ingested": self.ingested, "logged": self.logged,
                 "duplicates": self.duplicates, "late": self.late, "views": self.views,
-                "batch_id": self.batch_id, "replayed": self.replayed}
+                "batch_id": self.batch_id, "replayed": self.replayed,
+                "expired": self.expired}
 
 
 def find_source(manifest: Manifest, name: str) -> Source:
@@ -143,9 +148,10 @@ def ingest_events(root: Path | str, manifest: Manifest, workspace: str, source_n
         return IngestReport(source.name, workspace, rows.num_rows, 0, 0, rows.num_rows,
                             0, {}, batch_id, replayed=True)
     late = _late(source, done.apply_rows, now_us)
+    gone = 0 if done.expired_rows is None else done.expired_rows.num_rows
     return IngestReport(source.name, workspace, rows.num_rows, done.ingested, done.logged,
-                        rows.num_rows - done.ingested, late, done.views, batch_id,
-                        seq=done.seq)
+                        rows.num_rows - done.ingested - gone, late, done.views, batch_id,
+                        seq=done.seq, expired=gone, expired_rows=done.expired_rows)
 
 
 def _apply_group(ledger: Ledger, calls: list[Call]) -> None:
@@ -160,6 +166,7 @@ def _apply_group(ledger: Ledger, calls: list[Call]) -> None:
     in_group_log: set[str] = set()
     in_group_ws: set[str] = set()
     plans: list[tuple[Call, list[str], pa.Table, list[str], pa.Table]] = []
+    horizon = ledger.horizon(source.name)
     for call in calls:
         if call.batch_id is not None and (call.batch_id in ids or ledger.replayed(
                 source.name, workspace, call.batch_id)):
@@ -167,6 +174,12 @@ def _apply_group(ledger: Ledger, calls: list[Call]) -> None:
             continue
         if call.batch_id is not None:
             ids.add(call.batch_id)
+        old = past_retention(source, call.rows, horizon)  # past retention: set aside (ingest_log)
+        if old:
+            gone = set(old)
+            call.expired_rows = select(call.rows, old)
+            call.rows = select(call.rows, [i for i in range(call.rows.num_rows)
+                                           if i not in gone])
         keys = record_keys(source, call.rows)
         firsts: dict[str, int] = {}
         for i, k in enumerate(keys):
@@ -205,14 +218,15 @@ def _apply_group(ledger: Ledger, calls: list[Call]) -> None:
     seq = ledger.record(source.name, workspace, lead.batch_id, lead.rows.num_rows, log_keys,
                         log_rows, apply_keys, apply_rows,
                         [(c.item, c.view, c.version, c.payload) for c in cells],
-                        [(p[0].batch_id, p[0].rows.num_rows) for p in plans[1:]])
+                        [(p[0].batch_id, p[0].rows.num_rows) for p in plans[1:]],
+                        times=source)
     views = _finish(root, manifest, ledger, store,
                     Batch(seq, source.name, workspace, lead.batch_id, "applying",
                           log_rows if log_keys else None,
                           apply_rows if apply_keys else None), cells)
     for call, logged, _, applied, rows in plans:
         call.done = Done(seq=seq, ingested=len(applied), logged=len(logged), views=views,
-                         apply_rows=rows)
+                         apply_rows=rows, expired_rows=call.expired_rows)
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:

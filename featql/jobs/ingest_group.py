@@ -49,6 +49,7 @@ class Done:
     logged: int = 0
     views: dict[str, int] = field(default_factory=dict)  # cells written by the call's group
     apply_rows: Any = None  # pa.Table: the call's events new to the workspace
+    expired_rows: Any = None  # pa.Table: the call's events past the ledger's retention
 
 
 @dataclass(eq=False)
@@ -62,6 +63,7 @@ class Call:
     store: OnlineStore
     done: Done | None = None
     error: BaseException | None = None
+    expired_rows: Any = None  # set aside by the write path (past the ledger's retention)
 
     def group_key(self) -> tuple[int, int, str, str]:
         return (id(self.store), id(self.manifest), self.workspace, self.source.name)

@@ -29,6 +29,18 @@ project (`.featql/ingest.lock`): pushes are serialized across threads and proces
 that wait on the lock together in one process are one batch (`ingest_group`: group commit):
 one batch row holds their events and cells, and each further call has a batch row of its own,
 `done` from the same commit (its `batch_id` is applied), so recovery is a single batch's.
+
+**Retention: the ledger is bounded.** Each identity is kept with its event time, and a
+source's *horizon* is the newest event time the ledger took for it minus the source's
+retention (`retention_us`: `RETENTION_S`, 7 days, or the source's `lateness` when that is
+longer). Every commit forgets the identities whose event time is before the horizon, so the
+ledger holds about a retention's worth of keys per source however long a stream runs. An event
+older than the horizon cannot be told from a re-delivery any more, so it is never applied:
+`expired` sets it aside (the push report and the stream count it, the stream writes it as a
+dead letter with the reason), never dropped without a word and never counted twice. The
+horizon only moves forward and an identity is forgotten only behind it, so every event at or
+after the horizon is still deduplicated exactly (an event keeps its event time when it is
+re-delivered; identities recorded before retention existed have none and are kept).
 """
 
 from __future__ import annotations
@@ -53,6 +65,8 @@ if TYPE_CHECKING:
 LEDGER = ".featql/ingest.db"
 LOCK = ".featql/ingest.lock"
 LOG_FOLDER = "ingest"
+RETENTION_S = 7 * 86_400  # event time the ledger remembers identities for, at least
+_US = 1_000_000
 _THREAD_LOCK = threading.Lock()
 _LEDGERS: dict[tuple[str, int], Ledger] = {}
 
@@ -66,6 +80,8 @@ CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, source TEXT NOT NUL
     apply_rows BLOB, received INTEGER NOT NULL, created TEXT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS batch_ids ON batches (source, workspace, batch_id)
     WHERE batch_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS horizon (source TEXT PRIMARY KEY, newest INTEGER NOT NULL,
+    retention INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS redo (seq INTEGER NOT NULL, item TEXT NOT NULL, view TEXT NOT NULL,
     version TEXT NOT NULL, payload BLOB NOT NULL, PRIMARY KEY (seq, item, view)) WITHOUT ROWID;
 """
@@ -114,6 +130,7 @@ class Ledger:
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.executescript(_SCHEMA)
+        _add_times(self.con)
 
     def close(self) -> None:
         self.con.close()
@@ -136,6 +153,24 @@ class Ledger:
             found.update(r[0] for r in rows)
         return found
 
+    def horizon(self, source: str) -> int | None:
+        """Event times (µs) before this are past the source's retention: identities of such
+        events may be forgotten, so they are `expired`, never applied (see the module doc)."""
+        row = self.con.execute("SELECT newest - retention FROM horizon WHERE source = ?",
+                               (source,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def remembered(self, source: str, workspace: str | None = None) -> int:
+        """How many identities the ledger holds for `source` (its offline log's, or those
+        applied to `workspace`'s online store)."""
+        args: tuple[str, ...]
+        if workspace is None:
+            q, args = "SELECT COUNT(*) FROM logged WHERE source = ?", (source,)
+        else:
+            q, args = ("SELECT COUNT(*) FROM applied WHERE workspace = ? AND source = ?",
+                       (workspace, source))
+        return int(self.con.execute(q, args).fetchone()[0])
+
     def replayed(self, source: str, workspace: str, batch_id: str) -> bool:
         return self.con.execute("SELECT 1 FROM batches WHERE source = ? AND workspace = ? AND "
                                 "batch_id = ?", (source, workspace, batch_id)).fetchone() \
@@ -145,7 +180,8 @@ class Ledger:
                log_keys: Sequence[str], log_rows: pa.Table | None, apply_keys: Sequence[str],
                apply_rows: pa.Table | None,
                cells: Sequence[tuple[str, str, str, bytes]] | None = None,
-               members: Sequence[tuple[str | None, int]] = ()) -> int:
+               members: Sequence[tuple[str | None, int]] = (),
+               times: Source | None = None) -> int:
         """The commit point of a push: identities, events and (when given) the online cells
         they produce, in one transaction; its seq. With `cells` the batch is `applying`:
         only its log files and the cells' writes are left, both redone as they are.
@@ -153,8 +189,15 @@ class Ledger:
         `members` (group commit: further calls applied with this one, each `(batch_id,
         received)`): each gets a batch row of its own, `done` at once and holding nothing
         (its events and cells are this batch's), so that its batch id is known as applied
-        from this same commit on."""
+        from this same commit on.
+
+        `times`: the source, whose event time column gives each identity its event time
+        (the rows are in the order of the keys); the source's horizon then moves on to the
+        newest of them and identities behind it are forgotten (retention, see the module
+        doc). Without it identities are kept with no event time (never forgotten)."""
         con = self.con
+        log_ts = _times(log_rows, times, len(log_keys))
+        apply_ts = _times(apply_rows, times, len(apply_keys))
         con.execute("BEGIN IMMEDIATE")
         try:
             state = "done" if not (log_keys or apply_keys) else \
@@ -170,10 +213,14 @@ class Ledger:
                 "INSERT INTO batches (source, workspace, batch_id, state, received, created) "
                 "VALUES (?, ?, ?, 'done', ?, ?)",
                 [(source, workspace, b, n, created) for b, n in members])
-            con.executemany("INSERT INTO logged (source, key, seq) VALUES (?, ?, ?)",
-                            [(source, k, seq) for k in log_keys])
-            con.executemany("INSERT INTO applied (workspace, source, key) VALUES (?, ?, ?)",
-                            [(workspace, source, k) for k in apply_keys])
+            con.executemany("INSERT INTO logged (source, key, seq, ts) VALUES (?, ?, ?, ?)",
+                            [(source, k, seq, t) for k, t in zip(log_keys, log_ts,
+                                                                 strict=True)])
+            con.executemany("INSERT INTO applied (workspace, source, key, ts) VALUES "
+                            "(?, ?, ?, ?)", [(workspace, source, k, t) for k, t in
+                                             zip(apply_keys, apply_ts, strict=True)])
+            if times is not None:
+                _forget(con, times, [t for t in (*log_ts, *apply_ts) if t is not None])
             if cells and state == "applying":
                 con.executemany("INSERT INTO redo (seq, item, view, version, payload) VALUES "
                                 "(?, ?, ?, ?, ?)", [(seq, *c) for c in cells])
@@ -227,6 +274,59 @@ class Ledger:
 
 class IngestLockBusy(UserError):
     """The ingest lock was not free within a caller's timeout (`locked(root, timeout)`)."""
+
+
+def retention_us(source: Source) -> int:
+    """How far behind the newest event time a source's identities are remembered."""
+    lateness = getattr(source, "lateness_seconds", None) or 0
+    return max(RETENTION_S, lateness) * _US
+
+
+def _add_times(con: sqlite3.Connection) -> None:
+    """Ledgers made before retention: their identities get an event time column (NULL for
+    the old ones: kept) and the index the forgetting uses."""
+    for table in ("logged", "applied"):
+        cols = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+        if "ts" not in cols:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN ts INTEGER")
+    con.execute("CREATE INDEX IF NOT EXISTS logged_ts ON logged (source, ts)")
+    con.execute("CREATE INDEX IF NOT EXISTS applied_ts ON applied (source, ts)")
+
+
+def _times(rows: pa.Table | None, source: Source | None, n: int) -> list[int | None]:
+    """The event time (µs) of each of the first `n` rows, or None each without a source."""
+    if source is None or rows is None or n == 0:
+        return [None] * n
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = rows.column(source.timestamp).slice(0, n)
+    micros = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
+    return micros.to_pylist()
+
+
+def _forget(con: sqlite3.Connection, source: Source, times: list[int]) -> None:
+    """Move the source's horizon on to the newest of `times` and forget the identities behind
+    it (in the caller's transaction)."""
+    keep = retention_us(source)
+    row = con.execute("SELECT newest FROM horizon WHERE source = ?", (source.name,)).fetchone()
+    newest = max([*times, *([row[0]] if row else [])], default=None)
+    if newest is None:
+        return
+    con.execute("INSERT INTO horizon (source, newest, retention) VALUES (?, ?, ?) ON CONFLICT "
+                "(source) DO UPDATE SET newest = excluded.newest, retention = "
+                "excluded.retention", (source.name, newest, keep))
+    bound = newest - keep
+    con.execute("DELETE FROM logged WHERE source = ? AND ts < ?", (source.name, bound))
+    con.execute("DELETE FROM applied WHERE source = ? AND ts < ?", (source.name, bound))
+
+
+def expired(source: Source, rows: pa.Table, horizon: int | None) -> list[int]:
+    """The indexes of the rows whose event time is before `horizon` (`Ledger.horizon`)."""
+    if horizon is None or rows.num_rows == 0:
+        return []
+    return [i for i, t in enumerate(_times(rows, source, rows.num_rows))
+            if t is not None and t < horizon]
 
 
 @contextmanager
