@@ -58,6 +58,7 @@ MAX_FILES_PER_BATCH = 100
 KAFKA_TIMEOUT_MS = 10_000
 BROKER_GONE_S = 15.0  # the broker has not answered for this long: stop with an error
 POLL_S = 0.25
+_CORRUPT = "_featql_corrupt"
 
 
 class StreamError(UserError):
@@ -191,6 +192,17 @@ def _watermark(state: dict[str, Any]) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
+def _from_us(value: int | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=value)
+
+
+def _horizon(root: Path, source: str) -> int | None:
+    from featql.jobs.ingest_log import locked
+
+    with locked(root) as ledger:
+        return ledger.horizon(source)
+
+
 def _identity(folder: Path, source: Source) -> tuple[str, bool]:
     """The checkpoint's id (made with it; a new checkpoint gets a new one), and whether the
     checkpoint was reset because the source's stream location changed (Spark cannot resume a
@@ -248,7 +260,12 @@ class _SourceRun:
     def handle(self, frame: Any, batch: int) -> None:
         """foreachBatch: runs on the driver, one batch at a time per query."""
         try:
-            self._handle(frame.toArrow(), batch)
+            raw = frame.toArrow()
+            if "content" in raw.column_names:  # parquet files, whole
+                from featql.jobs.stream_events import parquet_messages
+
+                raw = parquet_messages(raw)
+            self._handle(raw, batch)
         except BaseException as e:  # kept for the report: Spark wraps it in a Java error
             self.error = e
             raise
@@ -258,8 +275,9 @@ class _SourceRun:
 
         start = self.state.start(batch)
         watermark = _watermark(start)
-        split: Split = split_batch(self.source, raw, watermark)
-        self._dead_letters(batch, split)
+        # the ledger's horizon as it was after the batch before: a replay sets the same
+        # events aside
+        split: Split = split_batch(self.source, raw, watermark, _from_us(start.get("horizon")))
         report = None
         handed_over = 0
         if split.events is not None:
@@ -272,13 +290,23 @@ class _SourceRun:
             report = ingest_events(self.root, self.manifest, self.workspace, self.source.name,
                                    split.events, now, self.batch_id(batch),
                                    config=self.config, limit=None)
+        if report is not None and report.expired_rows is not None:  # pushes moved it on
+            from featql.jobs.stream_events import SetAside, expired_reason
+
+            for rec in report.expired_rows.to_pylist():
+                split.dead.append(SetAside("ingest", json.dumps(rec, default=str),
+                                           expired_reason(self.source,
+                                                          rec[self.source.timestamp], "the "
+                                                          "horizon")))
+        self._dead_letters(batch, split)
         # late: of the events new to the store (a duplicate of an old event is no late event)
         late = report.late if report is not None and not report.replayed else 0
         newest = max((t for t in (watermark, split.newest) if t is not None), default=None)
         after = {"newest": newest.isoformat() if newest else None,
                  "events": int(start.get("events", 0)) + raw.num_rows,
                  "late": int(start.get("late", 0)) + late,
-                 "dead": int(start.get("dead", 0)) + len(split.dead)}
+                 "dead": int(start.get("dead", 0)) + len(split.dead),
+                 "horizon": _horizon(self.root, self.source.name)}
         self.state.commit(batch, start, after)
         with self.lock:
             s = self.stats
@@ -331,12 +359,23 @@ class _SourceRun:
         if stream.format == "json":  # one message per line, decoded (or refused) in Python
             frame = reader.format("text").load(path)
             return frame.selectExpr("value", "input_file_name() AS origin")
+        if stream.format == "parquet":  # whole files, decoded on the driver (stream_events)
+            return (reader.format("binaryFile")
+                    .schema("path STRING, modificationTime TIMESTAMP, length BIGINT, "
+                            "content BINARY").load(path)
+                    .selectExpr("content", "path AS origin"))
+        # CSV: a row that does not parse against the source's columns is kept whole in a
+        # corrupt-record column (never read as NULLs), and becomes a dead letter
         schema = ", ".join(f"`{c.name}` {spark_type(c.type)}" for c in self.source.columns)
-        if stream.format == "csv":
-            frame = reader.schema(schema).option("header", "true").csv(path)
-        else:
-            frame = reader.schema(schema).parquet(path)
-        return frame.selectExpr("to_json(struct(*)) AS value", "input_file_name() AS origin")
+        cols = ", ".join(f"`{c.name}`" for c in self.source.columns)
+        frame = (reader.schema(f"{schema}, `{_CORRUPT}` STRING").option("header", "true")
+                 .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", _CORRUPT)
+                 .csv(path))
+        return frame.selectExpr(
+            f"CASE WHEN `{_CORRUPT}` IS NULL THEN to_json(struct({cols}), "
+            f"map('ignoreNullFields', 'false')) ELSE `{_CORRUPT}` END AS value",
+            f"CASE WHEN `{_CORRUPT}` IS NOT NULL THEN 'csv' END AS error",
+            "input_file_name() AS origin")
 
     def start(self, spark: Any, until_idle: bool, trigger_seconds: float) -> None:
         writer = (self.frame(spark).writeStream

@@ -41,6 +41,8 @@ _INDEX = re.compile(r"records\[(\d+)\]")
 # a batch with more bad messages than this is checked one message at a time (the bisecting
 # retry below costs one whole-batch check per bad message)
 _RETRIES = 16
+CSV_BAD_ROW = ("not a CSV row of the source's columns and types (a value that does not parse "
+               "as its column's type, or a row with too few or too many fields)")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,35 @@ class Split:
     late: int = 0
     oldest: dt.datetime | None = None  # event times of the batch's events
     newest: dt.datetime | None = None
+
+
+def parquet_messages(raw: pa.Table) -> pa.Table:
+    """A micro-batch of whole Parquet files (`content`, `origin`: the file) as messages: a
+    JSON object per row (checked like any message by `split_batch`), and for a file that is
+    not Parquet one message with the reason in `error` (a dead letter naming the file)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values: list[str | None] = []
+    origins: list[str] = []
+    errors: list[str | None] = []
+    for content, origin in zip(raw.column("content").to_pylist(),
+                               raw.column("origin").to_pylist(), strict=True):
+        try:
+            rows = pq.read_table(io.BytesIO(content)).to_pylist()
+        except Exception as e:  # pyarrow.ArrowInvalid and the like: the file, not the job
+            values.append(None)
+            origins.append(str(origin))
+            errors.append(f"not a Parquet file: {str(e).splitlines()[0][:300]}")
+            continue
+        for rec in rows:
+            values.append(json.dumps(rec, default=str))
+            origins.append(str(origin))
+            errors.append(None)
+    return pa.table({"value": pa.array(values, pa.string()), "origin": origins,
+                     "error": pa.array(errors, pa.string())})
 
 
 def decode(value: str | None) -> tuple[dict[str, Any] | None, str | None]:
@@ -112,10 +143,16 @@ def check_records(source: Source, records: list[dict[str, Any]]
     return _checked(source, [records[i] for i in good]), bad
 
 
-def split_batch(source: Source, raw: pa.Table, watermark: dt.datetime | None) -> Split:
-    """Sort a micro-batch (`value`, `origin`) into events and dead letters; count the late."""
+def split_batch(source: Source, raw: pa.Table, watermark: dt.datetime | None,
+                horizon: dt.datetime | None = None) -> Split:
+    """Sort a micro-batch (`value`, `origin`) into events and dead letters; count the late.
+    Events older than `horizon` (the ingest ledger's retention: their key may be forgotten,
+    `featql.jobs.ingest_log`) are dead letters too: set aside, never applied twice."""
     values = raw.column("value").to_pylist()
     origins = raw.column("origin").to_pylist()
+    errors = raw.column("error").to_pylist() if "error" in raw.column_names \
+        else [None] * raw.num_rows
+    errors = [CSV_BAD_ROW if e == "csv" else e for e in errors]
     records: list[dict[str, Any]] = []
     at: list[int] = []  # message index of each record
     out = Split(None)
@@ -124,7 +161,8 @@ def split_batch(source: Source, raw: pa.Table, watermark: dt.datetime | None) ->
 
         decoded = decode_batch(raw)
     else:
-        decoded = [decode(value) for value in values]
+        decoded = [(None, e) if e is not None else decode(v)
+                   for v, e in zip(values, errors, strict=True)]
     for i, (rec, why) in enumerate(decoded):
         value = values[i]
         if rec is None:
@@ -137,6 +175,23 @@ def split_batch(source: Source, raw: pa.Table, watermark: dt.datetime | None) ->
         out.dead.append(SetAside(str(origins[at[j]]), values[at[j]], reason))
     if table is None:
         return out
+    if horizon is not None:
+        bad_at = {j for j, _ in bad}
+        kept = [j for j in range(len(records)) if j not in bad_at]  # the table's rows
+        stamps = table.column(source.timestamp).to_pylist()
+        old = [r for r, t in enumerate(stamps) if t is not None and t < horizon]
+        for r in old:
+            j = at[kept[r]]
+            out.dead.append(SetAside(str(origins[j]), values[j], expired_reason(
+                source, stamps[r], horizon)))
+        if old:
+            import pyarrow as pa
+
+            gone = set(old)
+            table = table.take(pa.array([r for r in range(table.num_rows) if r not in gone],
+                                        pa.int64()))
+            if table.num_rows == 0:
+                return out
     out.events = table
     times = [t for t in table.column(source.timestamp).to_pylist() if t is not None]
     if times:
@@ -145,6 +200,12 @@ def split_batch(source: Source, raw: pa.Table, watermark: dt.datetime | None) ->
         limit = watermark - dt.timedelta(seconds=source.lateness_seconds)
         out.late = sum(1 for t in times if t < limit)
     return out
+
+
+def expired_reason(source: Source, ts: Any, horizon: Any) -> str:
+    return (f"event time {ts} is before {horizon}, the ingest ledger's retention behind the "
+            f"newest event of source '{source.name}': its key may be forgotten, so it is set "
+            "aside rather than risk counting it twice (featql.jobs.ingest_log)")
 
 
 def set_aside_lines(items: list[SetAside]) -> str:
