@@ -152,7 +152,7 @@ def _plan_aggregate(query: exp.Query, scope: Scope) -> list[Stage]:
         scope.carry_created(events, view.depends_on[0], view.created)
         stamped += f" and {view.depends_on[0]}.{view.created} (known_at)"
     _check_unique(events, view, span)
-    group = [exp.column(k) for k in keys] + [exp.column(TILE_START)]
+    group: list[exp.Expr] = [*(exp.column(k) for k in keys), exp.column(TILE_START)]
     tiles = exp.select(*tile_columns).from_(_from("filtered_events"), copy=False)
     per = "tile"
     if view.known_at:

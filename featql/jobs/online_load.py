@@ -6,6 +6,9 @@
   A `known_at` view takes the newest row among those created by the load time (`now`).
 - aggregate view → per entity the tiles of the longest window before `hi` (the end of the
   materialized data, floored to the slide), packed in one cell versioned by (hi, load time).
+  A `known_at` view keeps only the partials known by the load time (`_featql_known <= now`),
+  in (tile start, known) order, with their known times: a lookup at t merges those known by
+  t, the same partials in the same order as the training set at t (never compacted).
 
 Incremental: the store remembers per view how far it was loaded (`get_state`); the next run reads
 only rows at or after that event time (row-level; a `known_at` view reads all: a row created
@@ -36,7 +39,7 @@ from featql.core.progress import SILENT, Advance, Progress
 from featql.online import codec
 from featql.online.base import Cell, OnlineStore, version
 from featql.online.codec import cell_name
-from featql.online.tiles import TileMerger, encode_tiles, unpack, with_prefix
+from featql.online.tiles import KNOWN, TileMerger, encode_tiles, unpack, with_known, with_prefix
 from featql.semantics.aggregates import partial_columns
 from featql.semantics.rows import known_sql, tiebreak_order_sql
 from featql.semantics.time import floor
@@ -192,10 +195,15 @@ def tile_cells(view: FeatureView, table: pa.Table, hi_us: int,
 
     keys = [k.name for k in view.keys]
     cols = partial_columns(view)
-    table = table.sort_by([(k, "ascending") for k in keys] + [(TILE_START, "ascending")])
+    # a known_at view: several partials per tile, kept in (start, known) order (the order the
+    # training set merges them in), with when each was known as one more column
+    order = [TILE_START, KNOWN] if view.known_at else [TILE_START]
+    table = table.sort_by([(k, "ascending") for k in [*keys, *order]])
     key_cols = [table.column(k).to_pylist() for k in keys]
     starts_us = [codec.to_micros(t) // 1_000_000 for t in table.column(TILE_START).to_pylist()]
     data = {c: table.column(c).to_pylist() for c in cols}
+    known = [codec.to_micros(t) for t in table.column(KNOWN).to_pylist()] \
+        if view.known_at else []
     name = cell_name(view)
     merger = TileMerger(view)
     hi_s = hi_us // 1_000_000
@@ -208,8 +216,15 @@ def tile_cells(view: FeatureView, table: pa.Table, hi_us: int,
         if not any(k is None for k in key):
             columns = {c: data[c][i:j] for c in cols}
             starts = starts_us[i:j]
+            if view.known_at:
+                knowns = known[i:j]
+                if merger.prefixed:
+                    knowns = with_known(view, starts, knowns, hi_s - merger.stored)
             if merger.prefixed:  # a lifetime window: the older tiles as one prefix tile
                 starts, columns = with_prefix(view, starts, columns, hi_s - merger.stored)
+            if view.known_at:
+                columns[KNOWN] = knowns
+                compact = False  # (compacted cells have no known column)
             packed = encode_tiles(starts, columns)
             # the features a lookup in the slide right after hi reads without merging
             merged = merger.merge(unpack(packed, merger.names, merger.layouts), hi_s)
@@ -351,6 +366,8 @@ def _view_load(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.dateti
         hi_iso = codec.from_micros(hi_s * 1_000_000).isoformat()
         table = scan(view, codec.from_micros((hi_s - longest) * 1_000_000),
                      codec.from_micros(hi_s * 1_000_000))
+        if view.known_at:  # as known at: only the partials known by the load time
+            table = _known_by(table, known_by)
         # versions: (end of the tiles, load time): a later end always wins; for the same end
         # (late data re-materialized offline) the later load wins
         cells = list(tile_cells(view, table, hi_s * 1_000_000, time.time_ns() // 1000,
@@ -373,6 +390,15 @@ def _view_load(view: FeatureView, store: OnlineStore, scan: Scan, end: dt.dateti
         new_state = {"through": since}
     return _ViewLoad(view, cells, state_key, new_state,
                      None if since is None else codec.from_micros(since).isoformat())
+
+
+def _known_by(table: pa.Table, known_by: dt.datetime) -> pa.Table:
+    """A known_at view's tiles whose partial was known by `known_by` (`_featql_known <= it`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cutoff = pa.scalar(known_by, table.schema.field(KNOWN).type)
+    return table.filter(pc.less_equal(table.column(KNOWN), cutoff))
 
 
 def _tracked(cells: list[Cell], advance: Advance) -> Iterator[Cell]:

@@ -74,6 +74,9 @@ from featql.semantics.aggregates import (
 )
 from featql.semantics.time import batch_window, floor_s, tile_range
 
+KNOWN = "_featql_known"
+"""The column of a known_at view's cells: when each partial was known (epoch us)."""
+
 __all__ = ["Packed", "TileMerger", "Tiles", "decode_tiles", "encode_tiles", "merged_at",
            "partial_columns", "split_merged", "unpack"]
 
@@ -425,6 +428,18 @@ class IncompleteWindow(UserError):
         self.slide, self.loaded = slide, loaded
 
 
+class UnknownPrefix(IncompleteWindow):
+    """A known_at view with a lifetime window: the prefix tile (its older tiles folded at load)
+    holds partials known after the lookup's time, which cannot be taken out of it."""
+
+    def __init__(self, known_us: int, now_us: int):
+        UserError.__init__(
+            self, f"the lifetime window's oldest tiles, folded into one at load, hold events "
+            f"created at {_iso(known_us // 1_000_000)}, after {_iso(now_us // 1_000_000)} "
+            "(the view is known_at)")
+        self.slide, self.loaded = now_us // 1_000_000, known_us // 1_000_000
+
+
 def _iso(seconds: int) -> str:
     import datetime as dt
 
@@ -439,7 +454,10 @@ class TileMerger:
         self.view, self.needed = view, needed
         self._stream: StreamMerger | None = None  # cells kept fresh by pushes (stream_cells)
         self.slide = view.slide_seconds or 1
-        self.names = partial_columns(view)
+        # a known_at view's cells keep several partials per tile, in (start, known) order, and
+        # when each was known (epoch us) as one more column: a lookup merges those known by then
+        self.known_at = view.known_at
+        self.names = (*partial_columns(view), KNOWN) if view.known_at else partial_columns(view)
         self.layouts: dict[bytes, Layout] = {}
         aggs = {a.name: a for a in view.aggregations}
         by_window: dict[int, list[tuple[AggregateFunction, str, str, int]]] = {}
@@ -484,13 +502,15 @@ class TileMerger:
             return self._stream(decode_stream(payload), now_us)
         hi = self.slide_start(now_us)
         if payload[:1] == b"[":  # a head: [merged_at, values, last tile start]
+            if self.known_at:  # the values merged at load may hold partials known after now
+                return None
             head = orjson.loads(payload)
             if head[0] == hi:
                 return head[1]
             return self.idle(head, hi)
         if payload[:4] in _FQT:
             head = _FIXED.unpack_from(payload)
-            if head[6] and head[5] == hi:  # values merged at load time for this very slide
+            if head[6] and head[5] == hi and not self.known_at:  # merged at load for this slide
                 start = _FIXED.size + head[4]
                 merged: list[Any] = orjson.loads(payload[start:start + head[6]])
                 return merged
@@ -501,10 +521,13 @@ class TileMerger:
             from featql.online import compacted
 
             return compacted.merge(self, payload, hi)
-        return self.merge(unpack(payload, self.names, self.layouts), hi)
+        return self.merge(unpack(payload, self.names, self.layouts), hi, now_us)
 
-    def merge(self, p: Packed, hi: int) -> list[Any]:
-        """The features over the tiles of `p` for windows ending at `hi` (a slide start)."""
+    def merge(self, p: Packed, hi: int, now_us: int | None = None) -> list[Any]:
+        """The features over the tiles of `p` for windows ending at `hi` (a slide start); a
+        known_at view's over the partials known by `now_us` (None: all of them)."""
+        if self.known_at:
+            return self._merge_known(p, hi, now_us)
         out: list[Any] = list(self.empty)
         base, unit = p.base, p.unit
         for w, specs in self.by_window:
@@ -517,3 +540,39 @@ class TileMerger:
             for fn, agg, type_, k in specs:
                 out[k] = fn.finalize(fn.merge(window, agg), type_)
         return out
+
+    def _merge_known(self, p: Packed, hi: int, now_us: int | None) -> list[Any]:
+        """A known_at view: the partials with `known <= now` (a late event's partial is seen
+        once created), in the cell's (start, known) order, merged as training sets merge them.
+        A lifetime view's prefix tile (with_prefix) is known when its newest partial was: a
+        lookup before that is refused, never merged without it."""
+        everything = _PackedWindow(p, 0, len(p.offsets))
+        known = everything.column(KNOWN)
+        keep = [i for i, k in enumerate(known) if now_us is None or k <= now_us]
+        if self.prefixed and known and now_us is not None and known[0] > now_us:
+            raise UnknownPrefix(known[0], now_us)
+        starts = [p.base + p.unit * p.offsets[i] for i in keep]
+        columns: dict[str, list[Any]] = {}
+        for name in self.names[:-1]:
+            values = everything.column(name)
+            columns[name] = [values[i] for i in keep]
+        out: list[Any] = list(self.empty)
+        for w, specs in self.by_window:
+            lo, _ = batch_window(hi, w, self.slide)
+            i, j = tile_range(starts, lo, hi)
+            if i == j:
+                continue
+            window = ListWindow(columns, i, j)
+            for fn, agg, type_, k in specs:
+                out[k] = fn.finalize(fn.merge(window, agg), type_)
+        return out
+
+
+def with_known(view: FeatureView, starts: Sequence[int], known: Sequence[int],
+               keep_from: int) -> list[int]:
+    """The known times of a known_at view's tiles after `with_prefix` folded those starting
+    before `keep_from`: the prefix tile is known when its newest partial was."""
+    k = bisect.bisect_left(starts, keep_from)
+    if k <= 1 or LIFETIME_SECONDS not in view.windows:
+        return list(known)
+    return [max(known[:k]), *known[k:]]
