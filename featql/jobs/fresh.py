@@ -110,6 +110,7 @@ def replace_fresh(table: pa.Table, manifest: Manifest, root: Path, joins: Sequen
     aggregate views recomputed with the stream window, from the sources on DuckDB."""
     from featql.engines.duckdb import DuckDBEngine
     from featql.jobs.ingest import is_stream_view
+    from featql.jobs.relations import register_upstream
     from featql.semantics.types import arrow_type
 
     fresh = [(j, v) for j in joins if (v := manifest.view(j.view)) is not None
@@ -119,30 +120,12 @@ def replace_fresh(table: pa.Table, manifest: Manifest, root: Path, joins: Sequen
     engine = DuckDBEngine()
     try:
         registered: set[str] = set()
-
-        def register(name: str) -> None:
-            if name in registered:
-                return
-            src = manifest.source(name)
-            if src is not None:
-                engine.register_source(src, root)
-            else:
-                from featql.dialects.lower import lower_view
-
-                up = manifest.view(name)
-                assert up is not None, name
-                for dep in up.depends_on:
-                    register(dep)
-                engine.register_sql(name, lower_view(manifest, name, "duckdb"))
-            registered.add(name)
-
         ts = table.column(ts_col)
         if pa.types.is_timestamp(ts.type) and ts.type.tz is not None:
             ts = ts.cast(pa.timestamp(ts.type.unit))
         times = [None if t is None else codec.to_micros(t) for t in ts.to_pylist()]
         for join, view in fresh:
-            for dep in view.depends_on:
-                register(dep)
+            register_upstream(engine, manifest, root, view.depends_on, registered)
             keys = list(zip(*(table.column(k).to_pylist() for k in join.keys), strict=True))
             cols = fresh_columns(engine, manifest, view, join, keys, times)
             for f in join.features:

@@ -338,6 +338,8 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
     """The cells the events `rows` of a source produce for every online view over it."""
     from featql.dialects.events import EVENT_TS, input_column, lower_events
     from featql.dialects.lower import lower_view
+    from featql.jobs.relations import register_upstream
+
     engine, sql = _engine(root, manifest)
     views = views_over(manifest, source_name)
     # views and other sources are registered once per engine; they read `source_name`, the
@@ -345,46 +347,27 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
     registered: set[str] = sql.setdefault("\0registered", set())
     registered.add(source_name)
     engine.register_arrow(source_name, rows)
-
-    def register(name: str) -> None:
-        if name in registered:
-            return
-        src = manifest.source(name)
-        if src is not None:
-            engine.register_source(src, root)
-        else:
-            view = manifest.view(name)
-            assert view is not None, name
-            for dep in view.depends_on:
-                register(dep)
-            if name not in sql:
-                sql[name] = lower_view(manifest, name, "duckdb")
-            engine.register_sql(name, sql[name])
-        registered.add(name)
-
     cells: list[Cell] = []
     for view in views:
-        for dep in view.depends_on:
-            register(dep)
+        register_upstream(engine, manifest, root, view.depends_on, registered, sql)
         if view.kind == "row":
-            register(view.name)
-            cells.extend(_row_cells(view, _query(engine, view.name,
-                                                 f'SELECT * FROM "{view.name}"')))
+            if view.name not in sql:
+                sql[view.name] = lower_view(manifest, view.name, "duckdb")
+            cells.extend(_row_cells(view, _query(engine, sql, view.name, sql[view.name])))
             continue
         ev_key = "events:" + view.name
         if ev_key not in sql:
             sql[ev_key] = lower_events(manifest, view.name, "duckdb")
-        events = _query(engine, view.name, sql[ev_key])
+        events = _query(engine, sql, view.name, sql[ev_key])
         if events.num_rows == 0:
             continue
         keys = [k.name for k in view.keys]
-        key_cols = [events.column(k).to_pylist() for k in keys]
-        times = [codec.to_micros(t) for t in events.column(EVENT_TS).to_pylist()]
+        key_cols = [events.column(k) for k in keys]
+        times = [codec.to_micros(t) for t in events.column(EVENT_TS)]
         inputs = []
         for a in view.aggregations:
             col = input_column(a.name)
-            inputs.append(events.column(col).to_pylist() if col in events.column_names
-                          else [1] * events.num_rows)
+            inputs.append(events.column(col) if col in events.names else [1] * events.num_rows)
         per_item: dict[str, list[tuple[int, list[Any]]]] = {}
         for i in range(events.num_rows):
             key = [kc[i] for kc in key_cols]
@@ -396,18 +379,54 @@ def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name
     return cells
 
 
-def _query(engine: DuckDBEngine, view: str, text: str) -> pa.Table:
-    """A view's query over the events; an engine error names the view (`featql_view`)."""
+@dataclass(frozen=True)
+class _Rows:
+    """A query's result as Python values per column (what `pa.Table.to_pylist` gives)."""
+
+    names: list[str]
+    columns: list[list[Any]]
+    num_rows: int
+
+    def column(self, name: str) -> list[Any]:
+        return self.columns[self.names.index(name)]
+
+
+# DuckDB types whose values `fetchall` gives exactly as Arrow's `to_pylist` does (int, float,
+# str, bool, naive datetime, date, Decimal, bytes, None); a result with any other type is read
+# through Arrow
+_PLAIN_TYPES = frozenset({"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER",
+                          "USMALLINT", "UTINYINT", "DOUBLE", "FLOAT", "VARCHAR", "BOOLEAN",
+                          "TIMESTAMP", "DATE", "BLOB", "NULL", '"NULL"'})
+
+
+def _query(engine: DuckDBEngine, cache: dict[str, Any], view: str, text: str) -> _Rows:
+    """A view's query over the events; an engine error names the view (`featql_view`).
+
+    The statement is parsed once per engine and run on the connection itself: the relation
+    API's separate bind and Arrow round trip cost more than the query over a push's few
+    events."""
     import duckdb
 
+    key = "\0stmt:" + text
     try:
-        return engine.query(text)
+        stmt = cache.get(key)
+        if stmt is None:
+            stmt = cache[key] = engine.con.extract_statements(text)[-1]
+        cur = engine.con.execute(stmt)
+        names = [d[0] for d in cur.description]
+        if all(str(d[1]) in _PLAIN_TYPES or str(d[1]).startswith("DECIMAL(")
+               for d in cur.description):
+            got = cur.fetchall()
+            cols = [list(c) for c in zip(*got, strict=True)] if got else [[] for _ in names]
+            return _Rows(names, cols, len(got))
+        table = engine.query(text)
     except duckdb.Error as e:
         e.featql_view = view  # type: ignore[attr-defined]
         raise
+    return _Rows(table.column_names, [c.to_pylist() for c in table.columns], table.num_rows)
 
 
-def _row_cells(view: FeatureView, table: pa.Table) -> list[Cell]:
+def _row_cells(view: FeatureView, table: _Rows) -> list[Cell]:
     """Per entity the newest of the batch's rows by the semantics core's order (event time,
     created, feature tuple, NULL smallest), as a cell versioned like the online load's: the
     store keeps it only if it is newer than the row it holds (last-writer-wins)."""
@@ -417,9 +436,8 @@ def _row_cells(view: FeatureView, table: pa.Table) -> list[Cell]:
     now_us = time.time_ns() // 1000
     keys = [k.name for k in view.keys]
     feats = [f.name for f in view.features]
-    cols = {c: table.column(c).to_pylist() for c in [*keys, view.timestamp, *feats]}
-    created = table.column(CREATED).to_pylist() if CREATED in table.column_names \
-        else [None] * table.num_rows
+    cols = {c: table.column(c) for c in [*keys, view.timestamp, *feats]}
+    created = table.column(CREATED) if CREATED in table.names else [None] * table.num_rows
     best: dict[tuple[Any, ...], tuple[tuple[Any, ...], int]] = {}
     for i in range(table.num_rows):
         key = tuple(cols[k][i] for k in keys)

@@ -37,6 +37,36 @@ def ts_literal(engine: Engine, t: datetime) -> str:
     return f"TIMESTAMP '{t.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
+def register_upstream(engine: Engine, manifest: Manifest, root: Path, names: Iterable[str],
+                      done: set[str], lowered: dict[str, str] | None = None) -> None:
+    """Register each of `names` on `engine` once: a source as its batch files, a view as its
+    lowered SQL after everything it reads (transitively). `done`: the names already registered
+    (skipped; those registered here are added: a caller keeps it per engine, and puts in it a
+    name it registered itself, such as a source it replaced by an Arrow table). `lowered`: a
+    cache of views' SQL kept across calls. A name that is neither a view nor a source is
+    skipped."""
+    from featql.dialects.lower import lower_view
+
+    for name in names:
+        if name in done:
+            continue
+        view = manifest.view(name)
+        if view is None:
+            source = manifest.source(name)
+            if source is not None:
+                engine.register_source(source, root)
+                done.add(name)
+            continue
+        register_upstream(engine, manifest, root, view.depends_on, done, lowered)
+        sql = lowered.get(name) if lowered is not None else None
+        if sql is None:
+            sql = lower_view(manifest, name, engine.name)
+            if lowered is not None:
+                lowered[name] = sql
+        engine.register_sql(name, sql)
+        done.add(name)
+
+
 class ProjectData:
     """Registers what views need, once per engine."""
 
@@ -46,21 +76,7 @@ class ProjectData:
 
     def require(self, names: Iterable[str]) -> None:
         """Register the views (and, transitively, their sources and upstream views)."""
-        from featql.dialects.lower import lower_view
-
-        for name in names:
-            if name in self._done:
-                continue
-            view = self.manifest.view(name)
-            if view is None:
-                source = self.manifest.source(name)
-                if source is not None:
-                    self.engine.register_source(source, self.root)
-                    self._done.add(name)
-                continue
-            self.require(view.depends_on)
-            self.engine.register_sql(name, lower_view(self.manifest, name, self.engine.name))
-            self._done.add(name)
+        register_upstream(self.engine, self.manifest, self.root, names, self._done)
 
     def fresh_sql(self, view: FeatureView, lo: datetime | None = None,
                   hi: datetime | None = None) -> str:
