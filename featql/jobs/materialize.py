@@ -10,7 +10,8 @@ are idempotent: the files of an interval are a pure function of its data (see `o
 Row-level views store one row per (keys, event time): the tie winner of PRODUCT §3 (greatest
 created, then feature tuple); a `known_at` view stores every (keys, event time, created)
 version, since which one wins at (keys, event time) depends on the time asked about (only rows
-created by then are seen).
+created by then are seen). A `known_at` aggregate view's tiles hold a partial per (keys, tile,
+time known) (`_featql_known`), and are never rebuilt from an older definition's tiles.
 """
 
 from __future__ import annotations
@@ -173,8 +174,9 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
             stale = late.check(view, done_ivs, view_start(view), lo, hi, now)
             todo = sorted(set(todo) | set(stale.recompute))
             work.append((view, todo, len(planned), stale))
-            found = None if overwrite else find_reuse(store, state, late, workspace, view, todo,
-                                                      lo, hi, now)
+            # (a known_at view's tiles are keyed by when they were known too: never reused)
+            found = None if overwrite or view.known_at else find_reuse(
+                store, state, late, workspace, view, todo, lo, hi, now)
             if found is not None:  # compute only the new columns (reuse.py)
                 reuses[view.name] = found
         total = sum(len(list(_view_chunks(v, t, reuses.get(v.name)))) for v, t, _, _ in work)
