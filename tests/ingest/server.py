@@ -29,8 +29,9 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 class Server:
-    def __init__(self, root: Path, port: int | None = None, workers: int = 1):
-        self.root, self.port = root, port or free_port()
+    def __init__(self, root: Path, port: int | None = None, workers: int = 1,
+                 timeout: float = 30.0):
+        self.root, self.port, self.timeout = root, port or free_port(), timeout
         self.log = open(root / f"serve-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "featql.cli", "serve", "--project", str(root), "--host",
@@ -54,8 +55,9 @@ class Server:
         raise TimeoutError("featql serve did not become healthy")
 
     def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-                timeout: float = 30.0) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+                timeout: float | None = None) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=self.timeout if timeout is None else timeout)
         try:
             data = raw if raw is not None else (None if body is None else orjson.dumps(body))
             conn.request(method, path, body=data,
