@@ -60,6 +60,9 @@ class SparkEngine:
 
     def __init__(self, master: str = "local[*]", conf: dict[str, str] | None = None) -> None:
         self.spark = spark_session(master, conf)
+        from featql.semantics.sketches import register_spark_udfs
+
+        register_spark_udfs(self.spark)  # the sketch functions' Python UDFs (featql's merge)
         self._views: list[str] = []
         self._tmp: str | None = None
 

@@ -6,8 +6,9 @@ have coarse levels (`featql.semantics.compaction.levels`: 1 day for the example'
 window on a 1-hour slide), each level's *complete* periods (`[c, c + R)`, c a multiple of R,
 every schedule interval it overlaps recorded as done) are combined from the stored fine tiles,
 per entity, with `compaction.combine` (the partials of the union: exact for exact functions, a
-DOUBLE sum as its exact expansion of doubles, stored as BINARY; sketches unioned), and written
-next to the fine tiles:
+DOUBLE sum as its exact expansion of doubles, stored as BINARY; sketches unioned: the HLL
+registers, the KLL items, both deterministic, so the same fine tiles give the same bytes), and
+written next to the fine tiles:
 
     <view folder>/_compact/<R>s.parquet     keys, _tile_start (the period), the partials
 

@@ -19,7 +19,10 @@ The read (`merge`): per window `[hi - W, hi)` the fine tiles starting inside it 
 tiles lying wholly inside it, read set by set (every merge but STDDEV/VAR's Chan fold is
 independent of tile order, and that one agrees to rounding), merged and finalized by each
 aggregation's function as `TileMerger.merge` does over all-fine tiles; an additive column's
-total is one `math.fsum` over the fine values and the coarse expansions. A window edge
+total is one `math.fsum` over the fine values and the coarse expansions. A distinct count is
+the all-fine one (the union's registers, estimated from them alone:
+`sketches.register_estimate`), a percentile too while its coarse tiles hold at most 800 KLL
+items (`featql.semantics.quantiles.union`; beyond, within 0.75 % of p). A window edge
 strictly inside a stored coarse tile cannot be answered exactly: the lookup is refused
 (`IncompleteWindow`), which the plan rules out for every slide in `[loaded, loaded + horizon]`.
 """

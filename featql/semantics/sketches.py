@@ -15,29 +15,33 @@ DOUBLE natively (`hll_sketch_agg` takes INT, BIGINT, STRING or BINARY), so the e
 a DOUBLE into the bits of its canonical value (`Double.doubleToLongBits`, a BIGINT, computed in
 SQL: `spark_double_bits`) and hashes that, which is what the library's own double update does.
 DuckDB has no DataSketches: the tile stage hands
-`list(x)` to a Python UDF (`featql_hll_build`, each value tagged with its kind) and the window
-merge hands `list(sketch) OVER (frame)` to `featql_hll_estimate`, the same union and estimate
-as the online read. The estimate is the union's, rounded half up (Java's `Math.round`, what
-`hll_sketch_estimate` returns); an empty window is 0 (NULL inputs never count).
+`list(x)` to a Python UDF (`featql_hll_build`, each value tagged with its kind). Every engine
+estimates a window with the same Python code: DuckDB's `featql_hll_estimate(list(sketch) OVER
+(frame))`, Spark's same-named Python UDF over `collect_list` (`SPARK_UDFS`), the online read:
+the union of the tile sketches, estimated from its registers alone (`register_estimate`: the
+library's composite estimator, never the HIP accumulator, which depends on the order and the
+grouping of the unions: without it a compacted read differed from the all-fine one by up to
+~1 % past 384 distinct values), rounded half up; an empty window is 0 (NULL never counts).
 Error: relative standard error 1.04 / sqrt(4096) = 1.625 % (`HLL_RSE`); up to 384 distinct
 values the sketch holds exact 26-bit coupons (about 4 bytes a value; above, 4,136 bytes) and
 the estimate is exact but for hash collisions. The bound the tests hold it to, in >= 99 % of
 windows: |estimate - exact| <= 3 * HLL_RSE * exact (`hll_bound`), plus one for rounding.
 
-APPROX_PERCENTILE(x, p): a KLL sketch of doubles, k = 200 (Spark's `kll_sketch_agg_double(x,
-200)`, whose bytes the Python library reads and writes), p a constant in (0, 1). The value is a
-*nearest-rank* percentile (as PERCENTILE_DISC): the smallest input value v with rank(v) =
-#{x <= v} >= ceil(p * n), n the window's non-NULL, non-NaN inputs, as DOUBLE (BIGINT inputs
-beyond 2**53 lose precision). Error: the returned value's normalized rank is within
-`KLL_EPSILON` = 1.33 % of p (DataSketches' single-quantile rank error for k = 200, 99 %
-confidence); a window of at most k values is never compacted, so its percentile is exact.
-Merging: DuckDB and the online read (both this module, in Python) do not compact again: they
-take the weighted items every tile sketch retains and pick the nearest rank over all of them
-(deterministic, and no less accurate than a merged sketch); Spark merges with
-`kll_merge_agg_double`, which compacts with Java's random bits once a window holds more than
-k values. So the three agree exactly while no tile and no Spark window exceeds k values, and
-agree within the bound beyond. A tile of more than k values is itself compacted with the
-library's random bits: its bytes differ between runs (its estimate stays within the bound).
+APPROX_PERCENTILE(x, p): a KLL sketch of doubles, k = 200, in the DataSketches serialized
+format (either library reads it), p a constant in (0, 1). The value is a *nearest-rank*
+percentile (as PERCENTILE_DISC): the smallest input value v with rank(v) = #{x <= v} >=
+ceil(p * n), n the window's non-NULL, non-NaN inputs, as DOUBLE (BIGINT inputs beyond 2**53
+lose precision). The libraries' own KLL compaction is random (C++: a clock-seeded generator;
+Java: the JVM-wide `KllSketch.random`), so past 200 values a tile differed between runs and
+engines, and Spark's `kll_merge_agg_double` compacted again. featql builds the tile sketch
+itself, deterministically, from the sorted values (`featql.semantics.quantiles`: one item of
+weight 2^i per contiguous block of 2^i values), in Python on every engine (DuckDB's and
+Spark's `featql_kll_build` UDF over `list(x)` / `collect_list(x)`), and merges a window by
+taking every item of its tiles, with no further compaction, and picking the nearest rank
+(`kll_quantile`; DuckDB's and Spark's `featql_kll_quantile`, the online read): the same bytes
+and the same value everywhere. Error, deterministic (every window): the returned value's
+normalized rank is within 1/k = 0.5 % of p over fine tiles, 0.75 % when coarse (compacted)
+tiles are merged too (`KLL_EPSILON`); a tile of at most k values is kept whole (exact).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from featql.core.types import NUMERIC
+from featql.semantics import quantiles
 from featql.semantics.aggregates import AggregateFunction, Partial, Window, partial_column
 
 if TYPE_CHECKING:
@@ -55,19 +60,21 @@ if TYPE_CHECKING:
 
 LG_K = 12
 """HLL lgConfigK: 4,096 buckets (Spark's default)."""
-KLL_K = 200
+KLL_K = quantiles.K
 """KLL k (Spark's and the library's default)."""
 HLL_RSE = 1.04 / math.sqrt(1 << LG_K)
 """Relative standard error of the HLL estimate (1.625 %)."""
-KLL_EPSILON = 0.0133
-"""Single-quantile normalized rank error of KLL with k = 200 at 99 % confidence (the library's
-`kll_doubles_sketch.get_normalized_rank_error(200, False)`, 0.013295, rounded)."""
+KLL_EPSILON = quantiles.COARSE_RANK_ERROR
+"""The bound on a percentile's normalized rank error, in every window: 1/200 over fine tiles,
+0.75 % with coarse tiles (`featql.semantics.quantiles`); tighter than KLL's own 1.33 % at 99 %
+confidence (the library's `get_normalized_rank_error(200, False)`)."""
 
 HASH_KINDS = {"BIGINT": "i", "INT": "i", "BOOLEAN": "i", "DOUBLE": "d", "FLOAT": "d",
               "STRING": "s"}
 """How APPROX_COUNT_DISTINCT hashes each accepted input type: as an integer, a double, text."""
 _KEY_CAST = {"i": "BIGINT", "d": "DOUBLE", "s": "STRING"}
 _SIGN = 1 << 63
+_HLL_MODE, _OUT_OF_ORDER = 2, 16  # HLL preamble: mode byte 7 (low 2 bits), flags byte 5
 
 
 def hll_bound(exact: int) -> float:
@@ -115,9 +122,30 @@ def hll_union(sketches: Sequence[bytes | None]) -> Any:
 
 def hll_estimate(sketches: Sequence[bytes | None]) -> int:
     """The distinct-count estimate over serialized sketches: 0 over none, else the union's
-    estimate rounded half up (Java's Math.round, what Spark's hll_sketch_estimate returns)."""
+    `register_estimate` rounded half up (as Java's Math.round)."""
     union = hll_union(sketches)
-    return 0 if union is None else _round(union.get_estimate())
+    return 0 if union is None else _round(register_estimate(union))
+
+
+def register_estimate(union: Any) -> float:
+    """The union's estimate as a function of its registers alone, whatever the order and the
+    grouping of the sketches unioned. A union in HLL mode keeps a flag, "out of order", that
+    picks the estimator: unset (the result copies one HLL sketch, or a list/set of coupons
+    grew into HLL mode inside the union), the library returns the HIP accumulator, which
+    depends on the order of the updates; set, the composite estimator over the registers.
+    So the union of the fine tiles and the union of coarse and fine edge tiles (the same
+    registers) could differ (up to ~1 % in tests past 384 distinct values). featql sets the
+    flag in the result's serialized form (preamble byte 5, bit 16) and lets the library
+    estimate: always the composite estimator (error 1.04 / sqrt(K)). In list or set mode
+    (at most 384 coupons) the estimate is the coupons' and needs nothing."""
+    import datasketches as ds
+
+    result = union.get_result(ds.tgt_hll_type.HLL_8)
+    packed = bytearray(result.serialize_updatable())
+    if packed[7] & 3 != _HLL_MODE:
+        return float(result.get_estimate())
+    packed[5] |= _OUT_OF_ORDER
+    return float(ds.hll_sketch.deserialize(bytes(packed)).get_estimate())
 
 
 def _round(x: float) -> int:
@@ -134,31 +162,15 @@ def _tagged(value: str) -> Any:
     return text
 
 
-def _kll() -> Any:
-    import datasketches as ds
-
-    return ds.kll_doubles_sketch(KLL_K)
-
-
 def kll_build(values: Sequence[Any]) -> bytes:
-    """A tile's KLL sketch from its input values (None and NaN skipped, as the library does)."""
-    sketch = _kll()
-    for v in values:
-        if v is not None:
-            sketch.update(float(v))
-    return bytes(sketch.serialize())
+    """A tile's KLL sketch from its input values (None and NaN skipped), deterministic: the
+    same bytes for the same values in any order (`featql.semantics.quantiles`)."""
+    return quantiles.build(values)
 
 
 def kll_items(sketches: Sequence[bytes | None]) -> list[tuple[float, int]]:
     """The (value, weight) items every sketch retains, sorted by value (weights sum to n)."""
-    import datasketches as ds
-
-    items: list[tuple[float, int]] = []
-    for b in sketches:
-        if b is not None:
-            items.extend(ds.kll_doubles_sketch.deserialize(bytes(b)))
-    items.sort(key=lambda item: item[0])
-    return items
+    return quantiles.items(sketches)
 
 
 def natural_rank(p: float, n: int) -> int:
@@ -202,6 +214,25 @@ DUCKDB_UDFS: tuple[tuple[str, Callable[..., Any], tuple[str, ...], str], ...] = 
 )
 """(name, Python function, DuckDB parameter types, return type) of every UDF the sketch SQL
 calls on DuckDB; `featql.engines.duckdb` registers them on its connections (`register_udfs`)."""
+
+
+SPARK_UDFS: tuple[tuple[str, Callable[..., Any], str], ...] = (
+    ("featql_hll_estimate", lambda sketches: hll_estimate(list(sketches or ())), "bigint"),
+    ("featql_kll_build", lambda values: kll_build(list(values or ())), "binary"),
+    ("featql_kll_quantile", lambda sketches, p: kll_quantile(list(sketches or ()), p),
+     "double"),
+)
+"""(name, Python function, Spark return type): the Python UDFs the Spark sketch SQL calls
+(`register_spark_udfs`), the same functions as DuckDB's and the online read's. Spark builds
+HLL tiles natively (`hll_sketch_agg`: the library's bytes) but estimates a window in Python
+(`register_estimate`), and builds and reads KLL tiles in Python (its own KLL compacts with
+random bits)."""
+
+
+def register_spark_udfs(spark: Any) -> None:
+    """Register `SPARK_UDFS` on a SparkSession (again is harmless)."""
+    for name, fn, ret in SPARK_UDFS:
+        spark.udf.register(name, fn, ret)
 
 
 def register_udfs(con: Any) -> None:
@@ -316,7 +347,7 @@ class ApproxCountDistinct(AggregateFunction):
         col = columns["hll"]
         if dialect == "duckdb":
             return f"featql_hll_estimate(list({col}) {frame})"
-        return f"COALESCE(hll_sketch_estimate(hll_union_agg({col}) {frame}), 0)"
+        return f"featql_hll_estimate(collect_list({col}) {frame})"
 
     def finalize_sql(self, dialect: str, merged: Mapping[str, str]) -> str:
         raise NotImplementedError("merged by merge_sql")
@@ -329,7 +360,7 @@ class ApproxCountDistinct(AggregateFunction):
 
     def finalize(self, merged: Mapping[str, Any], result_type: str) -> Any:
         union = merged["hll"]
-        return 0 if union is None else _round(union.get_estimate())
+        return 0 if union is None else _round(register_estimate(union))
 
 
 class ApproxPercentile(AggregateFunction):
@@ -371,15 +402,13 @@ class ApproxPercentile(AggregateFunction):
                     time_sql: str | None) -> str:
         if dialect == "duckdb":
             return f"featql_kll_build(list({input_sql}))"
-        return f"kll_sketch_agg_double({input_sql}, {KLL_K})"
+        return f"featql_kll_build(collect_list({input_sql}))"
 
     def merge_sql(self, dialect: str, columns: Mapping[str, str], frame: str) -> str:
         col, p = columns["kll"], _literal(dialect, _p(self.args))
         if dialect == "duckdb":
             return f"featql_kll_quantile(list({col}) {frame}, {p})"
-        merged = f"kll_merge_agg_double({col}) {frame}"
-        return (f"CASE WHEN kll_sketch_get_n_double({merged}) > 0 THEN "
-                f"kll_sketch_get_quantile_double({merged}, {p}) END")
+        return f"featql_kll_quantile(collect_list({col}) {frame}, {p})"
 
     def finalize_sql(self, dialect: str, merged: Mapping[str, str]) -> str:
         raise NotImplementedError("merged by merge_sql")
