@@ -202,15 +202,8 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
     if online:
         from featql.jobs.stream_handover import load_online_locked
 
-        def catch_up(names: list[str]) -> None:  # under the lock: what pushes logged since
-            stored = [n for n in names if (v := manifest.view(n)) is not None and v.offline]
-            if stored:
-                materialize(root, manifest, workspace, stored, start, end, False, engine,
-                            config=config, now=now, compact=False)
-
         report = MaterializeReport(workspace, eng.name, tuple(runs), load_online_locked(
-            root, manifest, workspace, views, progress, config, catch_up, lock_timeout),
-            compacted)
+            root, manifest, workspace, views, progress, config, lock_timeout), compacted)
     return report
 
 

@@ -16,7 +16,7 @@ from the Parquet footers (cached per file).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,19 +123,18 @@ def _keys_in(files: list[str], key: str, candidates: Any) -> set[Any]:
 # -- the online load of stream views: under the ingest lock, the still-running slide open --------
 def load_online_locked(root: Path, manifest: Manifest, workspace: str,
                        views: Sequence[str] | None, progress: Progress, config: ProjectConfig,
-                       catch_up: Callable[[list[str]], Any], lock_timeout: float | None
-                       ) -> LoadReport:
+                       lock_timeout: float | None) -> LoadReport:
     """`featql materialize --online`: `load_online`, with the stream views loaded under the
     project's ingest lock (pushes and `featql stream` wait meanwhile) and their heads opened.
 
     Under the lock: the batches a crashed push left are finished first (their events are in
-    the log and must be in the cells once: `ingest._recover`); `catch_up(names)` materializes
-    again, incrementally, what pushes logged since the caller's offline run (their log files
-    are new files to `featql.jobs.stale`); the stream views are loaded; then `open_heads`
-    rewrites their cells so that the slide the backfill ended in holds exact events. A push
-    that waited on the lock then adds its events to those cells: nothing is rolled back or
-    counted twice. `lock_timeout` (seconds, None: wait): a lock held longer is a clear error,
-    the offline store and the other views loaded all the same."""
+    the log and must be in the cells once: `ingest._recover`); the stream views are loaded;
+    then `open_heads` rewrites their cells from the sources as they are under the lock (the
+    offline store may miss what pushes logged while it was materialized), the slide the
+    backfill ended in as exact events. A push that waited on the lock then adds its events to
+    those cells: nothing is rolled back or counted twice. `lock_timeout` (seconds, None:
+    wait): a lock held longer is a clear error, the offline store and the other views loaded
+    all the same."""
     from featql.jobs.ingest import _recover, is_stream_view
     from featql.jobs.ingest_log import IngestLockBusy, locked
     from featql.jobs.online_load import load_online
@@ -154,10 +153,9 @@ def load_online_locked(root: Path, manifest: Manifest, workspace: str,
             store = open_store(config, root, workspace)
             try:
                 _recover(root, manifest, workspace, ledger, store)
-                catch_up(streams)
                 loaded = load_online(root, manifest, workspace, streams, progress,
                                      store=store, config=config)
-                open_heads(root, manifest, config, workspace, store, loaded)
+                open_heads(root, manifest, store, loaded)
             finally:
                 store.close()
     except IngestLockBusy as e:
@@ -172,12 +170,13 @@ def load_online_locked(root: Path, manifest: Manifest, workspace: str,
     return LoadReport(workspace, loaded.store, tuple(views_))
 
 
-def open_heads(root: Path, manifest: Manifest, config: ProjectConfig, workspace: str,
-               store: OnlineStore, loaded: LoadReport) -> int:
+def open_heads(root: Path, manifest: Manifest, store: OnlineStore, loaded: LoadReport
+               ) -> int:
     """Rewrite the loaded cells of stream aggregate views so that lookups inside the slide the
     load ended in (`[hi - S, hi)`, the backfill's still-running slide) are exact: per entity,
-    the tiles of the longest window before that slide plus every event of the source's log
-    from it on as exact events (the batch log's events after `hi` included: the load does not
+    the tiles of the longest window before that slide, computed from the sources (the batch
+    log and the events pushed or streamed into it, each once), plus every event from that
+    slide on as exact events (the batch log's events after `hi` included: the load does not
     hold them and `drop_logged` keeps the stream from applying them). A push then adds its
     events to that head: the slide = the backfilled events + the streamed ones, each once.
     Call it under the ingest lock, after `load_online`. Returns the cells written. Views with
@@ -194,24 +193,23 @@ def open_heads(root: Path, manifest: Manifest, config: ProjectConfig, workspace:
                 or not is_stream_view(manifest, view) or LIFETIME_SECONDS in view.windows):
             continue
         hi_s = codec.to_micros(dt.datetime.fromisoformat(run.through)) // US
-        cells = head_cells(root, manifest, config, workspace, view, hi_s)
+        cells = head_cells(root, manifest, view, hi_s)
         store.write(cells)
         written += len(cells)
     return written
 
 
-def head_cells(root: Path, manifest: Manifest, config: ProjectConfig, workspace: str,
-               view: FeatureView, hi_s: int) -> list[Cell]:
+def head_cells(root: Path, manifest: Manifest, view: FeatureView, hi_s: int) -> list[Cell]:
     """The stream cells of `view` for a load ending at `hi_s` (see `open_heads`)."""
     from featql.jobs.ingest import bump
-    from featql.jobs.online_load import TILE_START, default_scan
+    from featql.jobs.online_load import TILE_START, source_scan
     from featql.online.stream_cells import StreamCell, add_events, encode, from_tiles
     from featql.semantics.aggregates import partial_columns
 
     slide = view.slide_seconds or 1
     longest = max(view.windows) if view.windows else slide
     open_at = hi_s - slide  # the slide the load ended in
-    scan, close = default_scan(manifest, root, config, workspace)
+    scan, close = source_scan(manifest, root)
     try:
         tiles = scan(view, codec.from_micros((open_at - longest) * US),
                      codec.from_micros(open_at * US))

@@ -5,7 +5,8 @@ working tree (a warning names them). Incremental by default: only the schedule i
 yet recorded as done for each view's applied definition are computed, plus the done ones that
 late rows made stale (new, changed or deleted source files, or a declared `lookback`), each
 reported with its cause (`featql.jobs.stale`). `--overwrite` recomputes the range and swaps it
-in atomically; `--online` then loads the online store.
+in atomically; `--online` then loads the online store (stream views under the ingest lock,
+waited for at most `--lock-timeout` seconds: `featql.jobs.stream_handover`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="recompute intervals already done and replace them atomically")
     p.add_argument("--online", action="store_true",
                    help="then load the latest values into the online store")
+    p.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="with --online: how long to wait for the ingest lock that pushes and "
+                   "`featql stream` hold while they write, before loading stream views "
+                   "(default: 60)")
     p.add_argument("--compact", action="store_true",
                    help="only compact: store the complete coarse periods of long windows "
                    "(materialize does it after every run)")
@@ -57,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     report = materialize(Path(args.project), run_.applied.run_manifest, workspace, args.view,
                          args.start, args.end, args.overwrite, args.engine,
-                         progress=RichProgress(), config=run_.config, online=args.online)
+                         progress=RichProgress(), config=run_.config, online=args.online,
+                         lock_timeout=args.lock_timeout)
     out = console()
     for v in report.views:
         if v.written > v.recomputed:
