@@ -176,3 +176,20 @@ def test_an_aggregate_over_a_known_at_view_is_known_at(project: Compile) -> None
     assert result.manifest is not None
     c = result.manifest.view("c")
     assert c is not None and (c.known_at, c.created) == (True, "_featql_created")
+
+
+def test_a_stream_aggregate_over_a_known_at_source_is_refused_where_it_reads_it(
+        project: Compile, tmp_path: Path) -> None:
+    src = SRC.replace("batch = parquet('d/')",
+                      "batch = parquet('d/'),\n--         stream = files('in/', format = json)")
+    view = ("-- @feature_view(name = s, entity = user, timestamp = ts, windows = ['1h'],\n"
+            "--   slide = '1h', start = '2024-01-01')\n"
+            "SELECT user_id, COUNT(*) AS n FROM p GROUP BY user_id\n")
+    result = project({"sources/p.sql": src, "views/s.sql": view, "in/.keep": ""})
+    errors = result.diagnostics.errors
+    assert [d.headline() for d in errors] == [
+        "views/s.sql:3:36: error[E423]: feature view 's' aggregates the known_at events of 'p', "
+        "which come from a stream source, but a stream view cannot count events as of when "
+        "they were created yet (only batch aggregate views can)"]
+    assert errors[0].hint == "drop known_at from the source, or aggregate a batch source"
+    assert not result.ok
