@@ -42,6 +42,8 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 K = 200
@@ -139,7 +141,7 @@ def items(sketches: Sequence[bytes | None]) -> list[tuple[float, int]]:
     for b in sketches:
         if b is not None:
             out.extend(_decode(bytes(b)))
-    out.sort(key=lambda item: item[0])
+    out.sort(key=itemgetter(0))
     return out
 
 
@@ -156,11 +158,12 @@ def _decode(b: bytes) -> list[tuple[float, int]]:
     values = struct.unpack_from(f"<{(len(b) - start) // 8}d", b, start)
     ends = [o - offsets[0] for o in offsets[1:]] + [len(values)]
     out: list[tuple[float, int]] = []
-    at = 0
+    at = total = 0
     for level, end in enumerate(ends):
-        out.extend((v, 1 << level) for v in values[at:end])
+        out.extend(zip(values[at:end], repeat(1 << level, end - at), strict=True))
+        total += (end - at) << level
         at = end
-    if sum(w for _, w in out) != n:
+    if total != n:
         raise ValueError("a KLL sketch whose item weights do not sum to its n")
     return out
 
