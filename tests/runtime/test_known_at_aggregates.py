@@ -84,6 +84,12 @@ PROJECT = {
         "--               windows = ['30d'], slide = '1d', start = '2023-12-01')\n"
         "SELECT user_id, COUNT(*) AS n, SUM(x) AS sx, LAST_N(x, 2) AS lx FROM ev\n"
         "GROUP BY user_id\n"),
+    "views/life.sql": (
+        "-- @feature_view(name = life, entity = user, timestamp = ts,\n"
+        "--               windows = ['1h', 'lifetime'], slide = '1h', start = '2024-01-01')\n"
+        "SELECT user_id, COUNT(*) AS n, SUM(x) AS sx, VAR_POP(d) AS vp, LAST_N(x, 2) AS lx\n"
+        "FROM ev GROUP BY user_id\n"),
+    "services/life.sql": "-- @feature_service(name = life, features = [life.*])\n",
     "services/svc.sql": "-- @feature_service(name = svc, features = [ka.*])\n",
     "services/plain.sql": "-- @feature_service(name = plain, features = [pa.*])\n",
     "services/monthly.sql": "-- @feature_service(name = monthly, features = [monthly.*])\n",
@@ -470,3 +476,53 @@ def test_online_an_event_created_on_0120_is_served_from_0120(tmp_path: Path) -> 
             assert got[0]["monthly.lx_30d"] == [2]
         finally:
             store.close()
+
+
+def test_a_lifetime_window_offline_and_online(tmp_path: Path) -> None:
+    """`lifetime`: every event since the start, created by t. Online, the older tiles are folded
+    into one prefix tile at load (`with_prefix`), known when its newest partial was: lookups
+    after that equal the training set exactly; a replay before it is refused (422), never
+    merged without the partials it cannot take out."""
+    from featql.jobs.online_load import load_online
+    from featql.online.codec import to_micros
+    from featql.online.lookup import OnlineService, RequestError
+    from featql.online.sqlite import SqliteStore
+
+    rng = random.Random(9)
+    events, _ = random_case(rng, users=6, n=200)
+    for e in events:  # the first hours' events all arrive within the day: the prefix is known
+        if e["ts"] < BASE + timedelta(hours=2) and e["arrived"] is not None:
+            e["arrived"] = min(e["arrived"], BASE + timedelta(hours=20))
+    root = write_project(tmp_path / "p", events)
+    c = compiled(root)
+    end = floor_to(max(e["ts"] for e in events), SLIDE) + timedelta(seconds=SLIDE)
+    times = [end + timedelta(minutes=20 * k) for k in range(80)]  # to end + 26 h
+    spine = [{"user_id": u, "t": t} for t in times for u in range(1, 7)]
+    got = _training((root, c), spine, "duckdb", "life")
+    for row, g in zip(spine, got, strict=True):
+        hi = floor_to(row["t"], SLIDE)
+        seen = [e for e in events if e["user_id"] == row["user_id"] and e["ts"] < hi
+                and visible(e, row["t"], True)]
+        assert g["life__n_lifetime"] == len(seen), row
+        assert g["life__sx_lifetime"] == oracle_value("sum", None, [(e["ts"], e["x"])
+                                                                    for e in seen]), row
+    load = end + timedelta(hours=30)
+    store = SqliteStore(root / "online.db", "dev")
+    try:
+        load_online(root, c.manifest, "dev", store=store, now=load, views=["life"])
+        online = OnlineService(c.manifest, store, root)
+        served = refused = 0
+        for row, g in zip(spine, got, strict=True):
+            try:
+                [values], _ = online.lookup("life", [{"user_id": row["user_id"]}],
+                                            now_us=to_micros(row["t"]))
+            except RequestError as e:
+                assert (e.status, e.code) == (422, "at_before_online_data"), e.message
+                refused += 1
+                continue
+            served += 1
+            assert {k.replace(".", "__"): v for k, v in values.items()} == {
+                k: v for k, v in g.items() if k.startswith("life__")}, row
+        assert served >= 100 and refused >= 1, (served, refused)
+    finally:
+        store.close()
