@@ -4,16 +4,19 @@ project over SQLite and DynamoDB (dynalite), against a bare Flask app on granian
 settings that returns a constant JSON body of the same size (the ceiling), all in one run.
 
     .venv/bin/python bench/serve_bench.py [--transactions 1000000] [--rounds 3] [--quick]
-        [--servers granian,granian-asgi,loop] [--compaction]
+        [--servers uvicorn,granian,loop] [--skip-dynamodb] [--compaction]
 
-Servers: `granian` is what `featql serve` runs (granian's RSGI interface on its Rust event
-loop rloop); `granian-<interface>[+<loop>]` the same app on another of granian's interfaces
-(asgi: featql.server.asgi, what served before; rsgi; wsgi: granian's WSGI mode) and event loop
-(rloop, asyncio); `loop` is featql's former event-loop worker (featql/server/worker.py +
-http1.py, deleted from the package): the bench takes both files from the commit before their
-removal (`git show`), so the comparison needs the repository's history. Every server runs the
-same app (create_app) from the same manifest file, with `featql serve`'s default threads for
-the store.
+Servers: `granian` is featql's app on granian (its RSGI interface on its Rust event loop
+rloop); `granian-<interface>[+<loop>][@<key>=<value>/...]` the same app on another of granian's
+interfaces (asgi: featql.server.asgi; rsgi; wsgi: granian's WSGI mode), event loop (rloop,
+asyncio) and Server keywords (`granian@task_impl=rust`, `granian@runtime_mode=mt/
+runtime_threads=2`); `uvicorn` the app's ASGI entry on uvicorn (httptools, uvloop:
+featql.server.uvicorn_server); `loop` is featql's former event-loop worker
+(featql/server/worker.py + http1.py, deleted from the package): the bench takes both files
+from the commit before their removal (`git show`), so the comparison needs the repository's
+history. The first server of `--servers` is judged against the targets; the default list
+starts with what `featql serve` runs. Every server runs the same app (create_app) from the same
+manifest file, with `featql serve`'s default threads for the store.
 
 Each row also says how quiet the machine was: `late99`, how late the generator itself sent
 (open loop), and `others`, the cores that processes outside the bench kept busy meanwhile. An
@@ -105,8 +108,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 LEGACY_REV = "f5ba0389ddb43ffc49e7df64c7bff5f968ad5273"  # the last commit with worker.py
 # "granian" is what featql serve runs; granian-<interface> one of granian's interfaces over the
 # same dispatcher (runner.serve(interface=...)); loop the former event-loop worker
-SERVERS = ("granian", "granian-asgi", "granian-rsgi", "granian-wsgi", "loop")
-DEFAULT_SERVERS = ("granian", "granian-asgi", "loop")
+SERVERS = ("granian", "granian-asgi", "granian-rsgi", "granian-wsgi", "uvicorn", "loop")
+# what `featql serve` runs first (judged against the targets), the other maintained server,
+# the former worker
+DEFAULT_SERVERS = (("uvicorn", "granian", "loop") if os.environ.get("FEATQL_SERVER") != "granian"
+                   else ("granian", "uvicorn", "loop"))
 
 
 def legacy_worker(work: Path) -> Path | None:
@@ -152,10 +158,15 @@ def run_featql_server(server: str, port: int, raw: str, workers: int, threads: i
     settings = ServeSettings(root=Path(conf["root"]), workspace=conf["workspace"],
                              manifest_path=Path(conf["manifest_path"]),
                              metrics_dir=Path(conf["metrics_dir"]))
-    if server.startswith("granian"):  # granian[-<interface>][+<event loop>]
+    if server.startswith("granian"):  # granian[-<interface>][+<event loop>][@k=v/k=v]
+        server, _, options = server.partition("@")
         name, _, loop = server.partition("+")
         serve(settings, "127.0.0.1", port, workers, threads,
-              interface=name.partition("-")[2] or None, loop=loop or None)
+              interface=name.partition("-")[2] or None, loop=loop or None,
+              server_name="granian", granian_options=granian_options(options))
+        return
+    if server == "uvicorn":
+        serve(settings, "127.0.0.1", port, workers, threads, server_name="uvicorn")
         return
     assert server == "loop" and legacy, server
     sys.path.insert(0, legacy)
@@ -163,6 +174,23 @@ def run_featql_server(server: str, port: int, raw: str, workers: int, threads: i
 
     use_directory(settings.metrics_dir)
     _gunicorn(lambda: create_app(settings), port, workers, loop_worker(settings.max_body_bytes))
+
+
+def granian_options(text: str) -> dict[str, Any]:
+    """`task_impl=rust/runtime_mode=mt/runtime_threads=2/...`: granian Server keywords."""
+    from granian.constants import RuntimeModes, TaskImpl
+
+    kinds: dict[str, Any] = {"task_impl": TaskImpl, "runtime_mode": RuntimeModes}
+    out: dict[str, Any] = {}
+    for item in filter(None, text.split("/")):
+        key, _, value = item.partition("=")
+        if key in kinds:
+            out[key] = kinds[key](value)
+        elif value in ("true", "false"):
+            out[key] = value == "true"
+        else:
+            out[key] = int(value)
+    return out
 
 
 def _gunicorn(load: Any, port: int, workers: int, worker_class: type) -> None:
@@ -441,10 +469,11 @@ def main() -> int:
                     help="threads per granian worker (default: featql serve's default for each "
                          "store, and the SQLite one's for bare Flask); the loop worker has one")
     ap.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
-                    help="comma-separated: granian (what featql serve runs: RSGI on rloop), "
-                         "granian-<asgi|rsgi|wsgi>[+<rloop|asyncio>] (another granian "
-                         "interface / event loop), loop (the former event-loop gunicorn "
-                         "worker)")
+                    help="comma-separated, the first judged against the targets: granian "
+                         "(RSGI on rloop), granian-<asgi|rsgi|wsgi>[+<rloop|asyncio>]"
+                         "[@key=value/...] (another granian interface / event loop / Server "
+                         "keywords), uvicorn (httptools + uvloop), loop (the former event-loop "
+                         "gunicorn worker)")
     ap.add_argument("--skip-dynamodb", action="store_true")
     ap.add_argument("--compaction", action="store_true",
                     help="only the compaction scenario (bench/serve_compaction.py): a service "
@@ -467,7 +496,7 @@ def main() -> int:
 
         return run_compaction(args.transactions, args.rounds, args.quick)
     chosen = [x for x in args.servers.split(",") if x]
-    unknown = {x.partition("+")[0] for x in chosen} - set(SERVERS)
+    unknown = {x.partition("@")[0].partition("+")[0] for x in chosen} - set(SERVERS)
     if unknown:
         ap.error(f"unknown server(s) {', '.join(sorted(unknown))}; known: {', '.join(SERVERS)}")
 

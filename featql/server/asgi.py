@@ -41,8 +41,11 @@ class BadBody(Exception):
 
 
 class AsgiEntry:
-    def __init__(self, dispatcher: Dispatcher, threads: int, max_body: int):
-        self.dispatcher, self.max_body = dispatcher, max_body
+    def __init__(self, dispatcher: Dispatcher, threads: int, max_body: int,
+                 body_seconds: float | None = BODY_SECONDS):
+        """`body_seconds`: the body's deadline; None when the server enforces one itself
+        (featql.server.uvicorn_server), which saves a timer per request."""
+        self.dispatcher, self.max_body, self.body_seconds = dispatcher, max_body, body_seconds
         self.pool = ThreadPoolExecutor(threads, "featql-req") if threads > 1 else None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -52,8 +55,10 @@ class AsgiEntry:
         environ = environ_of(scope)
         problem = refusal(environ, environ["REQUEST_METHOD"], environ["PATH_INFO"])
         try:
-            if problem is None:
-                async with asyncio.timeout(BODY_SECONDS):  # no task of its own (wait_for's)
+            if problem is None and self.body_seconds is None:
+                problem = await self._body(environ, receive)
+            elif problem is None:
+                async with asyncio.timeout(self.body_seconds):  # no task of its own
                     problem = await self._body(environ, receive)
         except Disconnected:  # granian says so of a broken body too (a bad chunk size, a body
             # shorter than its Content-Length): answer, or granian answers a 500
@@ -64,7 +69,7 @@ class AsgiEntry:
                                             f"read: {e}", "body"), service=OTHER)
         except TimeoutError:
             problem = Reply(408, error_body(408, "body_timeout", "the request body did not "
-                                            f"arrive within {BODY_SECONDS:g} s", "body"),
+                                            f"arrive within {self.body_seconds:g} s", "body"),
                             service=OTHER)
         if problem is not None:
             self.dispatcher.count(problem, started)
@@ -135,7 +140,8 @@ def environ_of(scope: dict[str, Any]) -> dict[str, Any]:
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1").upper().replace("-", "_")
         key = name if name in ("CONTENT_LENGTH", "CONTENT_TYPE") else "HTTP_" + name
-        value = raw_value.decode("latin-1")
+        value = raw_value.decode("latin-1").strip(" \t")  # OWS is not the value's (llhttp
+        # keeps trailing whitespace; RFC 9110 §5.5)
         environ[key] = f"{environ[key]},{value}" if key in environ else value
     return environ
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from featql.server.app import ServeSettings, create_app
+from featql.server.choice import chosen_server
 from featql.server.metrics import use_directory
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -53,14 +54,19 @@ def _plain_dev_server_log() -> None:
     log.propagate = False
 
 
-def describe(workers: int, threads: int, reload: bool = False) -> str:
+def describe(workers: int, threads: int, reload: bool = False, server: str | None = None
+             ) -> str:
     """The server, for the startup line."""
     if reload:
         return "Flask dev server (--reload)"
+    shape = f"{workers} worker(s) × {threads} thread{'s' if threads != 1 else ''}"
+    if chosen_server(server) == "uvicorn":
+        from uvicorn import __version__ as uvicorn_version
+
+        return f"uvicorn {uvicorn_version} (httptools, uvloop), {shape}"
     from granian import __version__
 
-    return (f"granian {__version__} (RSGI), {workers} worker(s) × {threads} "
-            f"thread{'s' if threads != 1 else ''}")
+    return f"granian {__version__} (RSGI), {shape}"
 
 
 def _worker_app(settings: ServeSettings, threads: int, interface: str) -> Any:
@@ -79,7 +85,8 @@ def _worker_app(settings: ServeSettings, threads: int, interface: str) -> Any:
 
 
 def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: int,
-          reload: bool = False, interface: str | None = None, loop: str | None = None
+          reload: bool = False, interface: str | None = None, loop: str | None = None,
+          server_name: str | None = None, granian_options: dict[str, Any] | None = None
           ) -> None:
     """`interface` (for the bench's comparisons): "rsgi" (the default, what `featql serve`
     runs), "asgi" (featql.server.asgi, what served before), or "wsgi": granian's WSGI mode,
@@ -94,12 +101,17 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         app = create_app(settings)
         app.run(host=host, port=port, use_reloader=True, threaded=True)
         return
+    level = os.environ.get("FEATQL_LOG_LEVEL", "warning").lower()
+    if chosen_server(server_name) == "uvicorn":
+        from featql.server.uvicorn_server import serve_uvicorn
+
+        serve_uvicorn(settings, host, port, workers, threads, level)
+        return
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
 
-    level = os.environ.get("FEATQL_LOG_LEVEL", "warning").lower()
     wsgi = interface == "wsgi"
     kind = {"wsgi": Interfaces.WSGI, "rsgi": Interfaces.RSGI}.get(interface, Interfaces.ASGINL)
     server = Server(
@@ -111,7 +123,7 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         backpressure=CONNECTIONS_PER_WORKER,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.warning,
-        respawn_failed_workers=True, workers_kill_timeout=10)
+        respawn_failed_workers=True, workers_kill_timeout=10, **(granian_options or {}))
     server.serve(target_loader=functools.partial(_worker_app, settings, threads, interface),
                  wrap_loader=False)
 

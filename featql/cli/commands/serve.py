@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from featql.cli.commands._registry import add_workspace_argument
 from featql.cli.console import UserError, console
+from featql.server.choice import DEFAULT_SERVER, SERVER_ENV, SERVERS
 
 if TYPE_CHECKING:
     from featql.core.config import ProjectConfig
@@ -29,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads per worker (default: 1 when the online store answers from "
                         "this machine: SQLite, or DynamoDB at a loopback endpoint_url; 2 for "
                         "DynamoDB across the network; [serve] threads in featql.toml)")
+    p.add_argument("--server", choices=SERVERS, default=None,
+                   help="the HTTP server (default: [serve] server in featql.toml, else "
+                        f"{DEFAULT_SERVER}; the FEATQL_SERVER environment variable overrides "
+                        "featql.toml)")
     add_workspace_argument(p)
     p.add_argument("--reload", action="store_true",
                    help="development: Flask's reloading server instead of granian")
@@ -104,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
                or default_threads(store, str(endpoint) if endpoint else None))
     if workers < 1 or threads < 1:
         raise UserError("--workers and --threads must be at least 1")
+    server = args.server or os.environ.get(SERVER_ENV) or str(conf.get("server", DEFAULT_SERVER))
+    if server not in SERVERS:
+        raise UserError(f"the server must be one of {', '.join(SERVERS)}, got {server!r}")
     max_entities = _setting(conf, "max_entities", MAX_ENTITIES)
     max_body = _setting(conf, "max_body_bytes", MAX_BODY_BYTES)
     run_ = applied_run(args.project, args.workspace)
@@ -139,12 +147,13 @@ def run(args: argparse.Namespace) -> int:
             console(stderr=True).print(
                 f"[bold yellow]warning:[/] not loaded into the online store (NULL until "
                 f"`featql materialize --online --workspace {ws}`): {', '.join(missing)}")
-        mode = describe(workers, threads, args.reload)
+        mode = describe(workers, threads, args.reload, server)
         console(stderr=True).print(
             f"[bold green]featql serve[/] {manifest.project} workspace [bold]{ws}[/] "
             f"({run_.applied.label}, {config.online_store} online store) on "
             f"http://{host}:{port} — {mode}")
-        serve(settings, host, port, 1 if args.reload else workers, threads, args.reload)
+        serve(settings, host, port, 1 if args.reload else workers, threads, args.reload,
+              server_name=server)
     return 0
 
 
