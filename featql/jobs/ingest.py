@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from featql.core.diagnostics import did_you_mean
 from featql.core.ir import FeatureView, Manifest, Source
 from featql.jobs.ingest_group import Call, Done, submit
-from featql.jobs.ingest_log import Batch, Ledger, locked, record_keys, select, write_log
+from featql.jobs.ingest_log import Batch, Ledger, locked, record_keys, select, times_of, write_log
 from featql.jobs.ingest_log import expired as past_retention
 from featql.jobs.ingest_records import MAX_RECORDS, records_table
 from featql.online import codec
@@ -119,10 +119,12 @@ def is_stream_view(manifest: Manifest, view: FeatureView) -> bool:
 def ingest_events(root: Path | str, manifest: Manifest, workspace: str, source_name: str,
                   records: Any, now: int | None = None, batch_id: str | None = None, *,
                   store: OnlineStore | None = None, config: ProjectConfig | None = None,
-                  limit: int | None = MAX_RECORDS) -> IngestReport:
+                  limit: int | None = MAX_RECORDS, view: str | None = None) -> IngestReport:
     """Apply a batch of events of `source_name` (see the module doc). `records`: JSON records
     (a list of objects) or a pyarrow Table; `now`: epoch microseconds (default: the clock),
-    for the lateness count; `limit`: records per call (None: any number, for files).
+    for the lateness count; `limit`: records per call (None: any number, for files);
+    `view`: apply the events online to that one view only (a stream checkpoint's, see
+    `ingest_log`: counted once per view), not to every view over the source.
 
     Calls made at the same time from several threads with the same store are applied together
     (`ingest_group`: one DuckDB pass, one ledger transaction, one log file, one online write),
@@ -137,7 +139,7 @@ def ingest_events(root: Path | str, manifest: Manifest, workspace: str, source_n
 
         store = open_store(_config(root, config), root, workspace)
     try:
-        call = Call(root, manifest, workspace, source, rows, batch_id, store)
+        call = Call(root, manifest, workspace, source, rows, batch_id, store, view=view)
         submit(call, _apply_group)
     finally:
         if own_store:
@@ -188,6 +190,9 @@ def _apply_group(ledger: Ledger, calls: list[Call]) -> None:
         in_log = ledger.known("logged", source.name, uniq) | (in_group_log & firsts.keys())
         in_ws = ledger.known("applied", source.name, uniq, workspace) | \
             (in_group_ws & firsts.keys())
+        if first.view is not None:  # a stream checkpoint's: applied to its view before
+            in_ws |= {k for k, vs in ledger.known_views(source.name, uniq, workspace).items()
+                      if first.view in vs}
         log_keys = [k for k in uniq if k not in in_log]
         apply_keys = [k for k in uniq if k not in in_ws]
         in_group_log.update(log_keys)
@@ -203,7 +208,7 @@ def _apply_group(ledger: Ledger, calls: list[Call]) -> None:
     # the cells first: a view whose SQL fails on these records refuses the push before
     # anything is recorded (never a batch that blocks every later push)
     try:
-        cells = _checked_cells(root, manifest, store, source.name, apply_rows) \
+        cells = _view_cells(root, manifest, ledger, store, first, apply_keys, apply_rows) \
             if apply_keys else []
     except RequestError:
         if len(plans) == 1:
@@ -215,15 +220,20 @@ def _apply_group(ledger: Ledger, calls: list[Call]) -> None:
                 call.error = e
         return
     lead = plans[0][0]
+    view_keys: list[tuple[str, str, int | None]] = []
+    if first.view is not None:  # applied to its view only (ingest_log: view_applied)
+        view_keys = [(first.view, k, t) for k, t in zip(
+            apply_keys, times_of(apply_rows, source, len(apply_keys)), strict=True)]
+        apply_keys = []
     seq = ledger.record(source.name, workspace, lead.batch_id, lead.rows.num_rows, log_keys,
                         log_rows, apply_keys, apply_rows,
                         [(c.item, c.view, c.version, c.payload) for c in cells],
                         [(p[0].batch_id, p[0].rows.num_rows) for p in plans[1:]],
-                        times=source)
+                        times=source, view_keys=view_keys)
     views = _finish(root, manifest, ledger, store,
                     Batch(seq, source.name, workspace, lead.batch_id, "applying",
                           log_rows if log_keys else None,
-                          apply_rows if apply_keys else None), cells)
+                          apply_rows if apply_keys or view_keys else None), cells)
     for call, logged, _, applied, rows in plans:
         call.done = Done(seq=seq, ingested=len(applied), logged=len(logged), views=views,
                          apply_rows=rows, expired_rows=call.expired_rows)
@@ -274,14 +284,38 @@ def _write_log(root: Path, manifest: Manifest, ledger: Ledger, batch: Batch) -> 
     ledger.set_state(batch.seq, "logged")
 
 
+def _view_cells(root: Path, manifest: Manifest, ledger: Ledger, store: OnlineStore,
+                first: Call, keys: list[str], rows: pa.Table) -> list[Cell]:
+    """The cells of the events `rows` (identities `keys`): for a stream checkpoint's call its
+    view's; for a push every view's, except that an event a stream applied to some views
+    already goes to the others only (`ingest_log`: per view, for streams)."""
+    source = first.source.name
+    if first.view is not None:
+        return _checked_cells(root, manifest, store, source, rows, {first.view})
+    partial = ledger.known_views(source, keys, first.workspace) \
+        if ledger.streamed(first.workspace, source) else {}
+    if not partial:
+        return _checked_cells(root, manifest, store, source, rows)
+    by_rows: dict[tuple[int, ...], set[str]] = {}
+    for v in views_over(manifest, source):
+        at = tuple(i for i, k in enumerate(keys) if v.name not in partial.get(k, ()))
+        by_rows.setdefault(at, set()).add(v.name)
+    cells: list[Cell] = []
+    for at, names in by_rows.items():
+        if at:
+            cells += _checked_cells(root, manifest, store, source, select(rows, list(at)),
+                                    names)
+    return cells
+
+
 def _checked_cells(root: Path, manifest: Manifest, store: OnlineStore, source: str,
-                   rows: pa.Table) -> list[Cell]:
+                   rows: pa.Table, only: set[str] | None = None) -> list[Cell]:
     """`online_cells`, with an engine error on the records (a cast that fails on a value, a
     division by zero) as a 422 naming the view, instead of a featql error."""
     import duckdb
 
     try:
-        return online_cells(root, manifest, store, source, rows)
+        return online_cells(root, manifest, store, source, rows, only)
     except duckdb.Error as e:
         view = getattr(e, "featql_view", "?")
         raise RequestError(422, "view_failed", f"the SQL of view '{view}' fails on these "
@@ -334,14 +368,15 @@ def _engine(root: Path, manifest: Manifest) -> tuple[DuckDBEngine, dict[str, Any
 
 
 def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name: str,
-                 rows: pa.Table) -> list[Cell]:
-    """The cells the events `rows` of a source produce for every online view over it."""
+                 rows: pa.Table, only: set[str] | None = None) -> list[Cell]:
+    """The cells the events `rows` of a source produce for every online view over it (or
+    for the views named in `only`)."""
     from featql.dialects.events import EVENT_TS, input_column, lower_events
     from featql.dialects.lower import lower_view
     from featql.jobs.relations import register_upstream
 
     engine, sql = _engine(root, manifest)
-    views = views_over(manifest, source_name)
+    views = [v for v in views_over(manifest, source_name) if only is None or v.name in only]
     # views and other sources are registered once per engine; they read `source_name`, the
     # Arrow table of this batch's events, replaced on every call
     registered: set[str] = sql.setdefault("\0registered", set())

@@ -64,9 +64,10 @@ class Call:
     done: Done | None = None
     error: BaseException | None = None
     expired_rows: Any = None  # set aside by the write path (past the ledger's retention)
+    view: str | None = None  # a stream checkpoint's one view (None: every view)
 
-    def group_key(self) -> tuple[int, int, str, str]:
-        return (id(self.store), id(self.manifest), self.workspace, self.source.name)
+    def group_key(self) -> tuple[int, int, str, str, str | None]:
+        return (id(self.store), id(self.manifest), self.workspace, self.source.name, self.view)
 
 
 class _Queue:
@@ -125,7 +126,7 @@ def _lead(q: _Queue, root: Path, apply: Callable[[Ledger, list[Call]], None]) ->
                 taken.append(c)
                 size += c.rows.num_rows
             del q.pending[:len(taken)]
-        groups: dict[tuple[int, int, str, str], list[Call]] = {}
+        groups: dict[tuple[int, int, str, str, str | None], list[Call]] = {}
         for c in taken:
             groups.setdefault(c.group_key(), []).append(c)
         try:

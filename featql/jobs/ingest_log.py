@@ -30,6 +30,14 @@ that wait on the lock together in one process are one batch (`ingest_group`: gro
 one batch row holds their events and cells, and each further call has a batch row of its own,
 `done` from the same commit (its `batch_id` is applied), so recovery is a single batch's.
 
+**Per view, for streams.** A push applies its events to every view over the source at once
+(`applied`: per workspace). `featql stream` keeps a checkpoint per workspace and view, and each
+checkpoint's micro-batches apply their events to that one view: `view_applied` holds the
+identities applied per (workspace, view). An event counts once in a view when its identity is
+in either table for it, so a replayed or re-read batch of one view changes nothing, and never
+touches its siblings; a push of an event some views have streamed applies it to the others
+only.
+
 **Retention: the ledger is bounded.** Each identity is kept with its event time, and a
 source's *horizon* is the newest event time the ledger took for it minus the source's
 retention (`retention_us`: `RETENTION_S`, 7 days, or the source's `lateness` when that is
@@ -80,6 +88,10 @@ CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, source TEXT NOT NUL
     apply_rows BLOB, received INTEGER NOT NULL, created TEXT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS batch_ids ON batches (source, workspace, batch_id)
     WHERE batch_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS view_applied (workspace TEXT NOT NULL, source TEXT NOT NULL,
+    key TEXT NOT NULL, view TEXT NOT NULL, ts INTEGER,
+    PRIMARY KEY (workspace, source, key, view)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS view_applied_ts ON view_applied (source, ts);
 CREATE TABLE IF NOT EXISTS horizon (source TEXT PRIMARY KEY, newest INTEGER NOT NULL,
     retention INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS redo (seq INTEGER NOT NULL, item TEXT NOT NULL, view TEXT NOT NULL,
@@ -171,6 +183,39 @@ class Ledger:
                        (workspace, source))
         return int(self.con.execute(q, args).fetchone()[0])
 
+    def known_views(self, source: str, keys: Sequence[str], workspace: str
+                    ) -> dict[str, set[str]]:
+        """The views each of `keys` was applied to one view at a time (`view_applied`)."""
+        found: dict[str, set[str]] = {}
+        uniq = list(dict.fromkeys(keys))
+        for i in range(0, len(uniq), 900):
+            chunk = uniq[i:i + 900]
+            rows = self.con.execute(
+                f"SELECT key, view FROM view_applied WHERE workspace = ? AND source = ? AND key "
+                f"IN ({','.join('?' * len(chunk))})", [workspace, source, *chunk])
+            for key, view in rows:
+                found.setdefault(key, set()).add(view)
+        return found
+
+    def streamed(self, workspace: str, source: str) -> bool:
+        """Whether a stream applied events of `source` to single views of `workspace`."""
+        return self.con.execute("SELECT 1 FROM view_applied WHERE workspace = ? AND source = ? "
+                                "LIMIT 1", (workspace, source)).fetchone() is not None
+
+    def logged_before(self, source: str, keys: Sequence[str], seq: int) -> set[str]:
+        """The keys among `keys` the offline log took in a batch numbered `seq` or less."""
+        found: set[str] = set()
+        uniq = list(dict.fromkeys(keys))
+        for i in range(0, len(uniq), 900):
+            chunk = uniq[i:i + 900]
+            found.update(r[0] for r in self.con.execute(
+                f"SELECT key FROM logged WHERE source = ? AND seq <= ? AND key IN "
+                f"({','.join('?' * len(chunk))})", [source, seq, *chunk]))
+        return found
+
+    def last_seq(self) -> int:
+        return int(self.con.execute("SELECT COALESCE(MAX(seq), 0) FROM batches").fetchone()[0])
+
     def replayed(self, source: str, workspace: str, batch_id: str) -> bool:
         return self.con.execute("SELECT 1 FROM batches WHERE source = ? AND workspace = ? AND "
                                 "batch_id = ?", (source, workspace, batch_id)).fetchone() \
@@ -181,7 +226,8 @@ class Ledger:
                apply_rows: pa.Table | None,
                cells: Sequence[tuple[str, str, str, bytes]] | None = None,
                members: Sequence[tuple[str | None, int]] = (),
-               times: Source | None = None) -> int:
+               times: Source | None = None,
+               view_keys: Sequence[tuple[str, str, int | None]] = ()) -> int:
         """The commit point of a push: identities, events and (when given) the online cells
         they produce, in one transaction; its seq. With `cells` the batch is `applying`:
         only its log files and the cells' writes are left, both redone as they are.
@@ -194,13 +240,15 @@ class Ledger:
         `times`: the source, whose event time column gives each identity its event time
         (the rows are in the order of the keys); the source's horizon then moves on to the
         newest of them and identities behind it are forgotten (retention, see the module
-        doc). Without it identities are kept with no event time (never forgotten)."""
+        doc). Without it identities are kept with no event time (never forgotten).
+        `view_keys`: (view, key, event time) of events applied to single views (a stream
+        checkpoint's), besides or instead of `apply_keys` (applied to every view)."""
         con = self.con
-        log_ts = _times(log_rows, times, len(log_keys))
-        apply_ts = _times(apply_rows, times, len(apply_keys))
+        log_ts = times_of(log_rows, times, len(log_keys))
+        apply_ts = times_of(apply_rows, times, len(apply_keys))
         con.execute("BEGIN IMMEDIATE")
         try:
-            state = "done" if not (log_keys or apply_keys) else \
+            state = "done" if not (log_keys or apply_keys or view_keys) else \
                 "new" if cells is None else "applying"
             cur = con.execute(
                 "INSERT INTO batches (source, workspace, batch_id, state, log_rows, apply_rows, "
@@ -219,8 +267,12 @@ class Ledger:
             con.executemany("INSERT INTO applied (workspace, source, key, ts) VALUES "
                             "(?, ?, ?, ?)", [(workspace, source, k, t) for k, t in
                                              zip(apply_keys, apply_ts, strict=True)])
+            con.executemany("INSERT OR IGNORE INTO view_applied (workspace, source, key, view, "
+                            "ts) VALUES (?, ?, ?, ?, ?)",
+                            [(workspace, source, k, v, t) for v, k, t in view_keys])
             if times is not None:
-                _forget(con, times, [t for t in (*log_ts, *apply_ts) if t is not None])
+                _forget(con, times, [t for t in (*log_ts, *apply_ts) if t is not None]
+                        + [t for _, _, t in view_keys if t is not None])
             if cells and state == "applying":
                 con.executemany("INSERT INTO redo (seq, item, view, version, payload) VALUES "
                                 "(?, ?, ?, ?, ?)", [(seq, *c) for c in cells])
@@ -293,7 +345,7 @@ def _add_times(con: sqlite3.Connection) -> None:
     con.execute("CREATE INDEX IF NOT EXISTS applied_ts ON applied (source, ts)")
 
 
-def _times(rows: pa.Table | None, source: Source | None, n: int) -> list[int | None]:
+def times_of(rows: pa.Table | None, source: Source | None, n: int) -> list[int | None]:
     """The event time (µs) of each of the first `n` rows, or None each without a source."""
     if source is None or rows is None or n == 0:
         return [None] * n
@@ -319,13 +371,14 @@ def _forget(con: sqlite3.Connection, source: Source, times: list[int]) -> None:
     bound = newest - keep
     con.execute("DELETE FROM logged WHERE source = ? AND ts < ?", (source.name, bound))
     con.execute("DELETE FROM applied WHERE source = ? AND ts < ?", (source.name, bound))
+    con.execute("DELETE FROM view_applied WHERE source = ? AND ts < ?", (source.name, bound))
 
 
 def expired(source: Source, rows: pa.Table, horizon: int | None) -> list[int]:
     """The indexes of the rows whose event time is before `horizon` (`Ledger.horizon`)."""
     if horizon is None or rows.num_rows == 0:
         return []
-    return [i for i, t in enumerate(_times(rows, source, rows.num_rows))
+    return [i for i, t in enumerate(times_of(rows, source, rows.num_rows))
             if t is not None and t < horizon]
 
 

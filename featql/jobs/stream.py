@@ -1,25 +1,20 @@
 """`featql stream`: Spark Structured Streaming from Kafka (`format("kafka")`) or a folder of
 files into the online store and the offline log, through the one write path of pushes.
 
-One streaming query per stream source the chosen views read, per workspace. Its
-`foreachBatch` collects each micro-batch to the driver as Arrow (raw message text and where it
-came from), sorts the messages into events and dead letters (`stream_events`) and hands the
-events to `featql.jobs.ingest.ingest_events` with a batch id naming the checkpoint and Spark's
-batch number. That one function appends them to the source's offline log (partitioned like the
-batch log), drops events whose `key` was ingested before, runs every view over the source on
-them with the batch semantics and writes the online store; a batch id it has applied before
-changes nothing. So a micro-batch Spark replays after a crash is harmless, and the stream, the
-push API and the online read share one write path and one semantics.
-
-Per workspace and source, `.featql/stream/<workspace>/<source>/` holds:
-
-- `checkpoint/`: Spark's checkpoint (offsets or files read, batches committed). Restarting
-  resumes from it; `featql plan` says when a change would reset it (the stream location);
-- `identity`: a random id made with the checkpoint, part of every batch id, so a reset
-  checkpoint (batch numbers from 0 again) never passes for batches already applied;
-- `state.json`: the watermark and the counters after the last batch (and before it, for the
-  replay of that batch), written after each batch is applied;
-- `deadletter/batch-<n>.jsonl`: the messages of batch n that are not events, with the reason.
+One streaming query, and one checkpoint, per workspace and stream view (`--view V` runs, or
+`reset=True` resets, V's alone: its siblings' checkpoints are not touched). Its `foreachBatch`
+collects each micro-batch to the driver as Arrow (raw message text and where it came from),
+sorts the messages into events and dead letters (`stream_events`) and hands the events to
+`featql.jobs.ingest.ingest_events` with a batch id naming the checkpoint and Spark's batch
+number, for its one view. That one function appends them to the source's offline log
+(partitioned like the batch log; once per source, whichever view's query reads them first),
+drops events whose `key` was applied to the view before (by a push, or by this checkpoint:
+the ledger keeps identities per view for streams), runs the view's SQL on them with the batch
+semantics and writes the online store; a batch id it has applied before changes nothing. So a
+micro-batch Spark replays after a crash is harmless and touches no sibling, and the stream,
+the push API and the online read share one write path and one semantics. A view applied after
+its source had streamed gets a checkpoint of its own that skips what the log held when it was
+made (its backfill's: `stream_state.since`). The files of a checkpoint: `stream_state`.
 
 `--until-idle` uses `trigger(availableNow=True)`: what is there when the query starts, then
 stop. Otherwise a processing-time trigger (`trigger_seconds`, 1 s by default) runs until
@@ -36,7 +31,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,9 +39,10 @@ from typing import TYPE_CHECKING, Any
 from featql.core.diagnostics import did_you_mean
 from featql.core.errors import UserError
 from featql.core.ir import FeatureView, Manifest, Source
+from featql.jobs import stream_state as st
 from featql.jobs.stream_events import Split, set_aside_lines, split_batch
 from featql.jobs.stream_handover import drop_logged
-from featql.registry.streams import FOLDER, show_stream
+from featql.registry.streams import FOLDER
 from featql.semantics.types import spark_type
 
 if TYPE_CHECKING:
@@ -67,16 +62,18 @@ class StreamError(UserError):
 
 @dataclass
 class SourceStats:
-    """What a source's query did, in this run (`batches`, ...) and in total (`total_*`)."""
+    """What a view checkpoint's query did, in this run (`batches`, ...) and in total
+    (`total_*`)."""
 
     source: str
-    views: tuple[str, ...]
+    views: tuple[str, ...]  # the one view the checkpoint feeds
     location: str  # kafka topic 'txns' on host:port, or files in 'path'
     reset: bool = False  # the checkpoint was reset: the stream location changed
     batches: int = 0
     events: int = 0  # messages read
     ingested: int = 0  # events new to the online store
-    duplicates: int = 0  # events whose key was ingested before (or a replayed batch)
+    duplicates: int = 0  # events the view had (a key applied before, its backfill's, a
+    # replayed batch)
     late: int = 0
     dead: int = 0  # dead letters
     lag: int | None = None  # Kafka offsets behind the latest, after the last batch
@@ -88,6 +85,10 @@ class SourceStats:
     started: float = field(default_factory=time.monotonic)
 
     @property
+    def view(self) -> str:
+        return self.views[0]
+
+    @property
     def events_per_s(self) -> float:
         spent = time.monotonic() - self.started
         return self.events / spent if spent > 0 else 0.0
@@ -96,8 +97,11 @@ class SourceStats:
 @dataclass(frozen=True)
 class StreamReport:
     workspace: str
-    sources: tuple[SourceStats, ...]
+    sources: tuple[SourceStats, ...]  # one per checkpoint (source, view), by source and view
     folder: Path  # .featql/stream/<workspace>
+
+    def of(self, view: str) -> SourceStats:
+        return next(s for s in self.sources if s.view == view)
 
 
 ProgressFn = Callable[[Sequence[SourceStats]], None]
@@ -106,9 +110,8 @@ ProgressFn = Callable[[Sequence[SourceStats]], None]
 # -- what to stream ------------------------------------------------------------------------
 def stream_targets(manifest: Manifest, views: Sequence[str] | None
                    ) -> list[tuple[Source, list[FeatureView]]]:
-    """The stream sources to read and, for each, the stream views over it (every stream view
-    when `views` is empty). `--view V` streams V's source, which updates every view over it:
-    one write path per event."""
+    """The stream sources to read and, for each, the chosen stream views over it (every
+    stream view when `views` is empty), each with a checkpoint of its own."""
     streams = manifest.stream_views
     if views:
         names = [v.name for v in manifest.views]
@@ -145,10 +148,6 @@ def stream_targets(manifest: Manifest, views: Sequence[str] | None
     return [by_source[n] for n in sorted(by_source)]
 
 
-def source_folder(root: Path, workspace: str, source: str) -> Path:
-    return root / FOLDER / workspace / source
-
-
 def describe(source: Source) -> str:
     s = source.stream
     assert s is not None
@@ -157,99 +156,27 @@ def describe(source: Source) -> str:
     return f"{s.format} files in '{s.path}'"
 
 
-# -- per-source state: watermark and counters, replay-safe -------------------------------------
-@dataclass
-class _State:
-    """After batch `batch`: `after`; before it: `before` (a replay of `batch` starts there)."""
-
-    path: Path
-    batch: int = -1
-    before: dict[str, Any] = field(default_factory=dict)
-    after: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> _State:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return cls(path)
-        return cls(path, int(data["batch"]), data["before"], data["after"])
-
-    def start(self, batch: int) -> dict[str, Any]:
-        """The state a batch starts from: a replayed last batch starts where it did."""
-        return dict(self.before if batch == self.batch else self.after)
-
-    def commit(self, batch: int, before: dict[str, Any], after: dict[str, Any]) -> None:
-        self.batch, self.before, self.after = batch, before, after
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"batch": batch, "before": before, "after": after},
-                                  sort_keys=True))
-        os.replace(tmp, self.path)
-
-
-def _watermark(state: dict[str, Any]) -> dt.datetime | None:
-    value = state.get("newest")
-    return dt.datetime.fromisoformat(value) if value else None
-
-
-def _from_us(value: int | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=value)
-
-
-def _horizon(root: Path, source: str) -> int | None:
-    from featql.jobs.ingest_log import locked
-
-    with locked(root) as ledger:
-        return ledger.horizon(source)
-
-
-def _identity(folder: Path, source: Source) -> tuple[str, bool]:
-    """The checkpoint's id (made with it; a new checkpoint gets a new one), and whether the
-    checkpoint was reset because the source's stream location changed (Spark cannot resume a
-    checkpoint against another location; `featql plan` announces it, registry/streams.py)."""
-    import shutil
-
-    path = folder / "identity"
-    checkpoint = folder / "checkpoint"
-    where = folder / "stream"
-    location = show_stream(source.stream) + "\n"
-    reset = where.is_file() and where.read_text() != location
-    if reset:
-        shutil.rmtree(checkpoint, ignore_errors=True)
-    elif path.is_file() and checkpoint.is_dir():
-        if not where.is_file():
-            where.write_text(location)
-        return path.read_text().strip(), False
-    folder.mkdir(parents=True, exist_ok=True)
-    where.write_text(location)
-    ident = uuid.uuid4().hex[:12]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(ident + "\n")
-    os.replace(tmp, path)
-    (folder / "state.json").unlink(missing_ok=True)  # counters belong to the old checkpoint
-    return ident, reset
-
-
 # -- the query --------------------------------------------------------------------------------
-class _SourceRun:
-    """One source's streaming query and its foreachBatch."""
+class _ViewRun:
+    """One view checkpoint's streaming query and its foreachBatch."""
 
     def __init__(self, root: Path, manifest: Manifest, workspace: str, source: Source,
-                 views: list[FeatureView], config: ProjectConfig | None,
-                 max_batch: int = MAX_EVENTS_PER_BATCH) -> None:
+                 view: FeatureView, config: ProjectConfig | None,
+                 max_batch: int = MAX_EVENTS_PER_BATCH, reset: bool = False) -> None:
         self.root, self.manifest, self.workspace = root, manifest, workspace
         self.max_batch = max_batch
-        self.source, self.config = source, config
-        self.folder = source_folder(root, workspace, source.name)
-        self.identity, reset = _identity(self.folder, source)
-        self.state = _State.load(self.folder / "state.json")
-        self.stats = SourceStats(source.name, tuple(v.name for v in views), describe(source),
-                                 reset=reset)
+        self.source, self.view, self.config = source, view.name, config
+        self.folder = st.view_folder(root, workspace, source.name, view.name)
+        self.identity, was_reset = st.identity(self.folder, source, root, reset)
+        self.since = st.since(self.folder)
+        self.state = st.State.load(self.folder / "state.json")
+        self.stats = SourceStats(source.name, (view.name,), describe(source),
+                                 reset=was_reset)
         after = self.state.after
         self.stats.total_events = int(after.get("events", 0))
         self.stats.total_late = int(after.get("late", 0))
         self.stats.total_dead = int(after.get("dead", 0))
-        self.stats.watermark = _watermark(after)
+        self.stats.watermark = st.watermark(after)
         self.error: BaseException | None = None
         self.query: Any = None
         self.lock = threading.Lock()
@@ -274,22 +201,24 @@ class _SourceRun:
         from featql.jobs.ingest import ingest_events
 
         start = self.state.start(batch)
-        watermark = _watermark(start)
+        mark = st.watermark(start)
         # the ledger's horizon as it was after the batch before: a replay sets the same
         # events aside
-        split: Split = split_batch(self.source, raw, watermark, _from_us(start.get("horizon")))
+        split: Split = split_batch(self.source, raw, mark, st.from_us(start.get("horizon")))
         report = None
-        handed_over = 0
+        had = 0
         if split.events is not None:
-            split.events, handed_over = drop_logged(self.root, self.source, split.events)
+            split.events, had = drop_logged(self.root, self.source, split.events)
+            split.events, more = st.handed_over(self.root, self.source, split.events, self.since)
+            had += more
         if split.events is not None and split.events.num_rows:
             # `now` for the write path's late count: the watermark (nothing of the first batch
             # is late)
-            basis = watermark or split.oldest
+            basis = mark or split.oldest
             now = int(basis.replace(tzinfo=dt.UTC).timestamp() * 1_000_000) if basis else None
             report = ingest_events(self.root, self.manifest, self.workspace, self.source.name,
                                    split.events, now, self.batch_id(batch),
-                                   config=self.config, limit=None)
+                                   config=self.config, limit=None, view=self.view)
         if report is not None and report.expired_rows is not None:  # pushes moved it on
             from featql.jobs.stream_events import SetAside, expired_reason
 
@@ -301,20 +230,21 @@ class _SourceRun:
         self._dead_letters(batch, split)
         # late: of the events new to the store (a duplicate of an old event is no late event)
         late = report.late if report is not None and not report.replayed else 0
-        newest = max((t for t in (watermark, split.newest) if t is not None), default=None)
+        newest = max((t for t in (mark, split.newest) if t is not None), default=None)
         after = {"newest": newest.isoformat() if newest else None,
                  "events": int(start.get("events", 0)) + raw.num_rows,
                  "late": int(start.get("late", 0)) + late,
                  "dead": int(start.get("dead", 0)) + len(split.dead),
-                 "horizon": _horizon(self.root, self.source.name)}
+                 "horizon": st.horizon(self.root, self.source.name)}
         self.state.commit(batch, start, after)
+        st.summarize(self.folder.parent)
         with self.lock:
             s = self.stats
             s.batches += 1
             s.events += raw.num_rows
             s.late += late
             s.dead += len(split.dead)
-            s.duplicates += handed_over
+            s.duplicates += had
             if report is not None:
                 s.ingested += report.ingested
                 s.duplicates += report.duplicates
@@ -381,7 +311,7 @@ class _SourceRun:
         writer = (self.frame(spark).writeStream
                   .foreachBatch(self.handle)
                   .option("checkpointLocation", str(self.folder / "checkpoint"))
-                  .queryName(f"featql_{self.workspace}_{self.source.name}_{self.identity}"))
+                  .queryName(f"featql_{self.workspace}_{self.view}_{self.identity}"))
         writer = (writer.trigger(availableNow=True) if until_idle
                   else writer.trigger(processingTime=f"{trigger_seconds} seconds"))
         self.query = writer.start()
@@ -466,13 +396,21 @@ def run_stream(root: Path | str, manifest: Manifest, workspace: str,
                trigger_seconds: float = 1.0, config: ProjectConfig | None = None,
                on_progress: ProgressFn | None = None, stop: threading.Event | None = None,
                max_seconds: float | None = None, spark: Any = None,
-               max_batch: int = MAX_EVENTS_PER_BATCH) -> StreamReport:
-    """Stream the chosen views' sources into the workspace (see the module doc);
-    `max_batch`: Kafka messages per micro-batch at most."""
+               max_batch: int = MAX_EVENTS_PER_BATCH, reset: bool = False) -> StreamReport:
+    """Stream the chosen views into the workspace, one checkpoint each (see the module doc);
+    `max_batch`: Kafka messages per micro-batch at most; `reset`: start the chosen views'
+    checkpoints again (only with `views`: a sibling is never reset with them)."""
     root = Path(root)
+    if reset and not views:
+        raise StreamError("a reset names the views whose checkpoints to start again "
+                          "(--view V --reset): their siblings keep theirs")
     targets = stream_targets(manifest, views)
-    runs = [_SourceRun(root, manifest, workspace, src, vs, config, max_batch)
-            for src, vs in targets]
+    for src, _ in targets:  # every stream view over them, chosen or not (stream_state.since)
+        for view in manifest.stream_views:
+            if manifest.stream_source(view) == src:
+                st.mark_since(st.view_folder(root, workspace, src.name, view.name), root)
+    runs = [_ViewRun(root, manifest, workspace, src, v, config, max_batch, reset)
+            for src, vs in targets for v in sorted(vs, key=lambda v: v.name)]
     kafka = [r.source for r in runs if r.source.stream is not None
              and r.source.stream.kind == "kafka"]
     from featql.jobs.stream_kafka import BrokerWatch, check_topics
@@ -497,7 +435,7 @@ def run_stream(root: Path | str, manifest: Manifest, workspace: str,
                         root / FOLDER / workspace)
 
 
-def _wait(runs: list[_SourceRun], watch: Any, until_idle: bool,
+def _wait(runs: list[_ViewRun], watch: Any, until_idle: bool,
           on_progress: ProgressFn | None, stop: threading.Event | None,
           max_seconds: float | None) -> None:
     deadline = None if max_seconds is None else time.monotonic() + max_seconds

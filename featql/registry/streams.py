@@ -1,8 +1,8 @@
 """Stream views in a plan: which checkpoint of `featql stream` a change keeps or resets.
 
-`featql stream` keeps one Spark checkpoint per workspace and stream source,
-`.featql/stream/<workspace>/<source>/checkpoint/` (`checkpoint_path`; the stream job in
-`featql.jobs.stream` uses the same layout). What a change does to it:
+`featql stream` keeps one Spark checkpoint per workspace and stream view,
+`.featql/stream/<workspace>/<source>/<view>/checkpoint/` (`checkpoint_path`; the stream job in
+`featql.jobs.stream_state` uses the same layout). What a change does to them:
 
 - the source's stream location changes (kind, topic, bootstrap, folder, format): the old
   checkpoint cannot be resumed against another location, so it **resets**: the next
@@ -10,8 +10,11 @@
   was ingested before count once (the ingest ledger), events of the batch log too;
 - a stream is added: a checkpoint is started by the first `featql stream`;
 - a stream is removed, or the source deleted: the checkpoint is no longer read;
-- a stream view is created or recreated: it is backfilled from the batch log, which holds the
-  events streamed so far, and the checkpoint is **kept** (the stream goes on where it was).
+- a stream view is created: it is backfilled from the batch log, which holds the events
+  streamed so far, and its checkpoint is started by its first `featql stream`, where the log
+  is then (what the log held is the backfill's);
+- a stream view is recreated: backfilled again, and its checkpoint is **kept** (the stream
+  goes on where it was). Its siblings' checkpoints are never touched by a view's change.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from featql.core.ir import Manifest, Source, StreamSpec
 FOLDER = ".featql/stream"
 
 
-def checkpoint_path(workspace: str, source: str) -> str:
-    """The checkpoint folder, relative to the project."""
-    return f"{FOLDER}/{workspace}/{source}/checkpoint"
+def checkpoint_path(workspace: str, source: str, view: str = "*") -> str:
+    """The checkpoint folder of a view (`*`: of every view over the source), relative to the
+    project."""
+    return f"{FOLDER}/{workspace}/{source}/{view}/checkpoint"
 
 
 def show_stream(s: StreamSpec | None) -> str:
@@ -47,9 +51,12 @@ def stream_notes(kind: str, name: str, action: str, old: Manifest | None, new: M
         return ()
     before = old.source(src.name) if old else None
     resets = before is not None and before.stream is not None and before.stream != src.stream
-    where = checkpoint_path(workspace, src.name)
+    where = checkpoint_path(workspace, src.name, view.name)
     fate = ("resets (the stream location of its source changed)" if resets
-            else "is kept" if before is not None and before.stream is not None
+            else "is kept" if action != "create" and before is not None
+            and before.stream is not None
+            else "is started by the first `featql stream`, where the log then ends" if
+            before is not None and before.stream is not None
             else "is started by the first `featql stream`")
     backfill = (" backfilled from the batch log (which holds the events streamed so far);"
                 if action in ("create", "recreate") else "")
@@ -66,12 +73,13 @@ def _source_notes(old: Source | None, new: Source | None, workspace: str) -> tup
     if was is None and now is None:
         return ()
     if was is None:
-        return (f"stream: new; the first `featql stream` starts checkpoint {where} at the "
-                "start of the stream (events already in the batch log count once)",)
+        return (f"stream: new; the first `featql stream` starts the checkpoints {where} at "
+                "the start of the stream (events already in the batch log count once)",)
     if now is None:
-        return (f"stream: removed; checkpoint {where} is no longer read",)
+        return (f"stream: removed; the checkpoints {where} are no longer read",)
     if was != now:
-        return (f"stream: checkpoint {where} resets: {show_stream(was)} → {show_stream(now)}; "
+        return (f"stream: the checkpoints {where} reset: {show_stream(was)} → "
+                f"{show_stream(now)}; "
                 "the next `featql stream` reads the new location from its start (events "
                 "whose key was ingested before count once)",)
     return ()

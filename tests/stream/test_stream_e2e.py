@@ -2,8 +2,9 @@
 real Kafka client over 3 partitions, read by Spark's own Kafka source, applied through the one
 write path; the online store and a training set then equal a brute-force oracle. Ties, NULLs,
 late events, duplicates, dead letters (malformed JSON, a missing key, a wrong type) and the
-hand-over from the backfill (events of the batch log replayed on the topic) are all included;
-then `materialize --overwrite` recomputes from the log, streamed events included."""
+hand-over from the backfill (events of the batch log replayed on the topic, streamed events
+inside the slide the backfill ended in, looked up inside it) are all included; then
+`materialize --overwrite` recomputes from the log, streamed events included."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from featql.cli.main import main
 from .broker import create_topic
 from .project import (
     START,
+    USERS,
     check_online_and_training,
+    close,
+    expected,
     make_events,
     message,
     produce,
@@ -45,6 +49,36 @@ def _stream(root: Path, spark: Any, **kw: Any) -> Any:
                       spark=spark, **kw)
 
 
+VIEWS = ("user_aggs", "user_last")
+
+
+def _check_aggs(root: Path, events: list[dict[str, Any]], times: list[dt.datetime]) -> int:
+    """Lookups of service `aggs` (the aggregate view alone: a replay before a row view's newest
+    row is refused) and a training set at `times` equal the oracle; values checked."""
+    import pyarrow as pa
+
+    from featql.api import Project
+
+    project = Project(root)
+    spine, wanted = [], []
+    for t in times:
+        rows = project.online("aggs", [{"user_id": u} for u in USERS], at=t)
+        for u, row in zip(USERS, rows, strict=True):
+            want = {k: v for k, v in expected(events, u, t).items()
+                    if k.startswith("user_aggs.")}
+            bad = {k: (row.get(k), v) for k, v in want.items() if not close(row.get(k), v)}
+            assert bad == {}, ("online", u, t, bad)
+            spine.append({"user_id": u, "ts": t})
+            wanted.append(want)
+    table = project.training_set("aggs", pa.Table.from_pylist(spine, schema=pa.schema(
+        [("user_id", pa.int64()), ("ts", pa.timestamp("us"))]))).to_pylist()
+    for row, want, at in zip(table, wanted, spine, strict=True):
+        bad = {k: (row[k.replace(".", "__")], v) for k, v in want.items()
+               if not close(row[k.replace(".", "__")], v)}
+        assert bad == {}, ("training", at, bad)
+    return sum(len(w) for w in wanted)
+
+
 @pytest.mark.slow
 def test_stream_until_idle_equals_the_oracle(kafka_spark: Any, kafka_broker: str,
                                              tmp_path: Path,
@@ -54,7 +88,21 @@ def test_stream_until_idle_equals_the_oracle(kafka_spark: Any, kafka_broker: str
     create_topic(kafka_broker, topic, PARTITIONS)
     history = make_events(rng, 0, 200, START, 24)
     root = write_project(tmp_path / "proj", topic, kafka_broker, history)
+    (root / "services/aggs.sql").write_text(
+        "-- @feature_service(name = aggs, features = [user_aggs.*])\n")
     _apply(root)  # backfills the views from the batch log
+
+    # the hand-over inside the slide the backfill ended in (23:00, its newest event 23:5x):
+    # streamed events of that slide land in it, and lookups inside it stay exact
+    edge = make_events(rng, 5_000, 20, START + dt.timedelta(hours=23), 1)
+    produce(kafka_broker, topic, [(str(e["user_id"]).encode(), message(e)) for e in edge])
+    (stats,) = _stream(root, kafka_spark).sources
+    assert stats.events == len(edge)
+    newest = max(e["event_ts"] for e in history)
+    inside = [START + dt.timedelta(hours=23, microseconds=1), newest,
+              newest + dt.timedelta(microseconds=1), START + dt.timedelta(hours=23, minutes=30),
+              START + dt.timedelta(hours=23, minutes=59, seconds=59)]
+    assert _check_aggs(root, history + edge, inside) > 0
 
     live = make_events(rng, 10_000, 400, START + dt.timedelta(hours=24), 6)
     dupes = rng.sample(live, 15)
@@ -68,14 +116,17 @@ def test_stream_until_idle_equals_the_oracle(kafka_spark: Any, kafka_broker: str
     first = [(str(e["user_id"]).encode(), message(e)) for e in handed_over + live + dupes] + bad
     produce(kafka_broker, topic, first)
     report = _stream(root, kafka_spark)
-    (stats,) = report.sources
-    assert stats.events == len(first)
-    assert stats.dead == len(bad) and stats.late == 0
-    letters = [json.loads(line) for f in sorted((root / ".featql/stream/dev/txns/deadletter")
-                                                .glob("*.jsonl")) for line in f.open()]
-    assert len(letters) == len(bad)
-    reasons = " | ".join(d["reason"] for d in letters)
-    assert "not JSON" in reasons and "txn_id" in reasons and "amount" in reasons, reasons
+    assert [s.view for s in report.sources] == list(VIEWS)  # a checkpoint per view
+    for stats in report.sources:  # each reads every message, and applies it to its view
+        assert stats.events == len(first)
+        assert stats.dead == len(bad) and stats.late == 0
+        assert stats.ingested == len(live), (stats.view, stats.ingested)
+        letters = [json.loads(line) for f in sorted(
+            (root / f".featql/stream/dev/txns/{stats.view}/deadletter").glob("*.jsonl"))
+            for line in f.open()]
+        assert len(letters) == len(bad)
+        reasons = " | ".join(d["reason"] for d in letters)
+        assert "not JSON" in reasons and "txn_id" in reasons and "amount" in reasons, reasons
 
     # a second run: late events (more than 1h behind the watermark), more duplicates, new ones
     newest = max(e["event_ts"] for e in live)
@@ -84,23 +135,25 @@ def test_stream_until_idle_equals_the_oracle(kafka_spark: Any, kafka_broker: str
     second = [(str(e["user_id"]).encode(), message(e)) for e in late + more + dupes[:5]]
     produce(kafka_broker, topic, second)
     report = _stream(root, kafka_spark)
-    (stats,) = report.sources
-    assert stats.events == len(second)
-    assert stats.late == len(late), (stats.late, len(late))
-    assert stats.total_dead == len(bad)
+    for stats in report.sources:
+        assert stats.events == len(second)
+        assert stats.late == len(late), (stats.late, len(late))
+        assert stats.total_dead == len(bad)
 
     # a third run, through the command, with nothing new reads nothing and says so
     capsys.readouterr()
     assert main(["stream", "--project", str(root), "--until-idle"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"✓ txns (kafka topic '{topic}' on {kafka_broker}): 0 batch(es), 0 "
-                        "event(s) read, 0 ingested, 0 duplicate(s), 0 late, 0 dead letter(s); "
-                        "views: user_aggs, user_last")
-    assert lines[1].startswith(f"  dead letters ({len(bad)} since the checkpoint began): ")
-    assert lines[1].endswith(".featql/stream/dev/txns/deadletter")
-    assert lines[2] == "streamed until idle into workspace 'dev' (apply #1 of workspace 'dev')"
+    for i, view in enumerate(VIEWS):
+        assert lines[2 * i] == (f"✓ {view} ← txns (kafka topic '{topic}' on {kafka_broker}): "
+                                "0 batch(es), 0 event(s) read, 0 ingested, 0 duplicate(s), 0 "
+                                "late, 0 dead letter(s)")
+        assert lines[2 * i + 1].startswith(f"  dead letters ({len(bad)} since the checkpoint "
+                                           "began): ")
+        assert lines[2 * i + 1].endswith(f".featql/stream/dev/txns/{view}/deadletter")
+    assert lines[4] == "streamed until idle into workspace 'dev' (apply #1 of workspace 'dev')"
 
-    everything = history + live + late + more  # each event once
+    everything = history + edge + live + late + more  # each event once
     last = max(e["event_ts"] for e in everything)
     times = [last + dt.timedelta(microseconds=1), last + dt.timedelta(minutes=17),
              last.replace(minute=0, second=0) + dt.timedelta(hours=1),

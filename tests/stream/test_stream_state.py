@@ -14,18 +14,18 @@ import pyarrow.parquet as pq
 
 from featql.compiler.project import compile_project
 from featql.core.ir import Source
-from featql.jobs.stream import _identity, _State
 from featql.jobs.stream_handover import drop_logged
+from featql.jobs.stream_state import State, identity
 
 from .project import SCHEMA, START, write_project
 
 
 def test_a_replayed_batch_starts_from_the_state_before_it(tmp_path: Path) -> None:
-    state = _State.load(tmp_path / "state.json")
+    state = State.load(tmp_path / "state.json")
     assert state.start(0) == {}
     state.commit(0, {}, {"newest": "2024-03-01T01:00:00", "events": 10})
     state.commit(1, state.start(1), {"newest": "2024-03-01T02:00:00", "events": 25})
-    again = _State.load(tmp_path / "state.json")  # a restart
+    again = State.load(tmp_path / "state.json")  # a restart
     assert again.start(1) == {"newest": "2024-03-01T01:00:00", "events": 10}  # the replay
     assert again.start(2) == {"newest": "2024-03-01T02:00:00", "events": 25}  # the next one
 
@@ -40,14 +40,14 @@ def _source(tmp_path: Path) -> Source:
 def test_the_checkpoint_identity_is_kept_and_reset_with_the_location(tmp_path: Path) -> None:
     src = _source(tmp_path)
     folder = tmp_path / "s"
-    first, reset = _identity(folder, src)
+    first, reset = identity(folder, src)
     assert not reset
     (folder / "checkpoint").mkdir()
-    assert _identity(folder, src) == (first, False)  # a restart keeps it
+    assert identity(folder, src) == (first, False)  # a restart keeps it
     assert src.stream is not None
     moved = dataclasses.replace(src, stream=dataclasses.replace(src.stream, topic="other"))
     (folder / "state.json").write_text("{}")
-    second, reset = _identity(folder, moved)
+    second, reset = identity(folder, moved)
     assert reset and second != first
     assert not (folder / "checkpoint").exists() and not (folder / "state.json").exists()
 

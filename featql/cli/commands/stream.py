@@ -3,8 +3,9 @@
 Spark Structured Streaming reads each stream source of the workspace's applied stream views
 (Kafka with Spark's own `format("kafka")`, or a folder of files) and applies every micro-batch
 through the ingest path: the source's offline log, key deduplication and the online store, with
-a checkpoint per workspace and source (`.featql/stream/<workspace>/<source>/`), so a restart
-resumes where it stopped and a replayed batch changes nothing. `--until-idle` processes what
+a checkpoint per workspace and view (`.featql/stream/<workspace>/<source>/<view>/`), so a
+restart resumes where it stopped, a replayed batch changes nothing, and `--view V` runs (or
+`--reset`s) V's checkpoint without touching its siblings. `--until-idle` processes what
 is there and stops (`availableNow`); otherwise it runs until Ctrl-C.
 """
 
@@ -25,8 +26,11 @@ from featql.cli.console import console
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--view", action="append", metavar="V",
-                   help="stream view whose source to stream (repeatable; default: every "
-                   "stream view). The source's other views are updated too")
+                   help="stream view to stream, with its own checkpoint (repeatable; "
+                   "default: every stream view). Its siblings are not touched")
+    p.add_argument("--reset", action="store_true",
+                   help="start the --view checkpoints again: the stream is read from its start "
+                   "and what the views hold already counts once")
     p.add_argument("--until-idle", action="store_true",
                    help="process what is there, then stop (Spark's availableNow trigger)")
     p.add_argument("--trigger", type=float, default=1.0, metavar="SECONDS",
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         report = run_stream(Path(args.project), run_.applied.run_manifest, run_.workspace,
                             args.view, until_idle=args.until_idle, trigger_seconds=args.trigger,
                             config=run_.config, on_progress=draw, stop=stop,
-                            max_seconds=args.max_seconds, max_batch=args.max_batch)
+                            max_seconds=args.max_seconds, max_batch=args.max_batch,
+                            reset=args.reset)
     finally:
         draw.close()
         for sig, handler in previous.items():
@@ -64,19 +69,19 @@ def run(args: argparse.Namespace) -> int:
     out = console()
     for s in report.sources:
         if s.reset:
-            out.print(f"  {s.source}: its stream location changed, so its checkpoint was reset "
-                      f"and {s.location} is read from its start (events ingested before count "
-                      "once)", highlight=False)
-        out.print(f"[green]✓[/] {s.source} ({s.location}): {s.batches} batch(es), "
+            why = "was reset" if args.reset else "was reset (its stream location changed)"
+            out.print(f"  {s.view}: its checkpoint {why}, so {s.location} is read from its "
+                      "start (events the view holds already count once)", highlight=False)
+        out.print(f"[green]✓[/] {s.view} ← {s.source} ({s.location}): {s.batches} batch(es), "
                   f"{s.events:,} event(s) read, {s.ingested:,} ingested, {s.duplicates:,} "
-                  f"duplicate(s), {s.late:,} late, {s.dead:,} dead letter(s); views: "
-                  f"{', '.join(s.views)}", highlight=False)
+                  f"duplicate(s), {s.late:,} late, {s.dead:,} dead letter(s)",
+                  highlight=False)
         if s.late:
             out.print(f"  {s.late:,} event(s) arrived more than the source's lateness behind "
                       "the watermark: applied and logged all the same, counted here",
                       highlight=False)
         if s.total_dead:
-            folder = os.path.relpath(report.folder / s.source / "deadletter")
+            folder = os.path.relpath(report.folder / s.source / s.view / "deadletter")
             out.print(f"  dead letters ({s.total_dead:,} since the checkpoint began): {folder}",
                       highlight=False)
     how = "until idle" if args.until_idle else "until stopped"
@@ -96,11 +101,11 @@ class _Live:
         from rich.table import Table
 
         table = Table(box=None, header_style="bold")
-        for col in ("source", "batches", "events", "events/s", "lag", "late", "dead letters",
+        for col in ("view", "batches", "events", "events/s", "lag", "late", "dead letters",
                     "watermark"):
-            table.add_column(col, justify="left" if col in ("source", "watermark") else "right")
+            table.add_column(col, justify="left" if col in ("view", "watermark") else "right")
         for s in stats:
-            table.add_row(s.source, f"{s.batches:,}", f"{s.events:,}", f"{s.events_per_s:,.0f}",
+            table.add_row(s.view, f"{s.batches:,}", f"{s.events:,}", f"{s.events_per_s:,.0f}",
                           "-" if s.lag is None else f"{s.lag:,}", f"{s.late:,}", f"{s.dead:,}",
                           f"{s.watermark:%Y-%m-%d %H:%M:%S}" if s.watermark else "-")
         if self._live is None:
