@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import Compile
-
-AGG = ("-- @feature_view(name = g, entity = user, timestamp = event_ts,\n"
-       "--               windows = ['1d', '7d'], slide = '1d', start = '2024-01-01')\n")
-
-
-def _view(select: str) -> dict[str, str]:
-    return {"views/g.sql": AGG + f"SELECT user_id, {select} FROM txns GROUP BY user_id\n"}
+from .functions import BAD_FIELDS, assert_misspelt, assert_one_positioned_error, typed_aggregations
+from .functions import view as _view
 
 
 def test_every_exact_function_compiles_with_typed_features(project: Compile) -> None:
@@ -23,9 +18,7 @@ def test_every_exact_function_compiles_with_typed_features(project: Compile) -> 
         "VAR_POP(amount) AS d, VAR_SAMP(merchant_id) AS e, STDDEV_SAMP(amount) AS f, "
         "last_n(channel, 10) AS g, LAST_DISTINCT_N(amount, 3) AS h, FIRST_N(txn_id, 1) AS i, "
         "FIRST_DISTINCT_N(channel, 2) AS j, TOP_K(merchant_id, 5) AS k"))
-    assert result.ok, [d.headline() for d in result.diagnostics]
-    view = result.manifest.view("g")
-    got = {a.name: (a.function, a.type, a.args) for a in view.aggregations}
+    got = typed_aggregations(result)
     assert got == {"a": ("stddev_samp", "DOUBLE", ()), "b": ("stddev_pop", "DOUBLE", ()),
                    "c": ("var_samp", "DOUBLE", ()), "d": ("var_pop", "DOUBLE", ()),
                    "e": ("var_samp", "DOUBLE", ()), "f": ("stddev_samp", "DOUBLE", ()),
@@ -34,7 +27,7 @@ def test_every_exact_function_compiles_with_typed_features(project: Compile) -> 
                    "i": ("first_n", "ARRAY<BIGINT>", (1,)),
                    "j": ("first_distinct_n", "ARRAY<STRING>", (2,)),
                    "k": ("top_k", "ARRAY<BIGINT>", (5,))}
-    assert {f.name: f.type for f in view.features}["g_7d"] == "ARRAY<STRING>"
+    assert {f.name: f.type for f in result.manifest.view("g").features}["g_7d"] == "ARRAY<STRING>"
 
 
 def test_the_argument_reaches_the_manifest_and_its_fingerprint(project: Compile) -> None:
@@ -74,22 +67,12 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("case", "select", "where", "code", "message", "at", "hint"), BAD,
-                         ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(BAD_FIELDS, BAD, ids=[b[0] for b in BAD])
 def test_a_bad_argument_or_input_is_one_positioned_error(
         project: Compile, tmp_path: Path, case: str, select: str, where: str, code: str,
         message: str, at: str, hint: str | None) -> None:
-    result = project(_view(select))
-    errors = result.diagnostics.errors
-    assert [d.headline() for d in errors] == [f"views/g.sql:{where}: error[{code}]: {message}"]
-    diag = errors[0]
-    assert diag.hint == hint or (hint is None and diag.hint is not None
-                                 and diag.hint.startswith("CAST the input"))
-    line = (tmp_path / diag.span.path).read_text().split("\n")[diag.span.line - 1]
-    assert line[diag.span.col - 1:].startswith(at), (line, diag.span.col)
+    assert_one_positioned_error(project(_view(select)), tmp_path, where, code, message, at, hint)
 
 
 def test_a_misspelt_function_gets_a_did_you_mean(project: Compile) -> None:
-    result = project(_view("LAST_M(amount, 3) AS l"))
-    [diag] = result.diagnostics.errors
-    assert diag.code == "E409" and diag.hint == "did you mean 'LAST_N'?"
+    assert_misspelt(project(_view("LAST_M(amount, 3) AS l")), "did you mean 'LAST_N'?")

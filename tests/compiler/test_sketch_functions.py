@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import Compile
-
-AGG = ("-- @feature_view(name = g, entity = user, timestamp = event_ts,\n"
-       "--               windows = ['1d', '7d'], slide = '1d', start = '2024-01-01')\n")
-
-
-def _view(select: str) -> dict[str, str]:
-    return {"views/g.sql": AGG + f"SELECT user_id, {select} FROM txns GROUP BY user_id\n"}
+from .functions import BAD_FIELDS, assert_misspelt, assert_one_positioned_error, typed_aggregations
+from .functions import view as _view
 
 
 def test_the_sketch_functions_compile_with_typed_features(project: Compile) -> None:
@@ -24,9 +19,7 @@ def test_the_sketch_functions_compile_with_typed_features(project: Compile) -> N
         "APPROX_COUNT_DISTINCT(amount) AS c, APPROX_COUNT_DISTINCT(is_fraud) AS d, "
         "APPROX_PERCENTILE(amount, 0.5) AS e, approx_percentile(txn_id, .99) AS f, "
         "APPROX_PERCENTILE(amount, 1e-3) AS g"))
-    assert result.ok, [d.headline() for d in result.diagnostics]
-    view = result.manifest.view("g")
-    got = {a.name: (a.function, a.type, a.args) for a in view.aggregations}
+    got = typed_aggregations(result)
     assert got == {"a": ("approx_count_distinct", "BIGINT", ()),
                    "b": ("approx_count_distinct", "BIGINT", ()),
                    "c": ("approx_count_distinct", "BIGINT", ()),
@@ -34,7 +27,7 @@ def test_the_sketch_functions_compile_with_typed_features(project: Compile) -> N
                    "e": ("approx_percentile", "DOUBLE", (0.5,)),
                    "f": ("approx_percentile", "DOUBLE", (0.99,)),
                    "g": ("approx_percentile", "DOUBLE", (0.001,))}
-    assert {f.name: f.type for f in view.features}["e_7d"] == "DOUBLE"
+    assert {f.name: f.type for f in result.manifest.view("g").features}["e_7d"] == "DOUBLE"
 
 
 def test_p_reaches_the_fingerprint(project: Compile) -> None:
@@ -72,22 +65,13 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("case", "select", "where", "code", "message", "at", "hint"), BAD,
-                         ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(BAD_FIELDS, BAD, ids=[b[0] for b in BAD])
 def test_a_bad_argument_or_input_is_one_positioned_error(
         project: Compile, tmp_path: Path, case: str, select: str, where: str, code: str,
         message: str, at: str, hint: str | None) -> None:
-    result = project(_view(select))
-    errors = result.diagnostics.errors
-    assert [d.headline() for d in errors] == [f"views/g.sql:{where}: error[{code}]: {message}"]
-    diag = errors[0]
-    assert diag.hint == hint or (hint is None and diag.hint is not None
-                                 and diag.hint.startswith("CAST the input"))
-    line = (tmp_path / diag.span.path).read_text().split("\n")[diag.span.line - 1]
-    assert line[diag.span.col - 1:].startswith(at), (line, diag.span.col)
+    assert_one_positioned_error(project(_view(select)), tmp_path, where, code, message, at, hint)
 
 
 def test_a_misspelt_sketch_function_gets_a_did_you_mean(project: Compile) -> None:
-    result = project(_view("APPROX_PERCENTIL(amount, 0.5) AS l"))
-    [diag] = result.diagnostics.errors
-    assert diag.code == "E409" and diag.hint == "did you mean 'APPROX_PERCENTILE'?"
+    assert_misspelt(project(_view("APPROX_PERCENTIL(amount, 0.5) AS l")),
+                    "did you mean 'APPROX_PERCENTILE'?")
