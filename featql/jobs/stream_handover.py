@@ -25,7 +25,7 @@ from featql.core.ir import FeatureView, Manifest, Source
 from featql.core.progress import Progress
 from featql.jobs.online_load import LoadReport
 from featql.online import codec
-from featql.online.base import Cell, OnlineStore
+from featql.online.base import Cell
 from featql.semantics.sql import US
 
 if TYPE_CHECKING:
@@ -124,83 +124,89 @@ def _keys_in(files: list[str], key: str, candidates: Any) -> set[Any]:
 def load_online_locked(root: Path, manifest: Manifest, workspace: str,
                        views: Sequence[str] | None, progress: Progress, config: ProjectConfig,
                        lock_timeout: float | None) -> LoadReport:
-    """`featql materialize --online`: `load_online`, with the stream views loaded under the
-    project's ingest lock (pushes and `featql stream` wait meanwhile) and their heads opened.
+    """`featql materialize --online`: `load_online` for every view but the stream aggregate
+    views, whose cells are built from the sources under the project's ingest lock
+    (`stream_view_cells`; pushes and `featql stream` wait meanwhile).
 
-    Under the lock: the batches a crashed push left are finished first (their events are in
-    the log and must be in the cells once: `ingest._recover`); the stream views are loaded;
-    then `open_heads` rewrites their cells from the sources as they are under the lock (the
-    offline store may miss what pushes logged while it was materialized), the slide the
-    backfill ended in as exact events. A push that waited on the lock then adds its events to
-    those cells: nothing is rolled back or counted twice. `lock_timeout` (seconds, None:
-    wait): a lock held longer is a clear error, the offline store and the other views loaded
-    all the same."""
+    A load racing pushes would roll back or double count a stream view's head: its tiles come
+    from the offline store, which can miss what pushes logged while it was materialized, and a
+    push may read the cell before the load and write after it. Under the lock, the batches a
+    crashed push left are finished first (their events are in the log and must be in the
+    cells once: `ingest._recover`), then every cell is rebuilt from the log as it is; a push
+    that waited then adds its events to those cells. Row-level views need no lock: their
+    cells are versioned by (event time, created), the newest row wins in any order.
+    `lock_timeout` (seconds, None: wait): a lock held longer is a clear error, the offline
+    store and the other views loaded all the same."""
     from featql.jobs.ingest import _recover, is_stream_view
     from featql.jobs.ingest_log import IngestLockBusy, locked
-    from featql.jobs.online_load import load_online
+    from featql.jobs.online_load import ViewLoad, load_online
     from featql.online.stores import open_store
 
     chosen = [v for v in manifest.views if v.online and (not views or v.name in views)]
-    streams = [v.name for v in chosen if is_stream_view(manifest, v)]
-    others = [v.name for v in chosen if v.name not in streams]
+    streams = [v for v in chosen if v.kind == "aggregate" and is_stream_view(manifest, v)]
+    others = [v.name for v in chosen if v not in streams]
     if not streams:
         return load_online(root, manifest, workspace, list(views) if views else None,
                            progress, config=config)
     first = load_online(root, manifest, workspace, others, progress, config=config) \
         if others else None
+    runs = []
     try:
         with locked(root, lock_timeout) as ledger:
             store = open_store(config, root, workspace)
             try:
                 _recover(root, manifest, workspace, ledger, store)
-                loaded = load_online(root, manifest, workspace, streams, progress,
-                                     store=store, config=config)
-                open_heads(root, manifest, store, loaded)
+                for view in streams:
+                    with progress.task(f"online ← {view.name} (from the log)", 1) as advance:
+                        cells, hi_s = stream_view_cells(root, manifest, view)
+                        rep = store.write(cells)
+                        advance(1)
+                    w, sk = rep.by_view.get(codec.cell_name(view), (0, 0))
+                    through = None if hi_s is None else codec.from_micros(hi_s * US).isoformat()
+                    runs.append(ViewLoad(view.name, view.kind, len(cells), w, sk, through,
+                                         "" if cells else "no events"))
             finally:
                 store.close()
     except IngestLockBusy as e:
         raise UserError(
-            f"materialize --online: the stream views {', '.join(streams)} were not loaded: "
-            f"{e}, held by a push, `featql ingest` or `featql stream` writing into this "
-            "project; the offline store is materialized"
+            f"materialize --online: the stream views {', '.join(v.name for v in streams)} "
+            f"were not loaded: {e}, held by a push, `featql ingest` or `featql stream` "
+            "writing into this project; the offline store is materialized"
             + (" and the other views are loaded" if others else "")
             + "; rerun `featql materialize --online` when they are done (or raise "
             "--lock-timeout)") from None
-    views_ = (*(first.views if first else ()), *loaded.views)
-    return LoadReport(workspace, loaded.store, tuple(views_))
+    store_kind = first.store if first is not None else config.online_store.lower()
+    return LoadReport(workspace, store_kind, (*(first.views if first else ()), *runs))
 
 
-def open_heads(root: Path, manifest: Manifest, store: OnlineStore, loaded: LoadReport
-               ) -> int:
-    """Rewrite the loaded cells of stream aggregate views so that lookups inside the slide the
-    load ended in (`[hi - S, hi)`, the backfill's still-running slide) are exact: per entity,
-    the tiles of the longest window before that slide, computed from the sources (the batch
-    log and the events pushed or streamed into it, each once), plus every event from that
-    slide on as exact events (the batch log's events after `hi` included: the load does not
-    hold them and `drop_logged` keeps the stream from applying them). A push then adds its
-    events to that head: the slide = the backfilled events + the streamed ones, each once.
-    Call it under the ingest lock, after `load_online`. Returns the cells written. Views with
-    a lifetime window keep the load's cells (their prefix tile is the load's)."""
-    import datetime as dt
+def stream_view_cells(root: Path, manifest: Manifest, view: FeatureView
+                      ) -> tuple[list[Cell], int | None]:
+    """The stream cells of an aggregate stream view, from the sources (the batch log and the
+    events pushed or streamed into it, each once), and the end of their newest slide (epoch
+    seconds; None: no event). Per entity: the tiles of the longest window before the newest
+    slide, plus every event from that slide on as exact events, so that a lookup inside it
+    (the slide the backfill ended in, which streamed events continue) is exact: the slide =
+    the backfilled events + the streamed ones. Call it under the ingest lock."""
+    from featql.dialects.events import EVENT_TS, lower_events
 
-    from featql.core.durations import LIFETIME_SECONDS
-    from featql.jobs.ingest import is_stream_view
-
-    written = 0
-    for run in loaded.views:
-        view = manifest.view(run.view)
-        if (view is None or view.kind != "aggregate" or run.through is None
-                or not is_stream_view(manifest, view) or LIFETIME_SECONDS in view.windows):
-            continue
-        hi_s = codec.to_micros(dt.datetime.fromisoformat(run.through)) // US
-        cells = head_cells(root, manifest, view, hi_s)
-        store.write(cells)
-        written += len(cells)
-    return written
+    engine = _engine(root, manifest, view)
+    try:
+        newest = engine.query(f'SELECT max("{EVENT_TS}") AS m FROM '
+                              f"({lower_events(manifest, view.name, 'duckdb')}) e"
+                              ).column(0)[0].as_py()
+    finally:
+        engine.close()
+    if newest is None:
+        return [], None
+    slide = view.slide_seconds or 1
+    hi_s = (codec.to_micros(newest) // US) // slide * slide + slide
+    return head_cells(root, manifest, view, hi_s), hi_s
 
 
 def head_cells(root: Path, manifest: Manifest, view: FeatureView, hi_s: int) -> list[Cell]:
-    """The stream cells of `view` for a load ending at `hi_s` (see `open_heads`)."""
+    """The stream cells of `view` with the slide `[hi_s - S, hi_s)` open (see
+    `stream_view_cells`); a view with a lifetime window gets its tiles from the start."""
+    from featql.core.durations import LIFETIME_SECONDS
     from featql.jobs.ingest import bump
     from featql.jobs.online_load import TILE_START, source_scan
     from featql.online.stream_cells import StreamCell, add_events, encode, from_tiles
@@ -208,11 +214,12 @@ def head_cells(root: Path, manifest: Manifest, view: FeatureView, hi_s: int) -> 
 
     slide = view.slide_seconds or 1
     longest = max(view.windows) if view.windows else slide
-    open_at = hi_s - slide  # the slide the load ended in
+    open_at = hi_s - slide  # the newest slide: its events stay exact
     scan, close = source_scan(manifest, root)
     try:
-        tiles = scan(view, codec.from_micros((open_at - longest) * US),
-                     codec.from_micros(open_at * US))
+        lo = None if LIFETIME_SECONDS in view.windows else codec.from_micros(
+            (open_at - longest) * US)
+        tiles = scan(view, lo, codec.from_micros(open_at * US))
     finally:
         close()
     keys = [k.name for k in view.keys]
@@ -232,10 +239,11 @@ def head_cells(root: Path, manifest: Manifest, view: FeatureView, hi_s: int) -> 
             got[1][c].append(data[c][i])
     events = _head_events(root, manifest, view, open_at)
     name = codec.cell_name(view)
+    kept_from = None if lo is None else open_at - longest
     out = []
     for item in dict.fromkeys([*per_item, *events]):
         t_starts, t_cols = per_item.get(item, ([], {c: [] for c in names}))
-        cell = from_tiles(view, t_starts, t_cols, open_at - longest)
+        cell = from_tiles(view, t_starts, t_cols, kept_from)
         cell = add_events(view, StreamCell(cell.starts, cell.columns, [], cell.kept_from, hi_s),
                           events.get(item, []))
         body = encode(cell)
@@ -246,36 +254,43 @@ def head_cells(root: Path, manifest: Manifest, view: FeatureView, hi_s: int) -> 
     return out
 
 
+def _engine(root: Path, manifest: Manifest, view: FeatureView) -> Any:
+    """A DuckDB engine with the sources and views `view` reads registered."""
+    from featql.dialects.lower import lower_view
+    from featql.engines.duckdb import DuckDBEngine
+
+    engine = DuckDBEngine()
+    registered: set[str] = set()
+
+    def register(name: str) -> None:
+        if name in registered:
+            return
+        src = manifest.source(name)
+        if src is not None:
+            engine.register_source(src, root)
+        else:
+            up = manifest.view(name)
+            assert up is not None, name
+            for dep in up.depends_on:
+                register(dep)
+            engine.register_sql(name, lower_view(manifest, name, "duckdb"))
+        registered.add(name)
+
+    for dep in view.depends_on:
+        register(dep)
+    return engine
+
+
 def _head_events(root: Path, manifest: Manifest, view: FeatureView, from_s: int
                  ) -> dict[str, list[tuple[int, list[Any]]]]:
     """Per entity, the view's events (its WHERE, joins and inputs over the sources: the batch
     log and the events pushed or streamed into it) at or after `from_s`, as stream-cell
     events (µs, input per aggregation), in event-time order."""
     from featql.dialects.events import EVENT_TS, input_column, lower_events
-    from featql.dialects.lower import lower_view
-    from featql.engines.duckdb import DuckDBEngine
     from featql.online.stream_cells import plain_input
 
-    engine = DuckDBEngine()
+    engine = _engine(root, manifest, view)
     try:
-        registered: set[str] = set()
-
-        def register(name: str) -> None:
-            if name in registered:
-                return
-            src = manifest.source(name)
-            if src is not None:
-                engine.register_source(src, root)
-            else:
-                up = manifest.view(name)
-                assert up is not None, name
-                for dep in up.depends_on:
-                    register(dep)
-                engine.register_sql(name, lower_view(manifest, name, "duckdb"))
-            registered.add(name)
-
-        for dep in view.depends_on:
-            register(dep)
         since = codec.from_micros(from_s * US).isoformat(sep=" ")
         table = engine.query(f"SELECT * FROM ({lower_events(manifest, view.name, 'duckdb')}) "
                              f"e WHERE \"{EVENT_TS}\" >= TIMESTAMP '{since}' "

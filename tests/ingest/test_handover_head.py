@@ -88,17 +88,19 @@ def test_lookups_inside_the_backfills_last_slide_are_exact(tmp_path) -> None:
     check(root, manifest, everything, times)
 
 
-def test_batch_log_events_after_the_load_are_online(tmp_path) -> None:
+def test_batch_log_events_after_the_materialized_range_are_online(tmp_path) -> None:
     """A batch log whose newest events are after the last interval `materialize` computes
-    (`--end`): the load stops at `--end`, and the stream drops events whose key is in the batch
-    log (`drop_logged`), so those events come online with the head, from the log."""
+    (`--end`): the stream drops events whose key is in the batch log (`drop_logged`), so the
+    online cells of a stream view come from the log itself, every event of it, whatever
+    `--end` (the offline store stops there)."""
     rng = random.Random(8)
     history = make_events(rng, 0, 200, DAY, END)
     root = write_project(tmp_path / "proj", rows=events_table(history))
     manifest = compile_project(root).manifest
     report = materialize(root, manifest, "dev", end="2024-03-02T09:00", online=True)
+    assert [v.written for v in report.views if v.view == "user_aggs"] == [33]  # to 09:00
     assert {v.view: v for v in report.online.views}["user_aggs"].through == \
-        "2024-03-02T09:00:00"
+        "2024-03-02T11:00:00"
     times = [END + dt.timedelta(minutes=m) for m in (1, 20, 45, 90)]
-    times += [DAY + dt.timedelta(hours=8, minutes=m) for m in (0, 1, 30, 59)]
+    times += [SLIDE_START + dt.timedelta(minutes=m) for m in (0, 1, 30, 59)]
     assert check(root, manifest, history, times) > 0
