@@ -21,23 +21,19 @@ two-pass sum over the raw events (docs/language.md).
 from __future__ import annotations
 
 import math
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sampling import samples
 
-from featql.jobs.training import training_set
-from runtime.conftest import compiled
+from runtime.oracle import floor_time
+from runtime.oracle_project import OracleProject, disjoint_batch, write_events, write_files
 
 BASE = datetime(2024, 1, 1)
-EPOCH = datetime(1970, 1, 1)
 SLIDE = 3600
 WINDOWS = {3600: "1h", 3 * 3600: "3h"}
 
@@ -106,16 +102,11 @@ def oracle_value(function: str, arg: int | None, events: list[tuple[datetime, An
     return out[:arg]
 
 
-def floor_hour(t: datetime) -> datetime:
-    us = (t - EPOCH) // timedelta(microseconds=1)
-    return EPOCH + timedelta(microseconds=us - us % (SLIDE * 1_000_000))
-
-
 def expected(events: list[dict[str, Any]], spine: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for row in spine:
         result: dict[str, Any] = dict(row)
-        hi = floor_hour(row["t"])
+        hi = floor_time(row["t"], SLIDE)
         for alias, function, col, arg in AGGS:
             for w, suffix in WINDOWS.items():
                 lo = hi - timedelta(seconds=w)
@@ -166,37 +157,15 @@ def case(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return events, spine
 
 
-def write_events(root: Path, events: list[dict[str, Any]]) -> None:
-    folder = root / "data" / "events"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(events, schema=SCHEMA), folder / "p.parquet")
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    root = tmp_path_factory.mktemp("exact") / "project"
-    for rel, text in PROJECT.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    write_events(root, [])
-    return root, compiled(root)
-
-
-def _training(project: tuple[Path, Any], events: list[dict[str, Any]],
-              spine: list[dict[str, Any]], engine: Any) -> list[dict[str, Any]]:
-    root, c = project
-    write_events(root, events)
-    got = training_set(root, c.manifest, c.config, "svc", pa.Table.from_pylist(spine, SPINE),
-                       engine=engine, use_store=False)
-    rows: list[dict[str, Any]] = got.to_pylist()
-    return rows
+def project(tmp_path_factory: pytest.TempPathFactory) -> OracleProject:
+    return OracleProject.create(tmp_path_factory.mktemp("exact") / "project", PROJECT, SCHEMA,
+                                SPINE)
 
 
 # -- the tests -------------------------------------------------------------------------------------
-def test_the_manifest_types_the_new_features(project: tuple[Path, Any]) -> None:
-    _, c = project
-    view = c.manifest.view("ua")
+def test_the_manifest_types_the_new_features(project: OracleProject) -> None:
+    view = project.manifest.view("ua")
     types = {f.name: f.type for f in view.features}
     assert types["sd_s_1h"] == types["v_p_3h"] == "DOUBLE"
     assert types["last_x_1h"] == "ARRAY<BIGINT>" and types["first_d_3h"] == "ARRAY<DOUBLE>"
@@ -209,77 +178,23 @@ def test_the_manifest_types_the_new_features(project: tuple[Path, Any]) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=case())
 def test_duckdb_training_sets_and_online_reads_match_the_oracle(
-        project: tuple[Path, Any], data: tuple[list[dict[str, Any]], list[dict[str, Any]]]
+        project: OracleProject, data: tuple[list[dict[str, Any]], list[dict[str, Any]]]
 ) -> None:
+    """The online read: DuckDB's tiles of the events (`training` already wrote them)."""
     events, spine = data
     want = expected(events, spine)
-    assert_rows(_training(project, events, spine, "duckdb"), want, "DuckDB training set")
-    assert_rows(online(project, spine), want, "online read")
-
-
-def online(project: tuple[Path, Any], spine: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every spine row as the online read answers it, from DuckDB's tiles of the events
-    (`write_events` already wrote them); also checks the values merged at load time."""
-    from featql.engines.duckdb import DuckDBEngine
-    from featql.jobs.online_load import tile_cells
-    from featql.jobs.relations import ProjectData
-    from featql.online import codec
-    from featql.online.tiles import TileMerger, encode_tiles
-
-    root, c = project
-    view = c.manifest.view("ua")
-    engine = DuckDBEngine(threads=1)
-    try:
-        tiles = engine.query(ProjectData(engine, c.manifest, root).fresh_sql(view))
-    finally:
-        engine.close()
-    merger = TileMerger(view)
-    names = [f"ua__{f.name}" for f in view.features]
-    by_user: dict[int, list[dict[str, Any]]] = {}
-    for r in tiles.sort_by([("user_id", "ascending"), ("_tile_start", "ascending")]).to_pylist():
-        by_user.setdefault(r["user_id"], []).append(r)
-    cells = {}
-    cols = [c for c, _ in _tile_columns(view)]
-    for user, rows in by_user.items():
-        starts = [int((r["_tile_start"] - EPOCH).total_seconds()) for r in rows]
-        cells[user] = encode_tiles(starts, {col: [r[col] for r in rows] for col in cols})
-    out = []
-    for row in spine:
-        t_us = (row["t"] - EPOCH) // timedelta(microseconds=1)
-        values = merger(cells.get(row["user_id"]), t_us)
-        assert values is not None
-        out.append({**row, **dict(zip(names, values, strict=True))})
-    if tiles.num_rows:  # the load's cells: values merged for the slide after the data
-        end = max(r["_tile_start"] for r in tiles.to_pylist()) + timedelta(hours=1)
-        hi_us = (end - EPOCH) // timedelta(microseconds=1)
-        loaded = {cell.item: cell.payload for cell in tile_cells(view, tiles, hi_us)}
-        assert set(loaded) == {codec.item_key("user", [u]) for u in cells}
-        for user, payload in cells.items():  # the head merged at load = the tiles merged now
-            assert merger(loaded[codec.item_key("user", [user])], hi_us) == merger(payload,
-                                                                                   hi_us)
-    return out
-
-
-def _tile_columns(view: Any) -> Any:
-    from featql.semantics.aggregates import tile_columns
-
-    return tile_columns(view)
+    assert_rows(project.training(events, spine, "duckdb"), want, "DuckDB training set")
+    assert_rows(project.online("ua", project.duck_tiles("ua"), spine), want, "online read")
 
 
 @pytest.mark.slow
 def test_spark_training_sets_match_the_oracle(
-        project: tuple[Path, Any], spark_engine: Any) -> None:
+        project: OracleProject, spark_engine: Any) -> None:
     """25 random cases in one Spark job (users made disjoint per case)."""
-    # random cases from fixed seeds (tests/sampling.py), not hypothesis's simplest example
-    batch = samples(case(), 25, 1)
-    assert any(evs for evs, _ in batch)
-    events = [{**e, "user_id": e["user_id"] + 10 * i} for i, (evs, _) in enumerate(batch)
-              for e in evs]
-    spine = [{**r, "user_id": r["user_id"] + 10 * i} for i, (_, sp) in enumerate(batch)
-             for r in sp]
+    events, spine = disjoint_batch(case, 25, 1)
     want = expected(events, spine)
-    assert_rows(_training(project, events, spine, spark_engine), want, "Spark training set")
-    assert_rows(_training(project, events, spine, "duckdb"), want, "DuckDB training set")
+    assert_rows(project.training(events, spine, spark_engine), want, "Spark training set")
+    assert_rows(project.training(events, spine, "duckdb"), want, "DuckDB training set")
 
 
 def test_apply_materialize_and_online_lookups_match_the_oracle(tmp_path: Path) -> None:
@@ -293,15 +208,13 @@ def test_apply_materialize_and_online_lookups_match_the_oracle(tmp_path: Path) -
     import featql
 
     root = tmp_path / "project"
-    for rel, text in PROJECT.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
+    write_files(root, PROJECT)
     r = random.Random(14)
     events = [{"user_id": r.choice([1, 2, 3]), "x": r.choice([None, r.randint(-5, 5)]),
                "d": r.choice([None, r.random() * 10 - 5, 1e6 + r.random()]),
                "s": r.choice([None, "a", "b", "é"]),
                "ts": BASE + timedelta(minutes=20 * r.randint(0, 18))} for _ in range(60)]
-    write_events(root, events)
+    write_events(root, SCHEMA, events)
     featql_cli = Path(sys.executable).parent / "featql"
     for cmd in (["apply", "--yes"], ["materialize", "--online"]):
         done = subprocess.run([str(featql_cli), *cmd], cwd=root, capture_output=True,

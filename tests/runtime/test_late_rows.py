@@ -26,6 +26,7 @@ from featql.jobs.materialize import MaterializeReport, ViewRun, materialize
 from featql.jobs.training import TrainingReport, training_set
 from runtime import oracle
 from runtime.conftest import compiled
+from runtime.moto_s3 import moto_bucket
 
 HERE = Path(__file__).parent / "harness_project"
 EVENTS = pa.schema([("user_id", pa.int64()), ("merchant", pa.string()), ("x", pa.int64()),
@@ -367,23 +368,8 @@ def test_spark_recomputes_late_intervals_like_duckdb(tmp_path: Path, spark_engin
 @pytest.fixture()
 def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A bucket on moto's server on 127.0.0.1; AWS_* point at it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"
-                       }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="late")
-    try:
+    with moto_bucket(monkeypatch, "late"):
         yield "late"
-    finally:
-        server.stop()
 
 
 def test_s3_source_files_are_signed_by_etag(tmp_path: Path, s3_bucket: str) -> None:

@@ -12,23 +12,18 @@ every slide the store can answer, all equal to the oracle; earlier lookups are r
 from __future__ import annotations
 
 import math
-import shutil
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sampling import samples
 
-from featql.jobs.training import training_set
-from runtime.conftest import compiled
+from runtime.oracle import floor_time
+from runtime.oracle_project import OracleProject, disjoint_batch, to_us
 
 BASE = datetime(2024, 1, 1)
-EPOCH = datetime(1970, 1, 1)
 HOUR = 3600
 WINDOWS = {HOUR: "1h", 3 * HOUR: "3h", None: "lifetime"}
 
@@ -80,8 +75,7 @@ def _value(function: str, events: list[tuple[datetime, Any]]) -> Any:
 
 
 def expected_at(events: list[dict[str, Any]], user: int, t: datetime) -> dict[str, Any]:
-    us = (t - EPOCH) // timedelta(microseconds=1)
-    hi = EPOCH + timedelta(microseconds=us - us % (HOUR * 1_000_000))
+    hi = floor_time(t, HOUR)
     out = {}
     for alias, function, col in AGGS:
         for w, suffix in WINDOWS.items():
@@ -117,36 +111,22 @@ def case(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return events, spine
 
 
-def write_events(root: Path, events: list[dict[str, Any]]) -> None:
-    folder = root / "data" / "events"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(events, schema=SCHEMA), folder / "p.parquet")
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    root = tmp_path_factory.mktemp("lifetime") / "project"
-    for rel, text in PROJECT.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    write_events(root, [])
-    return root, compiled(root)
+def project(tmp_path_factory: pytest.TempPathFactory) -> OracleProject:
+    return OracleProject.create(tmp_path_factory.mktemp("lifetime") / "project", PROJECT, SCHEMA,
+                                SPINE)
 
 
-def test_lifetime_features_are_named_and_typed(project: tuple[Path, Any]) -> None:
-    view = project[1].manifest.view("life")
+def test_lifetime_features_are_named_and_typed(project: OracleProject) -> None:
+    view = project.manifest.view("life")
     names = {f.name: f.type for f in view.features}
     assert names["n_lifetime"] == "BIGINT" and names["lx_lifetime"] == "ARRAY<BIGINT>"
     assert [f.name for f in view.features][:3] == ["n_1h", "n_3h", "n_lifetime"]
 
 
-def _check_training(project: tuple[Path, Any], events: list[dict[str, Any]],
+def _check_training(project: OracleProject, events: list[dict[str, Any]],
                     spine: list[dict[str, Any]], engine: Any) -> None:
-    root, c = project
-    write_events(root, events)
-    got = training_set(root, c.manifest, c.config, "svc", pa.Table.from_pylist(spine, SPINE),
-                       engine=engine, use_store=False).to_pylist()
+    got = project.training(events, spine, engine)
     assert len(got) == len(spine)
     for g, row in zip(got, spine, strict=True):
         same(g, expected_at(events, row["user_id"], row["t"]), f"training set at {row}")
@@ -155,26 +135,19 @@ def _check_training(project: tuple[Path, Any], events: list[dict[str, Any]],
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=case())
 def test_duckdb_training_sets_and_online_reads_match_the_oracle(
-        project: tuple[Path, Any], data: tuple[list[dict[str, Any]], list[dict[str, Any]]]
+        project: OracleProject, data: tuple[list[dict[str, Any]], list[dict[str, Any]]]
 ) -> None:
-    from featql.engines.duckdb import DuckDBEngine
     from featql.jobs.online_load import tile_cells
-    from featql.jobs.relations import ProjectData
     from featql.online import codec
     from featql.online.tiles import IncompleteWindow, TileMerger, decode_tiles, partial_columns
 
     events, spine = data
     _check_training(project, events, spine, "duckdb")
-    root, c = project
-    view = c.manifest.view("life")
-    engine = DuckDBEngine(threads=1)
-    try:
-        tiles = engine.query(ProjectData(engine, c.manifest, root).fresh_sql(view))
-    finally:
-        engine.close()
+    view = project.manifest.view("life")
+    tiles = project.duck_tiles("life")
     merger = TileMerger(view)
     loaded = BASE + timedelta(hours=41)  # the end of the data's last tile
-    loaded_us = (loaded - EPOCH) // timedelta(microseconds=1)
+    loaded_us = to_us(loaded)
     for compact in (False, True):
         cells = {cell.item: cell.payload for cell in tile_cells(view, tiles, loaded_us,
                                                                  compact=compact)}
@@ -188,33 +161,26 @@ def test_duckdb_training_sets_and_online_reads_match_the_oracle(
             # oldest tile kept (load - 3h), so from the load on (and long after it)
             for hours in (*range(41, 46), 60, 200):
                 at = BASE + timedelta(hours=hours, minutes=7)
-                t_us = (at - EPOCH) // timedelta(microseconds=1)
+                t_us = to_us(at)
                 values = merger(payload, t_us)
                 assert values is not None
                 got = {f"life__{f.name}": v for f, v in zip(view.features, values, strict=True)}
                 same(got, expected_at(events, user, at), f"online at {at} compact={compact}")
             with pytest.raises(IncompleteWindow):  # its 3h window needs folded tiles
-                merger(payload, (BASE + timedelta(hours=40) - EPOCH) // timedelta(
-                    microseconds=1))
+                merger(payload, to_us(BASE + timedelta(hours=40)))
 
 
 @pytest.mark.slow
 def test_spark_training_sets_match_the_oracle(
-        project: tuple[Path, Any], spark_engine: Any) -> None:
-    # random cases from fixed seeds (tests/sampling.py), not hypothesis's simplest example
-    batch = samples(case(), 20, 1)
-    assert any(evs for evs, _ in batch)
-    events = [{**e, "user_id": e["user_id"] + 10 * i} for i, (evs, _) in enumerate(batch)
-              for e in evs]
-    spine = [{**r, "user_id": r["user_id"] + 10 * i} for i, (_, sp) in enumerate(batch)
-             for r in sp]
+        project: OracleProject, spark_engine: Any) -> None:
+    events, spine = disjoint_batch(case, 20, 1)
     _check_training(project, events, spine, spark_engine)
 
 
-def test_compile_time_read_cost_counts_the_prefix_tile(project: tuple[Path, Any]) -> None:
+def test_compile_time_read_cost_counts_the_prefix_tile(project: OracleProject) -> None:
     """`featql compile`'s per-lookup bound: the 3h window's 3 tiles and the prefix tile."""
     from featql.semantics.read_cost import view_read
 
-    view = project[1].manifest.view("life")
+    view = project.manifest.view("life")
     for compact in (False, True):
         assert view_read(view, compact=compact).tiles == 3 + 1

@@ -23,25 +23,20 @@ percentile (the smallest value whose rank reaches ceil(p * n), p taken as the de
 from __future__ import annotations
 
 import random
-import shutil
 from datetime import datetime, timedelta
 from fractions import Fraction
 from math import ceil
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sampling import samples
 
-from featql.jobs.training import training_set
-from runtime.conftest import compiled
+from runtime.oracle import floor_time
+from runtime.oracle_project import OracleProject, disjoint_batch
 
 BASE = datetime(2024, 1, 1)
-EPOCH = datetime(1970, 1, 1)
 SLIDE = 3600
 WINDOWS = {3600: "1h", 3 * 3600: "3h"}
 
@@ -93,15 +88,10 @@ def oracle_value(function: str, p: str | None, values: list[Any]) -> Any:
     return ordered[max(1, ceil(Fraction(p) * len(ordered))) - 1]
 
 
-def floor_hour(t: datetime) -> datetime:
-    us = (t - EPOCH) // timedelta(microseconds=1)
-    return EPOCH + timedelta(microseconds=us - us % (SLIDE * 1_000_000))
-
-
 def windows(events: list[dict[str, Any]], row: dict[str, Any]
             ) -> dict[str, tuple[str, str | None, list[Any]]]:
     """Per feature column: (function, p, the raw input values of its window at the row)."""
-    hi = floor_hour(row["t"])
+    hi = floor_time(row["t"], SLIDE)
     out = {}
     for alias, function, col, p in AGGS:
         for w, suffix in WINDOWS.items():
@@ -204,109 +194,29 @@ def large_case(seed: int, users: int = 2, per_hour: int = 1500
     return events, spine
 
 
-def write_events(root: Path, events: list[dict[str, Any]]) -> None:
-    folder = root / "data" / "events"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(events, schema=SCHEMA), folder / "p.parquet")
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    root = tmp_path_factory.mktemp("sketch") / "project"
-    for rel, text in PROJECT.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    write_events(root, [])
-    return root, compiled(root)
+def project(tmp_path_factory: pytest.TempPathFactory) -> OracleProject:
+    return OracleProject.create(tmp_path_factory.mktemp("sketch") / "project", PROJECT, SCHEMA,
+                                SPINE)
 
 
-def _training(project: tuple[Path, Any], events: list[dict[str, Any]],
-              spine: list[dict[str, Any]], engine: Any) -> list[dict[str, Any]]:
-    root, c = project
-    write_events(root, events)
-    got = training_set(root, c.manifest, c.config, "svc", pa.Table.from_pylist(spine, SPINE),
-                       engine=engine, use_store=False)
-    rows: list[dict[str, Any]] = got.to_pylist()
-    return rows
-
-
-def tiles_of(project: tuple[Path, Any], engine: Any) -> pa.Table:
-    """The view's tiles of the events `write_events` wrote, built by `engine`."""
-    from featql.jobs.relations import ProjectData
-
-    root, c = project
-    table: pa.Table = engine.query(ProjectData(engine, c.manifest, root).fresh_sql(
-        c.manifest.view("us")))
-    return table
-
-
-def online(project: tuple[Path, Any], tiles: pa.Table, spine: list[dict[str, Any]]
-           ) -> list[dict[str, Any]]:
-    """Every spine row as the online read answers it from `tiles` (FQT3 cells, TileMerger);
-    also checks the values the online load merges at load time."""
-    from featql.jobs.online_load import tile_cells
-    from featql.online import codec
-    from featql.online.tiles import TileMerger, encode_tiles
-    from featql.semantics.aggregates import tile_columns
-
-    _, c = project
-    view = c.manifest.view("us")
-    merger = TileMerger(view)
-    names = [f"us__{f.name}" for f in view.features]
-    by_user: dict[int, list[dict[str, Any]]] = {}
-    for r in tiles.sort_by([("user_id", "ascending"), ("_tile_start", "ascending")]).to_pylist():
-        by_user.setdefault(r["user_id"], []).append(r)
-    cols = [col for col, _ in tile_columns(view)]
-    cells = {}
-    for user, rows in by_user.items():
-        starts = [int((r["_tile_start"] - EPOCH).total_seconds()) for r in rows]
-        cells[user] = encode_tiles(starts, {col: [r[col] for r in rows] for col in cols})
-    out = []
-    for row in spine:
-        t_us = (row["t"] - EPOCH) // timedelta(microseconds=1)
-        values = merger(cells.get(row["user_id"]), t_us)
-        assert values is not None
-        out.append({**row, **dict(zip(names, values, strict=True))})
-    if tiles.num_rows:  # the load's cells: values merged for the slide after the data
-        end = max(r["_tile_start"] for r in tiles.to_pylist()) + timedelta(hours=1)
-        hi_us = (end - EPOCH) // timedelta(microseconds=1)
-        loaded = {cell.item: cell.payload for cell in tile_cells(view, tiles, hi_us)}
-        for user, payload in cells.items():
-            assert merger(loaded[codec.item_key("user", [user])], hi_us) == merger(payload,
-                                                                                   hi_us)
-    return out
-
-
-def merge_tiles(project: tuple[Path, Any], tiles: pa.Table, spine: list[dict[str, Any]],
+def merge_tiles(project: OracleProject, tiles: pa.Table, spine: list[dict[str, Any]],
                 engine: Any) -> list[dict[str, Any]]:
     """The training set's point-in-time merge (`engine`'s SQL) over given tiles."""
     from featql.dialects.pit import build_pit_join, relation_name
     from featql.jobs.join import join_spine
 
-    _, c = project
-    service = next(s for s in c.manifest.services if s.name == "svc")
-    node = build_pit_join(c.manifest, service)
+    service = next(s for s in project.manifest.services if s.name == "svc")
+    node = build_pit_join(project.manifest, service)
     engine.register_arrow(relation_name("us", "aggregate"), tiles)
     rows: list[dict[str, Any]] = join_spine(engine, node, pa.Table.from_pylist(spine, SPINE),
                                             "t").to_pylist()
     return rows
 
 
-def duck_tiles(project: tuple[Path, Any]) -> pa.Table:
-    from featql.engines.duckdb import DuckDBEngine
-
-    engine = DuckDBEngine(threads=1)
-    try:
-        return tiles_of(project, engine)
-    finally:
-        engine.close()
-
-
 # -- the tests -------------------------------------------------------------------------------------
-def test_the_manifest_types_the_sketch_features(project: tuple[Path, Any]) -> None:
-    _, c = project
-    view = c.manifest.view("us")
+def test_the_manifest_types_the_sketch_features(project: OracleProject) -> None:
+    view = project.manifest.view("us")
     types = {f.name: f.type for f in view.features}
     assert types["dc_x_1h"] == types["dc_s_3h"] == types["dc_b_1h"] == "BIGINT"
     assert types["p50_x_1h"] == types["p90_d_3h"] == "DOUBLE"
@@ -322,15 +232,15 @@ def test_the_manifest_types_the_sketch_features(project: tuple[Path, Any]) -> No
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=case())
 def test_small_windows_are_exact_on_duckdb_and_online(
-        project: tuple[Path, Any], data: tuple[list[dict[str, Any]], list[dict[str, Any]]]
+        project: OracleProject, data: tuple[list[dict[str, Any]], list[dict[str, Any]]]
 ) -> None:
     events, spine = data
     want = expected(events, spine)
-    assert_exact(_training(project, events, spine, "duckdb"), want, "DuckDB training set")
-    assert_exact(online(project, duck_tiles(project), spine), want, "online read")
+    assert_exact(project.training(events, spine, "duckdb"), want, "DuckDB training set")
+    assert_exact(project.online("us", project.duck_tiles("us"), spine), want, "online read")
 
 
-def test_a_single_event_and_empty_windows(project: tuple[Path, Any]) -> None:
+def test_a_single_event_and_empty_windows(project: OracleProject) -> None:
     events = [{"user_id": 1, "x": -7, "d": -0.0, "s": "é", "b": False,
                "ts": BASE + timedelta(hours=1)}]
     spine = [{"user_id": 1, "t": BASE + timedelta(hours=1)},  # the window ends at the event
@@ -340,25 +250,25 @@ def test_a_single_event_and_empty_windows(project: tuple[Path, Any]) -> None:
     want = expected(events, spine)
     assert want[1]["us__dc_x_1h"] == 1 and want[1]["us__p50_x_1h"] == -7.0
     assert want[0]["us__dc_x_1h"] == 0 and want[0]["us__p50_x_1h"] is None
-    assert_exact(_training(project, events, spine, "duckdb"), want, "DuckDB training set")
-    assert_exact(online(project, duck_tiles(project), spine), want, "online read")
+    assert_exact(project.training(events, spine, "duckdb"), want, "DuckDB training set")
+    assert_exact(project.online("us", project.duck_tiles("us"), spine), want, "online read")
 
 
 def test_large_windows_are_within_the_bound_and_duckdb_equals_online(
-        project: tuple[Path, Any]) -> None:
+        project: OracleProject) -> None:
     from featql.engines.duckdb import DuckDBEngine
 
     events, spine = large_case(7)
-    got = _training(project, events, spine, "duckdb")
+    got = project.training(events, spine, "duckdb")
     assert_bounded(events, spine, got, "DuckDB training set")
-    tiles = duck_tiles(project)  # a tile of > 200 values is compacted with random bits: the
+    tiles = project.duck_tiles("us")  # a tile of > 200 values is compacted with random bits: the
     engine = DuckDBEngine(threads=1)  # same tiles, read by both, give the same values
     try:
         merged = merge_tiles(project, tiles, spine, engine)
     finally:
         engine.close()
     assert_bounded(events, spine, merged, "DuckDB merge")
-    assert_exact(online(project, tiles, spine), merged, "online read vs DuckDB's merge")
+    assert_exact(project.online("us", tiles, spine), merged, "online read vs DuckDB's merge")
     # the estimating regimes were reached: the exact values are not all reproduced
     want = expected(events, spine)
     assert any(g[k] != w[k] for g, w in zip(got, want, strict=True) for k in w
@@ -367,32 +277,26 @@ def test_large_windows_are_within_the_bound_and_duckdb_equals_online(
 
 @pytest.mark.slow
 def test_spark_small_windows_are_exact(
-        project: tuple[Path, Any], spark_engine: Any) -> None:
+        project: OracleProject, spark_engine: Any) -> None:
     """25 random cases in one Spark job (users made disjoint per case)."""
-    # random cases from fixed seeds (tests/sampling.py), not hypothesis's simplest example
-    batch = samples(case(), 25, 1)
-    assert any(evs for evs, _ in batch)
-    events = [{**e, "user_id": e["user_id"] + 10 * i} for i, (evs, _) in enumerate(batch)
-              for e in evs]
-    spine = [{**r, "user_id": r["user_id"] + 10 * i} for i, (_, sp) in enumerate(batch)
-             for r in sp]
+    events, spine = disjoint_batch(case, 25, 1)
     want = expected(events, spine)
-    assert_exact(_training(project, events, spine, spark_engine), want, "Spark training set")
-    assert_exact(_training(project, events, spine, "duckdb"), want, "DuckDB training set")
+    assert_exact(project.training(events, spine, spark_engine), want, "Spark training set")
+    assert_exact(project.training(events, spine, "duckdb"), want, "DuckDB training set")
 
 
 @pytest.mark.slow
-def test_spark_large_windows_are_within_the_bound(project: tuple[Path, Any],
+def test_spark_large_windows_are_within_the_bound(project: OracleProject,
                                                   spark_engine: Any) -> None:
     """Spark's merge within the bound; its distinct counts equal the Python merge (the online
     read) of Spark's own tile sketches: the same bytes give the same estimate."""
     events, spine = large_case(11)
-    got = _training(project, events, spine, spark_engine)
+    got = project.training(events, spine, spark_engine)
     assert_bounded(events, spine, got, "Spark training set")
-    tiles = tiles_of(project, spark_engine)
+    tiles = project.tiles("us", spark_engine)
     got = merge_tiles(project, tiles, spine, spark_engine)
     assert_bounded(events, spine, got, "Spark's merge")
-    from_spark_tiles = online(project, tiles, spine)
+    from_spark_tiles = project.online("us", tiles, spine)
     assert_bounded(events, spine, from_spark_tiles, "online read of Spark's tiles")
     for g, o in zip(got, from_spark_tiles, strict=True):
         for k in g:

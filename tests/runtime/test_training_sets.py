@@ -19,6 +19,7 @@ from featql.api import Project
 from featql.cli.console import UserError
 from featql.jobs.training import TrainingReport, training_set
 from runtime.conftest import compiled, same_tables
+from runtime.moto_s3 import moto_bucket
 
 
 @pytest.mark.slow
@@ -101,24 +102,9 @@ def test_spine_formats_and_mistakes(small_example: Path, tmp_path: Path) -> None
 
 @pytest.fixture()
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"
-                       }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    import boto3
-
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="featql")
-    try:
+    """A bucket `featql` on moto's server on 127.0.0.1; AWS_* point at it."""
+    with moto_bucket(monkeypatch, "featql") as endpoint:
         yield endpoint
-    finally:
-        server.stop()
 
 
 def test_sources_and_offline_store_on_s3(small_example: Path, s3: str) -> None:
