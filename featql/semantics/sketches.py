@@ -1,8 +1,9 @@
 """APPROX_COUNT_DISTINCT and APPROX_PERCENTILE: Apache DataSketches sketches as tile partials.
 
 Both are defined once, here, on the maintained DataSketches libraries: the Python binding
-(`datasketches`, pinned) and the Java library inside Spark (`hll_sketch_*`, `kll_*`). A tile's
-partial is the serialized sketch (BINARY); a window merges its tiles' sketches.
+(`datasketches`, pinned) and the Java library inside Spark (`hll_sketch_agg`). A tile's
+partial is the serialized sketch (BINARY); a window merges its tiles' sketches, with the same
+Python code on every engine (DuckDB and Spark call it as UDFs) and in the online read.
 
 APPROX_COUNT_DISTINCT(x): an HLL sketch, lgConfigK = 12 (4,096 buckets), target HLL_8, serialized
 *updatable* — exactly what Spark's `hll_sketch_agg(x, 12)` produces, so a tile sketch built by

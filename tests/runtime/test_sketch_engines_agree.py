@@ -192,3 +192,27 @@ def test_spark_duckdb_and_online_give_identical_values(project: tuple[Path, Any]
         assert spark_tiles.column(col).to_pylist() == ducks.column(col).to_pylist(), col
     assert online(project, spark_tiles, spine) == duck
     assert assert_within_bounds(events, spine, spark) > 0
+
+
+@pytest.mark.slow
+def test_sparks_own_kll_functions_read_featqls_sketches(spark: Any) -> None:
+    """featql's tile sketch is a DataSketches KLL sketch to Java too: Spark's own functions read
+    its n, min and max, and their quantile (the Java library's, over the same items) is
+    within featql's bound; Spark's own merge accepts it."""
+    from featql.semantics.sketches import kll_build
+
+    rng = random.Random(4)
+    parts = [[rng.gauss(0, 1) for _ in range(n)] for n in (1000, 3000, 150)]
+    rows = [(kll_build(p),) for p in parts]
+    spark.createDataFrame(rows, "b BINARY").createOrReplaceTempView("featql_kll_in")
+    got = spark.sql("SELECT kll_sketch_get_n_double(b) AS n, kll_sketch_get_quantile_double(b, "
+                    "0.5) AS q FROM featql_kll_in").collect()
+    for part, row in zip(parts, got, strict=True):
+        ordered = sorted(part)
+        assert row["n"] == len(part)
+        below = sum(1 for v in ordered if v < row["q"]) / len(part)
+        upto = sum(1 for v in ordered if v <= row["q"]) / len(part)
+        assert row["q"] in ordered and below - RANK_ERROR < 0.5 <= upto + RANK_ERROR
+    merged = spark.sql("SELECT kll_sketch_get_n_double(kll_merge_agg_double(b)) FROM "
+                       "featql_kll_in").collect()[0][0]
+    assert merged == sum(len(p) for p in parts)
