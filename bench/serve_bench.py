@@ -109,10 +109,9 @@ LEGACY_REV = "f5ba0389ddb43ffc49e7df64c7bff5f968ad5273"  # the last commit with 
 # "granian" is what featql serve runs; granian-<interface> one of granian's interfaces over the
 # same dispatcher (runner.serve(interface=...)); loop the former event-loop worker
 SERVERS = ("granian", "granian-asgi", "granian-rsgi", "granian-wsgi", "uvicorn", "loop")
-# what `featql serve` runs first (judged against the targets), the other maintained server,
-# the former worker
-DEFAULT_SERVERS = (("uvicorn", "granian", "loop") if os.environ.get("FEATQL_SERVER") != "granian"
-                   else ("granian", "uvicorn", "loop"))
+# what `featql serve` runs (featql.server.choice.DEFAULT_SERVER) first: judged against the
+# targets; then the other maintained server, then the former worker
+DEFAULT_SERVERS = ("granian", "uvicorn", "loop")
 
 
 def legacy_worker(work: Path) -> Path | None:
