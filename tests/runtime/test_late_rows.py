@@ -24,9 +24,9 @@ import pytest
 
 from featql.jobs.materialize import MaterializeReport, ViewRun, materialize
 from featql.jobs.training import TrainingReport, training_set
-from runtime import oracle
 from runtime.conftest import compiled
 from runtime.moto_s3 import moto_bucket
+from runtime.test_project_harness import assert_matches, expected
 
 HERE = Path(__file__).parent / "harness_project"
 EVENTS = pa.schema([("user_id", pa.int64()), ("merchant", pa.string()), ("x", pa.int64()),
@@ -110,42 +110,35 @@ def _hours(a: datetime, b: datetime) -> int:
     return int((b - a).total_seconds() // 3600)
 
 
-def _expected(case: dict[str, Any]) -> list[dict[str, Any]]:
-    events = [{**e, "_featql_created": e["created_at"]} for e in case["events"]]
-    views: list[oracle.RowView | oracle.AggView] = [
-        oracle.RowView("last_event", ["user_id"], "ts", ["x", "s"], 7200, events),
-        oracle.AggView("merchant_aggs", ["merchant"], 3600, [3600, 10800], [
-            oracle.AggSpec("n", "count", None), oracle.AggSpec("nx", "count", "x"),
-            oracle.AggSpec("sx", "sum", "x"), oracle.AggSpec("ax", "avg", "x"),
-            oracle.AggSpec("mn", "min", "x"), oracle.AggSpec("ms", "max", "s")],
-            case["events"], {3600: "1h", 10800: "3h"}),
-        oracle.RowView("pair_profile", ["user_id", "merchant"], "updated_at", ["score"], 10800,
-                       case["profiles"]),
-        oracle.RowView("user_tag", ["user_id"], "tagged_at", ["tag"], None, case["tags"]),
-    ]
-    return oracle.training_set(case["spine"], "t", views)
+def _store_training(root: Path, c: Any, case: dict[str, Any], engine: Any = None
+                    ) -> tuple[pa.Table, dict[str, str]]:
+    """The training set of the case's spine and where each view was read from."""
+    report = TrainingReport()
+    got = training_set(root, c.manifest, c.config, "svc",
+                       pa.Table.from_pylist(case["spine"], schema=SPINE), engine=engine,
+                       report=report)
+    return got, report.reads
 
 
 def _assert_store_is_right(root: Path, c: Any, case: dict[str, Any], engine: Any = None
                            ) -> None:
-    """The training set read from the store equals the oracle over every row; the store equals
-    what a full `--overwrite` writes (byte for byte)."""
-    report = TrainingReport()
-    got = training_set(root, c.manifest, c.config, "svc",
-                       pa.Table.from_pylist(case["spine"], schema=SPINE), engine=engine,
-                       report=report).to_pylist()
-    assert set(report.reads.values()) == {"store"}, report.reads
-    want = _expected(case)
-    assert len(got) == len(want)
-    for i, (g, w) in enumerate(zip(got, want, strict=True)):
-        for k, v in w.items():
-            if isinstance(v, float) and g[k] is not None:
-                assert abs(g[k] - v) <= 1e-9 * max(1.0, abs(v)), (i, k, g[k], v)
-            else:
-                assert g[k] == v, (i, k, g[k], v)
+    """The training set read from the store equals the oracle over every row (the harness
+    test's oracle and comparison: the project is the harness project); the store equals what
+    a full `--overwrite` writes (byte for byte)."""
+    got, reads = _store_training(root, c, case, engine)
+    assert set(reads.values()) == {"store"}, reads
+    assert_matches(got, expected(case))
     before = _store_digest(root)
     _run(root, c, overwrite=True, engine=engine)
     assert _store_digest(root) == before, "the incremental result differs from a full overwrite"
+
+
+def _assert_last_event_from_store(root: Path, c: Any, case: dict[str, Any]) -> None:
+    """last_event read from the store, its x equal to the oracle's on every spine row."""
+    got, reads = _store_training(root, c, case)
+    assert reads["last_event"] == "store"
+    assert [r["last_event__x"] for r in got.to_pylist()] == [
+        w["last_event__x"] for w in expected(case)]
 
 
 def test_new_changed_and_deleted_files_recompute_exactly_their_intervals(tmp_path: Path) -> None:
@@ -246,12 +239,7 @@ def test_a_run_limited_to_a_range_keeps_the_rest_stale(tmp_path: Path) -> None:
     assert _intervals(rest["last_event"]) == "3 (2024-01-02..2024-01-05)"
     assert _by_view(_run(root, c, views=["last_event"]))["last_event"].note == "up to date"
     case["events"] = case["events"] + late
-    report = TrainingReport()
-    got = training_set(root, c.manifest, c.config, "svc",
-                       pa.Table.from_pylist(case["spine"], schema=SPINE), report=report)
-    assert report.reads["last_event"] == "store"
-    want = _expected(case)
-    assert [r["last_event__x"] for r in got.to_pylist()] == [w["last_event__x"] for w in want]
+    _assert_last_event_from_store(root, c, case)
 
 
 def test_lookback_recomputes_the_last_done_intervals(tmp_path: Path) -> None:
@@ -399,12 +387,7 @@ def test_s3_source_files_are_signed_by_etag(tmp_path: Path, s3_bucket: str) -> N
     assert _intervals(run) == "2 (2024-01-03..2024-01-05)"
     assert run.reason.startswith("1 changed file in source events")
     case["events"] = case["events"] + moved
-    report = TrainingReport()
-    got = training_set(root, c.manifest, c.config, "svc",
-                       pa.Table.from_pylist(case["spine"], schema=SPINE), report=report)
-    assert report.reads["last_event"] == "store"
-    assert [r["last_event__x"] for r in got.to_pylist()] == [
-        w["last_event__x"] for w in _expected(case)]
+    _assert_last_event_from_store(root, c, case)
 
 
 def test_a_parquet_file_without_statistics_is_located_by_reading_its_time_column(
