@@ -89,6 +89,19 @@ def find_source(manifest: Manifest, name: str) -> Source:
     return source
 
 
+def refuse_known_at_aggregates(manifest: Manifest, source: str) -> None:
+    """Pushes cannot feed an aggregate view that counts events as of when they were created
+    (`known_at`): its online cells keep partials per known time, which the push path does
+    not write. Refused before anything is logged or written (422), never a wrong cell."""
+    known = [v.name for v in views_over(manifest, source) if v.kind == "aggregate"
+             and v.known_at]
+    if known:
+        raise RequestError(422, "known_at_aggregate",
+                           f"source '{source}' feeds the known_at aggregate view(s) "
+                           f"{', '.join(known)}, which pushes cannot update yet: load them with "
+                           "`featql materialize --online` from the source's batch log", "source")
+
+
 def views_over(manifest: Manifest, source: str) -> list[FeatureView]:
     """Online views that read `source`, directly or through row-level views, in DAG order."""
     reached = {source}
@@ -131,6 +144,7 @@ def ingest_events(root: Path | str, manifest: Manifest, workspace: str, source_n
     each answered once the online store holds the values of all of them."""
     root = Path(root)
     source = find_source(manifest, source_name)
+    refuse_known_at_aggregates(manifest, source_name)
     rows = records_table(source, records, limit if limit is not None else 1 << 62)
     now_us = now if now is not None else time.time_ns() // 1000
     own_store = store is None
