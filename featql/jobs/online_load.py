@@ -79,28 +79,14 @@ class LoadReport:
 # -- where rows come from ----------------------------------------------------------------------
 def source_scan(manifest: Manifest, root: Path) -> tuple[Scan, Callable[[], None]]:
     """Compute a view's offline rows from the sources (dialect SQL on an embedded DuckDB)."""
-    from featql.dialects.lower import lower_view
     from featql.engines.duckdb import DuckDBEngine
+    from featql.jobs.relations import register_upstream
 
     engine = DuckDBEngine()
     registered: set[str] = set()
 
-    def register(name: str) -> None:
-        if name in registered:
-            return
-        source = manifest.source(name)
-        if source is not None:
-            engine.register_source(source, root)
-        else:
-            view = manifest.view(name)
-            assert view is not None, name
-            for dep in view.depends_on:
-                register(dep)
-            engine.register_sql(name, lower_view(manifest, name, "duckdb"))
-        registered.add(name)
-
     def scan(view: FeatureView, start: dt.datetime | None, end: dt.datetime | None) -> pa.Table:
-        register(view.name)
+        register_upstream(engine, manifest, root, [view.name], registered)
         col = TILE_START if view.kind == "aggregate" else view.timestamp
         where = []
         if start is not None:

@@ -256,28 +256,11 @@ def head_cells(root: Path, manifest: Manifest, view: FeatureView, hi_s: int) -> 
 
 def _engine(root: Path, manifest: Manifest, view: FeatureView) -> Any:
     """A DuckDB engine with the sources and views `view` reads registered."""
-    from featql.dialects.lower import lower_view
     from featql.engines.duckdb import DuckDBEngine
+    from featql.jobs.relations import register_upstream
 
     engine = DuckDBEngine()
-    registered: set[str] = set()
-
-    def register(name: str) -> None:
-        if name in registered:
-            return
-        src = manifest.source(name)
-        if src is not None:
-            engine.register_source(src, root)
-        else:
-            up = manifest.view(name)
-            assert up is not None, name
-            for dep in up.depends_on:
-                register(dep)
-            engine.register_sql(name, lower_view(manifest, name, "duckdb"))
-        registered.add(name)
-
-    for dep in view.depends_on:
-        register(dep)
+    register_upstream(engine, manifest, root, view.depends_on, set())
     return engine
 
 
