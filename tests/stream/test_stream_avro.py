@@ -210,9 +210,12 @@ def test_an_avro_stream_equals_the_oracle(kafka_spark: Any, kafka_broker: str,
     # the command itself (its SparkSession asks for spark-avro): nothing new, nothing read
     capsys.readouterr()
     assert main(["stream", "--project", str(root), "--until-idle"]) == 0
-    first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith(f"✓ txns (kafka topic '{topic}' on {kafka_broker}): 0 batch(es), 0 "
-                            "event(s) read"), first
+    done = [x for x in capsys.readouterr().out.splitlines() if x.startswith("✓ ")]
+    assert len(done) == 2, done  # one line per view's checkpoint
+    for line in done:
+        view = line.split(" ")[1]
+        assert line.startswith(f"✓ {view} ← txns (kafka topic '{topic}' on {kafka_broker}): "
+                               "0 batch(es), 0 event(s) read"), line
 
 
 def test_missing_or_mismatched_avro_jars_say_how_to_get_them(tmp_path: Path) -> None:
