@@ -220,12 +220,7 @@ def _join_known_aggregate(view: ViewJoin, alias: str, t_us: str, d: _Dialect, ct
     VAR, LAST_N) fold the same partials in the same order. A shorter window masks the partials
     of the tiles before its own start (NULL partials merge as nothing)."""
     keys = [d.q(k) for k in view.keys]
-    partials: list[str] = []
-    for f in view.features:
-        for p in FUNCTIONS[f.function or "count"].bind(f.args).merge_ops():
-            col = partial_column(f.aggregation or "", p)
-            if col not in partials:
-                partials.append(col)
+    partials = _merged_partials(view)
     longest = max((f.window_seconds or 0) for f in view.features) * _US
     spine_t = d.epoch_us(SPINE_TS)
     anchor = floor_us_sql(d.name, spine_t, view.slide_seconds or 1)
@@ -405,15 +400,21 @@ def _aggregate_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
     return ctes
 
 
-def _frame_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
-    keys = [d.q(k) for k in view.keys]
-    slide_us = (view.slide_seconds or 1) * _US
+def _merged_partials(view: ViewJoin) -> list[str]:
+    """The partial columns the view's features merge, each once, in feature order."""
     partials: list[str] = []
     for f in view.features:
         for p in FUNCTIONS[f.function or "count"].bind(f.args).merge_ops():
             col = partial_column(f.aggregation or "", p)
             if col not in partials:
                 partials.append(col)
+    return partials
+
+
+def _frame_ctes(view: ViewJoin, alias: str, d: _Dialect) -> list[str]:
+    keys = [d.q(k) for k in view.keys]
+    slide_us = (view.slide_seconds or 1) * _US
+    partials = _merged_partials(view)
     anchor = floor_us_sql(d.name, d.epoch_us(SPINE_TS), view.slide_seconds or 1)
     anchors = (f"{alias}_a AS (SELECT DISTINCT {', '.join(keys)}, {anchor} AS _featql_anchor "
                f"FROM {SPINE} WHERE {_not_null([*keys, SPINE_TS])})")
