@@ -230,7 +230,19 @@ class OnlineService:
                                f"{self.max_entities}", "entities")
         rows = []
         names = [k.name for k in plan.keys]
+        # keys whose value, of this exact type (and range), is valid: no full check
+        fast = [(k.name, _FAST_KEYS.get(k.type, (_ABSENT, 0, 0))) for k in plan.keys]
         for i, ent in enumerate(entities):
+            if type(ent) is dict:
+                values = []
+                for name, (kind, lo, hi) in fast:
+                    v: Any = ent.get(name)
+                    if type(v) is not kind or (kind is int and not lo <= v <= hi):
+                        break
+                    values.append(v)
+                else:
+                    rows.append(tuple(values))
+                    continue
             if not isinstance(ent, dict):
                 raise RequestError(400, "invalid_field",
                                    f"entities[{i}] must be an object, got {_kind(ent)}",
@@ -259,48 +271,68 @@ class OnlineService:
             rows.append(tuple(ent[n] for n in names))
         return rows
 
-    def _requests(self, plan: ServiceRead, request: Any, n: int) -> list[dict[str, Any]]:
+    def _requests(self, plan: ServiceRead, request: Any, n: int) -> dict[str, Sequence[Any]]:
+        """The request fields as environment columns `{"request.<field>": [per entity]}`."""
         if not plan.request_fields:
-            return [{} for _ in range(n)]
+            return {}
         if request is None:
             raise RequestError(400, "missing_field",
                                f"'request' is required by the transforms of {plan.service.name}: "
                                f"fields {', '.join(c.name for c in plan.request_fields)}",
                                "request")
-        if isinstance(request, dict):
-            request = [request] * n
-        if not isinstance(request, list) or len(request) != n:
+        shared = isinstance(request, dict)  # one object for every entity: checked once
+        if shared:
+            request = [request]
+        elif not isinstance(request, list) or len(request) != n:
             raise RequestError(400, "invalid_field",
                                f"'request' must be an object or an array of {n} objects "
                                "(one per entity)", "request")
-        out = []
-        for i, r in enumerate(request):
+        cols: dict[str, Sequence[Any]] = {}
+        for c in plan.request_fields:
+            # values of this exact type are valid as they are (any other: the full check)
+            fast = {"DOUBLE": float, "STRING": str, "VARCHAR": str, "BOOLEAN": bool}.get(c.type)
+            double = c.type == "DOUBLE"
+            col = []
+            for i, r in enumerate(request):
+                v: Any = r.get(c.name, _ABSENT) if type(r) is dict else _ABSENT
+                if type(v) is not fast:
+                    if v is _ABSENT or not python_accepts(v, c.type):
+                        self._request_field(plan, request, i, c)  # raises the first error
+                        v = request[i][c.name]
+                    if double and v is not None:
+                        v = float(v)
+                col.append(v)
+            cols["request." + c.name] = col * n if shared else col
+        return cols
+
+    def _request_field(self, plan: ServiceRead, request: list[Any], i: int, c: Column) -> None:
+        """Raises the first error of the request fields, row by row then field by field (the
+        order lookups report them in), up to `request[i].<c>`; returns if there is none."""
+        for k, r in enumerate(request[:i + 1]):
             if not isinstance(r, dict):
-                raise RequestError(400, "invalid_field", f"request[{i}] must be an object",
-                                   f"request[{i}]")
-            env = {}
-            for c in plan.request_fields:
-                if c.name not in r:
-                    hint = did_you_mean(c.name, list(r))
-                    raise RequestError(400, "missing_field", f"request[{i}] lacks field "
-                                       f"'{c.name}' ({c.type})" + (f": {hint}" if hint else ""),
-                                       f"request[{i}].{c.name}")
-                v = r[c.name]
-                if not python_accepts(v, c.type):
-                    raise RequestError(400, "invalid_field", f"request[{i}].{c.name} must be "
-                                       f"{c.type}, got {_kind(v)}", f"request[{i}].{c.name}")
-                env["request." + c.name] = float(v) if c.type == "DOUBLE" and v is not None \
-                    else v
-            out.append(env)
-        return out
+                raise RequestError(400, "invalid_field", f"request[{k}] must be an object",
+                                   f"request[{k}]")
+            for f in plan.request_fields:
+                if f.name not in r:
+                    hint = did_you_mean(f.name, list(r))
+                    raise RequestError(400, "missing_field", f"request[{k}] lacks field "
+                                       f"'{f.name}' ({f.type})" + (f": {hint}" if hint else ""),
+                                       f"request[{k}].{f.name}")
+                if not python_accepts(r[f.name], f.type):
+                    raise RequestError(400, "invalid_field", f"request[{k}].{f.name} must be "
+                                       f"{f.type}, got {_kind(r[f.name])}",
+                                       f"request[{k}].{f.name}")
+                if k == i and f is c:
+                    return
 
     # -- the lookup ----------------------------------------------------------------------------
     def lookup(self, service: str, entities: Any, request: Any = None,
                now_us: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         plan = self.service_read(service)
         rows = self._entities(plan, entities)
-        envs = self._requests(plan, request, len(rows))
         now = now_us if now_us is not None else time.time_ns() // 1000
+        n = len(rows)
+        cols = self._requests(plan, request, n)  # the transforms' environment, as columns
         items_by_group = []
         all_items: dict[str, None] = {}
         for entity, pos in plan.groups:
@@ -314,7 +346,6 @@ class OnlineService:
             all_items.update(dict.fromkeys(items))
         full = self._tiles_first.intersection(plan.cells)
         cells = self.store.read(list(all_items), plan.cells, full)
-        n = len(rows)
         # each distinct item of a view is decoded (TTL, tile merge) once, whatever its repeats
         distinct = [dict.fromkeys(items) for items in items_by_group]
         try:
@@ -331,22 +362,19 @@ class OnlineService:
             if vp.outputs:
                 out_cols.append([got[0] for got in per_row])
             if with_env and vp.env:
-                env_names = [name for _, name in vp.env]
-                for env, got in zip(envs, per_row, strict=True):
-                    env.update(zip(env_names, got[1], strict=True))
+                per_feature = zip(*[got[1] for got in per_row], strict=True)
+                for (_, name), col in zip(vp.env, per_feature, strict=True):
+                    cols[name] = col
             if vp.view.kind == "row" and vp.outputs:
                 ts_cols.append([got[2] for got in per_row])
-        for ct in plan.transforms:
-            names = [c.name for c in ct.outputs]
-            results = []
-            for i, env in enumerate(envs):
-                try:
-                    res = ct(env)
-                except TransformError as e:
-                    raise RequestError(422, "transform_failed", f"{e} (entities[{i}])",
-                                       f"entities[{i}]") from e
-                results.append(tuple([res.get(key) for key in names]))
-            out_cols.append(results)
+        for ct in plan.transforms:  # each over all entities at once
+            try:
+                outs = ct.columns(cols, n)
+            except TransformError as e:
+                i = e.row or 0
+                raise RequestError(422, "transform_failed", f"{e} (entities[{i}])",
+                                   f"entities[{i}]") from e
+            out_cols.append(list(zip(*outs, strict=True)) if outs else [()] * n)
         assemble, times = plan.assemble, plan.times
         ordered = ([assemble(*parts) for parts in zip(*out_cols, strict=True)]
                    if out_cols else [{} for _ in range(n)])
@@ -410,6 +438,9 @@ class OnlineService:
 
 
 _EMPTY: dict[str, bytes] = {}
+_ABSENT = object()
+_FAST_KEYS: dict[str, tuple[Any, int, int]] = {
+    "BIGINT": (int, -(2**63), 2**63 - 1), "STRING": (str, 0, 0), "VARCHAR": (str, 0, 0)}
 
 
 _ISO: dict[int, str] = {}  # event time (us) -> ISO text: hot entities repeat their times

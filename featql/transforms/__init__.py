@@ -2,9 +2,11 @@
 
 `compile_transforms(manifest, root, names)` compiles each transform once: SQL transforms into
 Python closures (`sql_eval`), Python hooks by importing their file. A compiled transform maps an
-environment `{"request.<field>": v, "<view>.<feature>": v}` to its outputs. The server calls it
-per entity; `apply_transforms` calls the very same closures over the rows of an Arrow table for
-training sets (columns `<transform>__<output>`).
+environment `{"request.<field>": v, "<view>.<feature>": v}` to its outputs;
+`CompiledTransform.columns` computes the same over many rows at once (environment columns: SQL
+transforms column-wise, `sql_columns`), and falls back to the row closures for the exact error
+of the first failing row. The server calls it over a lookup's entities, `apply_transforms` over
+the batches of an Arrow table for training sets (columns `<transform>__<output>`).
 
 The SQL subset the evaluator supports is `SUPPORTED_FUNCTIONS` and `SUPPORTED_CONSTRUCTS`;
 `check_sql_transform(tree, types)` lists every refusal the evaluator would raise, by node, so
@@ -13,13 +15,14 @@ that `featql check` reports them where they are written (featql.compiler.service
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featql.core.errors import UserError
 from featql.core.ir import Column, Manifest, RequestTransform
+from featql.transforms.sql_columns import Batch
 from featql.transforms.sql_eval import (
     DBL,
     SUPPORTED_CONSTRUCTS,
@@ -41,11 +44,13 @@ __all__ = ["SUPPORTED_CONSTRUCTS", "SUPPORTED_FUNCTIONS", "CompiledTransform",
 
 
 class TransformError(UserError):
-    """A transform raised (or returned something unusable) for one row."""
+    """A transform raised (or returned something unusable) for one row (`row`: its index in
+    the columns `CompiledTransform.columns` was given, when it was)."""
 
-    def __init__(self, transform: str, message: str):
+    def __init__(self, transform: str, message: str, row: int | None = None):
         super().__init__(f"transform {transform} failed: {message}")
         self.transform = transform
+        self.row = row
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,9 @@ class CompiledTransform:
     outputs: tuple[Column, ...]
     fn: Callable[[Mapping[str, Any]], dict[str, Any]]
     source: str | None = None  # a Python hook's file, to name the line that raised
+    # environment columns -> the outputs' columns (declared order), as `fn` row by row would
+    # give them; any exception: evaluate row by row for the exact error (None: always do)
+    batch: Callable[[Batch], list[Sequence[Any]]] | None = None
 
     def __call__(self, env: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -69,6 +77,28 @@ class CompiledTransform:
             raise TransformError(self.name, f"{type(e).__name__}: {e}"
                                  + (f" (at {where})" if where else "")) from e
         return out
+
+    def columns(self, cols: Mapping[str, Sequence[Any]], n: int) -> list[Sequence[Any]]:
+        """The outputs over `n` rows of environment columns (`{"request.amount": [...],
+        "view.feature": [...]}`; a key absent is NULL), one column per output in declared
+        order. Raises what `self(env)` raises for the first row that fails, with its `row`."""
+        b = Batch(cols, n)
+        if self.batch is not None:
+            try:
+                return self.batch(b)
+            except Exception:
+                pass  # row by row below finds the failing row and its error
+        names = [c.name for c in self.outputs]
+        out: list[list[Any]] = [[] for _ in names]
+        for i, env in enumerate(b.envs()):
+            try:
+                res = self(env)
+            except TransformError as e:
+                e.row = i
+                raise
+            for col, k in zip(out, names, strict=True):
+                col.append(res.get(k))
+        return list(out)
 
 
 def _raised_at(e: BaseException, source: str | None) -> str | None:
@@ -89,25 +119,58 @@ def _raised_at(e: BaseException, source: str | None) -> str | None:
     return f"{shown}:{lines[-1]}"
 
 
+_NONE = type(None)
+
+
+def _fast_types(featql_type: str) -> frozenset[type]:
+    """Python types every value of which `output_fits` the featql type (as it is, no coercion):
+    a value of another type takes the full check."""
+    import datetime as dt
+
+    t = featql_type.upper().strip()
+    simple = {"DOUBLE": float, "FLOAT": float, "DECIMAL": float, "BOOLEAN": bool,
+              "STRING": str, "VARCHAR": str, "TIMESTAMP": str, "DATE": str}.get(t)
+    extra = {"TIMESTAMP": dt.datetime, "DATE": dt.date}.get(t)
+    return frozenset(x for x in (_NONE, simple, extra) if x is not None)
+
+
 def _coerce_outputs(t: RequestTransform) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Each output checked against its declared type (an int for a DOUBLE becomes a float):
     the same check online and in training sets, so a wrong value never reaches either."""
-    doubles = {c.name for c in t.outputs if sql_type(c.type) == DBL}
-    declared = [(c.name, c.type) for c in t.outputs]
+    plan = [(c.name, c.type, sql_type(c.type) == DBL, _fast_types(c.type)) for c in t.outputs]
 
     def coerce(values: dict[str, Any]) -> dict[str, Any]:
-        for k in doubles:
-            v = values.get(k)
-            if isinstance(v, int) and not isinstance(v, bool):
-                values[k] = float(v)
-        for k, typ in declared:
-            v = values.get(k)
+        for k, typ, double, fast in plan:  # converting then checking each in turn: the
+            v = values.get(k)  # same outcome as converting all, then checking all
+            if type(v) in fast:
+                continue
+            if double and isinstance(v, int) and not isinstance(v, bool):
+                v = values[k] = float(v)
             if not output_fits(v, typ):
                 shown = repr(v)
                 shown = shown if len(shown) <= 60 else shown[:57] + "..."
                 raise TransformError(t.name, f"output '{k}' is {type(v).__name__} {shown}, "
                                              f"but is declared {typ}")
         return values
+    return coerce
+
+
+def _coerce_columns(t: RequestTransform) -> Callable[[list[Sequence[Any]]], list[Sequence[Any]]]:
+    """`_coerce_outputs` over output columns (declared order); raises a bare ValueError when
+    some value does not fit (the caller then finds the row, and the error, row by row)."""
+    plan = [(c.type, sql_type(c.type) == DBL, _fast_types(c.type)) for c in t.outputs]
+
+    def coerce(cols: list[Sequence[Any]]) -> list[Sequence[Any]]:
+        out = []
+        for col, (typ, double, fast) in zip(cols, plan, strict=True):
+            if not fast.issuperset(map(type, col)):
+                if double:
+                    col = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                           for v in col]
+                if not all(output_fits(v, typ) for v in col):
+                    raise ValueError("an output does not fit its type")
+            out.append(col)
+        return out
     return coerce
 
 
@@ -148,7 +211,16 @@ def _compile_sql(manifest: Manifest, t: RequestTransform) -> CompiledTransform:
 
     def run(env: Mapping[str, Any]) -> dict[str, Any]:
         return coerce({name: fn(env) for name, fn, _t in fns})
-    return CompiledTransform(t.name, t.request, t.inputs, t.outputs, run)
+
+    # declared output -> the SQL output giving it (the last of that name, as `run`'s dict)
+    given = {name: i for i, (name, _fn, _t) in enumerate(fns)}
+    where = [given.get(c.name) for c in t.outputs]
+    coerce_columns = _coerce_columns(t)
+
+    def batch(b: Batch) -> list[Sequence[Any]]:
+        cols = compiled.columns(b)
+        return coerce_columns([cols[i] if i is not None else [None] * b.n for i in where])
+    return CompiledTransform(t.name, t.request, t.inputs, t.outputs, run, batch=batch)
 
 
 def _compile_python(root: Path, t: RequestTransform) -> CompiledTransform:
@@ -170,8 +242,28 @@ def _compile_python(root: Path, t: RequestTransform) -> CompiledTransform:
         if missing:
             raise TransformError(t.name, f"result lacks output(s) {', '.join(missing)}")
         return coerce({n: result[n] for n in names})
+
+    params, keys = [p for p, _k in pairs], [k for _p, k in pairs]
+    single = names[0] if len(names) == 1 else None
+    coerce_columns = _coerce_columns(t)
+
+    def batch(b: Batch) -> list[Sequence[Any]]:
+        """`run` over the rows, without a dict per row but the hook's arguments and result;
+        anything unexpected (the hook raised, a result lacks an output) is an exception
+        (`CompiledTransform.columns` then calls the hook again row by row for the error)."""
+        args = [b.column(k) for k in keys]
+        out: list[list[Any]] = [[] for _ in names]
+        for vals in zip(*args, strict=True) if args else [()] * b.n:
+            result = fn(**dict(zip(params, vals, strict=True)))
+            if not isinstance(result, dict):
+                if single is None:
+                    raise ValueError("not a dict")
+                result = {single: result}
+            for col, n in zip(out, names, strict=True):
+                col.append(result[n])
+        return coerce_columns(list(out))
     return CompiledTransform(t.name, t.request, t.inputs, t.outputs, run,
-                             str(root / t.module) if t.module else None)
+                             str(root / t.module) if t.module else None, batch)
 
 
 def compile_transforms(manifest: Manifest, root: Path,
@@ -199,7 +291,8 @@ def _feature_column(ref: str) -> str:
 
 def apply_transforms(manifest: Manifest, project_root: Path | str, table: pa.Table,
                      transforms: Iterable[str] | None = None) -> pa.Table:
-    """Append `<transform>__<output>` columns computed row-wise with the serving code.
+    """Append `<transform>__<output>` columns computed with the serving code (column-wise,
+    `CompiledTransform.columns`, as the server does for a lookup's entities).
 
     `table` holds the request fields as columns named like the field (`amount`) and the input
     features as `<view>__<feature>`; `transforms` defaults to every transform whose inputs the
@@ -221,15 +314,13 @@ def apply_transforms(manifest: Manifest, project_root: Path | str, table: pa.Tab
         row_no = 0
         for batch in table.select(list(dict.fromkeys(needed.values()))).to_batches():
             cols = {key: batch.column(col).to_pylist() for key, col in needed.items()}
-            keys = list(cols)
-            for values in zip(*cols.values(), strict=True):
-                try:
-                    out = ct(dict(zip(keys, values, strict=True)))
-                except TransformError as e:
-                    raise TransformError(name, f"row {row_no}: {e}") from e
-                for c in ct.outputs:
-                    results[c.name].append(out.get(c.name))
-                row_no += 1
+            try:
+                outs = ct.columns(cols, batch.num_rows)
+            except TransformError as e:
+                raise TransformError(name, f"row {row_no + (e.row or 0)}: {e}") from e
+            for c, col in zip(ct.outputs, outs, strict=True):
+                results[c.name].extend(col)
+            row_no += batch.num_rows
         for c in ct.outputs:
             table = table.append_column(
                 f"{name}__{c.name}", pa.array(results[c.name], type=_arrow_type(c.type)))

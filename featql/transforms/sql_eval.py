@@ -13,13 +13,14 @@ double compare as doubles, ROUND half away from zero. Decimal literals (`1.5`) a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp, parse_one
 from sqlglot.errors import ParseError
 
+from featql.transforms.sql_columns import Batch, ColFn, compile_columns
 from featql.transforms.sql_functions import _Functions
 from featql.transforms.sql_semantics import (
     BOOL,
@@ -50,9 +51,16 @@ Fn = Callable[[Env], Any]
 class CompiledSql:
     outputs: tuple[tuple[str, Fn, str], ...]  # (name, closure, inferred type)
     references: tuple[str, ...]  # environment keys read
+    column_fns: tuple[ColFn, ...] = ()  # per output: its values over a Batch (sql_columns)
 
     def evaluate(self, env: Env) -> dict[str, Any]:
         return {name: fn(env) for name, fn, _t in self.outputs}
+
+    def columns(self, batch: Batch) -> list[Sequence[Any]]:
+        """Each output's values over the rows of `batch`, as `evaluate` computes them row by
+        row. An error may come from another row than `evaluate`'s first failing one (see
+        `sql_columns`): evaluate row by row to raise that one."""
+        return [f(batch) for f in self.column_fns]
 
 
 def compile_sql_transform(sql: str, types: Mapping[str, str]) -> CompiledSql:
@@ -70,7 +78,9 @@ def compile_sql_transform(sql: str, types: Mapping[str, str]) -> CompiledSql:
         node = item.this if isinstance(item, exp.Alias) else item
         fn, t = c.compile(node)
         outputs.append((name, fn, t))
-    return CompiledSql(tuple(outputs), tuple(sorted(c.refs)))
+    column_fns = tuple(compile_columns(c, item.this if isinstance(item, exp.Alias) else item)
+                       for item in tree.expressions)
+    return CompiledSql(tuple(outputs), tuple(sorted(c.refs)), column_fns)
 
 
 class UnsupportedSql(TransformCompileError):
@@ -129,11 +139,16 @@ class _Compiler(_Functions):
         return fn, t
 
     # leaves
-    def _column(self, node: exp.Column) -> tuple[Fn, str]:
+    def column_key(self, node: exp.Column) -> str:
+        """The environment key a column reads ("request.amount", "view.feature")."""
         table, name = node.table.lower(), node.name.lower()
         key = f"{table}.{name}" if table else self._resolve(name, node)
         if key not in self.types:
             raise TransformCompileError(f"unknown column {node.sql()} in request transform")
+        return key
+
+    def _column(self, node: exp.Column) -> tuple[Fn, str]:
+        key = self.column_key(node)
         self.refs.add(key)
         return (lambda env: env.get(key)), self.types[key]
 
