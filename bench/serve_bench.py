@@ -35,6 +35,7 @@ the DynamoDB figures measure this machine, not AWS.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import functools
 import http.client
@@ -295,6 +296,52 @@ class Result:
     # cores busy on the machine, during the run, with processes other than this bench, the
     # server and the store: the load of others, which wall figures follow
     other_cores: float = float("nan")
+    # how the run's client connections sat on the server's worker processes: connections per
+    # worker, most first ("2" = one worker held both, "1+1" = one each)
+    spread: str = ""
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and its children, grandchildren... (/proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def connection_spread(server_pid: int, port: int, client_ports: list[int]) -> str:
+    """Which of the server's processes holds the server end of each client connection: the
+    counts per process, most first, "+"-joined ("?" when a connection was not found)."""
+    inodes: dict[str, int] = {}
+    wanted = set(client_ports)
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+            if local == port and remote in wanted:
+                inodes[f"socket:[{fields[9]}]"] = remote
+    owner: dict[int, int] = {}
+    for pid in descendants(server_pid):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link in inodes:
+                    owner[inodes[link]] = pid
+    counts: dict[int, int] = {}
+    for p in client_ports:
+        counts[owner.get(p, -1)] = counts.get(owner.get(p, -1), 0) + 1
+    missing = counts.pop(-1, 0)
+    return "+".join(str(n) for n in sorted(counts.values(), reverse=True)) + "?" * missing
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -351,9 +398,12 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total: int,
-          max_seconds: float, rate: float | None, scenario: str) -> Result:
+          max_seconds: float, rate: float | None, scenario: str,
+          server_pid: int | None = None) -> Result:
     """Send `total` requests over `connections` keep-alive connections (open-loop at `rate`
-    requests/s, else closed-loop), stopping early after `max_seconds`."""
+    requests/s, else closed-loop), stopping early after `max_seconds`; with `server_pid`, the
+    result says which of its processes held each connection at the end."""
+    held: list[Conn] = []
     lat: list[list[float]] = [[] for _ in range(connections)]
     late: list[list[float]] = [[] for _ in range(connections)]
     codes: list[dict[int, int]] = [{} for _ in range(connections)]
@@ -390,7 +440,7 @@ def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total:
             codes[k][status] = codes[k].get(status, 0) + 1
             size[0] = max(size[0], len(data))
             i += connections
-        conn.close()
+        held.append(conn)  # closed after the spread is read
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(connections)]
     for t in threads:
@@ -398,6 +448,10 @@ def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total:
     for t in threads:
         t.join()
     elapsed = max(1e-9, time.perf_counter() - start)
+    ports = [c.sock.getsockname()[1] for c in held if c.sock is not None]
+    spread = connection_spread(server_pid, port, ports) if server_pid else ""
+    for c in held:
+        c.close()
     all_lat = [x for xs in lat for x in xs]
     all_late = [x for xs in late for x in xs]
     merged: dict[int, int] = {}
@@ -410,7 +464,7 @@ def drive(port: int, bodies: list[bytes], path: str, *, connections: int, total:
                   round(_pct(all_lat, 0.99), 2),
                   sum(v for k, v in merged.items() if k >= 500),
                   sum(v for k, v in merged.items() if k != 200 and k < 500),
-                  size[0], late_p99_ms=round(_pct(all_late, 0.99), 2))
+                  size[0], late_p99_ms=round(_pct(all_late, 0.99), 2), spread=spread)
 
 
 def request_bodies(n_entities: int, users: int, merchants: int, count: int = 200,
@@ -627,7 +681,8 @@ def main() -> int:
                 for bodies, conns, total, secs, rate, name in runs:
                     results.append(measured(functools.partial(
                         drive, port, bodies, path, connections=conns, total=int(total * scale),
-                        max_seconds=secs * scale + 2, rate=rate, scenario=f"{label} {name}"),
+                        max_seconds=secs * scale + 2, rate=rate, scenario=f"{label} {name}",
+                        server_pid=pid),
                         [pid], store_pids))
             print(f"round {rnd + 1}/{args.rounds} done (load average "
                   f"{os.getloadavg()[0]:.1f})")
@@ -680,7 +735,7 @@ def report(results: list[Result], workers: int, threads: str, speeds: list[float
           + str(os.cpu_count()))
     head = (f"{'scenario':32} {'mode':22} {'reqs':>6} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} "
             f"{'best p99':>8} {'5xx':>4} {'4xx':>4} {'bytes':>7} {'cpu/req':>8} {'store':>6} "
-            f"{'late99':>6} {'others':>6}")
+            f"{'late99':>6} {'others':>6}  spread by round")
     print(head)
     print("-" * len(head))
     for k, r in sorted(med.items(), key=lambda kv: (kv[0][0].split(" ", 2)[1:], kv[0])):
@@ -688,11 +743,13 @@ def report(results: list[Result], workers: int, threads: str, speeds: list[float
         print(f"{r.scenario:32} {r.mode:22} {r.requests:6d} {r.rps:8.1f} {r.p50_ms:8.2f} "
               f"{r.p99_ms:8.2f} {best:8.2f} {r.errors_5xx:4d} {r.errors_other:4d} "
               f"{r.response_bytes:7d} {r.server_cpu_ms:8.2f} {r.store_cpu_ms:6.2f} "
-              f"{r.late_p99_ms:6.2f} {r.other_cores:6.2f}")
+              f"{r.late_p99_ms:6.2f} {r.other_cores:6.2f}  "
+              + ",".join(x.spread for x in groups[k]))
     print("cpu/req: CPU ms (user+sys) of the server's processes per request; store: of dynalite "
           "(judge changes by these on a shared machine: wall figures follow its load); late99: "
           "open loop, p99 of how late the generator sent after the schedule (ms); others: "
-          "cores kept busy by processes outside this bench, its servers and dynalite")
+          "cores kept busy by processes outside this bench, its servers and dynalite; spread: "
+          "client connections per worker process in each round (\"2\": one worker held both)")
     others = [r.other_cores for r in results]
     if others:
         busy = sum(1 for x in others if x > 0.1)

@@ -13,11 +13,13 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from featql.core.pool import pid_alive
 from featql.server.app import ServeSettings, create_app
 from featql.server.choice import chosen_server
 from featql.server.metrics import use_directory
@@ -128,12 +130,44 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
                  wrap_loader=False)
 
 
+METRICS_PREFIX = "featql-metrics-"  # + the master's pid + "-" + mkdtemp's random part
+
+
+def remove_orphaned_directories(parent: Path | None = None) -> list[Path]:
+    """Remove the temporary directories of `featql serve` masters that no longer run (killed
+    by SIGKILL, or by a crash: their own cleanup never ran); the ones removed."""
+    parent = parent or Path(tempfile.gettempdir())
+    removed = []
+    for path in parent.glob(METRICS_PREFIX + "*"):
+        pid = path.name[len(METRICS_PREFIX):].partition("-")[0]
+        if not pid.isdigit() or pid_alive(int(pid)):
+            continue  # a running server's, or of a name this code did not give
+        with contextlib.suppress(OSError):
+            if path.is_dir() and path.stat().st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+def _exit_on(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 @contextlib.contextmanager
 def metrics_directory() -> Any:
-    path = Path(tempfile.mkdtemp(prefix="featql-metrics-"))
+    """A private temporary directory for the manifest copy and the metrics files, removed when
+    the master leaves (normally, on an exception, or on SIGTERM/SIGINT before the server has
+    set its own handlers); a killed master's is removed by the next one."""
+    remove_orphaned_directories()
     owner = os.getpid()
+    path = Path(tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{owner}-"))
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_DFL:  # the default action would skip the cleanup below
+        signal.signal(signal.SIGTERM, _exit_on)
     try:
         yield path
     finally:
         if os.getpid() == owner:
             shutil.rmtree(path, ignore_errors=True)
+            if previous == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, previous)
