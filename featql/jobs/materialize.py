@@ -151,10 +151,13 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
         engine, config, deterministic=True)
     runs: list[ViewRun] = []
     try:
-        data = ProjectData(eng, manifest, root)
         state = MaterializationState(root)
+        # late rows (stale.py): the sources' files listed before any query reads them, so a
+        # file logged while this run reads is new to the next run
+        late = LateRows(root, manifest, workspace, state, progress)
+        late.snapshot(chosen)
+        data = ProjectData(eng, manifest, root)
         store = OfflineStore(root, config, workspace, manifest)
-        late = LateRows(root, manifest, workspace, state, progress)  # late rows: stale.py
         reuses: dict[str, ViewReuse] = {}
         work: list[tuple[FeatureView, list[tuple[datetime, datetime]], int,
                          StaleIntervals]] = []
@@ -184,7 +187,7 @@ def materialize(project_root: str | Path, manifest: Manifest, workspace: str = "
             for view, todo, n_planned, stale in work:
                 run = _run_view(view, todo, n_planned, data, store, state, workspace,
                                 overwrite, advance, reuses.get(view.name))
-                late.record(stale)  # the files as they are now: what the intervals hold
+                late.record(stale)  # the files as listed at the start: what was read
                 if stale.recompute and not overwrite:
                     run = replace(run, recomputed=len(stale.recompute), reason=stale.reason,
                                   recomputed_span=interval_range(stale.recompute))

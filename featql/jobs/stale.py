@@ -25,6 +25,12 @@ the end of the newest done one, on every incremental run.
 A file change is recorded as seen (its new signature stored) only after a run recomputed every
 done interval it made stale; a run restricted by `--start/--end` leaves the others stale for
 the next run (recomputing an interval twice changes no byte).
+
+What is recorded is the listing taken at the run's start (`LateRows.snapshot`, before any
+engine lists the sources' files), never the files as they are after the run: a file arriving
+while the run reads (a push logged into `<batch folder>/ingest/<day>/`) may not be in what the
+engine read, so it stays new and its intervals are stale on the next run. A file arriving
+between the snapshot and the engine's own listing is read and recomputed once more next time.
 """
 
 from __future__ import annotations
@@ -108,6 +114,14 @@ class LateRows:
         self._listed: dict[str, list[FileSignature]] = {}
         self._ranged: dict[tuple[str, str], FileSignature] = {}  # (source, path) -> with range
 
+    def snapshot(self, views: Sequence[FeatureView]) -> None:
+        """List the files of every batch source the views read, once, now: call it before
+        anything reads them, so what `record` stores is no newer than what the run read."""
+        for view in views:
+            for source in sources_of(self.manifest, view):
+                if source.name not in self._listed:
+                    self._listed[source.name] = sign_files(source, self.root)
+
     # -- the comparison --------------------------------------------------------------------
     def check(self, view: FeatureView, done: list[Done], first: datetime, lo: datetime | None,
               hi: datetime | None, now: datetime) -> StaleIntervals:
@@ -190,8 +204,8 @@ class LateRows:
 
     # -- after the run ---------------------------------------------------------------------
     def record(self, stale: StaleIntervals) -> None:
-        """Store the files as they are now for the view (after its run succeeded), except the
-        changes that still leave done intervals stale outside the run's range."""
+        """Store the files of the run's snapshot for the view (after its run succeeded), except
+        the changes that still leave done intervals stale outside the run's range."""
         recorded = stale._recorded  # as `check` read them
         for source, files in stale._current.items():
             old = {s.path: s for s in recorded.get(source, [])}
