@@ -14,7 +14,7 @@ import datetime as dt
 import difflib
 import operator
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,8 @@ from featql.core.errors import UserError
 from featql.core.ir import Column, FeatureService, FeatureView, Manifest
 from featql.online import codec
 from featql.online.base import OnlineStore, OnlineStoreError
+from featql.online.cell_decode import EMPTY, DecodeItems, Entry, items_decoder
 from featql.online.tiles import IncompleteWindow, TileMerger, merged_at
-from featql.semantics.rows import known as rows_known
-from featql.semantics.rows import visible as rows_visible
 from featql.semantics.types import python_accepts
 from featql.transforms import CompiledTransform, TransformError, compile_transforms
 
@@ -64,12 +63,6 @@ class ViewRead:
     decode_items: DecodeItems  # cells -> `pick` + `pick_env` of their values, many items
 
 
-# (output values, transform inputs, event time served) of one entity item for one view
-Entry = tuple[tuple[Any, ...], tuple[Any, ...], "str | None"]
-# (item -> cells, distinct items, now) -> (item -> Entry, items whose head is for another slide,
-# or, for a row-level view, whose stored row is not before `now`)
-DecodeItems = Callable[[Callable[[str, Any], Any], Iterable[str], int],
-                       tuple[dict[str, Entry], list[str]]]
 
 
 @dataclass(frozen=True)
@@ -166,7 +159,7 @@ def build_reads(manifest: Manifest, service: FeatureService, root: Path) -> Serv
             view=view, entity=view.entity, key_names=tuple(k.name for k in view.keys),
             outputs=outs, env=env, cell=codec.cell_name(view), group=group,
             merge=merge, pick=pick, pick_env=pick_env,
-            decode_items=_items_decoder(view, merge, codec.cell_name(view), pick, pick_env)))
+            decode_items=items_decoder(view, merge, codec.cell_name(view), pick, pick_env)))
     columns = [f"{r.view}.{r.feature}" for r in service.features]
     request_fields: dict[str, Column] = {}
     for name in service.transforms:
@@ -419,7 +412,7 @@ class OnlineService:
                     continue
                 for item in missed:
                     assert vp.merge is not None, "only aggregate cells have heads"
-                    vals = vp.merge(tiles.get(item, _EMPTY).get(vp.cell), now)
+                    vals = vp.merge(tiles.get(item, EMPTY).get(vp.cell), now)
                     if vals is None:  # the store answered a head again: never a guess
                         raise OnlineStoreError(f"the tiles of {vp.cell} for {item} could not "
                                                "be read")
@@ -437,78 +430,9 @@ class OnlineService:
                 self._tiles_first.discard(cell)
 
 
-_EMPTY: dict[str, bytes] = {}
 _ABSENT = object()
 _FAST_KEYS: dict[str, tuple[Any, int, int]] = {
     "BIGINT": (int, -(2**63), 2**63 - 1), "STRING": (str, 0, 0), "VARCHAR": (str, 0, 0)}
-
-
-_ISO: dict[int, str] = {}  # event time (us) -> ISO text: hot entities repeat their times
-
-
-def _items_decoder(view: FeatureView, merge: TileMerger | None, cell: str,
-                   pick: Callable[[list[Any]], tuple[Any, ...]],
-                   pick_env: Callable[[list[Any]], tuple[Any, ...]]) -> DecodeItems:
-    """A view's cells -> its feature values at a time (TTL for row views, tiles merged by
-    `merge` for aggregate views) -> `pick`/`pick_env`, for all distinct items of a request in
-    one loop (the per-cell work of a 100-entity lookup: no call per cell but the payload's
-    parse)."""
-    if merge is not None:
-        empty = merge(None, 0) or []
-        absent: Entry = (pick(empty), pick_env(empty), None)
-
-        def aggregates(get: Callable[[str, Any], Any], items: Iterable[str], now: int,
-                       ) -> tuple[dict[str, Entry], list[str]]:
-            out: dict[str, Entry] = {}
-            missed: list[str] = []
-            for item in items:
-                payload = get(item, _EMPTY).get(cell)
-                if payload is None:
-                    out[item] = absent
-                    continue
-                vals = merge(payload, now)
-                if vals is None:  # a head made for another slide: the tiles are read next
-                    missed.append(item)
-                    continue
-                out[item] = (pick(vals), pick_env(vals), None)
-            return out, missed
-        return aggregates
-    nulls = [None] * len(view.features)
-    hidden: Entry = (pick(nulls), pick_env(nulls), None)
-    ttl = view.ttl_seconds
-    decode_row, visible, from_micros, iso_cache = (codec.decode_row, rows_visible,
-                                                   codec.from_micros, _ISO)
-    known_at = view.known_at
-
-    def rows(get: Callable[[str, Any], Any], items: Iterable[str], now: int,
-             ) -> tuple[dict[str, Entry], list[str]]:
-        out: dict[str, Entry] = {}
-        newer: list[str] = []
-        for item in items:
-            payload = get(item, _EMPTY).get(cell)
-            if payload is None:
-                out[item] = hidden
-                continue
-            event_us, created_us, values = decode_row(payload)
-            if known_at and not rows_known(created_us, now):
-                # the kept row had not arrived by `now`: the row a training set would use at
-                # `now` (an older one, or none) is not in the store, so this is never a guess
-                out[item] = hidden
-                newer.append(item)
-                continue
-            if not visible(event_us, now, ttl):
-                out[item] = hidden
-                if event_us >= now:  # the store holds a newer row than the one asked for
-                    newer.append(item)
-                continue
-            iso = iso_cache.get(event_us)
-            if iso is None:
-                if len(iso_cache) >= 1 << 16:
-                    iso_cache.clear()
-                iso = iso_cache[event_us] = from_micros(event_us).isoformat()
-            out[item] = (pick(values), pick_env(values), iso)
-        return out, newer
-    return rows
 
 
 def _refuse_replay(vp: ViewRead, item: str, now: int) -> None:
