@@ -10,7 +10,8 @@ Servers: `granian` is featql's app on granian (its RSGI interface on its Rust ev
 rloop); `granian-<interface>[+<loop>][@<key>=<value>/...]` the same app on another of granian's
 interfaces (asgi: featql.server.asgi; rsgi; wsgi: granian's WSGI mode), event loop (rloop,
 asyncio) and Server keywords (`granian@task_impl=rust`, `granian@runtime_mode=mt/
-runtime_threads=2`); `uvicorn` the app's ASGI entry on uvicorn (httptools, uvloop:
+runtime_threads=2`), `~fixed` at the end without the spreading of kept-alive connections
+(featql.server.balance); `uvicorn` the app's ASGI entry on uvicorn (httptools, uvloop:
 featql.server.uvicorn_server); `loop` is featql's former event-loop worker
 (featql/server/worker.py + http1.py, deleted from the package): the bench takes both files
 from the commit before their removal (`git show`), so the comparison needs the repository's
@@ -158,7 +159,12 @@ def run_featql_server(server: str, port: int, raw: str, workers: int, threads: i
     settings = ServeSettings(root=Path(conf["root"]), workspace=conf["workspace"],
                              manifest_path=Path(conf["manifest_path"]),
                              metrics_dir=Path(conf["metrics_dir"]))
-    if server.startswith("granian"):  # granian[-<interface>][+<event loop>][@k=v/k=v]
+    if server.startswith("granian"):  # granian[-<interface>][+<event loop>][@k=v/k=v][~fixed]
+        server, fixed, _ = server.partition("~fixed")
+        if fixed:  # no spreading of kept-alive connections (featql.server.balance)
+            from featql.server.runner import REBALANCE_ENV
+
+            os.environ[REBALANCE_ENV] = "0"
         server, _, options = server.partition("@")
         name, _, loop = server.partition("+")
         serve(settings, "127.0.0.1", port, workers, threads,
@@ -524,9 +530,9 @@ def main() -> int:
     ap.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
                     help="comma-separated, the first judged against the targets: granian "
                          "(RSGI on rloop), granian-<asgi|rsgi|wsgi>[+<rloop|asyncio>]"
-                         "[@key=value/...] (another granian interface / event loop / Server "
-                         "keywords), uvicorn (httptools + uvloop), loop (the former event-loop "
-                         "gunicorn worker)")
+                         "[@key=value/...][~fixed] (another granian interface / event loop / "
+                         "Server keywords / without featql.server.balance), uvicorn "
+                         "(httptools + uvloop), loop (the former event-loop gunicorn worker)")
     ap.add_argument("--skip-dynamodb", action="store_true")
     ap.add_argument("--compaction", action="store_true",
                     help="only the compaction scenario (bench/serve_compaction.py): a service "
@@ -549,7 +555,8 @@ def main() -> int:
 
         return run_compaction(args.transactions, args.rounds, args.quick)
     chosen = [x for x in args.servers.split(",") if x]
-    unknown = {x.partition("@")[0].partition("+")[0] for x in chosen} - set(SERVERS)
+    unknown = ({x.partition("~")[0].partition("@")[0].partition("+")[0] for x in chosen}
+               - set(SERVERS))
     if unknown:
         ap.error(f"unknown server(s) {', '.join(sorted(unknown))}; known: {', '.join(SERVERS)}")
 

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from featql.server.app import DRAIN_BYTES, Dispatcher, Reply, error_body, refusal
+from featql.server.balance import Balancer
 from featql.server.metrics import OTHER
 
 INGEST_THREADS = 8  # pushes applied at once per worker (they queue on the ingest lock)
@@ -40,8 +41,10 @@ class BodyError(Exception):
 
 
 class RsgiEntry:
-    def __init__(self, dispatcher: Dispatcher, threads: int, max_body: int):
+    def __init__(self, dispatcher: Dispatcher, threads: int, max_body: int,
+                 balancer: Balancer | None = None):
         self.dispatcher, self.max_body = dispatcher, max_body
+        self.balancer = balancer  # featql.server.balance: spreads keep-alive connections
         self.pool = ThreadPoolExecutor(threads, "featql-req") if threads > 1 else None
         # pushes run off the event loop, several at once: lookups are not held behind a push,
         # and pushes that wait on the ingest lock together are applied as one group
@@ -71,6 +74,8 @@ class RsgiEntry:
                                                started, False)
         headers = [("content-type", reply.content_type),
                    ("content-length", str(len(reply.body)))]
+        if self.balancer is not None and self.balancer.close_after(scope.client):
+            headers.append(("connection", "close"))
         if environ["REQUEST_METHOD"] == "HEAD":
             protocol.response_empty(reply.status, headers)
         else:

@@ -33,6 +33,9 @@ HEADER_READ_TIMEOUT_MS = 30_000
 # slowloris holds one per connection while its head trickles, and once they are all held a
 # fresh client is not served; the process's descriptor limit is the real bound
 CONNECTIONS_PER_WORKER = 16_384
+# "0": granian's workers do not spread kept-alive connections (featql.server.balance; the
+# bench's A/B)
+REBALANCE_ENV = "FEATQL_REBALANCE"
 
 
 class _PlainFormatter(logging.Formatter):
@@ -71,16 +74,31 @@ def describe(workers: int, threads: int, reload: bool = False, server: str | Non
     return f"granian {__version__} (RSGI), {shape}"
 
 
-def _worker_app(settings: ServeSettings, threads: int, interface: str) -> Any:
+def balance_directory(settings: ServeSettings) -> Path:
+    """Where granian's workers publish how many connections they hold (featql.server.balance),
+    beside the metrics directory (in `featql serve`'s temporary directory)."""
+    return settings.metrics_dir.with_name(settings.metrics_dir.name + "-balance")
+
+
+def rebalancing(workers: int) -> bool:
+    """Whether granian's workers spread kept-alive connections (featql.server.balance): with
+    more than one worker, unless REBALANCE_ENV is "0"."""
+    return workers > 1 and os.environ.get(REBALANCE_ENV, "1") != "0"
+
+
+def _worker_app(settings: ServeSettings, threads: int, interface: str, balance: bool = False
+                ) -> Any:
     """In each worker process, after the fork: the app, built from the manifest, behind the
     RSGI entry (featql.server.rsgi says why RSGI), or the ASGI or WSGI one (the bench)."""
     dispatcher = create_app(settings).extensions["featql.dispatcher"]
     if interface == "wsgi":
         return dispatcher
     if interface == "rsgi":
+        from featql.server.balance import Balancer
         from featql.server.rsgi import RsgiEntry
 
-        return RsgiEntry(dispatcher, threads, settings.max_body_bytes)
+        balancer = Balancer(balance_directory(settings)) if balance else None
+        return RsgiEntry(dispatcher, threads, settings.max_body_bytes, balancer)
     from featql.server.asgi import AsgiEntry
 
     return AsgiEntry(dispatcher, threads, settings.max_body_bytes)
@@ -126,7 +144,8 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.warning,
         respawn_failed_workers=True, workers_kill_timeout=10, **(granian_options or {}))
-    server.serve(target_loader=functools.partial(_worker_app, settings, threads, interface),
+    server.serve(target_loader=functools.partial(_worker_app, settings, threads, interface,
+                                                 rebalancing(workers)),
                  wrap_loader=False)
 
 
