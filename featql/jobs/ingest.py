@@ -25,6 +25,7 @@ in the log, so the training set counts them too and online and offline agree).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,14 @@ from featql.jobs.ingest_records import MAX_RECORDS, records_table
 from featql.online import codec
 from featql.online.base import Cell, OnlineStore
 from featql.online.lookup import RequestError
-from featql.online.stream_cells import StreamCell, add_events, decode, encode, from_tiles
+from featql.online.stream_cells import (
+    StreamCell,
+    add_events,
+    decode,
+    encode,
+    finite_reach,
+    from_tiles,
+)
 from featql.online.stream_cells import plain_input as plain
 from featql.semantics.aggregates import partial_columns
 from featql.semantics.sql import US
@@ -211,14 +219,15 @@ def _apply_group(ledger: Ledger, calls: list[Call]) -> None:
         apply_keys = [k for k in uniq if k not in in_ws]
         in_group_log.update(log_keys)
         in_group_ws.update(apply_keys)
-        plans.append((call, log_keys, select(call.rows, [firsts[k] for k in log_keys]),
-                      apply_keys, select(call.rows, [firsts[k] for k in apply_keys])))
+        logged = select(call.rows, [firsts[k] for k in log_keys])
+        plans.append((call, log_keys, logged, apply_keys, logged if apply_keys == log_keys
+                      else select(call.rows, [firsts[k] for k in apply_keys])))
     if not plans:
         return
     log_keys = [k for p in plans for k in p[1]]
     apply_keys = [k for p in plans for k in p[3]]
     log_rows = _concat([p[2] for p in plans])
-    apply_rows = _concat([p[4] for p in plans])
+    apply_rows = log_rows if all(p[2] is p[4] for p in plans) else _concat([p[4] for p in plans])
     # the cells first: a view whose SQL fails on these records refuses the push before
     # anything is recorded (never a batch that blocks every later push)
     try:
@@ -362,34 +371,54 @@ def _finish(root: Path, manifest: Manifest, ledger: Ledger, store: OnlineStore,
 
 
 # -- the online cells of new events ---------------------------------------------------------------
-_ENGINES: dict[tuple[str, int], tuple[Manifest, DuckDBEngine, dict[str, Any]]] = {}
+_ENGINES: dict[tuple[str, int], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
 
 
-def _engine(root: Path, manifest: Manifest) -> tuple[DuckDBEngine, dict[str, Any]]:
+@dataclass(eq=False)
+class _Engine:
+    manifest: Manifest
+    engine: DuckDBEngine
+    sql: dict[str, Any]  # the lowered SQL of views, their parsed statements, what is registered
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one call on it at a time
+
+
+def _engine(root: Path, manifest: Manifest) -> _Engine:
     """A DuckDB engine kept per project and manifest (a server pushes many batches), with the
-    lowered SQL of views cached."""
+    lowered SQL of views and their parsed statements cached. Its connection runs one call at a
+    time: the caller holds `lock` while it registers the events and reads the results (the
+    ingest lock serializes pushes already; this keeps it so for any other caller)."""
     key = (os.path.abspath(root), id(manifest))
-    got = _ENGINES.get(key)
-    if got is None or got[0] is not manifest:
-        from featql.engines.duckdb import DuckDBEngine
+    with _ENGINES_LOCK:
+        got = _ENGINES.get(key)
+        if got is None or got.manifest is not manifest:
+            from featql.engines.duckdb import DuckDBEngine
 
-        if len(_ENGINES) > 8:
-            for _m, eng, _sql in _ENGINES.values():
-                eng.close()
-            _ENGINES.clear()
-        got = _ENGINES[key] = (manifest, DuckDBEngine(threads=1), {})
-    return got[1], got[2]
+            if len(_ENGINES) > 8:
+                for old in _ENGINES.values():
+                    with old.lock:
+                        old.engine.close()
+                _ENGINES.clear()
+            got = _ENGINES[key] = _Engine(manifest, DuckDBEngine(threads=1), {})
+        return got
 
 
 def online_cells(root: Path, manifest: Manifest, store: OnlineStore, source_name: str,
                  rows: pa.Table, only: set[str] | None = None) -> list[Cell]:
     """The cells the events `rows` of a source produce for every online view over it (or
     for the views named in `only`)."""
+    kept = _engine(root, manifest)
+    with kept.lock:
+        return _cells(root, manifest, store, kept.engine, kept.sql, source_name, rows, only)
+
+
+def _cells(root: Path, manifest: Manifest, store: OnlineStore, engine: DuckDBEngine,
+           sql: dict[str, Any], source_name: str, rows: pa.Table, only: set[str] | None
+           ) -> list[Cell]:
     from featql.dialects.events import EVENT_TS, input_column, lower_events
     from featql.dialects.lower import lower_view
     from featql.jobs.relations import register_upstream
 
-    engine, sql = _engine(root, manifest)
     views = [v for v in views_over(manifest, source_name) if only is None or v.name in only]
     # views and other sources are registered once per engine; they read `source_name`, the
     # Arrow table of this batch's events, replaced on every call
@@ -440,14 +469,44 @@ class _Rows:
         return self.columns[self.names.index(name)]
 
 
+# DuckDB types whose values `fetchall` gives exactly as Arrow's `to_pylist` does (int, float,
+# str, bool, naive datetime, date, Decimal, bytes, None); a result with another type (an
+# interval, a list, a map, a time zone) is read through Arrow as before
+_PLAIN = frozenset({"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER",
+                    "USMALLINT", "UTINYINT", "DOUBLE", "FLOAT", "VARCHAR", "BOOLEAN",
+                    "TIMESTAMP", "DATE", "BLOB", "NULL", '"NULL"'})
+
+
 def _query(engine: DuckDBEngine, cache: dict[str, Any], view: str, text: str) -> _Rows:
     """A view's query over the events; an engine error names the view (`featql_view`).
 
-    (Running a parsed statement on the connection itself cut a push's CPU by a quarter but
-    left an open result that a later call on the same engine refused: not done.)"""
+    The statement is parsed once per engine (bound on every run, so it reads this batch's
+    events) and run on the connection itself, whose result is always read to its end or
+    dropped (`complete`) before anything else uses the connection: the relation API's second
+    bind and its Arrow round trip cost more than the query over a push's few events. The
+    caller holds the engine's lock (`_engine`): no other call uses the connection meanwhile."""
     import duckdb
 
+    key = "\0stmt:" + text
+    con = engine.con
     try:
+        got = cache.get(key)  # (statement, whether its result types are plain; None: unknown)
+        if got is None:
+            got = cache[key] = [con.extract_statements(text)[-1], None]
+        if got[1] is not False:
+            try:
+                cur = con.execute(got[0])
+                if got[1] is None:
+                    got[1] = all(str(d[1]) in _PLAIN or str(d[1]).startswith("DECIMAL(")
+                                 for d in cur.description)
+                if got[1]:
+                    names = [d[0] for d in cur.description]
+                    rows = cur.fetchall()
+                    cols = [list(c) for c in zip(*rows, strict=True)] if rows else \
+                        [[] for _ in names]
+                    return _Rows(names, cols, len(rows))
+            finally:
+                con.complete()  # an unread result: the connection would refuse the next call
         table = engine.query(text)
     except duckdb.Error as e:
         e.featql_view = view  # type: ignore[attr-defined]
@@ -519,17 +578,18 @@ def _as_stream_cell(view: FeatureView, payload: bytes | None) -> StreamCell:
     from featql.online.tiles import decode_tiles, merged_at
 
     hi = merged_at(payload)
-    longest = max(view.windows) if view.windows else (view.slide_seconds or 1)
-    kept_from = None if hi is None else hi - longest
-    if payload[:4] == b"FQC1":  # compacted by the load: only its fine tail carries over
-        from featql.online.compacted import fine_suffix
+    # (a lifetime view's load folded the tiles before its longest finite window into one)
+    kept_from = None if hi is None else hi - finite_reach(view)
+    coarse: Any = ()
+    if payload[:4] == b"FQC1":  # compacted by the load: its coarse tiles carry over verbatim
+        from featql.online.compacted import stream_parts
 
-        starts, columns, boundary = fine_suffix(view, payload)
-        kept_from = boundary if kept_from is None else max(kept_from, boundary)
+        starts, columns, coarse, coarse_columns = stream_parts(view, payload)
     else:
         tiles = decode_tiles(payload, partial_columns(view))
         starts, columns = tiles.starts, {c: list(v) for c, v in tiles.columns.items()}
-    cell = from_tiles(view, starts, columns, kept_from)
+        coarse_columns = None
+    cell = from_tiles(view, starts, columns, kept_from, coarse, coarse_columns)
     cell.hi = hi
     return cell
 

@@ -88,6 +88,7 @@ CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, source TEXT NOT NUL
     apply_rows BLOB, received INTEGER NOT NULL, created TEXT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS batch_ids ON batches (source, workspace, batch_id)
     WHERE batch_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS batches_open ON batches (seq) WHERE state <> 'done';
 CREATE TABLE IF NOT EXISTS view_applied (workspace TEXT NOT NULL, source TEXT NOT NULL,
     key TEXT NOT NULL, view TEXT NOT NULL, ts INTEGER,
     PRIMARY KEY (workspace, source, key, view)) WITHOUT ROWID;
@@ -245,7 +246,9 @@ class Ledger:
         checkpoint's), besides or instead of `apply_keys` (applied to every view)."""
         con = self.con
         log_ts = times_of(log_rows, times, len(log_keys))
-        apply_ts = times_of(apply_rows, times, len(apply_keys))
+        apply_ts = log_ts if apply_rows is log_rows and len(apply_keys) == len(log_keys) \
+            else times_of(apply_rows, times, len(apply_keys))
+        logged = _ipc(log_rows)
         con.execute("BEGIN IMMEDIATE")
         try:
             state = "done" if not (log_keys or apply_keys or view_keys) else \
@@ -253,8 +256,8 @@ class Ledger:
             cur = con.execute(
                 "INSERT INTO batches (source, workspace, batch_id, state, log_rows, apply_rows, "
                 "received, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (source, workspace, batch_id, state, _ipc(log_rows), _ipc(apply_rows), received,
-                 dt.datetime.now(dt.UTC).isoformat()))
+                (source, workspace, batch_id, state, logged, logged if apply_rows is log_rows
+                 else _ipc(apply_rows), received, dt.datetime.now(dt.UTC).isoformat()))
             seq = int(cur.lastrowid or 0)
             created = dt.datetime.now(dt.UTC).isoformat()
             con.executemany(
@@ -448,9 +451,10 @@ def write_log(root: Path, source: Source, seq: int, rows: pa.Table) -> list[Path
 
     folder = log_folder(root, source)
     days = pc.strftime(rows.column(source.timestamp), format="%Y-%m-%d")
+    each = sorted(set(days.to_pylist()))
     written = []
-    for day in sorted(set(days.to_pylist())):
-        part = rows.filter(pc.equal(days, day))
+    for day in each:
+        part = rows if len(each) == 1 else rows.filter(pc.equal(days, day))
         target = folder / day / f"ingest-{seq:012d}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
