@@ -3,10 +3,12 @@ views, then the values the service outputs and the values its transforms read.
 
 `items_decoder(view, merge, cell, pick, pick_env)` is built once per view of a service
 (`lookup.build_reads`); it decodes all distinct items of a request in one loop. Payloads are
-immutable bytes, so what a payload decodes to is kept per view (`CACHE_ITEMS` payloads, then
-the cache starts over): a row's decoded values and its entry, an aggregate head's entry for the
-slide it was computed at. An entry is kept only when its values are scalars (a list value could
-be changed by a transform's hook); the TTL and known-at checks run on every lookup.
+immutable bytes, so what a payload decodes to is kept per view (`CACHE_BYTES` of payloads, then
+the cache starts over): a row's decoded values and its entry; an aggregate cell's entry for the
+slide it was merged at (its merge depends on the slide only, `TileMerger.__call__`, but for a
+known_at view's and a pushed cell's, which are never kept). An entry is kept only when its
+values are scalars (a list value could be changed by a transform's hook); TTL and known-at
+checks run on every lookup.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from featql.core.ir import FeatureView
 from featql.online import codec
+from featql.online.stream_cells import MAGIC as STREAM_MAGIC
 from featql.online.tiles import TileMerger
 from featql.semantics.rows import known as rows_known
 from featql.semantics.rows import visible as rows_visible
@@ -29,7 +32,7 @@ DecodeItems = Callable[[Callable[[str, Any], Any], Iterable[str], int],
 Pick = Callable[[list[Any]], tuple[Any, ...]]
 
 EMPTY: dict[str, bytes] = {}
-CACHE_ITEMS = 4096  # decoded payloads kept per view
+CACHE_BYTES = 4 << 20  # payload bytes whose decoding is kept, per view
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 _ISO: dict[int, str] = {}  # event time (us) -> ISO text: hot entities repeat their times
 
@@ -47,10 +50,11 @@ def items_decoder(view: FeatureView, merge: TileMerger | None, cell: str, pick: 
 def _aggregates(merge: TileMerger, cell: str, pick: Pick, pick_env: Pick) -> DecodeItems:
     empty = merge(None, 0) or []
     absent: Entry = (pick(empty), pick_env(empty), None)
-    # a head (`[merged_at, values, last tile]`) gives the same values for every `now` of one
-    # slide (TileMerger.__call__); a known_at view's heads are never used as they are
-    heads: dict[bytes, tuple[int, Entry]] = {}
-    cache_heads = not merge.known_at
+    # an aggregate cell gives the same values for every `now` of one slide, but a known_at
+    # view's and a pushed one's (stream_cells: its exact head ends at `now`)
+    kept: dict[bytes, tuple[int, Entry]] = {}
+    size = [0]
+    cache = not merge.known_at
     scalars = _SCALARS
 
     def aggregates(get: Callable[[str, Any], Any], items: Iterable[str], now: int,
@@ -63,7 +67,7 @@ def _aggregates(merge: TileMerger, cell: str, pick: Pick, pick_env: Pick) -> Dec
             if payload is None:
                 out[item] = absent
                 continue
-            hit = heads.get(payload) if type(payload) is bytes else None
+            hit = kept.get(payload) if type(payload) is bytes else None
             if hit is not None and hit[0] == hi:
                 out[item] = hit[1]
                 continue
@@ -72,11 +76,13 @@ def _aggregates(merge: TileMerger, cell: str, pick: Pick, pick_env: Pick) -> Dec
                 missed.append(item)
                 continue
             entry = out[item] = (pick(vals), pick_env(vals), None)
-            if cache_heads and type(payload) is bytes and payload[:1] == b"[" \
+            if cache and type(payload) is bytes and payload[:4] != STREAM_MAGIC \
                     and scalars.issuperset(map(type, vals)):
-                if len(heads) >= CACHE_ITEMS:
-                    heads.clear()
-                heads[payload] = (hi, entry)
+                size[0] += len(payload)
+                if size[0] > CACHE_BYTES:
+                    kept.clear()
+                    size[0] = len(payload)
+                kept[payload] = (hi, entry)
         return out, missed
     return aggregates
 
@@ -90,6 +96,7 @@ def _rows(view: FeatureView, cell: str, pick: Pick, pick_env: Pick) -> DecodeIte
     known_at = view.known_at
     # payload -> (event us, created us, its entry): the visibility checks still run per lookup
     decoded: dict[bytes, tuple[int, int | None, Entry]] = {}
+    size = [0]
     scalars = _SCALARS
 
     def rows(get: Callable[[str, Any], Any], items: Iterable[str], now: int,
@@ -126,8 +133,10 @@ def _rows(view: FeatureView, cell: str, pick: Pick, pick_env: Pick) -> DecodeIte
                     iso = iso_cache[event_us] = from_micros(event_us).isoformat()
                 entry = (pick(values), pick_env(values), iso)
                 if type(payload) is bytes and scalars.issuperset(map(type, values)):
-                    if len(decoded) >= CACHE_ITEMS:
+                    size[0] += len(payload)
+                    if size[0] > CACHE_BYTES:
                         decoded.clear()
+                        size[0] = len(payload)
                     decoded[payload] = (event_us, created_us, entry)
             out[item] = entry
         return out, newer
