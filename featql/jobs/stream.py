@@ -15,6 +15,8 @@ micro-batch Spark replays after a crash is harmless and touches no sibling, and 
 the push API and the online read share one write path and one semantics. A view applied after
 its source had streamed gets a checkpoint of its own that skips what the log held when it was
 made (its backfill's: `stream_state.since`). The files of a checkpoint: `stream_state`.
+Given the apply it runs (`applied_id`), a running stream follows later applies of the
+workspace: it starts, stops and restarts view queries between its checks (`stream_follow`).
 
 `--until-idle` uses `trigger(availableNow=True)`: what is there when the query starts, then
 stop. Otherwise a processing-time trigger (`trigger_seconds`, 1 s by default) runs until
@@ -39,8 +41,10 @@ from typing import TYPE_CHECKING, Any
 from featql.core.diagnostics import did_you_mean
 from featql.core.errors import UserError
 from featql.core.ir import FeatureView, Manifest, Source
+from featql.core.progress import SILENT, Progress
 from featql.jobs import stream_state as st
 from featql.jobs.stream_events import Split, set_aside_lines, split_batch
+from featql.jobs.stream_follow import RELOAD_S, AppliedWatch, Follow, target_key
 from featql.jobs.stream_handover import drop_logged
 from featql.registry.streams import FOLDER
 from featql.semantics.types import spark_type
@@ -58,6 +62,11 @@ _CORRUPT = "_featql_corrupt"
 
 class StreamError(UserError):
     """The stream cannot run or stopped: the message says why and what to do."""
+
+
+class _Drained(Exception):
+    """A micro-batch of a query being stopped (a reload): not applied, so not committed;
+    the restarted query (or a later `featql stream`) reads it again."""
 
 
 @dataclass
@@ -99,6 +108,7 @@ class StreamReport:
     workspace: str
     sources: tuple[SourceStats, ...]  # one per checkpoint (source, view), by source and view
     folder: Path  # .featql/stream/<workspace>
+    reloads: tuple[str, ...] = ()  # what the stream did on later applies (stream_follow)
 
     def of(self, view: str) -> SourceStats:
         return next(s for s in self.sources if s.view == view)
@@ -180,12 +190,28 @@ class _ViewRun:
         self.error: BaseException | None = None
         self.query: Any = None
         self.lock = threading.Lock()
+        self.key = target_key(source, view)
+        self.busy = self.draining = False  # a batch is being applied; stop taking batches
+
+    def stop(self) -> None:
+        """Stop the query between micro-batches: the batch being applied finishes, a later
+        one is refused (uncommitted, read again by whoever resumes the checkpoint)."""
+        with self.lock:
+            self.draining = True
+        while self.busy:
+            time.sleep(0.02)
+        if self.query is not None and self.query.isActive:
+            self.query.stop()
 
     def batch_id(self, batch: int) -> str:
         return f"stream:{self.identity}:{batch}"
 
     def handle(self, frame: Any, batch: int) -> None:
         """foreachBatch: runs on the driver, one batch at a time per query."""
+        with self.lock:
+            if self.draining:
+                raise _Drained(self.view)
+            self.busy = True
         try:
             raw = frame.toArrow()
             if "content" in raw.column_names:  # parquet files, whole
@@ -196,6 +222,8 @@ class _ViewRun:
         except BaseException as e:  # kept for the report: Spark wraps it in a Java error
             self.error = e
             raise
+        finally:
+            self.busy = False
 
     def _handle(self, raw: Any, batch: int) -> None:
         from featql.jobs.ingest import ingest_events
@@ -396,19 +424,21 @@ def run_stream(root: Path | str, manifest: Manifest, workspace: str,
                trigger_seconds: float = 1.0, config: ProjectConfig | None = None,
                on_progress: ProgressFn | None = None, stop: threading.Event | None = None,
                max_seconds: float | None = None, spark: Any = None,
-               max_batch: int = MAX_EVENTS_PER_BATCH, reset: bool = False) -> StreamReport:
+               max_batch: int = MAX_EVENTS_PER_BATCH, reset: bool = False,
+               applied_id: int | None = None, reload_seconds: float = RELOAD_S,
+               progress: Progress = SILENT) -> StreamReport:
     """Stream the chosen views into the workspace, one checkpoint each (see the module doc);
     `max_batch`: Kafka messages per micro-batch at most; `reset`: start the chosen views'
-    checkpoints again (only with `views`: a sibling is never reset with them)."""
+    checkpoints again (only with `views`: a sibling is never reset with them);
+    `applied_id`: the apply `manifest` is, to follow the later ones (`stream_follow`: the
+    registry asked every `reload_seconds`; what is done is reported to `progress` as one-step
+    tasks, and in the report's `reloads`); None: run `manifest` only."""
     root = Path(root)
     if reset and not views:
         raise StreamError("a reset names the views whose checkpoints to start again "
                           "(--view V --reset): their siblings keep theirs")
     targets = stream_targets(manifest, views)
-    for src, _ in targets:  # every stream view over them, chosen or not (stream_state.since)
-        for view in manifest.stream_views:
-            if manifest.stream_source(view) == src:
-                st.mark_since(st.view_folder(root, workspace, src.name, view.name), root)
+    _mark_since(root, manifest, workspace, [src for src, _ in targets])
     runs = [_ViewRun(root, manifest, workspace, src, v, config, max_batch, reset)
             for src, vs in targets for v in sorted(vs, key=lambda v: v.name)]
     kafka = [r.source for r in runs if r.source.stream is not None
@@ -420,10 +450,20 @@ def run_stream(root: Path | str, manifest: Manifest, workspace: str,
         spark = _session(config, bool(kafka), any(
             s.stream is not None and s.stream.format == "avro" for s in kafka))
     watch = BrokerWatch(kafka)
+    done: list[str] = []
+
+    def start(run: _ViewRun) -> None:
+        run.start(spark, until_idle, trigger_seconds)
+
+    follow = None if applied_id is None else Follow(
+        AppliedWatch(root, workspace, applied_id, reload_seconds), views, start,
+        lambda m, srcs: _mark_since(root, m, workspace, srcs),
+        lambda m, src, v: _ViewRun(root, m, workspace, src, v, config, max_batch),
+        progress, done)
     try:
         for run in runs:
-            run.start(spark, until_idle, trigger_seconds)
-        _wait(runs, watch, until_idle, on_progress, stop, max_seconds)
+            start(run)
+        _wait(runs, watch, until_idle, on_progress, stop, max_seconds, follow)
     finally:
         watch.close()
         for run in runs:
@@ -431,15 +471,27 @@ def run_stream(root: Path | str, manifest: Manifest, workspace: str,
                 run.query.stop()
     for run in runs:
         run.poll()
+    runs.sort(key=lambda r: (r.source.name, r.view))
     return StreamReport(workspace, tuple(replace(r.stats) for r in runs),
-                        root / FOLDER / workspace)
+                        root / FOLDER / workspace, tuple(done))
+
+
+def _mark_since(root: Path, manifest: Manifest, workspace: str,
+                sources: Sequence[Source]) -> None:
+    """`since` of every stream view over `sources`, chosen or not (stream_state.since)."""
+    for src in sources:
+        for view in manifest.stream_views:
+            if manifest.stream_source(view) == src:
+                st.mark_since(st.view_folder(root, workspace, src.name, view.name), root)
 
 
 def _wait(runs: list[_ViewRun], watch: Any, until_idle: bool,
           on_progress: ProgressFn | None, stop: threading.Event | None,
-          max_seconds: float | None) -> None:
+          max_seconds: float | None, follow: Follow[_ViewRun] | None = None) -> None:
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     while True:
+        if follow is not None:
+            follow(runs)
         for run in runs:
             run.poll()
             failure = run.failure()
@@ -455,6 +507,10 @@ def _wait(runs: list[_ViewRun], watch: Any, until_idle: bool,
                 failure = run.failure()
                 if failure is not None:
                     raise failure
+            if follow is not None:  # a last look: a view applied meanwhile is run too
+                follow(runs, force=True)
+                if any(r.query.isActive for r in runs):
+                    continue
             return
         if (stop is not None and stop.is_set()) or (
                 deadline is not None and time.monotonic() >= deadline):

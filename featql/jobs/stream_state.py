@@ -13,7 +13,8 @@
   ended: events the offline log took before are the backfill's (the log is what the backfill
   read), so its query skips them; later ones, which a sibling's query may have logged before
   this view's first run, it applies (`handed_over`). A stream left running across an apply
-  still runs the old views: restart it after an apply that adds a stream view;
+  that adds a stream view marks it when it notices the apply (`stream_follow`), as a restart
+  would;
 - `stream`: the stream location the checkpoint reads (a change resets it);
 - `state.json`: the watermark and the counters after the last batch (and before it, for the
   replay of that batch), written after each batch is applied;

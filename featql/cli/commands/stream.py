@@ -6,7 +6,9 @@ through the ingest path: the source's offline log, key deduplication and the onl
 a checkpoint per workspace and view (`.featql/stream/<workspace>/<source>/<view>/`), so a
 restart resumes where it stopped, a replayed batch changes nothing, and `--view V` runs (or
 `--reset`s) V's checkpoint without touching its siblings. `--until-idle` processes what
-is there and stops (`availableNow`); otherwise it runs until Ctrl-C.
+is there and stops (`availableNow`); otherwise it runs until Ctrl-C. A later `featql apply`
+to the workspace is followed while it runs (a stream view added, removed or changed: its query
+started, stopped or restarted), each said on stderr.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import argparse
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
                             args.view, until_idle=args.until_idle, trigger_seconds=args.trigger,
                             config=run_.config, on_progress=draw, stop=stop,
                             max_seconds=args.max_seconds, max_batch=args.max_batch,
-                            reset=args.reset)
+                            reset=args.reset, applied_id=run_.applied.apply_id,
+                            progress=_Notes())
     finally:
         draw.close()
         for sig, handler in previous.items():
@@ -88,6 +92,18 @@ def run(args: argparse.Namespace) -> int:
     out.print(f"streamed {how} into workspace '{report.workspace}' ({run_.applied.label})",
               markup=False)
     return 0
+
+
+class _Notes:
+    """A `featql.core.progress.Progress` printing each task as one line on stderr once done:
+    what the running stream did on a later apply (`featql.jobs.stream_follow`)."""
+
+    @contextmanager
+    def task(self, description: str, total: int) -> Iterator[Any]:
+        from rich.markup import escape
+
+        yield lambda n=1, description=None: None
+        console(stderr=True).print(f"[cyan]↻[/] {escape(description)}", highlight=False)
 
 
 class _Live:

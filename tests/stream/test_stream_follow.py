@@ -1,0 +1,184 @@
+"""A running `featql stream` follows the workspace's applies (issue 13; PRODUCT §3: what runs is
+what was applied): a stream view applied while it runs gets its own query and checkpoint,
+starting where its backfill ended (no gap, no double count at the hand-over), a view removed
+has its query stopped, and `--until-idle` still ends. A files stream: no broker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from featql.cli.main import main
+from featql.jobs.materialize import materialize
+from featql.jobs.stream import run_stream
+from featql.jobs.stream_follow import reload_plan, target_key
+from featql.jobs.stream_state import view_folder
+from featql.registry import load_applied
+
+from .project import START, check_online_and_training, make_events, message
+from .test_stream_files import _files_project
+
+BOTH = "-- @feature_service(name = svc, features = [user_aggs.*, user_last.*])\n"
+
+
+class _Notes:
+    """A Progress keeping each task's description (what the stream did on an apply)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    @contextmanager
+    def task(self, description: str, total: int) -> Iterator[Any]:
+        yield lambda n=1, description=None: None
+        self.lines.append(description)
+
+
+def _drop(root: Path, name: str, events: list[dict[str, Any]]) -> None:
+    tmp = root / "data" / f".{name}"
+    tmp.write_bytes(b"\n".join(message(e) for e in events) + b"\n")
+    tmp.rename(root / "data/txns_stream" / name)  # whole, as Spark's files source expects
+
+
+def _apply(root: Path) -> None:
+    assert main(["apply", "--project", str(root), "--yes"]) == 0
+
+
+@pytest.mark.slow
+def test_a_running_stream_follows_the_applies(spark: Any, tmp_path: Path) -> None:
+    root = _files_project(tmp_path / "proj")
+    aggs_sql = (root / "views/user_aggs.sql").read_text()
+    (root / "views/user_aggs.sql").unlink()  # first applied: user_last alone
+    (root / "services/svc.sql").write_text(
+        "-- @feature_service(name = svc, features = [user_last.*])\n")
+    _apply(root)
+    applied = load_applied(root, None)
+    ws = applied.workspace
+    rng = random.Random(11)
+    first = make_events(rng, 0, 80, START, 3)
+    _drop(root, "part-1.json", first)
+
+    notes = _Notes()
+    stats: dict[str, tuple[int, int, int]] = {}
+    stop = threading.Event()
+    out: dict[str, Any] = {}
+
+    def seen(rows: Any) -> None:
+        stats.clear()
+        stats.update({s.view: (s.events, s.ingested, s.duplicates) for s in rows})
+
+    def stream() -> None:
+        try:
+            out["report"] = run_stream(root, applied.run_manifest, ws, spark=spark,
+                                       trigger_seconds=0.3, stop=stop, max_seconds=600,
+                                       applied_id=applied.apply_id, reload_seconds=0.3,
+                                       progress=notes, on_progress=seen)
+        except BaseException as e:  # raised by the test's thread
+            out["error"] = e
+
+    def until(what: Callable[[], bool], why: str) -> None:
+        deadline = time.monotonic() + 180
+        while not what():
+            assert "error" not in out, out["error"]
+            assert time.monotonic() < deadline, (why, stats, notes.lines)
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        until(lambda: stats.get("user_last", (0, 0, 0))[1] == 80, "user_last streams part-1")
+        # apply user_aggs (its offline backfill runs with the apply) while the stream runs
+        (root / "views/user_aggs.sql").write_text(aggs_sql)
+        (root / "services/svc.sql").write_text(BOTH)
+        _apply(root)
+        until(lambda: any("user_aggs added" in n for n in notes.lines), "user_aggs noticed")
+        # its online backfill: the log's events (part-1's) once; its query skips them
+        both = load_applied(root, None).run_manifest
+        materialize(root, both, ws, views=["user_aggs"], online=True)
+        second = make_events(rng, 500, 20, START + dt.timedelta(hours=3), 1)
+        _drop(root, "part-2.json", second)
+        until(lambda: stats.get("user_aggs", (0, 0, 0))[1] == 20
+              and stats.get("user_last", (0, 0, 0))[1] == 100, "both stream part-2")
+        assert stats["user_aggs"] == (100, 20, 80)  # part-1: its backfill's, skipped
+        everything = first + second
+        last = max(e["event_ts"] for e in everything)
+        times = [last + dt.timedelta(microseconds=1), last + dt.timedelta(minutes=9),
+                 last + dt.timedelta(hours=1), last + dt.timedelta(hours=2, minutes=30)]
+        assert check_online_and_training(root, everything, times) > 0
+
+        # user_last removed: its query stops, user_aggs goes on
+        (root / "views/user_last.sql").unlink()
+        (root / "services/svc.sql").write_text(
+            "-- @feature_service(name = svc, features = [user_aggs.*])\n")
+        _apply(root)
+        until(lambda: any("user_last is no longer applied" in n for n in notes.lines),
+              "user_last removed")
+        until(lambda: "user_last" not in stats, "user_last's query gone")
+        third = make_events(rng, 900, 10, START + dt.timedelta(hours=4), 1)
+        _drop(root, "part-3.json", third)
+        until(lambda: stats.get("user_aggs", (0, 0, 0))[1] == 30, "user_aggs streams part-3")
+    finally:
+        stop.set()
+        thread.join(120)
+    assert "error" not in out, out["error"]
+    report = out["report"]
+    assert [s.view for s in report.sources] == ["user_aggs"]
+    assert len(report.reloads) == 2 and report.reloads == tuple(notes.lines)
+    state = json.loads((view_folder(root, ws, "txns", "user_last") / "state.json").read_text())
+    assert state["after"]["events"] == 100  # stopped before part-3
+
+    # --until-idle still ends, with nothing new to read
+    latest = load_applied(root, None)
+    idle = run_stream(root, latest.run_manifest, ws, until_idle=True, spark=spark,
+                      applied_id=latest.apply_id)
+    assert [(s.view, s.events, s.ingested) for s in idle.sources] == [("user_aggs", 0, 0)]
+    assert idle.reloads == ()
+
+
+def test_the_reload_plan_starts_stops_and_restarts(tmp_path: Path) -> None:
+    """Which queries a newer apply adds, removes, restarts (a view's or its source's
+    declaration changed) or keeps: no Spark."""
+    from featql.compiler.project import compile_project
+
+    root = _files_project(tmp_path / "proj")
+    m1 = compile_project(root).manifest
+    running = {v.name: target_key(src, v) for v in m1.stream_views
+               if (src := m1.stream_source(v)) is not None}
+    assert sorted(running) == ["user_aggs", "user_last"]
+    same = reload_plan(running, m1, None)
+    assert same.empty and same.kept == ("user_aggs", "user_last")
+    last = root / "views/user_last.sql"
+    last.write_text(last.read_text().replace("amount AS last_amount", "amount * 2 AS "
+                                             "last_amount"))
+    (root / "views/user_aggs.sql").unlink()
+    (root / "services/svc.sql").write_text(
+        "-- @feature_service(name = svc, features = [user_last.*])\n")
+    m2 = compile_project(root).manifest
+    plan = reload_plan(running, m2, None)
+    assert (plan.removed, [v.name for _, v in plan.changed], plan.added, plan.kept) == (
+        ("user_aggs",), ["user_last"], (), ())
+    # only the named views are followed
+    assert reload_plan({"user_last": running["user_last"]}, m1, ["user_last"]).empty
+    # the source's stream location changed: its views restart (their checkpoints reset)
+    src = root / "sources/txns.sql"
+    src.write_text(src.read_text().replace("data/txns_stream/", "data/txns_stream2/"))
+    (root / "data/txns_stream2").mkdir()
+    m3 = compile_project(root).manifest
+    plan = reload_plan({"user_last": target_key(*m2_target(m2))}, m3, None)
+    assert [v.name for _, v in plan.changed] == ["user_last"]
+    # a view applied later: added
+    plan = reload_plan({}, m3, None)
+    assert [v.name for _, v in plan.added] == ["user_last"]
+
+
+def m2_target(manifest: Any) -> tuple[Any, Any]:
+    view = manifest.view("user_last")
+    return manifest.stream_source(view), view
