@@ -40,7 +40,14 @@ from featql.jobs.ingest_records import MAX_RECORDS, records_table
 from featql.online import codec
 from featql.online.base import Cell, OnlineStore
 from featql.online.lookup import RequestError
-from featql.online.stream_cells import StreamCell, add_events, decode, encode, from_tiles
+from featql.online.stream_cells import (
+    StreamCell,
+    add_events,
+    decode,
+    encode,
+    finite_reach,
+    from_tiles,
+)
 from featql.online.stream_cells import plain_input as plain
 from featql.semantics.aggregates import partial_columns
 from featql.semantics.sql import US
@@ -571,17 +578,18 @@ def _as_stream_cell(view: FeatureView, payload: bytes | None) -> StreamCell:
     from featql.online.tiles import decode_tiles, merged_at
 
     hi = merged_at(payload)
-    longest = max(view.windows) if view.windows else (view.slide_seconds or 1)
-    kept_from = None if hi is None else hi - longest
-    if payload[:4] == b"FQC1":  # compacted by the load: only its fine tail carries over
-        from featql.online.compacted import fine_suffix
+    # (a lifetime view's load folded the tiles before its longest finite window into one)
+    kept_from = None if hi is None else hi - finite_reach(view)
+    coarse: Any = ()
+    if payload[:4] == b"FQC1":  # compacted by the load: its coarse tiles carry over verbatim
+        from featql.online.compacted import stream_parts
 
-        starts, columns, boundary = fine_suffix(view, payload)
-        kept_from = boundary if kept_from is None else max(kept_from, boundary)
+        starts, columns, coarse, coarse_columns = stream_parts(view, payload)
     else:
         tiles = decode_tiles(payload, partial_columns(view))
         starts, columns = tiles.starts, {c: list(v) for c, v in tiles.columns.items()}
-    cell = from_tiles(view, starts, columns, kept_from)
+        coarse_columns = None
+    cell = from_tiles(view, starts, columns, kept_from, coarse, coarse_columns)
     cell.hi = hi
     return cell
 

@@ -219,18 +219,23 @@ def merge(merger: TileMerger, payload: bytes, hi: int) -> list[Any]:
     return out
 
 
-def fine_suffix(view: FeatureView, payload: bytes) -> tuple[list[int], dict[str, list[Any]], int]:
-    """The fine tiles after the last coarse tile, and where they start: what a stream cell
-    (`featql.online.stream_cells`, which holds fine tiles only) can take over exactly from a
-    compacted cell when pushes reach it; its `kept_from` is that boundary, so a window reaching
-    before it is refused (`IncompleteWindow`) until the next load, never merged wrongly."""
+def stream_parts(view: FeatureView, payload: bytes
+                 ) -> tuple[list[int], dict[str, list[Any]], list[tuple[int, int]],
+                            dict[str, list[Any]]]:
+    """What a stream cell (`featql.online.stream_cells`) takes over from a compacted cell when
+    pushes reach it: every fine tile `(starts, columns)` and every coarse tile verbatim
+    (`[(start, resolution)]` in time order, their partials by column, a DOUBLE sum as its
+    packed expansion), so that its windows read exactly what this cell's do."""
     from featql.online.tiles import decode_tiles
     from featql.semantics.aggregates import partial_columns
 
     names = partial_columns(view)
     tiles = decode_tiles(payload, names)
-    boundary = max((int(p.base + p.unit * p.offsets[len(p.offsets) - 1]) + r
-                    for r, p in levels_of(payload, names) if len(p.offsets)), default=0)
-    keep = [k for k, s in enumerate(tiles.starts) if s >= boundary]
-    return ([tiles.starts[k] for k in keep],
-            {c: [v[k] for k in keep] for c, v in tiles.columns.items()}, boundary)
+    coarse: list[tuple[int, int, dict[str, Any]]] = []
+    for r, p in levels_of(payload, names):
+        for k, o in enumerate(p.offsets):
+            coarse.append((int(p.base + p.unit * o), r,
+                           {c: p.stored[i][k] for c, i in p.columns.items()}))
+    coarse.sort(key=lambda g: g[0])
+    return (list(tiles.starts), {c: list(v) for c, v in tiles.columns.items()},
+            [(s, r) for s, r, _ in coarse], {c: [g[2][c] for g in coarse] for c in names})

@@ -110,11 +110,15 @@ def plan_cell(view: FeatureView, loaded: int) -> list[tuple[int, int]]:
 def expansion(values: Sequence[Any]) -> list[float]:
     """The exact sum of doubles as non-overlapping doubles, smallest first (Shewchuk's
     algorithm, the one `math.fsum` runs): `math.fsum(expansion(v)) == math.fsum(v)`, and
-    `math.fsum([*a, *expansion(v)]) == math.fsum([*a, *v])` for any doubles `a`."""
+    `math.fsum([*a, *expansion(v)]) == math.fsum([*a, *v])` for any doubles `a`. A value may
+    itself be an expansion (packed, `pack_expansion`): coarse tiles combine again exactly (a
+    stream cell's lifetime prefix, `featql.online.stream_cells`)."""
     partials: list[float] = []
     for v in values:
         if isinstance(v, list):
             items: Sequence[float] = v
+        elif isinstance(v, bytes | bytearray | memoryview):  # a coarse tile's packed expansion
+            items = unpack_expansion(v)
         else:
             items = (float(v),)
         for x in items:
@@ -160,7 +164,7 @@ def combine(fn: AggregateFunction, aggregation: str, window: Window,
         col = partial_column(aggregation, p)
         if op == "sum":
             present = [v for v in window.column(col) if v is not None]
-            if types.get(p) == "DOUBLE" or any(isinstance(v, float) for v in present):
+            if types.get(p) == "DOUBLE" or any(isinstance(v, float | bytes) for v in present):
                 out[p] = pack_expansion(expansion(present))
             else:
                 out[p] = sum(int(v) for v in present)

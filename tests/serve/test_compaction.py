@@ -350,11 +350,10 @@ def _features(online: Any, users: list[dict[str, Any]], t: int) -> list[dict[str
     return out
 
 
-def test_a_push_onto_a_compacted_cell_keeps_only_what_is_exact(tmp_path: Path) -> None:
-    """Pushed events fold into a stream cell of fine tiles: from a compacted cell it takes the
-    fine tail after the last coarse tile, and its windows reaching further back are refused
-    until the next load (which, once the ledger shows pushes into the view's source, writes
-    all-fine cells), never merged wrongly."""
+def test_a_push_onto_a_compacted_cell_keeps_its_coarse_tiles(tmp_path: Path) -> None:
+    """Pushed events fold into a stream cell that takes the compacted cell's fine and coarse
+    tiles over verbatim: every window stays exact up to the horizon (more in
+    tests/serve/test_stream_coarse.py)."""
     from featql.jobs.ingest import _as_stream_cell
     from featql.jobs.ingest_log import Ledger
     from featql.jobs.online_load import _pushed_sources
@@ -371,21 +370,11 @@ def test_a_push_onto_a_compacted_cell_keeps_only_what_is_exact(tmp_path: Path) -
     cell = compacted.encode(view, starts, cols, loaded, merged=(loaded, merged))
     assert cell is not None
     stream = _as_stream_cell(view, cell)
-    assert stream.kept_from is not None and stream.kept_from > loaded - 90 * D
-    short = {k for k, f in enumerate(view.features) if (f.window_seconds or 0) <= D}
-    served = refused = 0
+    assert stream.kept_from == loaded - 90 * D and stream.coarse
     for t in [loaded * US, (loaded + 5 * H) * US + 7, (loaded + D) * US]:
         want = TileMerger(view)(plain, t)
         assert want is not None
-        got = StreamMerger(view, short)(stream, t)
-        for k in short:  # the 1-hour and 1-day windows lie in the fine tail: exact
-            assert got[k] == want[k], (t, view.features[k].name)
-        served += 1
-        try:
-            StreamMerger(view)(stream, t)
-        except IncompleteWindow:
-            refused += 1
-    assert served == 3 and refused == 3
+        _assert_same(view, StreamMerger(view)(stream, t), want, f"stream cell at {t}")
     # the ledger says events were pushed into `transactions` in workspace dev
     assert _pushed_sources(tmp_path, "dev") == set()
     ledger = Ledger(tmp_path)
