@@ -329,6 +329,15 @@ class DynamoStore:
         attr_view = {"d:" + v: v for v in views}
         tiles_view = {"t:" + v: v for v in views if v in full}
         a2b = binascii.a2b_base64
+        if not tiles_view:  # the common read: an item holds its key and `d:` values only
+            for part in found:
+                for item in part:
+                    key = item.get("item", {}).get("S", "")
+                    out[key] = {attr_view.get(attr, attr): (
+                        value["S"].encode() if "S" in value
+                        else a2b(data) if isinstance(data := value["B"], str) else data)
+                        for attr, value in item.items() if attr != "item"}
+            return out
         for part in found:
             for item in part:
                 cells = {}
