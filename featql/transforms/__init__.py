@@ -246,6 +246,12 @@ def _compile_python(root: Path, t: RequestTransform) -> CompiledTransform:
     params, keys = [p for p, _k in pairs], [k for _p, k in pairs]
     single = names[0] if len(names) == 1 else None
     coerce_columns = _coerce_columns(t)
+    # the arguments in the signature's order (argument_keys): passed by position when every
+    # parameter may be, the same call without a dict per row
+    import inspect
+
+    positional = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                     for p in inspect.signature(fn).parameters.values())
 
     def batch(b: Batch) -> list[Sequence[Any]]:
         """`run` over the rows, without a dict per row but the hook's arguments and result;
@@ -254,7 +260,7 @@ def _compile_python(root: Path, t: RequestTransform) -> CompiledTransform:
         args = [b.column(k) for k in keys]
         out: list[list[Any]] = [[] for _ in names]
         for vals in zip(*args, strict=True) if args else [()] * b.n:
-            result = fn(**dict(zip(params, vals, strict=True)))
+            result = fn(*vals) if positional else fn(**dict(zip(params, vals, strict=True)))
             if not isinstance(result, dict):
                 if single is None:
                     raise ValueError("not a dict")
