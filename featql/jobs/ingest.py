@@ -284,8 +284,7 @@ def _late(source: Source, rows: pa.Table, now_us: int) -> int:
     if lateness is None or rows.num_rows == 0:
         return 0
     bound = now_us - lateness * US
-    return sum(1 for t in rows.column(source.timestamp).to_pylist()
-               if t is not None and codec.to_micros(t) < bound)
+    return sum(1 for t in times_of(rows, source, rows.num_rows) if t is not None and t < bound)
 
 
 # -- the steps of a batch, redone after a crash --------------------------------------------------
