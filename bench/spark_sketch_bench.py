@@ -8,6 +8,9 @@ One aggregate view over --events events (--entities users, 30 days) with 1d and 
   acd  APPROX_COUNT_DISTINCT(merchant): tiles by Spark's own `hll_sketch_agg`, the window's
        estimate in a Python UDF.
 
+featql-pct / featql-acd run its Arrow UDFs (`SPARK_ARROW_UDFS`, the default); the -row modes
+the same training set with the row-at-a-time UDFs (`SPARK_UDFS`) registered for that run.
+
 The baselines are hand-written Spark SQL over the raw events of each spine row's longest
 window, [floor(t, 1h) - 7d, floor(t, 1h)) (FILTER for the 1-day one), a range join then:
 hand-pct Spark's `percentile_approx`, hand-kll `kll_sketch_agg_double` +
@@ -147,7 +150,9 @@ def main() -> None:
     ap.add_argument("--entities", type=int, default=300)
     ap.add_argument("--spine", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--modes", default="featql-pct,hand-pct,hand-kll,featql-acd,hand-acd")
+    ap.add_argument("--modes", default="featql-pct,featql-pct-row,hand-pct,hand-kll,featql-acd,"
+                    "featql-acd-row,hand-acd",
+                    help="-row: featql with its row-at-a-time Python UDFs (before issue 14)")
     ap.add_argument("--label", default="", help="a name for this tree in the output")
     args = ap.parse_args()
     root = args.dir.resolve()
@@ -155,6 +160,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parents[1]))
     from featql.api import Project
     from featql.engines.spark import spark_session
+    from featql.semantics.sketches import register_spark_udfs
 
     warnings.simplefilter("ignore")
     project = Project(root)
@@ -167,8 +173,15 @@ def main() -> None:
     def run(mode: str) -> dict[str, float]:
         c0, w0 = tree_cpu(os.getpid()) + (0 if jvm_child else tree_cpu(jvm)), time.perf_counter()
         if mode.startswith("featql"):
-            table = project.training_set(f"{mode.split('-')[1]}_service", root / "data" /
-                                         "spine.parquet", engine="spark")
+            row = mode.endswith("-row")  # the row-at-a-time UDFs, for this run only
+            if row:
+                register_spark_udfs(spark, arrow=False)
+            try:
+                table = project.training_set(f"{mode.split('-')[1]}_service", root / "data" /
+                                             "spine.parquet", engine="spark")
+            finally:
+                if row:
+                    register_spark_udfs(spark)
         else:
             table = spark.sql(hand_sql(root, mode)).toArrow()
         wall = time.perf_counter() - w0
@@ -193,7 +206,8 @@ def main() -> None:
     med = {m: {"seconds": statistics.median(r["seconds"] for r in rs),
                "cpu": statistics.median(r["cpu"] for r in rs)} for m, rs in runs.items()}
     for m, r in med.items():
-        base = {"featql-pct": "hand-pct", "featql-acd": "hand-acd"}.get(m)
+        base = {"featql-pct": "hand-pct", "featql-acd": "hand-acd", "featql-pct-row": "hand-pct",
+                "featql-acd-row": "hand-acd"}.get(m)
         ratio = (f"  {r['seconds'] / med[base]['seconds']:.1f}x wall, "
                  f"{r['cpu'] / med[base]['cpu']:.1f}x CPU of {base}") if base in med else ""
         print(f"  {m:11s} median {r['seconds']:7.2f} s wall {r['cpu']:7.2f} s CPU{ratio}")

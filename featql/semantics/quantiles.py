@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
@@ -143,6 +143,42 @@ def items(sketches: Sequence[bytes | None]) -> list[tuple[float, int]]:
             out.extend(_decode(bytes(b)))
     out.sort(key=itemgetter(0))
     return out
+
+
+Decoded = dict[bytes, tuple[Any, Any]]
+"""Sketch bytes -> its items as numpy arrays (values, weights): `nearest_rank`'s cache."""
+
+
+def nearest_rank(sketches: Sequence[bytes | None], rank: Callable[[int], int],
+                 cache: Decoded) -> float | None:
+    """The value of `items(sketches)` at which the cumulative weight first reaches rank(n)
+    (the last item's value if it never does; None over no item), in numpy: the same value
+    as that loop over `items` (equal values are interchangeable), for the Spark UDFs, which
+    read a batch of windows at a time; `cache` holds the decoded sketches of the batch (a
+    window's frame shares most of its tiles with the next row's)."""
+    import numpy as np
+
+    values, weights = [], []
+    for b in sketches:
+        if b is None:
+            continue
+        key = bytes(b)
+        got = cache.get(key)
+        if got is None:
+            decoded = _decode(key)
+            got = cache[key] = (np.fromiter((v for v, _ in decoded), np.float64, len(decoded)),
+                                np.fromiter((w for _, w in decoded), np.int64, len(decoded)))
+        values.append(got[0])
+        weights.append(got[1])
+    if not values:
+        return None
+    vals = np.concatenate(values)
+    if not len(vals):
+        return None
+    order = np.argsort(vals, kind="stable")
+    seen = np.cumsum(np.concatenate(weights)[order])
+    at = int(np.searchsorted(seen, rank(int(seen[-1]))))
+    return float(vals[order[min(at, len(vals) - 1)]])
 
 
 def _decode(b: bytes) -> list[tuple[float, int]]:

@@ -18,7 +18,8 @@ SQL: `spark_double_bits`) and hashes that, which is what the library's own doubl
 DuckDB has no DataSketches: the tile stage hands
 `list(x)` to a Python UDF (`featql_hll_build`, each value tagged with its kind). Every engine
 estimates a window with the same Python code: DuckDB's `featql_hll_estimate(list(sketch) OVER
-(frame))`, Spark's same-named Python UDF over `collect_list` (`SPARK_UDFS`), the online read:
+(frame))`, Spark's same-named Python (Arrow) UDF over `collect_list` (`SPARK_ARROW_UDFS`), the
+online read:
 the union of the tile sketches, estimated from its registers alone (`register_estimate`: the
 library's composite estimator, never the HIP accumulator, which depends on the order and the
 grouping of the unions: without it a compacted read differed from the all-fine one by up to
@@ -183,9 +184,14 @@ def natural_rank(p: float, n: int) -> int:
     return max(1, math.ceil(rank))
 
 
-def kll_quantile(sketches: Sequence[bytes | None], p: float) -> float | None:
+def kll_quantile(sketches: Sequence[bytes | None], p: float,
+                 cache: quantiles.Decoded | None = None) -> float | None:
     """The nearest-rank percentile over the items of the sketches (None when they hold no
-    value): the smallest item whose cumulative weight reaches natural_rank(p, n)."""
+    value): the smallest item whose cumulative weight reaches natural_rank(p, n). With a
+    `cache` (the Spark UDFs': a batch of windows), the same value by `quantiles.nearest_rank`
+    (numpy, the decoded sketches reused across calls)."""
+    if cache is not None:
+        return quantiles.nearest_rank(sketches, lambda n: natural_rank(p, n), cache)
     items = kll_items(sketches)
     n = sum(w for _, w in items)
     if n == 0:
@@ -230,8 +236,52 @@ HLL tiles natively (`hll_sketch_agg`: the library's bytes) but estimates a windo
 random bits)."""
 
 
-def register_spark_udfs(spark: Any) -> None:
-    """Register `SPARK_UDFS` on a SparkSession (again is harmless)."""
+def _arrow_hll_estimate(sketches: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.array([hll_estimate(s or ()) for s in sketches.to_pylist()], pa.int64())
+
+
+def _arrow_kll_build(values: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.array([kll_build(v or ()) for v in values.to_pylist()], pa.binary())
+
+
+def _arrow_kll_quantile(sketches: Any, p: Any) -> Any:
+    import pyarrow as pa
+
+    cache: quantiles.Decoded = {}  # a window's frame shares most tiles with the next row's
+    return pa.array([kll_quantile(s or (), q, cache)
+                     for s, q in zip(sketches.to_pylist(), p.to_pylist(), strict=True)],
+                    pa.float64())
+
+
+SPARK_ARROW_UDFS: tuple[tuple[str, Callable[..., Any], str], ...] = (
+    ("featql_hll_estimate", _arrow_hll_estimate, "bigint"),
+    ("featql_kll_build", _arrow_kll_build, "binary"),
+    ("featql_kll_quantile", _arrow_kll_quantile, "double"),
+)
+"""`SPARK_UDFS` as Arrow UDFs (`pyspark.sql.functions.arrow_udf`, Spark >= 4.1; no pandas):
+the same functions over a batch of rows at a time (pyarrow arrays in and out), the decoded
+KLL sketches of a batch shared by its windows; the same bytes and values."""
+
+
+def register_spark_udfs(spark: Any, arrow: bool = True) -> None:
+    """Register the sketch UDFs on a SparkSession (again is harmless): `SPARK_ARROW_UDFS`
+    where pyspark has `arrow_udf` (and `arrow`), else the row-at-a-time `SPARK_UDFS`."""
+    try:
+        from pyspark.sql.functions import ArrowUDFType, arrow_udf
+    except ImportError:
+        arrow = False
+    if arrow:
+        import warnings
+
+        with warnings.catch_warnings():  # "preferred to specify type hints": explicit here
+            warnings.simplefilter("ignore", UserWarning)
+            for name, fn, ret in SPARK_ARROW_UDFS:
+                spark.udf.register(name, arrow_udf(fn, ret, ArrowUDFType.SCALAR))
+        return
     for name, fn, ret in SPARK_UDFS:
         spark.udf.register(name, fn, ret)
 
