@@ -15,7 +15,7 @@ from featql.compiler.project import compile_project
 from featql.jobs.online_load import load_online
 from featql.online.base import OnlineStore
 from featql.online.codec import to_micros
-from featql.online.lookup import OnlineService
+from featql.online.lookup import OnlineService, RequestError
 
 LOADED = dt.datetime(2024, 1, 31)  # the example's data is 2024-01-01 .. 2024-01-30
 
@@ -35,8 +35,16 @@ def test_kept_decodes_answer_what_fresh_ones_do(store: OnlineStore, serve_projec
     answers = set()
     for t in times:
         fresh = OnlineService(m, store, serve_project)
-        got = kept.lookup("fraud_detection", entities, request, now_us=to_micros(t))
-        want = fresh.lookup("fraud_detection", entities, request, now_us=to_micros(t))
-        assert orjson.dumps(got) == orjson.dumps(want), t
-        answers.add(orjson.dumps(got[0]))
+        got = outcome(kept, entities, request, to_micros(t))
+        assert got == outcome(fresh, entities, request, to_micros(t)), t
+        answers.add(got)
     assert len(answers) >= 4  # the times give different answers: the check is not vacuous
+
+
+def outcome(service: OnlineService, entities: list[dict[str, int]],
+            request: list[dict[str, float]], now_us: int) -> bytes:
+    """The answer, or the refusal (a lookup too far from the load for compacted cells)."""
+    try:
+        return orjson.dumps(service.lookup("fraud_detection", entities, request, now_us=now_us))
+    except RequestError as e:
+        return orjson.dumps(e.to_json())
