@@ -36,6 +36,11 @@ class ProjectConfig:
     spark_conf: dict[str, str] = field(default_factory=dict)
     serve: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def online_compact(self) -> bool:
+        """`[online] compact`: whether the online load compacts long windows (default true)."""
+        return bool(self.online.get("compact", True))
+
 
 def load_config(root: Path, display: str, diags: Diagnostics) -> ProjectConfig:
     path = root / CONFIG_FILE

@@ -240,9 +240,8 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
     entity, the newest row created by then (by `end` when that is earlier). `compact` stores
     the tail of long windows at coarser tiles (`featql.semantics.compaction`; never for stream
     views, nor views over a source events were pushed into in this workspace: pushes fold into
-    fine tiles). It is opt-in, `[online] compact = true` in featql.toml when None: a push that
-    reaches a compacted cell keeps only its fine tail, so that entity's long windows are
-    refused (422) until the next load.
+    fine tiles). When None: `[online] compact` in featql.toml (default true; a push onto a
+    compacted cell keeps its coarse tiles, `featql.online.stream_cells`).
     """
     from featql.online.stores import open_store
 
@@ -262,7 +261,7 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
         scan, close_scan = default_scan(manifest, root, config, workspace)
     chosen = [v for v in manifest.views if v.online and (views is None or v.name in views)]
     if compact is None:
-        compact = bool(config.online.get("compact", False)) if config is not None else False
+        compact = config.online_compact if config is not None else False
     try:
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         known_by = min(now, end) if end is not None else now
