@@ -62,6 +62,7 @@ from featql.core.ir import FeatureView
 from featql.online.stream_cells import MAGIC as STREAM_MAGIC
 from featql.online.stream_cells import StreamMerger
 from featql.online.stream_cells import decode as decode_stream
+from featql.semantics import compaction
 from featql.semantics.aggregates import (
     FUNCTIONS,
     AggregateFunction,
@@ -73,6 +74,9 @@ from featql.semantics.aggregates import (
     tile_partials,
 )
 from featql.semantics.time import batch_window, floor_s, tile_range
+
+SKETCH_FOLDS = frozenset({"approx_count_distinct", "approx_percentile"})
+"""The functions whose lifetime prefix is folded by `compaction.combine` (`with_prefix`)."""
 
 KNOWN = "_featql_known"
 """The column of a known_at view's cells: when each partial was known (epoch us)."""
@@ -408,7 +412,11 @@ def with_prefix(view: FeatureView, starts: Sequence[int], columns: Mapping[str, 
     window = ListWindow(columns, 0, k)
     out: dict[str, list[Any]] = {}
     for a in view.aggregations:
-        merged = for_aggregation(a).merge(window, a.name)
+        fn = for_aggregation(a)
+        # a sketch's merge is the window's union (an object, or the list of its tiles'
+        # sketches), not a partial: its prefix is the one sketch the core combines them into
+        merged = compaction.combine(fn, a.name, window, {}) if a.function in SKETCH_FOLDS \
+            else fn.merge(window, a.name)
         for p, _ in tile_partials(a):
             col = partial_column(a.name, p)
             if p not in merged:
