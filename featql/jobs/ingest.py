@@ -36,6 +36,7 @@ from featql.core.ir import FeatureView, Manifest, Source
 from featql.jobs.ingest_group import Call, Done, submit
 from featql.jobs.ingest_log import Batch, Ledger, locked, record_keys, select, times_of, write_log
 from featql.jobs.ingest_log import expired as past_retention
+from featql.jobs.ingest_query import Rows, plain_projection, plain_rows, run_query
 from featql.jobs.ingest_records import MAX_RECORDS, records_table
 from featql.online import codec
 from featql.online.base import Cell, OnlineStore
@@ -422,20 +423,32 @@ def _cells(root: Path, manifest: Manifest, store: OnlineStore, engine: DuckDBEng
     # views and other sources are registered once per engine; they read `source_name`, the
     # Arrow table of this batch's events, replaced on every call
     registered: set[str] = sql.setdefault("\0registered", set())
-    registered.add(source_name)
-    engine.register_arrow(source_name, rows)
+    fresh = [False]  # whether this batch's events are registered yet (only a query needs it)
+
+    def query(view: FeatureView, text: str, needed: set[str] | None) -> Rows:
+        got = _plain(sql, text, source_name, rows, needed)
+        if got is not None:
+            return got
+        if not fresh[0]:
+            registered.add(source_name)
+            engine.register_arrow(source_name, rows)
+            fresh[0] = True
+        register_upstream(engine, manifest, root, view.depends_on, registered, sql)
+        return run_query(engine, sql, view.name, text)
+
     cells: list[Cell] = []
     for view in views:
-        register_upstream(engine, manifest, root, view.depends_on, registered, sql)
         if view.kind == "row":
             if view.name not in sql:
                 sql[view.name] = lower_view(manifest, view.name, "duckdb")
-            cells.extend(_row_cells(view, _query(engine, sql, view.name, sql[view.name])))
+            cells.extend(_row_cells(view, query(view, sql[view.name], None)))
             continue
         ev_key = "events:" + view.name
         if ev_key not in sql:
             sql[ev_key] = lower_events(manifest, view.name, "duckdb")
-        events = _query(engine, sql, view.name, sql[ev_key])
+        needed = {*(k.name for k in view.keys), EVENT_TS,
+                  *(input_column(a.name) for a in view.aggregations)}
+        events = query(view, sql[ev_key], needed)
         if events.num_rows == 0:
             continue
         keys = [k.name for k in view.keys]
@@ -456,64 +469,19 @@ def _cells(root: Path, manifest: Manifest, store: OnlineStore, engine: DuckDBEng
     return cells
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """A query's result as Python values per column (what `pa.Table.to_pylist` gives)."""
-
-    names: list[str]
-    columns: list[list[Any]]
-    num_rows: int
-
-    def column(self, name: str) -> list[Any]:
-        return self.columns[self.names.index(name)]
-
-
-# DuckDB types whose values `fetchall` gives exactly as Arrow's `to_pylist` does (int, float,
-# str, bool, naive datetime, date, Decimal, bytes, None); a result with another type (an
-# interval, a list, a map, a time zone) is read through Arrow as before
-_PLAIN = frozenset({"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER",
-                    "USMALLINT", "UTINYINT", "DOUBLE", "FLOAT", "VARCHAR", "BOOLEAN",
-                    "TIMESTAMP", "DATE", "BLOB", "NULL", '"NULL"'})
+def _plain(cache: dict[str, Any], text: str, source: str, rows: pa.Table,
+           needed: set[str] | None) -> Rows | None:
+    """The query's rows read off the events when it is a plain projection of `source`
+    (`ingest_query`); None: run it on DuckDB. `FEATQL_PUSH_PLAIN=0` turns this off."""
+    key = "\0plain:" + text
+    if key not in cache:
+        cache[key] = None if os.environ.get("FEATQL_PUSH_PLAIN") == "0" else \
+            plain_projection(text, source, rows.column_names)
+    projection = cache[key]
+    return None if projection is None else plain_rows(projection, rows, needed)
 
 
-def _query(engine: DuckDBEngine, cache: dict[str, Any], view: str, text: str) -> _Rows:
-    """A view's query over the events; an engine error names the view (`featql_view`).
-
-    The statement is parsed once per engine (bound on every run, so it reads this batch's
-    events) and run on the connection itself, whose result is always read to its end or
-    dropped (`complete`) before anything else uses the connection: the relation API's second
-    bind and its Arrow round trip cost more than the query over a push's few events. The
-    caller holds the engine's lock (`_engine`): no other call uses the connection meanwhile."""
-    import duckdb
-
-    key = "\0stmt:" + text
-    con = engine.con
-    try:
-        got = cache.get(key)  # (statement, whether its result types are plain; None: unknown)
-        if got is None:
-            got = cache[key] = [con.extract_statements(text)[-1], None]
-        if got[1] is not False:
-            try:
-                cur = con.execute(got[0])
-                if got[1] is None:
-                    got[1] = all(str(d[1]) in _PLAIN or str(d[1]).startswith("DECIMAL(")
-                                 for d in cur.description)
-                if got[1]:
-                    names = [d[0] for d in cur.description]
-                    rows = cur.fetchall()
-                    cols = [list(c) for c in zip(*rows, strict=True)] if rows else \
-                        [[] for _ in names]
-                    return _Rows(names, cols, len(rows))
-            finally:
-                con.complete()  # an unread result: the connection would refuse the next call
-        table = engine.query(text)
-    except duckdb.Error as e:
-        e.featql_view = view  # type: ignore[attr-defined]
-        raise
-    return _Rows(table.column_names, [c.to_pylist() for c in table.columns], table.num_rows)
-
-
-def _row_cells(view: FeatureView, table: _Rows) -> list[Cell]:
+def _row_cells(view: FeatureView, table: Rows) -> list[Cell]:
     """Per entity the newest of the batch's rows by the semantics core's order (event time,
     created, feature tuple, NULL smallest), as a cell versioned like the online load's: the
     store keeps it only if it is newer than the row it holds (last-writer-wins)."""
