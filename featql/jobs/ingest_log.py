@@ -49,6 +49,23 @@ dead letter with the reason), never dropped without a word and never counted twi
 horizon only moves forward and an identity is forgotten only behind it, so every event at or
 after the horizon is still deduplicated exactly (an event keeps its event time when it is
 re-delivered; identities recorded before retention existed have none and are kept).
+
+**Batch rows are bounded too.** A batch row is kept once `done` only so that a retried
+`batch_id` is recognised (`replayed`). Every commit deletes, through an index on the `done`
+rows' `created` time, at most a few hundred of those created more than `BATCH_RETENTION_S`
+(7 days of wall-clock time) before it, so the table holds about a week of pushes: a retry comes
+from a client that got no answer, within its timeouts, seconds to hours later, whatever the
+event times, so the period is wall-clock time and fixed, not the source's retention. `replayed`
+is exact for a batch id retried within it. Retried after it, the batch is no longer known, but
+its events still count once: each is either still remembered by its identity (event time at
+or after the horizon: a duplicate, `ingested` 0) or before the horizon (expired, set aside);
+only the answer differs (`replayed` false, the events counted as duplicates or expired). A
+batch not `done` is never deleted (recovery needs it), nor the newest row: SQLite numbers a
+new row one past the largest seq in the table, so keeping the largest keeps `seq` (and the
+log files' `ingest-<seq>.parquet` names, and `last_seq`, a stream view's `since`) increasing,
+never reused. Which sources were pushed or streamed into each workspace is kept apart
+(`pushed`, one row per pair, filled by a trigger on every batch row; `pushed_sources`), so
+deleting old batches does not lose it.
 """
 
 from __future__ import annotations
@@ -74,6 +91,8 @@ LEDGER = ".featql/ingest.db"
 LOCK = ".featql/ingest.lock"
 LOG_FOLDER = "ingest"
 RETENTION_S = 7 * 86_400  # event time the ledger remembers identities for, at least
+BATCH_RETENTION_S = 7 * 86_400  # wall-clock time a done batch row (its batch_id) is kept
+PRUNE_ROWS = 256  # done batch rows deleted per commit at most (more when a commit adds more)
 _US = 1_000_000
 _THREAD_LOCK = threading.Lock()
 _LEDGERS: dict[tuple[str, int], Ledger] = {}
@@ -89,6 +108,7 @@ CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, source TEXT NOT NUL
 CREATE UNIQUE INDEX IF NOT EXISTS batch_ids ON batches (source, workspace, batch_id)
     WHERE batch_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS batches_open ON batches (seq) WHERE state <> 'done';
+CREATE INDEX IF NOT EXISTS batches_done ON batches (created) WHERE state = 'done';
 CREATE TABLE IF NOT EXISTS view_applied (workspace TEXT NOT NULL, source TEXT NOT NULL,
     key TEXT NOT NULL, view TEXT NOT NULL, ts INTEGER,
     PRIMARY KEY (workspace, source, key, view)) WITHOUT ROWID;
@@ -144,6 +164,7 @@ class Ledger:
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.executescript(_SCHEMA)
         _add_times(self.con)
+        _add_pushed(self.con)
 
     def close(self) -> None:
         self.con.close()
@@ -214,6 +235,15 @@ class Ledger:
                 f"({','.join('?' * len(chunk))})", [source, seq, *chunk]))
         return found
 
+    def pushed(self, workspace: str) -> set[str]:
+        """The sources events were pushed or streamed into in `workspace` (see `pushed_sources`:
+        the same without the lock)."""
+        return _pushed(self.con, workspace)
+
+    def batch_rows(self) -> int:
+        """How many batch rows the ledger holds (bounded: see the module doc)."""
+        return int(self.con.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
+
     def last_seq(self) -> int:
         return int(self.con.execute("SELECT COALESCE(MAX(seq), 0) FROM batches").fetchone()[0])
 
@@ -249,6 +279,8 @@ class Ledger:
         apply_ts = log_ts if apply_rows is log_rows and len(apply_keys) == len(log_keys) \
             else times_of(apply_rows, times, len(apply_keys))
         logged = _ipc(log_rows)
+        now = _now()
+        created = now.isoformat(timespec="microseconds")
         con.execute("BEGIN IMMEDIATE")
         try:
             state = "done" if not (log_keys or apply_keys or view_keys) else \
@@ -257,9 +289,8 @@ class Ledger:
                 "INSERT INTO batches (source, workspace, batch_id, state, log_rows, apply_rows, "
                 "received, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (source, workspace, batch_id, state, logged, logged if apply_rows is log_rows
-                 else _ipc(apply_rows), received, dt.datetime.now(dt.UTC).isoformat()))
+                 else _ipc(apply_rows), received, created))
             seq = int(cur.lastrowid or 0)
-            created = dt.datetime.now(dt.UTC).isoformat()
             con.executemany(
                 "INSERT INTO batches (source, workspace, batch_id, state, received, created) "
                 "VALUES (?, ?, ?, 'done', ?, ?)",
@@ -279,6 +310,7 @@ class Ledger:
             if cells and state == "applying":
                 con.executemany("INSERT INTO redo (seq, item, view, version, payload) VALUES "
                                 "(?, ?, ?, ?, ?)", [(seq, *c) for c in cells])
+            _prune(con, now, 1 + len(members))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -346,6 +378,78 @@ def _add_times(con: sqlite3.Connection) -> None:
             con.execute(f"ALTER TABLE {table} ADD COLUMN ts INTEGER")
     con.execute("CREATE INDEX IF NOT EXISTS logged_ts ON logged (source, ts)")
     con.execute("CREATE INDEX IF NOT EXISTS applied_ts ON applied (source, ts)")
+
+
+_PUSHED = (
+    "CREATE TABLE pushed (workspace TEXT NOT NULL, source TEXT NOT NULL, "
+    "PRIMARY KEY (workspace, source)) WITHOUT ROWID",
+    "CREATE TRIGGER pushed_on_batch AFTER INSERT ON batches BEGIN INSERT OR IGNORE INTO pushed "
+    "(workspace, source) VALUES (new.workspace, new.source); END",
+    "INSERT OR IGNORE INTO pushed (workspace, source) SELECT DISTINCT workspace, source "
+    "FROM batches")
+
+
+def _add_pushed(con: sqlite3.Connection) -> None:
+    """The `pushed` table and the trigger filling it (every insert into `batches`, also by an
+    older featql sharing the file), made once: a ledger made before them gets its pairs from
+    its batch rows, in the same transaction."""
+    if _has_pushed(con):
+        return
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if not _has_pushed(con):  # another process may have made it meanwhile
+            for statement in _PUSHED:
+                con.execute(statement)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _has_pushed(con: sqlite3.Connection) -> bool:
+    return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pushed'"
+                       ).fetchone() is not None
+
+
+def _pushed(con: sqlite3.Connection, workspace: str) -> set[str]:
+    if _has_pushed(con):
+        rows = con.execute("SELECT source FROM pushed WHERE workspace = ?", (workspace,))
+    else:  # a ledger no version with `pushed` has opened yet (read-only: not migrated)
+        rows = con.execute("SELECT DISTINCT source FROM batches WHERE workspace = ?",
+                           (workspace,))
+    return {r[0] for r in rows}
+
+
+def pushed_sources(root: Path, workspace: str) -> set[str]:
+    """The sources events were pushed or streamed into in `workspace`, read without the ingest
+    lock (a read-only connection: a load may run while a push holds it); none without a
+    ledger, or when it cannot be read."""
+    path = root / LEDGER
+    if not path.exists():
+        return set()
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            return _pushed(con, workspace)
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return set()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _prune(con: sqlite3.Connection, now: dt.datetime, added: int) -> None:
+    """Delete done batch rows created more than `BATCH_RETENTION_S` before `now`, the oldest
+    first and at most `PRUNE_ROWS` (twice `added` when more: a backlog drains), never the
+    newest row (it keeps seq increasing; see the module doc). An index seek when none is due."""
+    cutoff = (now - dt.timedelta(seconds=BATCH_RETENTION_S)).isoformat(timespec="microseconds")
+    con.execute("DELETE FROM batches WHERE seq IN (SELECT seq FROM batches WHERE state = 'done' "
+                "AND created < ? ORDER BY created LIMIT ?) "
+                "AND seq < (SELECT MAX(seq) FROM batches)",
+                (cutoff, max(PRUNE_ROWS, 2 * added)))
 
 
 def times_of(rows: pa.Table | None, source: Source | None, n: int) -> list[int | None]:

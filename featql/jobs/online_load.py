@@ -288,24 +288,12 @@ def load_online(project_root: Path | str, manifest: Manifest, workspace: str,
 
 
 def _pushed_sources(root: Path, workspace: str) -> set[str]:
-    """Sources events were pushed or streamed into in this workspace (the ingest ledger):
-    their views' cells are kept fine, since pushes fold events into fine tiles."""
-    import sqlite3
+    """Sources events were pushed or streamed into in this workspace (the ingest ledger's
+    `pushed_sources`): their views' cells are kept fine, since pushes fold events into fine
+    tiles."""
+    from featql.jobs.ingest_log import pushed_sources
 
-    from featql.jobs.ingest_log import LEDGER
-
-    path = root / LEDGER
-    if not path.exists():
-        return set()
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
-        try:
-            return {r[0] for r in con.execute(
-                "SELECT DISTINCT source FROM batches WHERE workspace = ?", (workspace,))}
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return set()
+    return pushed_sources(root, workspace)
 
 
 def _reads_any(manifest: Manifest, view: FeatureView, sources: set[str]) -> bool:
