@@ -58,6 +58,7 @@ class ServeSettings:
     metrics_dir: Path
     max_entities: int = MAX_ENTITIES
     max_body_bytes: int = MAX_BODY_BYTES
+    ingest_socket: Path | None = None  # the ingest process's (featql.server.ingest_host)
 
 
 @dataclass(frozen=True)
@@ -315,39 +316,28 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
         except RequestError as e:
             return json_reply(e.to_json(), e.status)
 
+    forwarder = None
+    if settings.ingest_socket is not None:  # a multi-worker server's (featql.server.ingest_host)
+        from featql.server.ingest_host import Forwarder
+
+        forwarder = Forwarder(settings.ingest_socket)
+
     def ingest(call: Call, source_name: str) -> Reply:
         """POST /v1/ingest/<source>: validated, deduplicated, logged, answered once the online
-        store holds the values (featql.jobs.ingest)."""
-        from featql.core.errors import UserError
-        from featql.jobs.ingest import find_source, ingest_events
+        store holds the values (featql.jobs.ingest); applied by the server's ingest process
+        when it has one (featql.server.ingest_host), else here."""
+        from featql.jobs.ingest import find_source
+        from featql.server.ingest_host import ingest_reply
 
         try:
             find_source(manifest, source_name)  # unknown source first: 404 with a hint
-            body = call.json_object()
-            for key in body:
-                if key not in INGEST_FIELDS:
-                    hint = did_you_mean(key, INGEST_FIELDS)
-                    raise RequestError(400, "unknown_field", f"unknown field '{key}'"
-                                       + (f": {hint}" if hint else
-                                          f" (expected {', '.join(INGEST_FIELDS)})"), key)
-            if "records" not in body:
-                raise RequestError(400, "missing_field", "body lacks 'records'", "records")
-            batch_id = body.get("batch_id")
-            if batch_id is not None and not isinstance(batch_id, str):
-                raise RequestError(400, "invalid_field", "'batch_id' must be a string",
-                                   "batch_id")
-            report = ingest_events(settings.root, manifest, settings.workspace, source_name,
-                                   body["records"], batch_id=batch_id, store=store)
+            raw = call.body()
+            if forwarder is not None:
+                status, body = forwarder.forward(source_name, raw)
+                return Reply(status, body, service=OTHER)
         except RequestError as e:
             return error_reply(e, OTHER)
-        except UserError as e:
-            if isinstance(e, OnlineStoreError):
-                return error_reply(e, OTHER)
-            return Reply(422, error_body(422, "ingest_refused", str(e), "source"),
-                         service=OTHER)
-        except Exception as e:
-            return error_reply(e, OTHER)
-        return Reply(200, orjson.dumps(report.to_json()), service=OTHER)
+        return ingest_reply(settings, manifest, store, source_name, raw)
 
     def healthz(call: Call) -> Reply:
         return json_reply({"status": "ok", "project": manifest.project, "pid": os.getpid(),

@@ -8,6 +8,7 @@ serve`) loads the workspace's applied manifest once and writes it to
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -121,6 +122,24 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, threads: 
         app = create_app(settings)
         app.run(host=host, port=port, use_reloader=True, threaded=True)
         return
+    if workers <= 1:
+        _serve(settings, host, port, workers, threads, interface, loop, server_name,
+               granian_options)
+        return
+    from featql.server.ingest_host import IngestHost
+
+    host_process = IngestHost(settings)  # pushes of all workers applied in one process
+    host_process.start()
+    try:
+        _serve(dataclasses.replace(settings, ingest_socket=host_process.path), host, port,
+               workers, threads, interface, loop, server_name, granian_options)
+    finally:
+        host_process.stop()
+
+
+def _serve(settings: ServeSettings, host: str, port: int, workers: int, threads: int,
+           interface: str, loop: str | None, server_name: str | None,
+           granian_options: dict[str, Any] | None) -> None:
     level = os.environ.get("FEATQL_LOG_LEVEL", "warning").lower()
     if chosen_server(server_name) == "uvicorn":
         from featql.server.uvicorn_server import serve_uvicorn

@@ -15,12 +15,15 @@ from .server import Server, cli
 AT = "2024-03-02T12:30:00"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
+def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+           ) -> Iterator[Server]:
+    """Both shapes: one worker applies its pushes itself; with two, each worker hands them to
+    the server's ingest process (featql.server.ingest_host), which must answer the same."""
     root = write_project(tmp_path_factory.mktemp("push") / "proj")
     done = cli(root, "apply", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
-    srv = Server(root)
+    srv = Server(root, workers=request.param)
     try:
         yield srv
     finally:

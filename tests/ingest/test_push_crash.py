@@ -45,7 +45,7 @@ def test_twenty_kills_lose_nothing_and_count_nothing_twice(tmp_path: Path) -> No
     assert cli(root, "apply", "--yes").returncode == 0
     events = _events(3000)
     batches = [events[i:i + 25] for i in range(0, len(events), 25)]
-    server = Server(root)
+    server = Server(root, workers=2)  # pushes applied by its ingest process
     acked = [0]
     retries = [0]
     stop = threading.Event()
@@ -87,7 +87,7 @@ def test_twenty_kills_lose_nothing_and_count_nothing_twice(tmp_path: Path) -> No
             time.sleep(rng.uniform(0.05, 0.6))
             server.kill()
             kills += 1
-            server = Server(root, port=server.port)
+            server = Server(root, port=server.port, workers=2)
         kills_done.set()
         for thread in threads:
             thread.join(300)
