@@ -296,16 +296,21 @@ class _ViewRun:
         stream = self.source.stream
         assert stream is not None
         if stream.kind == "kafka":
-            kafka = (spark.readStream.format("kafka")
-                    .option("kafka.bootstrap.servers", stream.bootstrap)
-                    .option("subscribe", stream.topic)
-                    .option("startingOffsets", "earliest")
-                    .option("failOnDataLoss", "true")
-                    .option("maxOffsetsPerTrigger", str(self.max_batch))
-                    .option("kafka.request.timeout.ms", str(KAFKA_TIMEOUT_MS))
-                    .option("kafka.default.api.timeout.ms", str(KAFKA_TIMEOUT_MS))
-                    .option("fetchOffset.numRetries", "1")
-                    .load())
+            try:
+                kafka = (spark.readStream.format("kafka")
+                         .option("kafka.bootstrap.servers", stream.bootstrap)
+                         .option("subscribe", stream.topic)
+                         .option("startingOffsets", "earliest")
+                         .option("failOnDataLoss", "true")
+                         .option("maxOffsetsPerTrigger", str(self.max_batch))
+                         .option("kafka.request.timeout.ms", str(KAFKA_TIMEOUT_MS))
+                         .option("kafka.default.api.timeout.ms", str(KAFKA_TIMEOUT_MS))
+                         .option("fetchOffset.numRetries", "1")
+                         .load())
+            except Exception as e:  # pyspark's AnalysisException [DATA_SOURCE_NOT_FOUND]
+                if not _no_connector(e):
+                    raise
+                raise StreamError(connector_missing(self.source)) from None
             if stream.format == "avro":
                 return _avro_frame(kafka, self.source)
             return (kafka.selectExpr("CAST(value AS STRING) AS value",
@@ -378,8 +383,25 @@ def _avro_frame(kafka: Any, source: Source) -> Any:
         raise StreamError(
             f"source '{source.name}' (format = avro): Spark's Avro functions (spark-avro) are "
             f"not on the SparkSession's classpath: run `make kafka` to fetch them into "
-            f"{jars_folder() / SPARK_AVRO}, and start the session with "
-            "featql.engines.kafka_jars.spark_kafka_conf(avro=True)") from None
+            f"{jars_folder() / SPARK_AVRO}, then restart `featql stream` (it puts them on its "
+            "session when they are there; a session of your own needs "
+            "featql.engines.kafka_jars.spark_kafka_conf(avro=True))") from None
+
+
+def _no_connector(error: BaseException) -> bool:
+    """Spark has no `kafka` data source: its connector is not on the session's classpath."""
+    text = str(error)
+    return "DATA_SOURCE_NOT_FOUND" in text or "Failed to find data source: kafka" in text
+
+
+def connector_missing(source: Source) -> str:
+    from featql.engines.kafka_jars import SPARK_KAFKA, jars_folder
+
+    return (f"source '{source.name}' ({describe(source)}): Spark's Kafka connector is not on "
+            "this stream's SparkSession (it started without the connector: it was not "
+            f"fetched then): run `make kafka` to fetch it into {jars_folder() / SPARK_KAFKA}, "
+            "then restart `featql stream` (every view resumes from its checkpoint; what was "
+            "applied stays applied)")
 
 
 def explain(source: Source, inner: BaseException | None, spark_error: Any) -> StreamError:
@@ -454,6 +476,7 @@ def run_stream(root: Path | str, manifest: Manifest, workspace: str,
 
     def start(run: _ViewRun) -> None:
         run.start(spark, until_idle, trigger_seconds)
+        watch.add(run.source)  # a Kafka view applied later: its broker watched too
 
     follow = None if applied_id is None else Follow(
         AppliedWatch(root, workspace, applied_id, reload_seconds), views, start,
@@ -498,7 +521,7 @@ def _wait(runs: list[_ViewRun], watch: Any, until_idle: bool,
             if failure is not None:
                 raise failure
         gone = watch.gone()
-        if gone is not None:
+        if gone is not None and any(r.source.name == gone.name for r in runs):  # still read
             raise StreamError(broker_gone(gone))
         if on_progress is not None:
             on_progress([r.stats for r in runs])
@@ -519,11 +542,23 @@ def _wait(runs: list[_ViewRun], watch: Any, until_idle: bool,
 
 
 def _session(config: ProjectConfig | None, kafka: bool, avro: bool = False) -> Any:
-    from featql.engines.kafka_jars import spark_kafka_conf
+    """The stream's SparkSession. Spark's Kafka connector (and spark-avro) goes on it whenever
+    `make kafka` fetched it, Kafka views or not: the classpath is fixed once the JVM starts,
+    and an apply may add a Kafka view to a running files stream (`stream_follow`). Missing, it
+    is an error only when a Kafka view runs now (a later one is refused: `connector_missing`).
+    The project's own `spark.jars` are kept."""
+    from featql.engines.kafka_jars import KafkaJarsMissing, spark_kafka_conf
     from featql.engines.spark import spark_session
 
     conf = dict(config.spark_conf) if config is not None else {}
-    if kafka:
-        conf.update(spark_kafka_conf(avro=avro))
+    try:
+        extra = spark_kafka_conf(avro=avro)
+    except KafkaJarsMissing:
+        if kafka:
+            raise
+        extra = {}
+    jars = [j for j in (conf.get("spark.jars", ""), extra.get("spark.jars", "")) if j]
+    if jars:
+        conf["spark.jars"] = ",".join(jars)
     master = config.spark_master if config is not None else "local[2]"
     return spark_session(master, conf)

@@ -15,6 +15,12 @@ fingerprint and its own fingerprint:
   definition, from its checkpoint (reset when the stream location changed, as on a restart);
 - the others keep running, on the new manifest from their next micro-batch.
 
+An added or changed view's online cells are those of its definition (its fingerprint): they
+hold what its query streamed until `featql materialize --online` loads the backfill (the apply
+records itself before its backfill runs, so the stream cannot load it at once); the note on
+the `Progress` says so. Loaded after events streamed, the load builds the cells from the log
+(those events included) and the query goes on from its checkpoint: each event counts once.
+
 With `--view V`, only the named views are followed (V removed: its query stops).
 """
 
@@ -34,6 +40,9 @@ if TYPE_CHECKING:
 
 RELOAD_S = 2.0
 """How often a running stream asks the registry for a newer apply of its workspace."""
+
+_LOAD = ("; once its backfill is done, `featql materialize --online` loads it into the online "
+         "store (until then the view's online values hold only what streamed since)")
 
 Key = tuple[str, str, str]  # (source, its declaration's digest, view fingerprint)
 
@@ -175,14 +184,14 @@ class Follow(Generic[R]):
             self._say(f"{label}: {view.name} changed: its query restarted on the new "
                       "definition" + (" (its checkpoint was reset: the stream location "
                                       "changed)" if new.stats.reset else
-                                      ", from its checkpoint"))
+                                      ", from its checkpoint") + _LOAD)
         for src, view in plan.added:
             new = self.make(manifest, src, view)
             self._kafka(src)
             self.start(new)
             runs.append(new)
             self._say(f"{label}: {view.name} added: its query started ({new.stats.location}; "
-                      "the events after its backfill)")
+                      "the events after its backfill)" + _LOAD)
         for name in plan.kept:
             by_name[name].manifest = manifest
 

@@ -4,8 +4,9 @@ exist, and a broker that is not (or no longer) there.
 Spark's Kafka source reports a missing topic only at its first batch and a vanished broker only
 after its client's timeouts, in a Java stack trace. With confluent-kafka installed (the
 `stream` extra), `check_topics` asks each broker for its topics before the queries start, and
-`BrokerWatch` asks again every few seconds while they run: a broker that has not answered for
-`BROKER_GONE_S` stops the stream with an error naming it. Without confluent-kafka both are
+`BrokerWatch` asks again every few seconds while they run (a Kafka view an apply adds is
+watched from its start): a broker that has not answered for `BROKER_GONE_S` stops the stream
+with an error naming it, while a query still reads from it. Without confluent-kafka both are
 skipped and Spark's own failure is explained instead (`featql.jobs.stream.explain`).
 """
 
@@ -67,14 +68,25 @@ class BrokerWatch:
         from featql.jobs.stream import BROKER_GONE_S
 
         self.gone_after = BROKER_GONE_S if gone_after is None else gone_after
-        self._admins = [(s, _admin(s.stream.bootstrap)) for s in sources
-                        if s.stream is not None and s.stream.bootstrap is not None]
-        self._admins = [(s, a) for s, a in self._admins if a is not None]
-        now = time.monotonic()
-        self._last_answer = {s.name: now for s, _ in self._admins}
+        self._admins: list[tuple[Source, Any]] = []
+        self._last_answer: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if self._admins:
+        for source in sources:
+            self.add(source)
+
+    def add(self, source: Source) -> None:
+        """Watch `source`'s broker too (a Kafka view applied while the stream runs); a source
+        watched already, or not over Kafka, changes nothing."""
+        stream = source.stream
+        if stream is None or stream.bootstrap is None or source.name in self._last_answer:
+            return
+        admin = _admin(stream.bootstrap)
+        if admin is None:
+            return
+        self._last_answer[source.name] = time.monotonic()
+        self._admins = [*self._admins, (source, admin)]  # a new list: the thread reads it
+        if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="featql-broker-watch",
                                             daemon=True)
             self._thread.start()
