@@ -50,22 +50,18 @@ horizon only moves forward and an identity is forgotten only behind it, so every
 after the horizon is still deduplicated exactly (an event keeps its event time when it is
 re-delivered; identities recorded before retention existed have none and are kept).
 
-**Batch rows are bounded too.** A batch row is kept once `done` only so that a retried
-`batch_id` is recognised (`replayed`). Every commit deletes, through an index on the `done`
-rows' `created` time, at most a few hundred of those created more than `BATCH_RETENTION_S`
-(7 days of wall-clock time) before it, so the table holds about a week of pushes: a retry comes
-from a client that got no answer, within its timeouts, seconds to hours later, whatever the
-event times, so the period is wall-clock time and fixed, not the source's retention. `replayed`
-is exact for a batch id retried within it. Retried after it, the batch is no longer known, but
-its events still count once: each is either still remembered by its identity (event time at
-or after the horizon: a duplicate, `ingested` 0) or before the horizon (expired, set aside);
-only the answer differs (`replayed` false, the events counted as duplicates or expired). A
-batch not `done` is never deleted (recovery needs it), nor the newest row: SQLite numbers a
-new row one past the largest seq in the table, so keeping the largest keeps `seq` (and the
-log files' `ingest-<seq>.parquet` names, and `last_seq`, a stream view's `since`) increasing,
-never reused. Which sources were pushed or streamed into each workspace is kept apart
-(`pushed`, one row per pair, filled by a trigger on every batch row; `pushed_sources`), so
-deleting old batches does not lose it.
+**Batch rows are bounded too.** A `done` batch row is kept only so that a retried `batch_id`
+is recognised (`replayed`). Every commit deletes, through an index on `created`, at most
+`PRUNE_ROWS` of those made more than `BATCH_RETENTION_S` (7 days, wall-clock) before it: a
+retry comes from a client that got no answer, within its timeouts, whatever the event times,
+so the period is wall-clock time, not the source's retention. `replayed` is exact within it.
+Retried after it, the batch is not known any more, but its events still count once: each is
+still remembered by its identity (event time at or after the horizon: a duplicate) or is
+before the horizon (expired, set aside); only the answer differs (`replayed` false). A batch
+not `done` is never deleted (recovery needs it), nor the newest row: SQLite numbers a new row
+one past the largest seq in the table, so seq numbers (`ingest-<seq>.parquet`, `last_seq`, a
+stream view's `since`) keep increasing, never reused. Which sources were pushed or streamed
+into each workspace has a table of its own (`pushed`, filled by a trigger on `batches`).
 """
 
 from __future__ import annotations
@@ -234,6 +230,17 @@ class Ledger:
                 f"SELECT key FROM logged WHERE source = ? AND seq <= ? AND key IN "
                 f"({','.join('?' * len(chunk))})", [source, seq, *chunk]))
         return found
+
+    def loaded(self, workspace: str, source: str, view: str) -> int:
+        """An online load rebuilt `view`'s cells from the log as it is (under the lock): every
+        identity the log holds counts as applied to it from now on (`view_applied`), so the
+        view's query, reading an event of them from the stream later, or a push of one,
+        skips it (it was counted by the load). How many were marked."""
+        cur = self.con.execute(
+            "INSERT OR IGNORE INTO view_applied (workspace, source, key, view, ts) "
+            "SELECT ?, source, key, ?, ts FROM logged WHERE source = ?",
+            (workspace, view, source))
+        return int(cur.rowcount)
 
     def pushed(self, workspace: str) -> set[str]:
         """The sources events were pushed or streamed into in `workspace` (see `pushed_sources`:

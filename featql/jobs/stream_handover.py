@@ -133,8 +133,11 @@ def load_online_locked(root: Path, manifest: Manifest, workspace: str,
     push may read the cell before the load and write after it. Under the lock, the batches a
     crashed push left are finished first (their events are in the log and must be in the
     cells once: `ingest._recover`), then every cell is rebuilt from the log as it is; a push
-    that waited then adds its events to those cells. Row-level views need no lock: their
-    cells are versioned by (event time, created), the newest row wins in any order.
+    that waited then adds its events to those cells. Every identity in the log is then marked
+    applied to the view (`Ledger.loaded`): the view's query reading one of them from the
+    stream later (a sibling's query logged it before the load), or a push of one, skips it
+    instead of counting it a second time. Row-level views need no lock: their cells are
+    versioned by (event time, created), the newest row wins in any order.
     `lock_timeout` (seconds, None: wait): a lock held longer is a clear error, the offline
     store and the other views loaded all the same."""
     from featql.jobs.ingest import _recover, is_stream_view
@@ -160,6 +163,9 @@ def load_online_locked(root: Path, manifest: Manifest, workspace: str,
                     with progress.task(f"online ← {view.name} (from the log)", 1) as advance:
                         cells, hi_s = stream_view_cells(root, manifest, view)
                         rep = store.write(cells)
+                        src = manifest.stream_source(view)
+                        if src is not None:  # what the cells hold is the view's now
+                            ledger.loaded(workspace, src.name, view.name)
                         advance(1)
                     w, sk = rep.by_view.get(codec.cell_name(view), (0, 0))
                     through = None if hi_s is None else codec.from_micros(hi_s * US).isoformat()

@@ -182,3 +182,133 @@ def test_the_reload_plan_starts_stops_and_restarts(tmp_path: Path) -> None:
 def m2_target(manifest: Any) -> tuple[Any, Any]:
     view = manifest.view("user_last")
     return manifest.stream_source(view), view
+
+
+@pytest.mark.slow
+def test_events_around_the_apply_of_a_view_count_once_in_it(spark: Any, tmp_path: Path) -> None:
+    """A stream aggregate view applied while the stream runs, with events logged before the
+    apply (streamed by its sibling's query, and pushed), pushed during it, logged by the
+    sibling's query between the stream noticing it and its online backfill (the race: the
+    view's own query reads those only after the backfill, which has them from the log), and
+    arriving after: its online values and the training set equal the oracle's, each event
+    once."""
+    from featql.jobs.ingest import ingest_events
+
+    root = _files_project(tmp_path / "proj")
+    aggs_sql = (root / "views/user_aggs.sql").read_text()
+    (root / "views/user_aggs.sql").unlink()
+    (root / "services/svc.sql").write_text(
+        "-- @feature_service(name = svc, features = [user_last.*])\n")
+    _apply(root)
+    applied = load_applied(root, None)
+    ws = applied.workspace
+    rng = random.Random(23)
+
+    def push(manifest: Any, events: list[dict[str, Any]], **kw: Any) -> Any:
+        return ingest_events(root, manifest, ws, "txns",
+                             [json.loads(message(e)) for e in events], **kw)
+
+    streamed = make_events(rng, 0, 60, START, 3)
+    _drop(root, "part-1.json", streamed)
+    notes = _Notes()
+    stats: dict[str, tuple[int, int, int]] = {}
+    stop = threading.Event()
+    out: dict[str, Any] = {}
+
+    def seen(rows: Any) -> None:
+        stats.clear()
+        stats.update({s.view: (s.events, s.ingested, s.duplicates) for s in rows})
+
+    def stream() -> None:
+        try:
+            out["report"] = run_stream(root, applied.run_manifest, ws, spark=spark,
+                                       trigger_seconds=0.3, stop=stop, max_seconds=600,
+                                       applied_id=applied.apply_id, reload_seconds=0.3,
+                                       progress=notes, on_progress=seen)
+        except BaseException as e:  # raised by the test's thread
+            out["error"] = e
+
+    def until(what: Callable[[], bool], why: str) -> None:
+        deadline = time.monotonic() + 180
+        while not what():
+            assert "error" not in out, out["error"]
+            assert time.monotonic() < deadline, (why, stats, notes.lines)
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        until(lambda: stats.get("user_last", (0, 0, 0))[1] == 60, "user_last streams part-1")
+        before = make_events(rng, 1000, 15, START + dt.timedelta(hours=1), 2)
+        assert push(applied.run_manifest, before).ingested == 15  # user_last's manifest
+        (root / "views/user_aggs.sql").write_text(aggs_sql)
+        (root / "services/svc.sql").write_text(BOTH)
+        _apply(root)
+        both = load_applied(root, None).run_manifest
+        during = make_events(rng, 2000, 12, START + dt.timedelta(hours=2), 2)
+        assert push(both, during).ingested == 12  # the stream may not know of the apply yet
+        until(lambda: any("user_aggs added" in n for n in notes.lines), "user_aggs noticed")
+        # user_last's query takes these first (the very call its micro-batch makes), the
+        # online backfill then reads them from the log, and user_aggs's query reads them
+        # from the stream after it
+        raced = make_events(rng, 3000, 20, START + dt.timedelta(hours=3), 1)
+        rep = push(both, raced, batch_id="stream:sibling:0", view="user_last", limit=None)
+        assert (rep.ingested, rep.logged) == (20, 20)
+        materialize(root, both, ws, views=["user_aggs"], online=True)
+        after = make_events(rng, 4000, 25, START + dt.timedelta(hours=3, minutes=30), 1)
+        _drop(root, "part-2.json", raced + after)
+        until(lambda: stats.get("user_aggs", (0, 0, 0))[0] == 105
+              and stats.get("user_last", (0, 0, 0))[0] == 105, "both stream part-2")
+        pushed_after = make_events(rng, 5000, 10, START + dt.timedelta(hours=4), 1)
+        assert push(both, pushed_after).ingested == 10
+        # user_aggs's query: part-1 is its backfill's (before its since), the raced events
+        # are in its backfill too; only part-2's new events are its own
+        assert stats["user_aggs"] == (105, 25, 80), stats
+        assert stats["user_last"] == (105, 85, 20), stats
+        everything = streamed + before + during + raced + after + pushed_after
+        last = max(e["event_ts"] for e in everything)
+        times = [last + dt.timedelta(microseconds=1), last + dt.timedelta(minutes=9),
+                 last + dt.timedelta(hours=1), last + dt.timedelta(hours=2, minutes=30)]
+        assert check_online_and_training(root, everything, times) > 0
+        inside = [START + dt.timedelta(hours=h, minutes=10) for h in range(1, 5)]
+        assert check_online_and_training(root, everything, inside, online=False) > 0
+    finally:
+        stop.set()
+        thread.join(120)
+    assert "error" not in out, out["error"]
+
+
+def test_an_online_load_marks_what_it_holds_applied_to_the_view(tmp_path: Path) -> None:
+    """The ledger side of the race above, no Spark: events a sibling's query logged before a
+    stream view's online load are in the load's cells; the view's own query (the same call
+    its micro-batch makes) and a push of them later skip them, the new ones count once."""
+    from featql.jobs.ingest import ingest_events
+    from featql.jobs.ingest_log import locked
+
+    root = _files_project(tmp_path / "proj")
+    _apply(root)
+    applied = load_applied(root, None)
+    manifest, ws = applied.run_manifest, applied.workspace
+    rng = random.Random(5)
+
+    def call(events: list[dict[str, Any]], **kw: Any) -> Any:
+        return ingest_events(root, manifest, ws, "txns",
+                             [json.loads(message(e)) for e in events], limit=None, **kw)
+
+    sibling = make_events(rng, 0, 40, START, 2)
+    assert call(sibling, batch_id="stream:last:0", view="user_last").logged == 40
+    materialize(root, manifest, ws, views=["user_aggs"], online=True)
+    with locked(root) as ledger:  # the load marked the log's identities for user_aggs
+        assert ledger.known_views("txns", [str(e["txn_id"]) for e in sibling], ws) == {
+            str(e["txn_id"]): {"user_last", "user_aggs"} for e in sibling}
+    new = make_events(rng, 100, 30, START + dt.timedelta(hours=2), 1)
+    rep = call(sibling + new, batch_id="stream:aggs:0", view="user_aggs")
+    assert (rep.ingested, rep.duplicates, rep.logged) == (30, 40, 30)
+    rep = call(sibling + new, batch_id="stream:last:1", view="user_last")  # its query too
+    assert (rep.ingested, rep.duplicates, rep.logged) == (30, 40, 0)
+    call(sibling[:10])  # a push of some again: every view has them, no cell changes
+    everything = sibling + new
+    last = max(e["event_ts"] for e in everything)
+    times = [last + dt.timedelta(microseconds=1), last + dt.timedelta(minutes=30),
+             last + dt.timedelta(hours=1, minutes=5)]
+    assert check_online_and_training(root, everything, times) > 0
