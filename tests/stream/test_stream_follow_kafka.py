@@ -3,15 +3,23 @@
 What happened before: the stream's SparkSession was built with Spark's Kafka connector only
 when a Kafka view ran at the start, so a Kafka view an apply added later got a query whose
 `format("kafka")` failed (`AnalysisException: Failed to find data source: kafka`), which ended
-the stream as an internal error (reproduced in a fresh process; the test session's one
-SparkSession always has the connector). Now the connector is on every stream session when it
-was fetched (`_session`), and a session without it refuses the Kafka view with a `StreamError`
-saying to fetch it and restart `featql stream`."""
+the command as an internal error (exit 2). The command test below runs `featql stream` in a
+process of its own (the test session's one SparkSession always has the connector), and fails
+that way on the old `_session`. Now the connector is on every stream session when it was
+fetched (`_session`), and a session without it refuses the Kafka view with a `StreamError`
+(exit 1) saying to fetch it and restart `featql stream`."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +40,10 @@ from .test_stream_files import _files_project
 from .test_stream_follow import _apply, _drop
 
 TOPIC = "txns-follow"
+FEATQL = [sys.executable, "-m", "featql.cli"]
 
 
-def _add_kafka_view(root: Path, bootstrap: str) -> None:
+def _add_kafka_view(root: Path, bootstrap: str, topic: str = TOPIC) -> None:
     """A second source `ktxns` over a Kafka topic (its batch log empty) and `user_aggs` over
     it, served alone by `aggs`."""
     (root / "data/ktxns").mkdir(parents=True)
@@ -42,7 +51,7 @@ def _add_kafka_view(root: Path, bootstrap: str) -> None:
     (root / "sources/ktxns.sql").write_text(
         "-- @source(name = ktxns, timestamp = event_ts, created = created_ts,\n"
         "--         batch = parquet('data/ktxns/'),\n"
-        f"--         stream = kafka(topic = '{TOPIC}', bootstrap = '{bootstrap}', "
+        f"--         stream = kafka(topic = '{topic}', bootstrap = '{bootstrap}', "
         "format = json),\n"
         "--         lateness = '1h', key = txn_id)\n"
         "CREATE TABLE ktxns (txn_id BIGINT, user_id BIGINT, amount DOUBLE, channel STRING,\n"
@@ -110,6 +119,89 @@ def test_a_kafka_view_applied_to_a_running_files_stream(kafka_spark: Any, kafka_
         want = {k: v for k, v in expected(files + more, u, at).items()
                 if k.startswith("user_last.")}
         assert all(close(row[k], v) for k, v in want.items()), (u, row, want)
+
+
+
+def _streamed(root: Path, source: str, view: str) -> int:
+    """Messages the view's checkpoint has read and committed (its state after its last batch)."""
+    try:
+        state = json.loads((root / f".featql/stream/dev/{source}/{view}/state.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return int(state["after"]["events"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fetched", [True, False], ids=["connector", "no-connector"])
+def test_the_command_takes_a_kafka_view_applied_while_it_streams_files(
+        kafka_broker: str, tmp_path: Path, fetched: bool) -> None:
+    """The real `featql stream` in a process of its own (its own SparkSession, built by the
+    command from a files-only workspace). Before the fix it ended with exit 2, `internal
+    error: AnalysisException: Failed to find data source: kafka`, once the Kafka view was
+    applied. Now the view streams; with the connector not fetched (`FEATQL_JARS` an empty
+    folder) the command stops with exit 1 saying to fetch it and restart."""
+    topic = f"txns-follow-cmd-{fetched}"
+    root = _files_project(tmp_path / "proj")
+    aggs_sql = (root / "views/user_aggs.sql").read_text()
+    (root / "views/user_aggs.sql").unlink()
+    (root / "services/svc.sql").write_text(
+        "-- @feature_service(name = svc, features = [user_last.*])\n")
+    _apply(root)
+    rng = random.Random(29)
+    _drop(root, "part-1.json", make_events(rng, 0, 40, START, 2))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PYSPARK_SUBMIT_ARGS", None)  # the command builds its own session
+    if not fetched:
+        (tmp_path / "no-jars").mkdir()
+        env["FEATQL_JARS"] = str(tmp_path / "no-jars")
+    err_path, out_path = tmp_path / "stream.err", tmp_path / "stream.out"
+    with err_path.open("wb") as err, out_path.open("wb") as out:
+        proc = subprocess.Popen([*FEATQL, "stream", "--trigger", "0.5", "--max-seconds", "400",
+                                 "--project", str(root)], env=env, stdout=out, stderr=err)
+
+    def until(what: Callable[[], bool], why: str) -> None:
+        deadline = time.monotonic() + 180
+        while not what():
+            assert proc.poll() is None, (why, proc.returncode, err_path.read_text()[-3000:])
+            assert time.monotonic() < deadline, (why, err_path.read_text()[-3000:])
+            time.sleep(0.2)
+
+    kafka = make_events(rng, 10_000, 60, START + dt.timedelta(hours=1), 2)
+    try:
+        until(lambda: _streamed(root, "txns", "user_last") == 40, "user_last streams part-1")
+        create_topic(kafka_broker, topic, 2)
+        (root / "views/user_aggs.sql").write_text(aggs_sql)
+        _add_kafka_view(root, kafka_broker, topic)
+        _apply(root)
+        if not fetched:  # refused: a clear error, exit 1, what was streamed stays
+            assert proc.wait(timeout=120) == 1, err_path.read_text()[-3000:]
+            text = err_path.read_text()
+            assert "internal error" not in text, text[-3000:]
+            assert ("source 'ktxns' (kafka topic 'txns-follow-cmd-False' on "
+                    f"{kafka_broker}): Spark's Kafka connector is not on this stream's "
+                    "SparkSession") in text, text[-3000:]
+            assert "then restart `featql stream`" in text, text[-3000:]
+            assert _streamed(root, "txns", "user_last") == 40
+            return
+        until(lambda: "user_aggs added" in err_path.read_text(), "user_aggs noticed")
+        produce(kafka_broker, topic, [(str(e["user_id"]).encode(), message(e)) for e in kafka])
+        until(lambda: _streamed(root, "ktxns", "user_aggs") == 60, "user_aggs streams")
+        proc.send_signal(signal.SIGTERM)  # the command stops between micro-batches
+        assert proc.wait(timeout=60) == 0, err_path.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    lines = out_path.read_text().splitlines()
+    assert lines[0].startswith(f"✓ user_aggs ← ktxns (kafka topic '{topic}' on "
+                               f"{kafka_broker}): "), lines
+    assert lines[0].endswith(" batch(es), 60 event(s) read, 60 ingested, 0 duplicate(s), 0 "
+                             "late, 0 dead letter(s)"), lines
+    assert lines[1].startswith("✓ user_last ← txns") and "40 ingested" in lines[1], lines
+    last = max(e["event_ts"] for e in kafka)
+    assert _check_aggs(root, kafka, [last + dt.timedelta(microseconds=1),
+                                     last + dt.timedelta(minutes=30),
+                                     START + dt.timedelta(hours=2, minutes=1)]) > 0
 
 
 class _NoKafka:
