@@ -426,7 +426,7 @@ def _cells(root: Path, manifest: Manifest, store: OnlineStore, engine: DuckDBEng
     fresh = [False]  # whether this batch's events are registered yet (only a query needs it)
 
     def query(view: FeatureView, text: str, needed: set[str] | None) -> Rows:
-        got = _plain(sql, text, source_name, rows, needed)
+        got = _plain(sql, text, manifest.source(source_name), rows, needed)
         if got is not None:
             return got
         if not fresh[0]:
@@ -469,16 +469,24 @@ def _cells(root: Path, manifest: Manifest, store: OnlineStore, engine: DuckDBEng
     return cells
 
 
-def _plain(cache: dict[str, Any], text: str, source: str, rows: pa.Table,
+def _plain(cache: dict[str, Any], text: str, source: Source | None, rows: pa.Table,
            needed: set[str] | None) -> Rows | None:
     """The query's rows read off the events when it is a plain projection of `source`
     (`ingest_query`); None: run it on DuckDB. `FEATQL_PUSH_PLAIN=0` turns this off."""
     key = "\0plain:" + text
     if key not in cache:
-        cache[key] = None if os.environ.get("FEATQL_PUSH_PLAIN") == "0" else \
-            plain_projection(text, source, rows.column_names)
+        cache[key] = None if os.environ.get("FEATQL_PUSH_PLAIN") == "0" or source is None \
+            else plain_projection(text, source.name, {c.name: c.type for c in source.columns})
     projection = cache[key]
-    return None if projection is None else plain_rows(projection, rows, needed)
+    if projection is None or source is None:
+        return None
+    from featql.semantics.types import arrow_type
+
+    for c in source.columns:  # the types records_table gives (a CAST to them is no-op)
+        i = rows.schema.get_field_index(c.name)
+        if i < 0 or rows.schema.field(i).type != arrow_type(c.type):
+            return None
+    return plain_rows(projection, rows, needed)
 
 
 def _row_cells(view: FeatureView, table: Rows) -> list[Cell]:

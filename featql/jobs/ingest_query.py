@@ -19,7 +19,7 @@ needs, and any query shape not listed above runs on DuckDB as before (`run_query
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,17 @@ if TYPE_CHECKING:
 NULL = ""  # the origin of an output that is a typed NULL
 OTHER = "\0"  # the origin of an output computed by an expression (not read off the events)
 # the Select arguments a plain projection may have (any other set: not plain)
-_ALLOWED = frozenset({"expressions", "from_", "with_"})
+_ALLOWED = frozenset({"expressions", "from_", "with_", "where"})
+_FLIP = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_OPS: dict[type[exp.Expression], str] = {exp.EQ: "=", exp.NEQ: "<>", exp.LT: "<",
+                                         exp.LTE: "<=", exp.GT: ">", exp.GTE: ">="}
+# a condition: ("and"|"or", a, b) | ("not", a) | ("null", column)
+#              | ("cmp", op, column, literal text, literal is a string)
+Cond = tuple[Any, ...]
+
+
+class _NotPlain(Exception):
+    """A condition this module does not evaluate over these events' types."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +61,16 @@ class Rows:
 @dataclass(frozen=True)
 class Projection:
     """A plain projection's outputs, in order: (name, the source column it reads, or NULL, or
-    OTHER)."""
+    OTHER), and the conditions a source row must meet (all of them) to be a row of it."""
 
     outputs: tuple[tuple[str, str], ...]
+    where: tuple[Cond, ...] = ()
 
 
-def plain_projection(sql: str, source: str, columns: Collection[str]) -> Projection | None:
+def plain_projection(sql: str, source: str, columns: Mapping[str, str]) -> Projection | None:
     """The outputs of `sql` (DuckDB) when it is a plain projection of the table `source`,
-    whose columns are `columns` (see the module doc); None for any other query."""
+    whose columns are `columns` (name: declared type; see the module doc); None for any
+    other query. A CAST of a source column to its own declared type is the column."""
     import sqlglot
 
     try:
@@ -67,23 +79,26 @@ def plain_projection(sql: str, source: str, columns: Collection[str]) -> Project
         return None
     if not isinstance(tree, exp.Select):
         return None
-    relations: dict[str, list[tuple[str, str]]] = {
-        source.lower(): [(c, c) for c in columns]}
+    relations: dict[str, tuple[list[tuple[str, str]], tuple[Cond, ...]]] = {
+        source.lower(): ([(c, c) for c in columns], ())}
+    types = {c.lower(): _type(t) for c, t in columns.items()}
     with_ = tree.args.get("with_")
     if with_ is not None:
         if with_.args.get("recursive"):
             return None
         for cte in with_.expressions:
-            body = _select_outputs(cte.this, relations)
+            body = _select_outputs(cte.this, relations, types)
             if body is None or not cte.alias or cte.alias.lower() in relations:
                 return None
             relations[cte.alias.lower()] = body
-    outputs = _select_outputs(tree, relations, top=True)
-    return None if outputs is None else Projection(tuple(outputs))
+    outputs = _select_outputs(tree, relations, types, top=True)
+    return None if outputs is None else Projection(tuple(outputs[0]), outputs[1])
 
 
-def _select_outputs(select: exp.Expression, relations: dict[str, list[tuple[str, str]]],
-                    top: bool = False) -> list[tuple[str, str]] | None:
+def _select_outputs(select: exp.Expression,
+                    relations: dict[str, tuple[list[tuple[str, str]], tuple[Cond, ...]]],
+                    types: Mapping[str, str | None], top: bool = False
+                    ) -> tuple[list[tuple[str, str]], tuple[Cond, ...]] | None:
     """One SELECT's outputs over the relation it reads, or None when it is not plain."""
     if not isinstance(select, exp.Select):
         return None
@@ -95,9 +110,10 @@ def _select_outputs(select: exp.Expression, relations: dict[str, list[tuple[str,
     if not isinstance(table, exp.Table) or table.args.get("db") or table.args.get("catalog") \
             or not isinstance(table.this, exp.Identifier):
         return None
-    rel = relations.get(table.name.lower())
-    if rel is None:
+    got = relations.get(table.name.lower())
+    if got is None:
         return None
+    rel, conds = got
     qualifiers = {table.name.lower(), *([table.alias.lower()] if table.alias else [])}
     by_name: dict[str, str] = {}
     for name, origin in rel:
@@ -113,20 +129,158 @@ def _select_outputs(select: exp.Expression, relations: dict[str, list[tuple[str,
         inner = e.this if isinstance(e, exp.Alias) else e
         if not name:
             return None
+        inner = _uncast(inner, by_name, types)
         if isinstance(inner, exp.Column):
             if (inner.table and inner.table.lower() not in qualifiers) or inner.args.get("db"):
                 return None
-            origin = by_name.get(inner.name.lower())
-            if origin is None or not isinstance(inner.this, exp.Identifier):
+            found = by_name.get(inner.name.lower())
+            if found is None or not isinstance(inner.this, exp.Identifier):
                 return None
-            out.append((name, origin))
+            out.append((name, found))
         elif isinstance(inner, exp.Cast) and isinstance(inner.this, exp.Null):
             out.append((name, NULL))
         else:
             out.append((name, OTHER))
     if len({n.lower() for n, _ in out}) != len(out):
         return None
-    return out
+    where = select.args.get("where")
+    if where is not None:
+        cond = _condition(where.this, by_name, qualifiers)
+        if cond is None:
+            return None
+        conds = (*conds, cond)
+    return out, conds
+
+
+def _uncast(e: exp.Expression, by_name: dict[str, str], types: Mapping[str, str | None]
+            ) -> exp.Expression:
+    """`CAST(column AS its declared type)`, nested or not, as the column; else `e`."""
+    while type(e) is exp.Cast:
+        col = _uncast(e.this, by_name, types)
+        if not isinstance(col, exp.Column):
+            return e
+        origin = by_name.get(col.name.lower())
+        declared = types.get(origin.lower()) if origin not in (None, NULL, OTHER) else None
+        if declared is None or _type(e.to) != declared:
+            return e  # a real conversion: computed
+        e = col
+    return e
+
+
+def _type(t: Any) -> str | None:
+    """A type's DuckDB spelling (`STRING` and `VARCHAR` alike), for comparing two types."""
+    try:
+        built = t if isinstance(t, exp.DataType) else exp.DataType.build(str(t), dialect="duckdb")
+        return built.sql("duckdb")
+    except Exception:  # a type sqlglot does not know: never equal to anything
+        return None
+
+
+def _condition(e: exp.Expression, by_name: dict[str, str], qualifiers: set[str]
+               ) -> Cond | None:
+    """A WHERE condition over the relation's columns, in terms of source columns, or None when
+    it is not one this module evaluates (see the module doc)."""
+    if isinstance(e, exp.Paren):
+        return _condition(e.this, by_name, qualifiers)
+    if isinstance(e, exp.And | exp.Or):
+        a = _condition(e.this, by_name, qualifiers)
+        b = _condition(e.expression, by_name, qualifiers)
+        return None if a is None or b is None else \
+            ("and" if isinstance(e, exp.And) else "or", a, b)
+    if isinstance(e, exp.Not):
+        a = _condition(e.this, by_name, qualifiers)
+        return None if a is None else ("not", a)
+    if isinstance(e, exp.Is) and isinstance(e.expression, exp.Null):
+        col = _source_column(e.this, by_name, qualifiers)
+        return None if col is None else ("null", col)
+    op = _OPS.get(type(e))
+    if op is None:
+        return None
+    left, right = e.this, e.expression
+    if not isinstance(left, exp.Column):  # literal OP column: column (flipped OP) literal
+        left, right, op = right, left, _FLIP[op]
+    col = _source_column(left, by_name, qualifiers)
+    lit = _literal(right)
+    return None if col is None or lit is None else ("cmp", op, col, *lit)
+
+
+def _source_column(e: exp.Expression, by_name: dict[str, str], qualifiers: set[str]
+                   ) -> str | None:
+    if not isinstance(e, exp.Column) or not isinstance(e.this, exp.Identifier) \
+            or (e.table and e.table.lower() not in qualifiers) or e.args.get("db"):
+        return None
+    origin = by_name.get(e.name.lower())
+    return None if origin in (None, NULL, OTHER) else origin
+
+
+def _literal(e: exp.Expression) -> tuple[str, bool] | None:
+    """(text, is a string) of a string or a plain decimal number literal (sign included)."""
+    sign = ""
+    if isinstance(e, exp.Neg):
+        sign, e = "-", e.this
+    if not isinstance(e, exp.Literal):
+        return None
+    text = str(e.this)
+    if e.is_string:
+        return None if sign else (text, True)
+    if not text or any(ch not in "0123456789." for ch in text) or text.count(".") > 1 \
+            or text == ".":
+        return None  # scientific notation, hex...: left to the engine
+    return sign + text, False
+
+
+_COMPARE: dict[str, Any] = {"=": lambda a, b: a == b, "<>": lambda a, b: a != b,
+                            "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+                            ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def _nan_last(v: float) -> tuple[int, float]:
+    """DuckDB's order of doubles: NaN equals itself and is greater than everything else."""
+    return (1, 0.0) if v != v else (0, v)
+
+
+def _truth(cond: Cond, events: pa.Table, read: dict[str, list[Any]]) -> list[bool | None]:
+    """The condition per row of `events`, three-valued (None: NULL); _NotPlain when a
+    comparison's column type does not fit its literal."""
+    import decimal
+
+    import pyarrow as pa
+
+    kind = cond[0]
+    if kind in ("and", "or"):
+        a, b = _truth(cond[1], events, read), _truth(cond[2], events, read)
+        if kind == "and":
+            return [False if x is False or y is False else None if x is None or y is None
+                    else True for x, y in zip(a, b, strict=True)]
+        return [True if x is True or y is True else None if x is None or y is None
+                else False for x, y in zip(a, b, strict=True)]
+    if kind == "not":
+        return [None if x is None else not x for x in _truth(cond[1], events, read)]
+    values = _values(cond[-1] if kind == "null" else cond[2], events, read)
+    if kind == "null":
+        return [v is None for v in values]
+    _, op, column, text, is_string = cond
+    t = events.column(column).type
+    compare = _COMPARE[op]
+    if is_string:
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            raise _NotPlain(column)
+        return [None if v is None else compare(v, text) for v in values]
+    if pa.types.is_float64(t):  # (a FLOAT column compares with the literal as a FLOAT)
+        lit = _nan_last(float(text))  # DuckDB casts the literal to the column's DOUBLE
+        return [None if v is None else compare(_nan_last(v), lit) for v in values]
+    if pa.types.is_integer(t):
+        exact = int(text) if "." not in text else decimal.Decimal(text)  # compared exactly
+        return [None if v is None else compare(v, exact) for v in values]
+    raise _NotPlain(column)
+
+
+def _values(column: str, events: pa.Table, read: dict[str, list[Any]]) -> list[Any]:
+    if column not in read:
+        if column not in events.column_names or not _exact_type(events.column(column).type):
+            raise _NotPlain(column)
+        read[column] = events.column(column).to_pylist()
+    return read[column]
 
 
 def _exact_type(t: pa.DataType) -> bool:
@@ -151,6 +305,15 @@ def plain_rows(projection: Projection, events: pa.Table,
     cols: list[list[Any]] = []
     read: dict[str, list[Any]] = {}
     n = events.num_rows
+    keep: list[int] | None = None
+    if projection.where:
+        try:
+            truth = [all(t) for t in zip(*(
+                [x is True for x in _truth(c, events, read)] for c in projection.where),
+                strict=True)] if n else []
+        except _NotPlain:
+            return None
+        keep = [i for i, ok in enumerate(truth) if ok]
     for name, origin in projection.outputs:
         wanted = needed is None or name in needed
         if origin == OTHER:
@@ -159,18 +322,15 @@ def plain_rows(projection: Projection, events: pa.Table,
             continue
         if origin == NULL:
             names.append(name)
-            cols.append([None] * n)
+            cols.append([None] * (n if keep is None else len(keep)))
             continue
-        if origin not in read:
-            if origin not in events.column_names:
-                return None
-            column = events.column(origin)
-            if not _exact_type(column.type):
-                return None
-            read[origin] = column.to_pylist()
+        try:
+            values = _values(origin, events, read)
+        except _NotPlain:
+            return None
         names.append(name)
-        cols.append(read[origin])
-    return Rows(names, cols, n)
+        cols.append(values if keep is None else [values[i] for i in keep])
+    return Rows(names, cols, n if keep is None else len(keep))
 
 
 # DuckDB types whose values `fetchall` gives exactly as Arrow's `to_pylist` does (int, float,
