@@ -111,6 +111,8 @@ CREATE TABLE IF NOT EXISTS view_applied (workspace TEXT NOT NULL, source TEXT NO
 CREATE INDEX IF NOT EXISTS view_applied_ts ON view_applied (source, ts);
 CREATE TABLE IF NOT EXISTS horizon (source TEXT PRIMARY KEY, newest INTEGER NOT NULL,
     retention INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_loaded (workspace TEXT NOT NULL, source TEXT NOT NULL,
+    view TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (workspace, source, view)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS redo (seq INTEGER NOT NULL, item TEXT NOT NULL, view TEXT NOT NULL,
     version TEXT NOT NULL, payload BLOB NOT NULL, PRIMARY KEY (seq, item, view)) WITHOUT ROWID;
 """
@@ -231,16 +233,29 @@ class Ledger:
                 f"({','.join('?' * len(chunk))})", [source, seq, *chunk]))
         return found
 
-    def loaded(self, workspace: str, source: str, view: str) -> int:
+    def loaded(self, workspace: str, source: str, view: str) -> None:
         """An online load rebuilt `view`'s cells from the log as it is (under the lock): every
         identity the log holds counts as applied to it from now on (`view_applied`), so the
-        view's query, reading an event of them from the stream later, or a push of one,
-        skips it (it was counted by the load). How many were marked."""
-        cur = self.con.execute(
-            "INSERT OR IGNORE INTO view_applied (workspace, source, key, view, ts) "
-            "SELECT ?, source, key, ?, ts FROM logged WHERE source = ?",
-            (workspace, view, source))
-        return int(cur.rowcount)
+        view's query reading one from the stream later, or a push of one, skips it; and the
+        cells hold the log through `last_seq` (`loaded_through`)."""
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("INSERT OR IGNORE INTO view_applied (workspace, source, key, view, ts) "
+                        "SELECT ?, source, key, ?, ts FROM logged WHERE source = ?",
+                        (workspace, view, source))
+            con.execute("INSERT OR REPLACE INTO view_loaded (workspace, source, view, seq) "
+                        "VALUES (?, ?, ?, ?)", (workspace, source, view, self.last_seq()))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def loaded_through(self, workspace: str, source: str, view: str) -> int | None:
+        """The last batch the view's latest online load held (`loaded`); None: never loaded."""
+        row = self.con.execute("SELECT seq FROM view_loaded WHERE workspace = ? AND source = ? "
+                               "AND view = ?", (workspace, source, view)).fetchone()
+        return None if row is None else int(row[0])
 
     def pushed(self, workspace: str) -> set[str]:
         """The sources events were pushed or streamed into in `workspace` (see `pushed_sources`:
@@ -328,11 +343,6 @@ class Ledger:
         rows = self.con.execute("SELECT seq, source, workspace, batch_id, state, log_rows, "
                                 "apply_rows FROM batches WHERE state <> 'done' ORDER BY seq")
         return [Batch(r[0], r[1], r[2], r[3], r[4], _table(r[5]), _table(r[6])) for r in rows]
-
-    def batch(self, seq: int) -> Batch:  # pragma: no cover - for tools
-        r = self.con.execute("SELECT seq, source, workspace, batch_id, state, log_rows, "
-                             "apply_rows FROM batches WHERE seq = ?", (seq,)).fetchone()
-        return Batch(r[0], r[1], r[2], r[3], r[4], _table(r[5]), _table(r[6]))
 
     def set_state(self, seq: int, state: str) -> None:
         if state == "done":

@@ -9,12 +9,14 @@
   checkpoint (batch numbers from 0 again) never passes for batches already applied;
 - `since`: the ingest ledger's last batch number when `featql stream` first ran with the
   view applied (every run marks it for every stream view over the sources it reads, chosen or
-  not: `mark_since`). A view applied after its source had streamed starts where its backfill
-  ended: events the offline log took before are the backfill's (the log is what the backfill
-  read), so its query skips them; later ones, which a sibling's query may have logged before
-  this view's first run, it applies (`handed_over`). A stream left running across an apply
-  that adds a stream view marks it when it notices the apply (`stream_follow`), as a restart
-  would;
+  not: `mark_since`), or, when the view was loaded online before that, the last batch that
+  load held (`Ledger.loaded_through`: a sibling's query may have logged events since). A view
+  applied after its source had streamed starts where its backfill ended: events the offline
+  log took before are the backfill's (the log is what the backfill read), so its query skips
+  them; later ones, which a sibling's query may have logged before this view's first run, it
+  applies (`handed_over`). A stream left running across an apply that adds a stream view
+  marks it when it notices the apply (`stream_follow`), as a restart would; an online load
+  after that marks what it holds applied to the view (`Ledger.loaded`);
 - `stream`: the stream location the checkpoint reads (a change resets it);
 - `state.json`: the watermark and the counters after the last batch (and before it, for the
   replay of that batch), written after each batch is applied;
@@ -154,7 +156,7 @@ def mark_since(folder: Path, root: Path | None) -> None:
     if (folder / "since").is_file():
         return
     folder.mkdir(parents=True, exist_ok=True)
-    _write(folder / "since", f"{_last_seq(root)}\n")
+    _write(folder / "since", f"{_last_seq(root, folder)}\n")
 
 
 def since(folder: Path) -> int:
@@ -164,13 +166,17 @@ def since(folder: Path) -> int:
         return 0
 
 
-def _last_seq(root: Path | None) -> int:
+def _last_seq(root: Path | None, folder: Path) -> int:
+    """The ledger's last batch; for a view loaded online before (`Ledger.loaded`), the last
+    one its cells hold: what the log took after it is the view's query's to apply."""
     if root is None:
         return 0
     from featql.jobs.ingest_log import locked
 
+    workspace, source, view = folder.parent.parent.name, folder.parent.name, folder.name
     with locked(root) as ledger:
-        return ledger.last_seq()
+        through = ledger.loaded_through(workspace, source, view)
+        return ledger.last_seq() if through is None else through
 
 
 def handed_over(root: Path, source: Source, events: pa.Table, before: int

@@ -312,3 +312,49 @@ def test_an_online_load_marks_what_it_holds_applied_to_the_view(tmp_path: Path) 
     times = [last + dt.timedelta(microseconds=1), last + dt.timedelta(minutes=30),
              last + dt.timedelta(hours=1, minutes=5)]
     assert check_online_and_training(root, everything, times) > 0
+
+
+@pytest.mark.slow
+def test_a_view_loaded_before_its_first_stream_run_misses_nothing(spark: Any,
+                                                                    tmp_path: Path) -> None:
+    """A stream view applied and loaded online while its sibling's query runs alone (a
+    `featql stream --view user_last` process), its own query started only later: what the
+    sibling logged between the load and that start is the view's query's to apply (the load
+    does not hold it), and what the load holds it skips."""
+    from featql.jobs.ingest import ingest_events
+
+    root = _files_project(tmp_path / "proj")
+    aggs_sql = (root / "views/user_aggs.sql").read_text()
+    (root / "views/user_aggs.sql").unlink()
+    (root / "services/svc.sql").write_text(
+        "-- @feature_service(name = svc, features = [user_last.*])\n")
+    _apply(root)
+    ws = load_applied(root, None).workspace
+    rng = random.Random(31)
+
+    def sibling(manifest: Any, events: list[dict[str, Any]], n: int) -> None:
+        """user_last's query's micro-batch n (the call it makes), of a file it read."""
+        _drop(root, f"part-{n}.json", events)
+        rep = ingest_events(root, manifest, ws, "txns",
+                            [json.loads(message(e)) for e in events],
+                            batch_id=f"stream:last:{n}", limit=None, view="user_last")
+        assert rep.logged == len(events)
+
+    first = make_events(rng, 0, 40, START, 2)
+    sibling(load_applied(root, None).run_manifest, first, 1)
+    (root / "views/user_aggs.sql").write_text(aggs_sql)
+    (root / "services/svc.sql").write_text(BOTH)
+    _apply(root)
+    latest = load_applied(root, None)
+    materialize(root, latest.run_manifest, ws, views=["user_aggs"], online=True)
+    later = make_events(rng, 500, 30, START + dt.timedelta(hours=2), 1)
+    sibling(latest.run_manifest, later, 2)
+    report = run_stream(root, latest.run_manifest, ws, ["user_aggs"], until_idle=True,
+                        spark=spark)
+    aggs = report.of("user_aggs")
+    assert (aggs.events, aggs.ingested, aggs.duplicates) == (70, 30, 40)
+    everything = first + later
+    last = max(e["event_ts"] for e in everything)
+    times = [last + dt.timedelta(microseconds=1), last + dt.timedelta(minutes=20),
+             last + dt.timedelta(hours=1, minutes=5)]
+    assert check_online_and_training(root, everything, times) > 0
