@@ -75,7 +75,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from featql.core.errors import UserError
 from featql.core.ir import Source
@@ -477,6 +477,8 @@ def times_of(rows: pa.Table | None, source: Source | None, n: int) -> list[int |
     import pyarrow.compute as pc
 
     column = rows.column(source.timestamp).slice(0, n)
+    if pa.types.is_timestamp(column.type) and column.type.unit == "us":  # µs already: a view
+        return [v for chunk in column.chunks for v in chunk.view(pa.int64()).to_pylist()]
     micros = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
     return micros.to_pylist()
 
@@ -565,11 +567,18 @@ def log_folder(root: Path, source: Source) -> Path:
     return full / LOG_FOLDER
 
 
+_LOCAL_FS: list[Any] = [None]
+
+
 def write_log(root: Path, source: Source, seq: int, rows: pa.Table) -> list[Path]:
     """The batch's events as Parquet, one file per event day (see the module doc)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    if _LOCAL_FS[0] is None:  # (naming it saves resolving the path's filesystem per file)
+        from pyarrow import fs
+
+        _LOCAL_FS[0] = fs.LocalFileSystem()
     folder = log_folder(root, source)
     days = pc.strftime(rows.column(source.timestamp), format="%Y-%m-%d")
     each = sorted(set(days.to_pylist()))
@@ -579,7 +588,7 @@ def write_log(root: Path, source: Source, seq: int, rows: pa.Table) -> list[Path
         target = folder / day / f"ingest-{seq:012d}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-        pq.write_table(part, tmp, compression="zstd")
+        pq.write_table(part, tmp, compression="zstd", filesystem=_LOCAL_FS[0])
         os.replace(tmp, target)
         written.append(target)
     return written
