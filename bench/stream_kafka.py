@@ -260,16 +260,25 @@ def run(seconds: float, rate: float, sustained_events: int) -> dict[str, Any]:
         featql(root, "apply", "--yes")
         env = {**os.environ}
         env.pop("PYSPARK_SUBMIT_ARGS", None)
+        # stderr to a file: a pipe nobody reads blocks the stream once Spark has logged 64 KB
+        # (a stack trace when it is stopped mid-batch), and it would not stop
+        log = open(tmp / "stream.log", "wb")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen([sys.executable, "-m", "featql.cli", "stream", "--trigger", "1",
                                  "--project", str(root)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=log)
         warm = freshness(root, broker.bootstrap, 3.0, 20.0, 0)  # until the stream is up
         deadline = time.monotonic() + 180
         while warm["seen"] < warm["probes"] and time.monotonic() < deadline:
             warm = freshness(root, broker.bootstrap, 2.0, 20.0, warm["next_id"])
         fresh = freshness(root, broker.bootstrap, seconds, rate, warm["next_id"])
         proc.terminate()
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise SystemExit("featql stream did not stop within 60 s of SIGTERM; its log ends:\n"
+                             + (tmp / "stream.log").read_text(errors="replace")[-4000:]) from None
+        finally:
+            log.close()
         proc = None
         sus = sustained(root, broker.bootstrap, sustained_events, fresh["next_id"])
         reference = consumer_reference(broker.bootstrap, min(seconds, 10.0), rate)
