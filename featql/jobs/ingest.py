@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from featql.core.diagnostics import did_you_mean
 from featql.core.ir import FeatureView, Manifest, Source
+from featql.jobs.ingest_files import write_log
 from featql.jobs.ingest_group import Call, Done, submit
-from featql.jobs.ingest_log import Batch, Ledger, locked, record_keys, select, times_of, write_log
+from featql.jobs.ingest_log import Batch, Ledger, locked, record_keys, select, times_of
 from featql.jobs.ingest_log import expired as past_retention
 from featql.jobs.ingest_query import Rows, plain_projection, plain_rows, run_query
 from featql.jobs.ingest_records import MAX_RECORDS, records_table

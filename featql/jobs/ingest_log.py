@@ -10,8 +10,8 @@ The online cells the batch produces are computed first, under the lock and befor
 is recorded (a view whose SQL fails on the records refuses the push, nothing kept), and are
 stored in that same transaction (a redo record): the batch is `applying`. Then:
 
-1. the events new to the source are written to its offline log as Parquet, one file per batch
-   and event day, `<batch path>/ingest/<YYYY-MM-DD>/ingest-<seq>.parquet` (written under a
+1. the events new to the source are written to its offline log as Parquet
+   (`featql.jobs.ingest_files`), one file per batch and event day, `<batch path>/ingest/<YYYY-MM-DD>/ingest-<seq>.parquet` (written under a
    hidden name, then renamed: readers never see half a file; the name depends only on the
    batch, so redoing the step rewrites the same file);
 2. the cells are written to the online store;
@@ -75,7 +75,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from featql.core.errors import UserError
 from featql.core.ir import Source
@@ -85,7 +85,6 @@ if TYPE_CHECKING:
 
 LEDGER = ".featql/ingest.db"
 LOCK = ".featql/ingest.lock"
-LOG_FOLDER = "ingest"
 RETENTION_S = 7 * 86_400  # event time the ledger remembers identities for, at least
 BATCH_RETENTION_S = 7 * 86_400  # wall-clock time a done batch row (its batch_id) is kept
 PRUNE_ROWS = 256  # done batch rows deleted per commit at most (more when a commit adds more)
@@ -547,51 +546,6 @@ def locked(root: Path, timeout: float | None = None) -> Iterator[Ledger]:
             os.close(fd)  # closing the descriptor releases the lock
     finally:
         _THREAD_LOCK.release()
-
-
-# -- the offline log ---------------------------------------------------------------------------
-def log_folder(root: Path, source: Source) -> Path:
-    """Where pushed events of `source` go: a folder inside its batch location, so every reader
-    of the source (training sets, backfills, materialization) sees them."""
-    path = source.batch.path
-    if path.startswith(("s3://", "s3a://")):
-        raise UserError(f"source '{source.name}': pushing events to an S3 batch log "
-                        f"({path}) is not supported; ingest needs a local folder")
-    if source.batch.format != "parquet":
-        raise UserError(f"source '{source.name}': its batch log is {source.batch.format}; "
-                        "ingest appends Parquet files and needs a parquet(...) batch location")
-    full = Path(path) if Path(path).is_absolute() else root / path
-    if any(ch in path for ch in "*?[") or (full.exists() and not full.is_dir()):
-        raise UserError(f"source '{source.name}': its batch location {path} is not a folder; "
-                        "ingest appends files to a folder")
-    return full / LOG_FOLDER
-
-
-_LOCAL_FS: list[Any] = [None]
-
-
-def write_log(root: Path, source: Source, seq: int, rows: pa.Table) -> list[Path]:
-    """The batch's events as Parquet, one file per event day (see the module doc)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    if _LOCAL_FS[0] is None:  # (naming it saves resolving the path's filesystem per file)
-        from pyarrow import fs
-
-        _LOCAL_FS[0] = fs.LocalFileSystem()
-    folder = log_folder(root, source)
-    days = pc.strftime(rows.column(source.timestamp), format="%Y-%m-%d")
-    each = sorted(set(days.to_pylist()))
-    written = []
-    for day in each:
-        part = rows if len(each) == 1 else rows.filter(pc.equal(days, day))
-        target = folder / day / f"ingest-{seq:012d}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-        pq.write_table(part, tmp, compression="zstd", filesystem=_LOCAL_FS[0])
-        os.replace(tmp, target)
-        written.append(target)
-    return written
 
 
 def record_keys(source: Source, rows: pa.Table) -> list[str]:

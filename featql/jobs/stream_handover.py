@@ -39,7 +39,7 @@ _NEWEST: dict[tuple[str, int, int, str], Any] = {}  # (file, mtime_ns, size, col
 def batch_files(root: Path, source: Source) -> list[str]:
     """The batch log's own Parquet files (not featql's appended `ingest/` ones)."""
     from featql.engines.sources import is_s3, local_files
-    from featql.jobs.ingest_log import LOG_FOLDER
+    from featql.jobs.ingest_files import LOG_FOLDER
 
     if source.batch.format != "parquet" or is_s3(source.batch.path):
         return []
