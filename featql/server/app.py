@@ -113,14 +113,29 @@ class Call:
         return bytes(raw)
 
     def json_object(self) -> dict[str, Any]:
-        try:
-            body = orjson.loads(self.body())
-        except orjson.JSONDecodeError as e:
-            raise RequestError(400, "invalid_json", f"body is not valid JSON: {e}",
-                               "body") from None
-        if not isinstance(body, dict):
-            raise RequestError(400, "invalid_json", "body must be a JSON object", "body")
-        return body
+        return json_object(self.body())
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (a 400 RequestError otherwise)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise RequestError(400, "invalid_json", f"body is not valid JSON: {e}",
+                           "body") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "invalid_json", "body must be a JSON object", "body")
+    return body
+
+
+def known_fields(body: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+    """A 400 naming the first key of `body` not in `fields`, with a did-you-mean."""
+    for key in body:
+        if key not in fields:
+            hint = did_you_mean(key, fields)
+            raise RequestError(400, "unknown_field", f"unknown field '{key}'"
+                               + (f": {hint}" if hint else
+                                  f" (expected {', '.join(fields)})"), key)
 
 
 def _drain(stream: Any, size: int) -> None:
@@ -289,12 +304,7 @@ def create_app(settings: ServeSettings, manifest: Manifest | None = None,
         try:
             service.service_read(service_name)  # unknown service first: 404 with a hint
             body = call.json_object()
-            for key in body:
-                if key not in BODY_FIELDS:
-                    hint = did_you_mean(key, BODY_FIELDS)
-                    raise RequestError(400, "unknown_field", f"unknown field '{key}'"
-                                       + (f": {hint}" if hint else
-                                          f" (expected {', '.join(BODY_FIELDS)})"), key)
+            known_fields(body, BODY_FIELDS)
             if "entities" not in body:
                 raise RequestError(400, "missing_field", "body lacks 'entities'", "entities")
             at = parse_time(body["at"]) if body.get("at") is not None else None

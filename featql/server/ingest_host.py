@@ -69,28 +69,23 @@ def ingest_reply(settings: ServeSettings, manifest: Manifest, store: OnlineStore
                  source_name: str, raw: bytes) -> Reply:
     """POST /v1/ingest/<source> given its body: validated, deduplicated, logged, answered once
     the online store holds the values (featql.jobs.ingest)."""
-    from featql.core.diagnostics import did_you_mean
     from featql.core.errors import UserError
     from featql.jobs.ingest import find_source, ingest_events
     from featql.online.base import OnlineStoreError
-    from featql.server.app import INGEST_FIELDS, Reply, error_body, error_reply
+    from featql.server.app import (
+        INGEST_FIELDS,
+        Reply,
+        error_body,
+        error_reply,
+        json_object,
+        known_fields,
+    )
     from featql.server.metrics import OTHER
 
     try:
         find_source(manifest, source_name)  # unknown source first: 404 with a hint
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise RequestError(400, "invalid_json", f"body is not valid JSON: {e}",
-                               "body") from None
-        if not isinstance(body, dict):
-            raise RequestError(400, "invalid_json", "body must be a JSON object", "body")
-        for key in body:
-            if key not in INGEST_FIELDS:
-                hint = did_you_mean(key, INGEST_FIELDS)
-                raise RequestError(400, "unknown_field", f"unknown field '{key}'"
-                                   + (f": {hint}" if hint else
-                                      f" (expected {', '.join(INGEST_FIELDS)})"), key)
+        body = json_object(raw)
+        known_fields(body, INGEST_FIELDS)
         if "records" not in body:
             raise RequestError(400, "missing_field", "body lacks 'records'", "records")
         batch_id = body.get("batch_id")
