@@ -8,10 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +21,10 @@ from featql.jobs.stream_state import view_folder
 from featql.registry import load_applied
 
 from .project import START, check_online_and_training, make_events, message
+from .running import RunningStream
 from .test_stream_files import _files_project
 
 BOTH = "-- @feature_service(name = svc, features = [user_aggs.*, user_last.*])\n"
-
-
-class _Notes:
-    """A Progress keeping each task's description (what the stream did on an apply)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    @contextmanager
-    def task(self, description: str, total: int) -> Iterator[Any]:
-        yield lambda n=1, description=None: None
-        self.lines.append(description)
 
 
 def _drop(root: Path, name: str, events: list[dict[str, Any]]) -> None:
@@ -66,48 +51,23 @@ def test_a_running_stream_follows_the_applies(spark: Any, tmp_path: Path) -> Non
     first = make_events(rng, 0, 80, START, 3)
     _drop(root, "part-1.json", first)
 
-    notes = _Notes()
-    stats: dict[str, tuple[int, int, int]] = {}
-    stop = threading.Event()
-    out: dict[str, Any] = {}
-
-    def seen(rows: Any) -> None:
-        stats.clear()
-        stats.update({s.view: (s.events, s.ingested, s.duplicates) for s in rows})
-
-    def stream() -> None:
-        try:
-            out["report"] = run_stream(root, applied.run_manifest, ws, spark=spark,
-                                       trigger_seconds=0.3, stop=stop, max_seconds=600,
-                                       applied_id=applied.apply_id, reload_seconds=0.3,
-                                       progress=notes, on_progress=seen)
-        except BaseException as e:  # raised by the test's thread
-            out["error"] = e
-
-    def until(what: Callable[[], bool], why: str) -> None:
-        deadline = time.monotonic() + 180
-        while not what():
-            assert "error" not in out, out["error"]
-            assert time.monotonic() < deadline, (why, stats, notes.lines)
-            time.sleep(0.1)
-
-    thread = threading.Thread(target=stream)
-    thread.start()
+    running = RunningStream(root, spark).start()
+    until = running.until
     try:
-        until(lambda: stats.get("user_last", (0, 0, 0))[1] == 80, "user_last streams part-1")
+        until(lambda: running.counts("user_last")[1] == 80, "user_last streams part-1")
         # apply user_aggs (its offline backfill runs with the apply) while the stream runs
         (root / "views/user_aggs.sql").write_text(aggs_sql)
         (root / "services/svc.sql").write_text(BOTH)
         _apply(root)
-        until(lambda: any("user_aggs added" in n for n in notes.lines), "user_aggs noticed")
+        until(lambda: running.noted("user_aggs added"), "user_aggs noticed")
         # its online backfill: the log's events (part-1's) once; its query skips them
         both = load_applied(root, None).run_manifest
         materialize(root, both, ws, views=["user_aggs"], online=True)
         second = make_events(rng, 500, 20, START + dt.timedelta(hours=3), 1)
         _drop(root, "part-2.json", second)
-        until(lambda: stats.get("user_aggs", (0, 0, 0))[1] == 20
-              and stats.get("user_last", (0, 0, 0))[1] == 100, "both stream part-2")
-        assert stats["user_aggs"] == (100, 20, 80)  # part-1: its backfill's, skipped
+        until(lambda: running.counts("user_aggs")[1] == 20
+              and running.counts("user_last")[1] == 100, "both stream part-2")
+        assert running.counts("user_aggs") == (100, 20, 80)  # part-1: its backfill's, skipped
         everything = first + second
         last = max(e["event_ts"] for e in everything)
         times = [last + dt.timedelta(microseconds=1), last + dt.timedelta(minutes=9),
@@ -119,19 +79,17 @@ def test_a_running_stream_follows_the_applies(spark: Any, tmp_path: Path) -> Non
         (root / "services/svc.sql").write_text(
             "-- @feature_service(name = svc, features = [user_aggs.*])\n")
         _apply(root)
-        until(lambda: any("user_last is no longer applied" in n for n in notes.lines),
+        until(lambda: running.noted("user_last is no longer applied"),
               "user_last removed")
-        until(lambda: "user_last" not in stats, "user_last's query gone")
+        until(lambda: "user_last" not in running.stats, "user_last's query gone")
         third = make_events(rng, 900, 10, START + dt.timedelta(hours=4), 1)
         _drop(root, "part-3.json", third)
-        until(lambda: stats.get("user_aggs", (0, 0, 0))[1] == 30, "user_aggs streams part-3")
+        until(lambda: running.counts("user_aggs")[1] == 30, "user_aggs streams part-3")
     finally:
-        stop.set()
-        thread.join(120)
-    assert "error" not in out, out["error"]
-    report = out["report"]
+        running.stop()
+    report = running.stop()
     assert [s.view for s in report.sources] == ["user_aggs"]
-    assert len(report.reloads) == 2 and report.reloads == tuple(notes.lines)
+    assert len(report.reloads) == 2 and report.reloads == tuple(running.notes.lines)
     state = json.loads((view_folder(root, ws, "txns", "user_last") / "state.json").read_text())
     assert state["after"]["events"] == 100  # stopped before part-3
 
@@ -210,35 +168,10 @@ def test_events_around_the_apply_of_a_view_count_once_in_it(spark: Any, tmp_path
 
     streamed = make_events(rng, 0, 60, START, 3)
     _drop(root, "part-1.json", streamed)
-    notes = _Notes()
-    stats: dict[str, tuple[int, int, int]] = {}
-    stop = threading.Event()
-    out: dict[str, Any] = {}
-
-    def seen(rows: Any) -> None:
-        stats.clear()
-        stats.update({s.view: (s.events, s.ingested, s.duplicates) for s in rows})
-
-    def stream() -> None:
-        try:
-            out["report"] = run_stream(root, applied.run_manifest, ws, spark=spark,
-                                       trigger_seconds=0.3, stop=stop, max_seconds=600,
-                                       applied_id=applied.apply_id, reload_seconds=0.3,
-                                       progress=notes, on_progress=seen)
-        except BaseException as e:  # raised by the test's thread
-            out["error"] = e
-
-    def until(what: Callable[[], bool], why: str) -> None:
-        deadline = time.monotonic() + 180
-        while not what():
-            assert "error" not in out, out["error"]
-            assert time.monotonic() < deadline, (why, stats, notes.lines)
-            time.sleep(0.1)
-
-    thread = threading.Thread(target=stream)
-    thread.start()
+    running = RunningStream(root, spark).start()
+    until = running.until
     try:
-        until(lambda: stats.get("user_last", (0, 0, 0))[1] == 60, "user_last streams part-1")
+        until(lambda: running.counts("user_last")[1] == 60, "user_last streams part-1")
         before = make_events(rng, 1000, 15, START + dt.timedelta(hours=1), 2)
         assert push(applied.run_manifest, before).ingested == 15  # user_last's manifest
         (root / "views/user_aggs.sql").write_text(aggs_sql)
@@ -247,7 +180,7 @@ def test_events_around_the_apply_of_a_view_count_once_in_it(spark: Any, tmp_path
         both = load_applied(root, None).run_manifest
         during = make_events(rng, 2000, 12, START + dt.timedelta(hours=2), 2)
         assert push(both, during).ingested == 12  # the stream may not know of the apply yet
-        until(lambda: any("user_aggs added" in n for n in notes.lines), "user_aggs noticed")
+        until(lambda: running.noted("user_aggs added"), "user_aggs noticed")
         # user_last's query takes these first (the very call its micro-batch makes), the
         # online backfill then reads them from the log, and user_aggs's query reads them
         # from the stream after it
@@ -257,14 +190,14 @@ def test_events_around_the_apply_of_a_view_count_once_in_it(spark: Any, tmp_path
         materialize(root, both, ws, views=["user_aggs"], online=True)
         after = make_events(rng, 4000, 25, START + dt.timedelta(hours=3, minutes=30), 1)
         _drop(root, "part-2.json", raced + after)
-        until(lambda: stats.get("user_aggs", (0, 0, 0))[0] == 105
-              and stats.get("user_last", (0, 0, 0))[0] == 105, "both stream part-2")
+        until(lambda: running.counts("user_aggs")[0] == 105
+              and running.counts("user_last")[0] == 105, "both stream part-2")
         pushed_after = make_events(rng, 5000, 10, START + dt.timedelta(hours=4), 1)
         assert push(both, pushed_after).ingested == 10
         # user_aggs's query: part-1 is its backfill's (before its since), the raced events
         # are in its backfill too; only part-2's new events are its own
-        assert stats["user_aggs"] == (105, 25, 80), stats
-        assert stats["user_last"] == (105, 85, 20), stats
+        assert running.counts("user_aggs") == (105, 25, 80), running.stats
+        assert running.counts("user_last") == (105, 85, 20), running.stats
         everything = streamed + before + during + raced + after + pushed_after
         last = max(e["event_ts"] for e in everything)
         times = [last + dt.timedelta(microseconds=1), last + dt.timedelta(minutes=9),
@@ -273,9 +206,8 @@ def test_events_around_the_apply_of_a_view_count_once_in_it(spark: Any, tmp_path
         inside = [START + dt.timedelta(hours=h, minutes=10) for h in range(1, 5)]
         assert check_online_and_training(root, everything, inside, online=False) > 0
     finally:
-        stop.set()
-        thread.join(120)
-    assert "error" not in out, out["error"]
+        running.stop()
+    running.stop()  # its error, if it got one
 
 
 def test_an_online_load_marks_what_it_holds_applied_to_the_view(tmp_path: Path) -> None:
