@@ -11,9 +11,10 @@ is recorded (a view whose SQL fails on the records refuses the push, nothing kep
 stored in that same transaction (a redo record): the batch is `applying`. Then:
 
 1. the events new to the source are written to its offline log as Parquet
-   (`featql.jobs.ingest_files`), one file per batch and event day, `<batch path>/ingest/<YYYY-MM-DD>/ingest-<seq>.parquet` (written under a
-   hidden name, then renamed: readers never see half a file; the name depends only on the
-   batch, so redoing the step rewrites the same file);
+   (`featql.jobs.ingest_files`), one file per batch and event day,
+   `<batch path>/ingest/<YYYY-MM-DD>/ingest-<seq>.parquet` (written under a hidden name,
+   then renamed: readers never see half a file; the name depends only on the batch, so
+   redoing the step rewrites the same file);
 2. the cells are written to the online store;
 3. `done`: the redo record is dropped.
 
